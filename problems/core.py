@@ -1,0 +1,205 @@
+"""The problem definition every backend is built from.
+
+A problem's right-hand side is written **once**, as plain Python with tuple unpacking and
+arithmetic::
+
+    def rhs(u, p, t):
+        x, y, z = u
+        sigma, rho, beta = p
+        return (sigma * (y - x), x * (rho - z) - y, x * y - beta * z)
+
+``u`` and ``p`` are sequences of scalars (one trajectory: Numba kernels, JAX under vmap, SymPy)
+or of equally shaped arrays (a whole ensemble at once: NumPy, CuPy, torch), and the function
+returns a tuple with one entry per state. Math functions come from the module-level name ``m``
+(``from problems.core import m``), which :meth:`Problem.rhs_for` rebinds to ``math``, ``numpy``,
+``jax.numpy``, ``torch``, ``cupy`` or ``sympy``: the same code object runs everywhere.
+
+Rules that keep one source valid for every backend:
+
+* no Python float literals in the right-hand side: a literal is float64 and silently promotes a
+  float32 Numba kernel to float64 arithmetic. Put constants in the parameters;
+* no ``if`` on state values (JAX traces it, SymPy cannot decide it);
+* no in-place updates, no ``**`` with a float exponent.
+"""
+from __future__ import annotations
+
+import hashlib
+import inspect
+import math
+import types
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+# The placeholder math namespace seen by right-hand sides at definition time. `rhs_for`
+# replaces it per backend; `math` keeps the plain definition callable on Python floats.
+m = math
+
+VALID_DTYPES = ("float32", "float64")
+
+
+def check_dtype(dtype: str) -> str:
+    """Return ``dtype`` if it is one the project supports, else raise ``ValueError``."""
+    if dtype not in VALID_DTYPES:
+        raise ValueError(f"invalid dtype {dtype!r}: choose one of {', '.join(VALID_DTYPES)}")
+    return dtype
+
+
+def check_n(n: Any) -> int:
+    """Validate an ensemble size: a positive integer (bools and floats are refused)."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise ValueError(f"invalid ensemble size {n!r}: N must be a positive integer")
+    if n <= 0:
+        raise ValueError(f"invalid ensemble size {n}: N must be a positive integer")
+    return int(n)
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """The deterministic ensemble: parameter ``param`` takes ``linspace(lo, hi, N)``.
+
+    Every other parameter keeps its default and every trajectory starts from ``u0``; this is the
+    paper's protocol (e.g. Lorenz ``rho = linspace(0, 21, N)``).
+    """
+
+    param: str
+    lo: float
+    hi: float
+
+    def values(self, n: int) -> np.ndarray:
+        n = check_n(n)
+        return np.linspace(self.lo, self.hi, n, dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class Invariant:
+    """A conserved quantity ``weights . u`` (linear invariants cover the zoo)."""
+
+    name: str
+    weights: tuple[float, ...]
+
+    def __call__(self, u: np.ndarray) -> np.ndarray:
+        """Evaluate on states shaped (..., n_states)."""
+        return np.asarray(u, dtype=np.float64) @ np.asarray(self.weights, dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One ODE of the zoo: everything a backend, a reference or a test needs to know.
+
+    Attributes:
+        name: registry key ("lorenz").
+        rhs: the right-hand side, written once (see module docstring).
+        state_names / param_names: names of u and p entries, in order.
+        u0: initial state shared by all trajectories.
+        params: default parameter values.
+        tspan: (t0, t1).
+        sweep: which parameter the ensemble varies, and over what range.
+        stiff: True when explicit methods are the wrong tool.
+        default_dtype: the paper's precision for this problem.
+        dt: the fixed step size of the protocol (None where the protocol has no fixed mode).
+        rtol / atol: the adaptive tolerances of the protocol.
+        invariants: conserved quantities, used by tests and reference checks.
+        citation: where the problem and its protocol come from.
+    """
+
+    name: str
+    rhs: Callable[..., tuple]
+    state_names: tuple[str, ...]
+    param_names: tuple[str, ...]
+    u0: tuple[float, ...]
+    params: tuple[float, ...]
+    tspan: tuple[float, float]
+    sweep: Sweep
+    stiff: bool
+    default_dtype: str
+    dt: float | None
+    rtol: float
+    atol: float
+    invariants: tuple[Invariant, ...] = ()
+    citation: str = ""
+    description: str = ""
+    _cache: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
+
+    def __post_init__(self) -> None:
+        check_dtype(self.default_dtype)
+        if len(self.u0) != len(self.state_names):
+            raise ValueError(f"{self.name}: u0 has {len(self.u0)} entries, states {len(self.state_names)}")
+        if len(self.params) != len(self.param_names):
+            raise ValueError(f"{self.name}: params and param_names differ in length")
+        if self.sweep.param not in self.param_names:
+            raise ValueError(f"{self.name}: sweep parameter {self.sweep.param!r} is not a parameter")
+
+    # ---- sizes -------------------------------------------------------------------------
+    @property
+    def n_states(self) -> int:
+        return len(self.state_names)
+
+    @property
+    def n_params(self) -> int:
+        return len(self.param_names)
+
+    @property
+    def sweep_index(self) -> int:
+        return self.param_names.index(self.sweep.param)
+
+    # ---- the ensemble ------------------------------------------------------------------
+    def ensemble(self, n: int, dtype: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Initial states (N, n_states) and parameters (N, n_params) of the N-trajectory sweep.
+
+        Values are rounded to ``dtype`` (default: the problem's), so a float64 reference built
+        from ``ensemble(n, "float32")`` integrates exactly the inputs a float32 solver sees.
+        """
+        n = check_n(n)
+        dt = np.dtype(check_dtype(dtype or self.default_dtype))
+        u0 = np.tile(np.asarray(self.u0, dtype=np.float64), (n, 1)).astype(dt)
+        p = np.tile(np.asarray(self.params, dtype=np.float64), (n, 1))
+        p[:, self.sweep_index] = self.sweep.values(n)
+        return np.ascontiguousarray(u0), np.ascontiguousarray(p.astype(dt))
+
+    # ---- translation -------------------------------------------------------------------
+    def rhs_for(self, namespace: Any) -> Callable[..., tuple]:
+        """The same right-hand side with its math namespace ``m`` bound to ``namespace``.
+
+        ``namespace`` is a module such as ``math``, ``numpy``, ``jax.numpy``, ``torch``,
+        ``cupy`` or ``sympy``. The code object is shared, only the globals differ, so Numba
+        can compile the result like any module-level function.
+        """
+        key = ("rhs", getattr(namespace, "__name__", id(namespace)))
+        if key not in self._cache:
+            f = self.rhs
+            glb = dict(f.__globals__)
+            glb["m"] = namespace
+            g = types.FunctionType(f.__code__, glb, f.__name__, f.__defaults__, f.__closure__)
+            g.__qualname__ = f.__qualname__
+            g.__doc__ = f.__doc__
+            self._cache[key] = g
+        return self._cache[key]
+
+    def rhs_numpy(self, u: np.ndarray, p: np.ndarray, t: float = 0.0) -> np.ndarray:
+        """Batched NumPy evaluation: u (N, n_states), p (N, n_params) -> du (N, n_states)."""
+        f = self.rhs_for(np)
+        du = f(tuple(np.moveaxis(u, -1, 0)), tuple(np.moveaxis(p, -1, 0)), t)
+        return np.stack(np.broadcast_arrays(*du), axis=-1)
+
+    def derivatives(self):
+        """Jacobian and time derivative derived from ``rhs`` by SymPy (see problems.derive)."""
+        if "derivatives" not in self._cache:
+            from problems.derive import derive
+
+            self._cache["derivatives"] = derive(self)
+        return self._cache["derivatives"]
+
+    def fingerprint(self) -> str:
+        """A content hash of the definition: source of rhs and every number that matters."""
+        if "fingerprint" not in self._cache:
+            src = inspect.getsource(self.rhs)
+            blob = repr((self.name, src, self.state_names, self.param_names, self.u0, self.params,
+                         self.tspan, self.sweep, self.default_dtype))
+            self._cache["fingerprint"] = hashlib.sha256(blob.encode()).hexdigest()[:16]
+        return self._cache["fingerprint"]
+
+
+def as_tuple(x: Sequence[float]) -> tuple[float, ...]:
+    return tuple(float(v) for v in x)

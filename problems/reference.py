@@ -1,0 +1,151 @@
+"""Float64 reference solutions from SciPy, on a deterministic subsample of an ensemble.
+
+References are computed once per (problem definition, N, dtype of the inputs, saveat, method,
+tolerances) and cached on disk under a content hash, in ``$ODEBENCH_CACHE`` (default
+``.cache/references`` at the repository root).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy.integrate import solve_ivp
+
+from problems.core import Problem, check_dtype, check_n
+
+#: The most trajectories a reference integrates (both ends of the sweep are always included).
+MAX_REFERENCE_SIZE = 512
+
+#: Reference settings: tight enough to judge float32 and float64 solvers at rtol 1e-8.
+NONSTIFF = {"method": "DOP853", "rtol": 1e-12, "atol": 1e-14}
+# LSODA (ODEPACK, BDF once stiff) is ~30x faster than SciPy's Radau here at the same accuracy;
+# tests check it against Radau on a few trajectories.
+STIFF = {"method": "LSODA", "rtol": 1e-13, "atol": 1e-18}
+
+
+def _default_cache_dir() -> Path:
+    env = os.environ.get("ODEBENCH_CACHE")
+    if env:
+        return Path(env) / "references"
+    return Path(__file__).resolve().parent.parent / ".cache" / "references"
+
+
+def subsample_indices(n: int, max_size: int = MAX_REFERENCE_SIZE) -> np.ndarray:
+    """Deterministic, evenly spread trajectory indices; always holds 0 and n - 1."""
+    n = check_n(n)
+    if n <= max_size:
+        return np.arange(n, dtype=np.int64)
+    return np.unique(np.round(np.linspace(0, n - 1, max_size)).astype(np.int64))
+
+
+@dataclass(frozen=True)
+class Reference:
+    """Float64 reference states for trajectories ``indices`` of an N-trajectory ensemble."""
+
+    problem: str
+    n: int
+    dtype: str
+    indices: np.ndarray          # (k,)
+    u_final: np.ndarray          # (k, n_states)
+    saveat: tuple[float, ...] | None
+    saved: np.ndarray | None     # (k, len(saveat), n_states)
+    settings: dict
+
+
+def _settings(problem: Problem, override: dict | None) -> dict:
+    base = dict(STIFF if problem.stiff else NONSTIFF)
+    base.update(override or {})
+    return base
+
+
+def _cache_key(problem: Problem, n: int, dtype: str, indices: np.ndarray,
+               saveat: tuple[float, ...] | None, settings: dict) -> str:
+    blob = json.dumps({
+        "problem": problem.fingerprint(), "n": n, "dtype": dtype,
+        "indices": hashlib.sha256(indices.tobytes()).hexdigest(),
+        "saveat": saveat, "settings": settings,
+    }, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def solve_one(problem: Problem, u0: np.ndarray, p: np.ndarray, saveat=None, settings=None):
+    """Integrate one trajectory in float64 with SciPy; returns (u_final, saved or None)."""
+    settings = _settings(problem, settings)
+    f = problem.rhs_for(math)
+    pt = tuple(float(v) for v in p)
+
+    def fun(t, y):
+        return f(tuple(y), pt, t)
+
+    kwargs = {}
+    if settings["method"] in ("Radau", "BDF", "LSODA"):
+        jac, _ = problem.derivatives().functions(math, float)
+        kwargs["jac"] = lambda t, y: np.array(jac(tuple(y), pt, t), dtype=np.float64)
+    t_eval = None if saveat is None else np.asarray(saveat, dtype=np.float64)
+    sol = solve_ivp(fun, problem.tspan, np.asarray(u0, dtype=np.float64),
+                    method=settings["method"], rtol=settings["rtol"], atol=settings["atol"],
+                    t_eval=t_eval, **kwargs)
+    if not sol.success:
+        raise RuntimeError(f"reference solve failed for {problem.name} (p={pt}): {sol.message}")
+    saved = None if saveat is None else sol.y.T.copy()
+    return sol.y[:, -1].copy(), saved
+
+
+def reference(problem: Problem, n: int, dtype: str | None = None,
+              saveat: tuple[float, ...] | None = None, *, max_size: int = MAX_REFERENCE_SIZE,
+              settings: dict | None = None, cache_dir: Path | None = None) -> Reference:
+    """The float64 reference for the N-trajectory ensemble of ``problem``.
+
+    ``dtype`` is the precision of the solver being judged: the ensemble's inputs are rounded to
+    it first, so the reference integrates exactly what that solver integrates.
+    """
+    n = check_n(n)
+    dtype = check_dtype(dtype or problem.default_dtype)
+    saveat = None if saveat is None else tuple(float(s) for s in saveat)
+    settings = _settings(problem, settings)
+    idx = subsample_indices(n, max_size)
+    key = _cache_key(problem, n, dtype, idx, saveat, settings)
+    cache = Path(cache_dir) if cache_dir is not None else _default_cache_dir()
+    path = cache / f"{problem.name}-{key}.npz"
+    if path.exists():
+        with np.load(path) as z:
+            saved = z["saved"] if "saved" in z.files else None
+            return Reference(problem.name, n, dtype, z["indices"], z["u_final"], saveat, saved, settings)
+
+    u0, p = problem.ensemble(n, dtype)
+    finals, saves = [], []
+    for i in idx:
+        uf, sv = solve_one(problem, u0[i].astype(np.float64), p[i].astype(np.float64), saveat, settings)
+        finals.append(uf)
+        saves.append(sv)
+    u_final = np.stack(finals)
+    saved = None if saveat is None else np.stack(saves)
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        arrays = {"indices": idx, "u_final": u_final}
+        if saved is not None:
+            arrays["saved"] = saved
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(tmp, **arrays)
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only checkout still gets its reference, just not cached
+    return Reference(problem.name, n, dtype, idx, u_final, saveat, saved, settings)
+
+
+def max_relative_error(u: np.ndarray, ref: Reference) -> float:
+    """max over the reference's trajectories of ||u_i - ref_i||_inf / ||ref_i||_inf.
+
+    ``u`` holds the solver's final states for the whole ensemble, shaped (N, n_states).
+    Non-finite solver output gives ``inf``.
+    """
+    got = np.asarray(u, dtype=np.float64)[ref.indices]
+    if not np.all(np.isfinite(got)):
+        return math.inf
+    scale = np.maximum(np.max(np.abs(ref.u_final), axis=1), np.finfo(np.float64).tiny)
+    return float(np.max(np.max(np.abs(got - ref.u_final), axis=1) / scale))

@@ -1,0 +1,21 @@
+"""Look problems up by name."""
+from __future__ import annotations
+
+from problems.core import Problem
+from problems.lorenz import LORENZ
+from problems.robertson import ROBERTSON
+from problems.sir import SIR
+
+PROBLEMS: dict[str, Problem] = {p.name: p for p in (LORENZ, ROBERTSON, SIR)}
+
+
+def problem_names() -> list[str]:
+    return list(PROBLEMS)
+
+
+def get_problem(name: str) -> Problem:
+    """The problem called ``name``; an unknown name raises ``ValueError`` listing the choices."""
+    try:
+        return PROBLEMS[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown problem {name!r}: choose one of {', '.join(PROBLEMS)}") from None

@@ -1,0 +1,247 @@
+"""The one small interface every solver backend implements, and the values it exchanges.
+
+Lifecycle (the runner owns the clock; a backend never times itself)::
+
+    backend = get_backend("fused")
+    ok, why = backend.available("cpu")         # can this library run here at all?
+    why_not = backend.check(spec)              # None, or why this combination is unsupported
+    prep = backend.prepare(spec)               # untimed: inputs built and moved to the device
+    out = prep.run(); prep.sync(out)           # first call: timed on its own as compile time
+    out = prep.run(); prep.sync(out)           # the only timed region (sync included)
+    result = prep.fetch(out)                   # untimed: copy back, per-trajectory statistics
+    prep.close()
+"""
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field, replace
+from enum import IntEnum
+from typing import Any, ClassVar
+
+import numpy as np
+
+from problems.core import Problem, check_dtype, check_n
+from problems.registry import get_problem
+
+MODES = ("fixed", "adaptive")
+DEVICES = ("cpu", "gpu")
+
+
+class Status(IntEnum):
+    """Per-trajectory outcome, as diffrax's RESULTS / torchode's status codes."""
+
+    SUCCESS = 0
+    MAX_STEPS = 1      # max_steps reached before the end time
+    DT_UNDERFLOW = 2   # the step size fell below what the dtype can resolve
+    NONFINITE = 3      # a state or error estimate became inf/nan
+
+
+class UnsupportedError(Exception):
+    """Raised by ``prepare`` for a combination the backend cannot run; the message is the reason."""
+
+
+@dataclass(frozen=True)
+class SolveSpec:
+    """Everything that defines one ensemble solve. Unset tolerances and steps take the problem's.
+
+    Attributes:
+        problem: problem name (see ``problems.problem_names()``).
+        method: integrator, e.g. "tsit5", "rk4", "rk4_38", "dopri5", "rosenbrock23", "rodas5p",
+            "kvaerno5", "lsoda" (each backend says which it has).
+        mode: "fixed" (exactly ``(t1 - t0) / dt`` steps, integer step counter) or "adaptive".
+        dtype: "float32" or "float64".
+        n: number of trajectories.
+        device: "cpu" or "gpu".
+        dt: fixed step size, or the initial step dt0 in adaptive mode.
+        rtol, atol: adaptive tolerances.
+        max_steps: per-trajectory cap on accepted + rejected steps.
+        saveat: times at which to save states; None saves the final state only.
+        variant: a backend's named option (e.g. diffrax "vmap-of-jit"); "" is its default.
+        controller: named step-controller preset (see solvers.tableaus), "diffeqgpu" by default.
+    """
+
+    problem: str
+    method: str
+    mode: str
+    dtype: str
+    n: int
+    device: str = "cpu"
+    dt: float | None = None
+    rtol: float | None = None
+    atol: float | None = None
+    max_steps: int = 100_000
+    saveat: tuple[float, ...] | None = None
+    variant: str = ""
+    controller: str = "diffeqgpu"
+
+    def __post_init__(self) -> None:
+        get_problem(self.problem)
+        check_dtype(self.dtype)
+        check_n(self.n)
+        if self.mode not in MODES:
+            raise ValueError(f"invalid mode {self.mode!r}: choose one of {', '.join(MODES)}")
+        if self.device not in DEVICES:
+            raise ValueError(f"invalid device {self.device!r}: choose one of {', '.join(DEVICES)}")
+        for name in ("dt", "rtol", "atol"):
+            v = getattr(self, name)
+            if v is not None and not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+                raise ValueError(f"invalid {name} {v!r}: must be a positive finite number")
+        if isinstance(self.max_steps, bool) or not isinstance(self.max_steps, int) or self.max_steps <= 0:
+            raise ValueError(f"invalid max_steps {self.max_steps!r}: must be a positive integer")
+        if self.saveat is not None:
+            t0, t1 = self.prob.tspan
+            s = tuple(float(x) for x in self.saveat)
+            if not s or any(b < a for a, b in zip(s, s[1:])) or s[0] < t0 or s[-1] > t1:
+                raise ValueError(f"invalid saveat: must be non-empty, sorted, inside {self.prob.tspan}")
+            object.__setattr__(self, "saveat", s)
+        if self.mode == "fixed":
+            self.n_steps  # validates that dt divides the time span
+
+    # ---- resolved settings ---------------------------------------------------------------
+    @property
+    def prob(self) -> Problem:
+        return get_problem(self.problem)
+
+    @property
+    def step(self) -> float:
+        """dt in fixed mode, dt0 in adaptive mode (problem default, else 1e-3 of the span)."""
+        if self.dt is not None:
+            return float(self.dt)
+        if self.prob.dt is not None:
+            return float(self.prob.dt)
+        t0, t1 = self.prob.tspan
+        return 1e-3 * (t1 - t0)
+
+    @property
+    def n_steps(self) -> int:
+        """Fixed mode: the exact number of steps; dt must divide the time span."""
+        if self.mode != "fixed":
+            raise ValueError("n_steps is defined for fixed mode only")
+        if self.dt is None and self.prob.dt is None:
+            raise ValueError(f"problem {self.problem!r} has no fixed step size: give dt")
+        t0, t1 = self.prob.tspan
+        k = (t1 - t0) / self.step
+        n = int(round(k))
+        if n <= 0 or abs(k - n) > 1e-6 * max(1.0, k):
+            raise ValueError(f"dt={self.step} does not divide the time span {self.prob.tspan}")
+        return n
+
+    @property
+    def tol(self) -> tuple[float, float]:
+        """(rtol, atol) with the problem's defaults filled in."""
+        return (float(self.rtol if self.rtol is not None else self.prob.rtol),
+                float(self.atol if self.atol is not None else self.prob.atol))
+
+    @property
+    def np_dtype(self) -> np.dtype:
+        return np.dtype(self.dtype)
+
+    def ensemble(self) -> tuple[np.ndarray, np.ndarray]:
+        """(u0 (N, n_states), p (N, n_params)) in this spec's dtype."""
+        return self.prob.ensemble(self.n, self.dtype)
+
+    def with_(self, **changes) -> "SolveSpec":
+        return replace(self, **changes)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The spec with defaults resolved, for results rows and settings records."""
+        d = asdict(self)
+        d["dt"] = self.step if (self.mode == "fixed" or self.dt is not None or self.prob.dt) else None
+        if self.mode == "adaptive":
+            d["rtol"], d["atol"] = self.tol
+        else:
+            d["rtol"] = d["atol"] = None
+        return d
+
+
+@dataclass
+class SolveResult:
+    """What a solve returns, on the host, as NumPy arrays (None: the library does not expose it).
+
+    u_final: (N, n_states) final states in the solve's dtype.
+    saved: (N, len(saveat), n_states) or None.
+    status: (N,) int codes of :class:`Status`.
+    accepted / rejected / rhs_evals: (N,) per-trajectory counts. Where the library shares one step
+        sequence across the batch, every trajectory gets the shared count (``notes`` says so).
+    notes: free-form facts worth storing (e.g. {"step_scope": "shared"}).
+    """
+
+    u_final: np.ndarray
+    saved: np.ndarray | None = None
+    status: np.ndarray | None = None
+    accepted: np.ndarray | None = None
+    rejected: np.ndarray | None = None
+    rhs_evals: np.ndarray | None = None
+    notes: dict = field(default_factory=dict)
+
+
+class Prepared(ABC):
+    """A solve made ready by ``Backend.prepare``: inputs built, on the device, callables built.
+
+    ``run`` and ``sync`` form the timed region; everything else is untimed.
+    """
+
+    #: How this solve dispatches work on the host, for launch counting: "kernel" (one compiled
+    #: kernel call: Numba), "xp" (array operations through ``self.xp``), "torch", "jax", "python".
+    dispatch: ClassVar[str] = "python"
+
+    @abstractmethod
+    def run(self) -> Any:
+        """Start the solve; may return before the device is done. Returns a handle for sync/fetch."""
+
+    def sync(self, out: Any) -> None:
+        """Block until ``out`` is complete on the device (no-op for synchronous CPU code)."""
+
+    @abstractmethod
+    def fetch(self, out: Any) -> SolveResult:
+        """Copy results to the host and assemble a :class:`SolveResult` (untimed)."""
+
+    def close(self) -> None:
+        """Release device memory and caches held by this solve."""
+
+
+class Backend(ABC):
+    """A solver library or our own solver, behind one interface.
+
+    Subclasses set ``name``, ``devices`` and ``methods`` (method -> supported modes), and may
+    list named ``variants``. ``step_control`` says how step sizes are chosen across the
+    ensemble: "none" (fixed), "per-trajectory" (independent, as the fused kernel),
+    "lockstep" (per-trajectory dt but all lanes iterate until the slowest ends: jax.vmap),
+    "shared" (one dt for the whole batch: batched torchdiffeq), "serial" (one solve at a time).
+    """
+
+    name: ClassVar[str]
+    devices: ClassVar[tuple[str, ...]] = ("cpu",)
+    methods: ClassVar[dict[str, tuple[str, ...]]] = {}
+    variants: ClassVar[tuple[str, ...]] = ("",)
+    stiff_methods: ClassVar[frozenset[str]] = frozenset({"rosenbrock23", "rodas4", "rodas5p", "kvaerno5", "radau", "bdf", "lsoda"})
+
+    @abstractmethod
+    def available(self, device: str = "cpu") -> tuple[bool, str]:
+        """(True, version info) if this backend can run on ``device`` here, else (False, reason)."""
+
+    def check(self, spec: SolveSpec) -> str | None:
+        """None if ``spec`` can run; otherwise the reason it cannot (recorded as 'unsupported')."""
+        if spec.device not in self.devices:
+            return f"{self.name} has no {spec.device} path"
+        if spec.method not in self.methods:
+            return f"{self.name} has no method {spec.method!r} (has: {', '.join(self.methods)})"
+        if spec.mode not in self.methods[spec.method]:
+            return f"{self.name} {spec.method} has no {spec.mode} mode"
+        if spec.variant not in self.variants:
+            return f"{self.name} has no variant {spec.variant!r} (has: {', '.join(map(repr, self.variants))})"
+        if spec.prob.stiff and spec.method not in self.stiff_methods:
+            return f"{spec.problem} is stiff and {spec.method} is an explicit method"
+        return None
+
+    def step_control(self, spec: SolveSpec) -> str:
+        return "none" if spec.mode == "fixed" else "per-trajectory"
+
+    def settings(self, spec: SolveSpec) -> dict[str, Any]:
+        """Every setting this backend uses for ``spec`` (stored with each result, for fairness)."""
+        return {"step_control": self.step_control(spec)}
+
+    @abstractmethod
+    def prepare(self, spec: SolveSpec) -> Prepared:
+        """Build inputs and callables for ``spec`` (untimed). Raise UnsupportedError if needed."""
