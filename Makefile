@@ -1,0 +1,75 @@
+# Set-up is automatic: every target that runs Python first makes sure an environment exists.
+#  - a .venv here wins (built from PyPI with the CPU build of torch: constraints/cpu.txt);
+#  - else a system Python that already holds every core package is used as it is, with no
+#    install and no network (the GPU box);
+#  - else .venv is created.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+SYS_PYTHON ?= python3
+VENV := .venv
+CORE_IMPORTS := import numpy, scipy, sympy, pandas, matplotlib, numba, jax, diffrax, equinox, torch, torchdiffeq
+
+ifneq ($(wildcard $(VENV)/bin/python),)
+  USE_VENV := yes
+else ifeq ($(shell $(SYS_PYTHON) -c "$(CORE_IMPORTS)" >/dev/null 2>&1 && echo yes),yes)
+  USE_VENV := no
+else
+  USE_VENV := yes
+endif
+
+ifeq ($(USE_VENV),yes)
+  PY := $(VENV)/bin/python
+  SETUP_STAMP := $(VENV)/.installed
+else
+  PY := $(SYS_PYTHON)
+  SETUP_STAMP :=
+endif
+export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
+
+SUITE ?=
+RUN_ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: help setup test reproduce smoke report list env bench bench-compare clean
+
+help:
+	@echo "make reproduce   set up, run the default suite (gpu-quick with a GPU, else cpu), figures, report"
+	@echo "make reproduce SUITE=paper   the paper's full protocol (GPU box)"
+	@echo "make test        the test suite"
+	@echo "make smoke       every problem x backend x mode once at tiny N"
+	@echo "make list / env  what is available here / the environment fingerprint"
+	@echo "make bench       pytest-benchmark suite; make bench-compare checks it against a baseline"
+
+$(VENV)/.installed: pyproject.toml constraints/cpu.txt
+	$(SYS_PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/bin/python -m pip install --quiet -c constraints/cpu.txt -e '.[extras,cuda,test]'
+	touch $@
+
+setup: $(SETUP_STAMP)
+	@$(PY) -c "$(CORE_IMPORTS)" && echo "environment ready: $(PY)"
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+reproduce: setup
+	$(PY) -m harness env --check
+	$(PY) -m harness run --suite $${SUITE:-$$($(PY) -m harness default-suite)} --report $(RUN_ARGS)
+
+smoke: setup
+	$(PY) -m harness run --suite smoke $(RUN_ARGS)
+
+list: setup
+	$(PY) -m harness list
+
+env: setup
+	$(PY) -m harness env
+
+bench: setup
+	$(PY) -m pytest benchmarks --benchmark-enable --benchmark-only --benchmark-json=.benchmarks/latest.json -p no:cacheprovider
+
+bench-compare: setup
+	$(PY) -m harness bench-compare .benchmarks/latest.json benchmarks/baseline.json
+
+clean:
+	rm -rf .cache .pytest_cache .benchmarks results/_scratch

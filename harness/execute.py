@@ -1,0 +1,227 @@
+"""One cell's lifecycle, from backend lookup to results rows.
+
+``execute_cell`` runs in whatever process the runner chose (a worker, or the caller's own) and
+never raises for a cell's own failure: every outcome becomes rows.
+
+* backend not importable or ``available(device)`` false -> one "unavailable" row;
+* ``check(spec)`` gives a reason, or ``prepare`` raises UnsupportedError -> one "unsupported" row;
+* an exception -> one "error" row (reason: exception type and message, one line), or "oom" when
+  it is a MemoryError or its message says the device ran out of memory;
+* otherwise the clock's samples -> one "ok" row per timed repeat, each carrying the cell's
+  untimed checks: accuracy against the float64 reference, steps and RHS evaluations, failed
+  trajectories and launches. A cell in which some trajectories failed stays "ok" with
+  ``failed_trajectories`` > 0 and the count in ``reason``; only when every trajectory failed is
+  it "failed" (one row, repeat -1, still carrying what was measured).
+
+KeyboardInterrupt (and other BaseExceptions) are not caught: an interrupted cell leaves no row,
+so a resumed sweep runs it again.
+"""
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+import numpy as np
+
+from harness.backends import load_backend, one_line
+from harness.clock import make_device_timer, time_solve
+from harness.schema import SCHEMA_VERSION
+from harness.suites import Cell
+from solvers.base import SolveResult, Status, UnsupportedError
+
+#: The longest reason stored in a row (exception messages can be pages long).
+MAX_REASON = 400
+
+#: (backend, device) -> (ok, reason); a worker asks each backend once per device.
+_availability: dict[tuple[str, str], tuple[bool, str]] = {}
+
+OOM_MARKERS = ("out of memory", "resource_exhausted", "outofmemory", "cuda_error_out_of_memory")
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def classify_exception(exc: BaseException) -> tuple[str, str]:
+    """(status, one-line reason) for an exception raised while running a cell."""
+    reason = one_line(f"{type(exc).__name__}: {exc}")[:MAX_REASON]
+    if isinstance(exc, UnsupportedError):
+        return "unsupported", one_line(str(exc))[:MAX_REASON] or reason
+    text = reason.lower()
+    if isinstance(exc, MemoryError) or any(m in text for m in OOM_MARKERS):
+        return "oom", reason
+    return "error", reason
+
+
+def base_row(cell: Cell, context: dict[str, Any], started_at: str) -> dict[str, Any]:
+    """The columns every row of ``cell`` shares, before anything is measured."""
+    row: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "run_id": context.get("run_id", ""),
+                           "suite": context.get("suite", ""), "started_at": started_at}
+    row.update(cell.key_fields())
+    row.update({"step_control": "", "status": "", "reason": "", "repeat": -1,
+                "time_s": math.nan, "device_time_s": math.nan, "compile_s": math.nan,
+                "first_call_s": math.nan, "launches": math.nan, "launch_counter": "",
+                "steps_mean": math.nan, "steps_max": math.nan, "rejected_mean": math.nan,
+                "rhs_evals_mean": math.nan, "rhs_evals_max": math.nan, "max_rel_err": math.nan,
+                "failed_trajectories": math.nan})
+    row["settings"] = settings_json(cell, None)
+    return row
+
+
+def settings_json(cell: Cell, backend_settings: dict | None, notes: dict | None = None,
+                  device_timer: str | None = None) -> str:
+    """JSON of every setting: the resolved spec, the backend's own settings (they win on a
+    clash: they are what it used), the harness's timing settings and the backend's notes."""
+    d: dict[str, Any] = dict(cell.spec.as_dict())
+    d.update(backend_settings or {})
+    d["harness"] = {"repeats": cell.repeats, "warmups": cell.warmups, "cell_timeout_s": cell.timeout_s,
+                    "timer": "time.perf_counter around run()+sync()"}
+    if device_timer is not None:
+        d["harness"]["device_timer"] = device_timer
+    if notes:
+        d["notes"] = notes
+    return json.dumps(d, sort_keys=True, default=str)
+
+
+def failure_row(cell: Cell, context: dict[str, Any], started_at: str, status: str, reason: str,
+                settings: str | None = None) -> dict[str, Any]:
+    """The single row (repeat -1) of a cell that has no timings."""
+    row = base_row(cell, context, started_at)
+    row["status"], row["reason"] = status, one_line(reason)[:MAX_REASON] or status
+    if settings is not None:
+        row["settings"] = settings
+    return row
+
+
+def _stat(values: np.ndarray | None, how: str) -> float:
+    if values is None or len(values) == 0:
+        return math.nan
+    v = np.asarray(values, dtype=np.float64)
+    return float(v.mean() if how == "mean" else v.max())
+
+
+def trajectory_failures(result: SolveResult, n: int) -> tuple[int, str]:
+    """(number of failed trajectories, "k of n trajectories failed: STATUS count, ...")."""
+    if result.status is None:
+        return 0, ""
+    status = np.asarray(result.status).reshape(-1)
+    failed = int(np.count_nonzero(status != int(Status.SUCCESS)))
+    if failed == 0:
+        return 0, ""
+    codes, counts = np.unique(status[status != int(Status.SUCCESS)], return_counts=True)
+    parts = []
+    for c, k in zip(codes, counts):
+        try:
+            name = Status(int(c)).name
+        except ValueError:
+            name = f"status {int(c)}"
+        parts.append(f"{name} {int(k)}")
+    return failed, f"{failed} of {n} trajectories failed: {', '.join(parts)}"
+
+
+def accuracy(cell: Cell, result: SolveResult) -> tuple[float, str]:
+    """(max relative error of the final state vs the float64 reference, note if not measured)."""
+    from problems.reference import max_relative_error, reference
+
+    spec = cell.spec
+    try:
+        ref = reference(spec.prob, spec.n, spec.dtype, spec.saveat)
+        return max_relative_error(result.u_final, ref), ""
+    except Exception as exc:  # noqa: BLE001 - a reference failure must not lose the timings
+        return math.nan, one_line(f"accuracy not measured: {type(exc).__name__}: {exc}")[:MAX_REASON]
+
+
+def launches(prepared: Any, device: str) -> tuple[float, str]:
+    """(launches per solve, how counted) from harness.launches, NaN when it cannot count."""
+    try:
+        from harness.launches import count_launches
+    except ImportError as exc:
+        return math.nan, one_line(f"unavailable: {type(exc).__name__}: {exc}")
+    try:
+        count, method = count_launches(prepared, device)
+    except Exception as exc:  # noqa: BLE001 - counting is a side measurement
+        return math.nan, one_line(f"error: {type(exc).__name__}: {exc}")[:MAX_REASON]
+    return (math.nan if count is None else float(count)), one_line(str(method))
+
+
+def execute_cell(cell: Cell, context: dict[str, Any] | None = None,
+                 on_phase: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+    """Run ``cell`` from start to end and return its results rows (see module docstring).
+
+    Args:
+        cell: what to run and how to time it.
+        context: columns shared by the run ("run_id", "suite").
+        on_phase: called with the name of each phase as it starts ("prepare", "first call", ...).
+    """
+    context = context or {}
+    phase = on_phase or (lambda name: None)
+    started_at = now_iso()
+    spec = cell.spec
+
+    phase("load backend")
+    backend, why = load_backend(cell.backend)
+    if backend is None:
+        return [failure_row(cell, context, started_at, "unavailable", why)]
+    phase("available")
+    try:
+        if (cell.backend, spec.device) not in _availability:
+            _availability[(cell.backend, spec.device)] = backend.available(spec.device)
+        ok, why = _availability[(cell.backend, spec.device)]
+    except Exception as exc:  # noqa: BLE001
+        return [failure_row(cell, context, started_at, *classify_exception(exc))]
+    if not ok:
+        return [failure_row(cell, context, started_at, "unavailable", why or "not available")]
+
+    prepared = None
+    try:
+        phase("check")
+        why = backend.check(spec)
+        if why:
+            return [failure_row(cell, context, started_at, "unsupported", why)]
+        backend_settings = backend.settings(spec)
+        step_control = str(backend_settings.get("step_control") or backend.step_control(spec))
+        phase("prepare")
+        prepared = backend.prepare(spec)
+        timer, timer_name = make_device_timer(spec.device)
+        timing = time_solve(prepared, cell.repeats, cell.warmups, timer, phase)
+        phase("fetch")
+        result = prepared.fetch(timing.output)
+        timing.output = None
+        phase("accuracy")
+        max_err, accuracy_note = accuracy(cell, result)
+        failed, failed_note = trajectory_failures(result, spec.n)
+        phase("launches")
+        n_launches, counter = launches(prepared, spec.device)
+    except Exception as exc:  # noqa: BLE001 - every failure becomes a row
+        status, reason = classify_exception(exc)
+        return [failure_row(cell, context, started_at, status, reason)]
+    finally:
+        if prepared is not None:
+            phase("close")
+            try:
+                prepared.close()
+            except Exception:  # noqa: BLE001 - a failing close must not hide the result
+                pass
+
+    shared = base_row(cell, context, started_at)
+    shared.update({
+        "step_control": step_control,
+        "compile_s": timing.compile_s, "first_call_s": timing.first_call_s,
+        "launches": n_launches, "launch_counter": counter,
+        "steps_mean": _stat(result.accepted, "mean"), "steps_max": _stat(result.accepted, "max"),
+        "rejected_mean": _stat(result.rejected, "mean"),
+        "rhs_evals_mean": _stat(result.rhs_evals, "mean"), "rhs_evals_max": _stat(result.rhs_evals, "max"),
+        "max_rel_err": max_err, "failed_trajectories": float(failed),
+        "settings": settings_json(cell, backend_settings, result.notes, timing.device_timer),
+    })
+    notes = "; ".join(x for x in (failed_note, accuracy_note) if x)
+    if failed == spec.n:
+        row = dict(shared, status="failed", reason=notes, repeat=-1,
+                   time_s=statistics.median(timing.samples),
+                   device_time_s=statistics.median(timing.device_samples))
+        return [row]
+    return [dict(shared, status="ok", reason=notes, repeat=i, time_s=t, device_time_s=d)
+            for i, (t, d) in enumerate(zip(timing.samples, timing.device_samples))]
