@@ -11,6 +11,8 @@ from __future__ import annotations
 from solvers import registry
 from solvers.base import Backend
 
+_HANDWRITTEN = {"tsit5": ("fixed", "adaptive"), "dopri5": ("fixed", "adaptive"), "rk4": ("fixed",),
+                "rk4_38": ("fixed",)}
 #: What each backend is expected to offer: method -> modes, and its named variants. Used only
 #: when the backend cannot be imported here (see module docstring); a loaded backend's own
 #: declarations take precedence.
@@ -22,15 +24,18 @@ EXPECTED: dict[str, dict] = {
     "array": {"methods": {"tsit5": ("fixed", "adaptive"), "rk4": ("fixed",), "rk4_38": ("fixed",),
                           "rosenbrock23": ("adaptive",)},
               "variants": ("", "shared")},
-    "diffrax": {"methods": {"tsit5": ("fixed", "adaptive"), "kvaerno5": ("adaptive",)},
+    "diffrax": {"methods": {"tsit5": ("fixed", "adaptive"), "dopri5": ("fixed", "adaptive"),
+                            "kvaerno5": ("adaptive",)},
                 "variants": ("", "vmap-of-jit")},
-    "torchdiffeq": {"methods": {"rk4_38": ("fixed",), "dopri5": ("adaptive",)}, "variants": ("",)},
-    "torchode": {"methods": {"tsit5": ("adaptive",)}, "variants": ("",)},
+    "torchdiffeq": {"methods": {"rk4_38": ("fixed",), "dopri5": ("adaptive",)},
+                    "variants": ("", "max-norm", "vmap")},
+    "torchode": {"methods": {"tsit5": ("fixed", "adaptive"), "dopri5": ("fixed", "adaptive")},
+                 "variants": ("", "compiled")},
     "scipy": {"methods": {m: ("adaptive",) for m in ("rk45", "dop853", "radau", "bdf", "lsoda")},
               "variants": ("",)},
-    "jax-handwritten": {"methods": {"tsit5": ("fixed", "adaptive")}, "variants": ("",)},
-    "torch-handwritten": {"methods": {"tsit5": ("fixed", "adaptive")}, "variants": ("",)},
-    "pallas": {"methods": {"tsit5": ("fixed", "adaptive")}, "variants": ("",)},
+    "jax-handwritten": {"methods": _HANDWRITTEN, "variants": ("", "soa")},
+    "torch-handwritten": {"methods": _HANDWRITTEN, "variants": ("", "compiled", "cudagraph")},
+    "pallas": {"methods": _HANDWRITTEN, "variants": ("",)},
 }
 
 
@@ -85,9 +90,28 @@ def declared_variants(name: str) -> tuple[tuple[str, ...], bool]:
     return tuple(EXPECTED.get(name, {}).get("variants", ("",))), False
 
 
+def method_known(name: str, method: str) -> bool:
+    """Whether backend ``name`` has ``method``: EXPECTED answers without importing anything;
+    a name it does not list is looked up in the backend's own declaration."""
+    return method in EXPECTED.get(name, {}).get("methods", {}) or method in declared_methods(name)[0]
+
+
+def variant_known(name: str, variant: str) -> bool:
+    """Whether backend ``name`` has ``variant`` (see :func:`method_known`)."""
+    return variant in EXPECTED.get(name, {}).get("variants", ("",)) or variant in declared_variants(name)[0]
+
+
 def all_method_names() -> list[str]:
     """Every method name any backend declares or is expected to declare, sorted."""
     names: set[str] = set()
     for b in backend_names():
+        names.update(EXPECTED.get(b, {}).get("methods", {}))
         names.update(declared_methods(b)[0])
     return sorted(names)
+
+
+def is_method_name(method: str) -> bool:
+    """Whether some backend has ``method`` (EXPECTED first, so the common case imports nothing)."""
+    if any(method in e["methods"] for e in EXPECTED.values()):
+        return True
+    return method in all_method_names()

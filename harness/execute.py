@@ -122,16 +122,30 @@ def trajectory_failures(result: SolveResult, n: int) -> tuple[int, str]:
     return failed, f"{failed} of {n} trajectories failed: {', '.join(parts)}"
 
 
-def accuracy(cell: Cell, result: SolveResult) -> tuple[float, str]:
-    """(max relative error of the final state vs the float64 reference, note if not measured)."""
-    from problems.reference import max_relative_error, reference
+#: The phase in which the float64 reference is computed (or read from its cache). The runner
+#: does not count it against the cell's time limit: a reference is computed once per problem,
+#: N and dtype (512 SciPy solves at most) and then cached for every backend.
+REFERENCE_PHASE = "reference"
+
+
+def load_reference(cell: Cell) -> tuple[Any, str]:
+    """(the float64 reference for ``cell``'s ensemble, "") or (None, why it is unavailable)."""
+    from problems.reference import reference
 
     spec = cell.spec
     try:
-        ref = reference(spec.prob, spec.n, spec.dtype, spec.saveat)
-        return max_relative_error(result.u_final, ref), ""
+        return reference(spec.prob, spec.n, spec.dtype, spec.saveat), ""
     except Exception as exc:  # noqa: BLE001 - a reference failure must not lose the timings
-        return math.nan, one_line(f"accuracy not measured: {type(exc).__name__}: {exc}")[:MAX_REASON]
+        return None, one_line(f"accuracy not measured: {type(exc).__name__}: {exc}")[:MAX_REASON]
+
+
+def accuracy(ref: Any, why: str, result: SolveResult) -> tuple[float, str]:
+    """(max relative error of the final state vs the reference, note if not measured)."""
+    from problems.reference import max_relative_error
+
+    if ref is None:
+        return math.nan, why
+    return max_relative_error(result.u_final, ref), ""
 
 
 def launches(prepared: Any, device: str) -> tuple[float, str]:
@@ -183,6 +197,8 @@ def execute_cell(cell: Cell, context: dict[str, Any] | None = None,
             return [failure_row(cell, context, started_at, "unsupported", why)]
         backend_settings = backend.settings(spec)
         step_control = str(backend_settings.get("step_control") or backend.step_control(spec))
+        phase(REFERENCE_PHASE)
+        ref, ref_note = load_reference(cell)
         phase("prepare")
         prepared = backend.prepare(spec)
         timer, timer_name = make_device_timer(spec.device)
@@ -191,7 +207,7 @@ def execute_cell(cell: Cell, context: dict[str, Any] | None = None,
         result = prepared.fetch(timing.output)
         timing.output = None
         phase("accuracy")
-        max_err, accuracy_note = accuracy(cell, result)
+        max_err, accuracy_note = accuracy(ref, ref_note, result)
         failed, failed_note = trajectory_failures(result, spec.n)
         phase("launches")
         n_launches, counter = launches(prepared, spec.device)

@@ -166,9 +166,10 @@ def read_results(path: Path):
     if path.is_dir():
         path = path / CSV_NAME
     strings = [c for c, t in COLUMNS.items() if t == "string"]
+    # pandas >= 3 parses floats exactly by default (and deprecates the option that did it before)
+    exact = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
     df = pd.read_csv(path, dtype={c: str for c in strings}, keep_default_na=False,
-                     na_values={c: ["", "nan", "NaN"] for c in COLUMNS if c not in strings},
-                     float_precision="round_trip")
+                     na_values={c: ["", "nan", "NaN"] for c in COLUMNS if c not in strings}, **exact)
     return conform(df)
 
 

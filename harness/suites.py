@@ -38,7 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.backends import backend_names, declared_methods, declared_variants
+from harness.backends import (EXPECTED, backend_names, declared_methods, declared_variants,
+                              method_known, variant_known)
 from harness.errors import UsageError
 from problems.core import VALID_DTYPES
 from problems.registry import problem_names
@@ -278,10 +279,15 @@ def _build(path: Path, data: dict, sha256: str) -> Suite:
             seen = cells.get(cell.key)
             if seen is None:
                 cells[cell.key] = (cell, i)
-            elif seen[0] != cell:
+            elif _resolved(seen[0]) != _resolved(cell):
                 raise w.fail(f"entries[{i}]", f"cell {cell.label} is also defined by entries[{seen[1]}] with different settings")
     return Suite(name=path.stem, path=path.resolve(), description=data["description"].strip(),
                  device=data["device"], sha256=sha256, cells=tuple(c for c, _ in cells.values()))
+
+
+def _resolved(cell: Cell) -> tuple:
+    """What a cell runs, with defaults filled in (rtol unset and rtol = the default are equal)."""
+    return (cell.backend, sorted(cell.spec.as_dict().items()), cell.repeats, cell.warmups, cell.timeout_s)
 
 
 def _expand_entry(w: _Where, where: str, entry: dict, suite_device: str, defaults: dict) -> list[Cell]:
@@ -295,10 +301,10 @@ def _expand_entry(w: _Where, where: str, entry: dict, suite_device: str, default
     backends = _str_list(w, where + ".backends", entry["backends"], allow_scalar=False)
     _choose(w, where + ".backends", backends, backend_names())
     methods = _str_list(w, where + ".methods", entry["methods"], allow_scalar=False)
-    known = {m: any(m in declared_methods(b)[0] for b in backends) for m in methods}
-    for m, ok in known.items():
-        if not ok:
-            valid = sorted({x for b in backends for x in declared_methods(b)[0]})
+    for m in methods:
+        if not any(method_known(b, m) for b in backends):
+            valid = sorted({x for b in backends
+                            for x in (*declared_methods(b)[0], *EXPECTED.get(b, {}).get("methods", {}))})
             raise w.fail(where + ".methods", f"no backend of this entry has method {m!r}; valid choices: {', '.join(valid)}")
     modes = _str_list(w, where + ".modes", entry["modes"], allow_scalar=False)
     _choose(w, where + ".modes", modes, MODES)
@@ -307,8 +313,9 @@ def _expand_entry(w: _Where, where: str, entry: dict, suite_device: str, default
         _choose(w, where + ".dtype", dtypes, VALID_DTYPES)
     variants = _str_list(w, where + ".variant", entry.get("variant", ""), allow_scalar=True)
     for v in variants:
-        if not any(v in declared_variants(b)[0] for b in backends):
-            valid = sorted({x for b in backends for x in declared_variants(b)[0]})
+        if not any(variant_known(b, v) for b in backends):
+            valid = sorted({x for b in backends
+                            for x in (*declared_variants(b)[0], *EXPECTED.get(b, {}).get("variants", ()))})
             raise w.fail(where + ".variant", f"no backend of this entry has variant {v!r}; valid choices: {', '.join(map(repr, valid))}")
     device = entry.get("device", suite_device)
     if device not in DEVICES:

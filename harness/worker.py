@@ -12,6 +12,7 @@ then per cell any number of ("phase", name) and one ("rows", [row dicts]).
 """
 from __future__ import annotations
 
+import gc
 import multiprocessing as mp
 import os
 import signal
@@ -19,10 +20,14 @@ import time
 from multiprocessing.connection import wait
 from typing import Any
 
+from harness.execute import REFERENCE_PHASE
 from harness.suites import Cell
 
 #: How long a fresh child may take to import its modules before the runner gives up on it.
 STARTUP_TIMEOUT_S = 300.0
+#: The limit for computing one float64 reference, which does not count against the cell's own
+#: limit (see harness.execute.REFERENCE_PHASE).
+REFERENCE_TIMEOUT_S = 3600.0
 
 
 def worker_main(conn, backends: dict[str, str], context: dict[str, Any]) -> None:
@@ -49,6 +54,7 @@ def worker_main(conn, backends: dict[str, str], context: dict[str, Any]) -> None
         cell = msg[1]
         rows = execute_cell(cell, context, on_phase=lambda name: conn.send(("phase", name)))
         conn.send(("rows", rows))
+        gc.collect()  # free the cell's arrays (and their device memory) before the next cell
 
 
 class WorkerDied(Exception):
@@ -76,7 +82,7 @@ class Worker:
         self.process.start()
         child_conn.close()
         try:
-            self._receive(time.monotonic() + STARTUP_TIMEOUT_S, "start")
+            self._receive(STARTUP_TIMEOUT_S, "start")
         except WorkerTimeout:
             raise WorkerDied(f"worker did not start within {STARTUP_TIMEOUT_S:.0f} s") from None
 
@@ -90,22 +96,35 @@ class Worker:
             return f"worker process killed by {name}{hint}"
         return f"worker process exited with code {code}"
 
-    def _receive(self, deadline: float, phase: str) -> tuple:
-        """The next message other than a phase report; phases update ``self.phase``."""
+    def _receive(self, timeout_s: float, phase: str) -> tuple:
+        """The next message other than a phase report, within ``timeout_s`` seconds of work.
+
+        Phase reports update ``self.phase``; time spent in the reference phase is not counted
+        (it has its own limit, REFERENCE_TIMEOUT_S).
+        """
         self.phase = phase
+        deadline = time.monotonic() + timeout_s
+        reference_started: float | None = None
         while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            now = time.monotonic()
+            limit = deadline if reference_started is None else reference_started + REFERENCE_TIMEOUT_S
+            if limit - now <= 0:
                 self.kill()
                 raise WorkerTimeout(self.phase)
-            ready = wait([self._conn, self.process.sentinel], timeout=remaining)
+            ready = wait([self._conn, self.process.sentinel], timeout=limit - now)
             if self._conn in ready or self._conn.poll():
                 try:
                     msg = self._conn.recv()
                 except (EOFError, OSError):
                     raise WorkerDied(self._exit_reason()) from None
                 if msg[0] == "phase":
+                    now = time.monotonic()
+                    if reference_started is not None:  # leaving the uncounted phase
+                        deadline += now - reference_started
+                        reference_started = None
                     self.phase = msg[1]
+                    if self.phase == REFERENCE_PHASE:
+                        reference_started = now
                     continue
                 return msg
             if self.process.sentinel in ready:
@@ -117,7 +136,7 @@ class Worker:
             self._conn.send(("cell", cell))
         except (BrokenPipeError, OSError):
             raise WorkerDied(self._exit_reason()) from None
-        msg = self._receive(time.monotonic() + timeout_s, "queued")
+        msg = self._receive(timeout_s, "queued")
         return msg[1]
 
     def kill(self) -> None:

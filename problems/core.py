@@ -99,6 +99,7 @@ class Problem:
         stiff: True when explicit methods are the wrong tool.
         default_dtype: the paper's precision for this problem.
         dt: the fixed step size of the protocol (None where the protocol has no fixed mode).
+        dt0: the initial step of adaptive solves (None: use ``dt``).
         rtol / atol: the adaptive tolerances of the protocol.
         invariants: conserved quantities, used by tests and reference checks.
         citation: where the problem and its protocol come from.
@@ -117,6 +118,7 @@ class Problem:
     dt: float | None
     rtol: float
     atol: float
+    dt0: float | None = None
     invariants: tuple[Invariant, ...] = ()
     citation: str = ""
     description: str = ""
@@ -128,6 +130,8 @@ class Problem:
             raise ValueError(f"{self.name}: u0 has {len(self.u0)} entries, states {len(self.state_names)}")
         if len(self.params) != len(self.param_names):
             raise ValueError(f"{self.name}: params and param_names differ in length")
+        if self.dt is None and self.dt0 is None:
+            raise ValueError(f"{self.name}: give dt (fixed step) or dt0 (initial adaptive step)")
         if self.sweep.param not in self.param_names:
             raise ValueError(f"{self.name}: sweep parameter {self.sweep.param!r} is not a parameter")
 
@@ -196,7 +200,7 @@ class Problem:
         if "fingerprint" not in self._cache:
             src = inspect.getsource(self.rhs)
             blob = repr((self.name, src, self.state_names, self.param_names, self.u0, self.params,
-                         self.tspan, self.sweep, self.default_dtype))
+                         self.tspan, self.sweep, self.default_dtype, self.dt, self.dt0))
             self._cache["fingerprint"] = hashlib.sha256(blob.encode()).hexdigest()[:16]
         return self._cache["fingerprint"]
 

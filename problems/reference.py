@@ -86,13 +86,18 @@ def solve_one(problem: Problem, u0: np.ndarray, p: np.ndarray, saveat=None, sett
     if settings["method"] in ("Radau", "BDF", "LSODA"):
         jac, _ = problem.derivatives().functions(math, float)
         kwargs["jac"] = lambda t, y: np.array(jac(tuple(y), pt, t), dtype=np.float64)
-    t_eval = None if saveat is None else np.asarray(saveat, dtype=np.float64)
+    # t1 always closes t_eval, so the last column is the final state even when saveat ends early
+    t_eval = None
+    if saveat is not None:
+        t_eval = np.asarray(saveat, dtype=np.float64)
+        if t_eval[-1] < problem.tspan[1]:
+            t_eval = np.append(t_eval, problem.tspan[1])
     sol = solve_ivp(fun, problem.tspan, np.asarray(u0, dtype=np.float64),
                     method=settings["method"], rtol=settings["rtol"], atol=settings["atol"],
                     t_eval=t_eval, **kwargs)
     if not sol.success:
         raise RuntimeError(f"reference solve failed for {problem.name} (p={pt}): {sol.message}")
-    saved = None if saveat is None else sol.y.T.copy()
+    saved = None if saveat is None else sol.y.T[: len(saveat)].copy()
     return sol.y[:, -1].copy(), saved
 
 

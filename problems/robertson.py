@@ -24,6 +24,7 @@ ROBERTSON = Problem(
     stiff=True,
     default_dtype="float64",
     dt=None,          # no fixed-step mode in the protocol
+    dt0=1e-3,         # initial adaptive step, as the stiff-branch scripts
     rtol=1e-8,
     atol=1e-8,
     invariants=(Invariant("mass", (1.0, 1.0, 1.0)),),

@@ -35,6 +35,7 @@ class Status(IntEnum):
     MAX_STEPS = 1      # max_steps reached before the end time
     DT_UNDERFLOW = 2   # the step size fell below what the dtype can resolve
     NONFINITE = 3      # a state or error estimate became inf/nan
+    FAILED = 4         # any other failure a library reports (e.g. a nonlinear solve diverged)
 
 
 class UnsupportedError(Exception):
@@ -105,13 +106,14 @@ class SolveSpec:
 
     @property
     def step(self) -> float:
-        """dt in fixed mode, dt0 in adaptive mode (problem default, else 1e-3 of the span)."""
+        """dt in fixed mode, dt0 in adaptive mode (the problem's dt, else its dt0)."""
         if self.dt is not None:
             return float(self.dt)
-        if self.prob.dt is not None:
+        if self.mode == "fixed" or self.prob.dt0 is None:
+            if self.prob.dt is None:
+                raise ValueError(f"problem {self.problem!r} has no default step size: give dt")
             return float(self.prob.dt)
-        t0, t1 = self.prob.tspan
-        return 1e-3 * (t1 - t0)
+        return float(self.prob.dt0)
 
     @property
     def n_steps(self) -> int:
@@ -147,7 +149,7 @@ class SolveSpec:
     def as_dict(self) -> dict[str, Any]:
         """The spec with defaults resolved, for results rows and settings records."""
         d = asdict(self)
-        d["dt"] = self.step if (self.mode == "fixed" or self.dt is not None or self.prob.dt) else None
+        d["dt"] = self.step
         if self.mode == "adaptive":
             d["rtol"], d["atol"] = self.tol
         else:

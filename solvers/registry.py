@@ -37,7 +37,7 @@ def get_backend(name: str) -> Backend:
         module, cls = BACKENDS[name].split(":")
         try:
             _instances[name] = getattr(importlib.import_module(module), cls)()
-        except ImportError as exc:
+        except Exception as exc:  # a broken install can raise more than ImportError
             _instances[name] = _Missing(name, f"{type(exc).__name__}: {exc}")
     return _instances[name]
 

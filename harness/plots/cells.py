@@ -230,10 +230,10 @@ def paper_speedups(published: pd.DataFrame | None) -> pd.DataFrame:
 
     Returns:
         Columns gpu, problem, mode, n, implementation, method (the peer's), kernel_method,
-        kernel_s, peer_s, speedup, branch.
+        kernel_s, peer_s, speedup, branch, note (says when the two ran in different precisions).
     """
     cols = ["gpu", "problem", "mode", "n", "implementation", "method", "kernel_method", "kernel_s",
-            "peer_s", "speedup", "branch"]
+            "peer_s", "speedup", "branch", "note"]
     if published is None or published.empty:
         return pd.DataFrame(columns=cols)
     kernel = published[published["implementation"] == pd_.KERNEL]
@@ -245,22 +245,32 @@ def paper_speedups(published: pd.DataFrame | None) -> pd.DataFrame:
         "implementation": pairs["implementation_p"], "method": pairs["method_p"],
         "kernel_method": pairs["method_k"], "kernel_s": pairs["time_s_k"], "peer_s": pairs["time_s_p"],
         "speedup": pairs["time_s_p"] / pairs["time_s_k"], "branch": pairs["branch_p"],
+        "note": [f"paper: {impl} ran {dp}, the kernel {dk}" if dp != dk else ""
+                 for impl, dp, dk in zip(pairs["implementation_p"], pairs["dtype_p"], pairs["dtype_k"])],
     }, columns=cols)
     return out.sort_values(["problem", "mode", "gpu", "implementation", "kernel_method", "n"],
                            kind="mergesort").reset_index(drop=True)
 
 
 def paper_ratio(paper: pd.DataFrame, peer: str, problem: str, mode: str, n: int, gpu: str,
-                fused_method: str) -> float:
-    """The paper's ratio (peer's counterpart over the Julia kernel) at one n on one GPU, or NaN."""
+                fused_method: str) -> tuple[float, str]:
+    """The paper's ratio (peer's counterpart over the Julia kernel) at one n on one GPU.
+
+    Returns:
+        ``(ratio, note)``; ratio is NaN when the paper has no such pair (or no single one).
+    """
     implementation = PUBLISHED_PEER.get(peer)
     if implementation is None or paper.empty:
-        return float("nan")
+        return float("nan"), ""
     rows = paper[(paper["implementation"] == implementation) & (paper["problem"] == problem)
                  & (paper["mode"] == mode) & (paper["n"] == n) & (paper["gpu"] == gpu)]
-    if rows.empty:
-        return float("nan")
     # Same kernel method when the paper has it (stiff problems); else the one method it ran.
     same = rows[rows["kernel_method"] == fused_method]
     rows = same if not same.empty else rows
-    return float(rows["speedup"].iloc[0]) if len(rows) == 1 else float("nan")
+    if len(rows) != 1:
+        return float("nan"), ""
+    row = rows.iloc[0]
+    note = row["note"]
+    if row["kernel_method"] != fused_method:
+        note = "; ".join(x for x in (note, f"paper kernel method {row['kernel_method']}") if x)
+    return float(row["speedup"]), note

@@ -49,6 +49,7 @@ METHOD_LABELS: dict[str, str] = {
     "rk4": "RK4",
     "rk4_38": "RK4 3/8 rule",
     "dopri5": "Dopri5",
+    "rk45": "RK45",
     "rosenbrock23": "Rosenbrock23",
     "rodas4": "Rodas4",
     "rodas5p": "Rodas5P",
@@ -63,8 +64,10 @@ METHOD_LABELS: dict[str, str] = {
 #: Line styles for a backend's variants, in sorted-variant order ("" first). Never "--".
 VARIANT_LINESTYLES = ("-", ":", "-.", (0, (3, 1, 1, 1, 1, 1)), (0, (1, 3)), (0, (5, 1)))
 
-#: Published series: dashed.
+#: Published series: dashed. Where one figure shows several published methods of the same
+#: implementation and GPU (the stiff solvers), the later ones get other dash patterns.
 PUBLISHED_LINESTYLE = "--"
+_PUBLISHED_DASHES = ("--", (0, (8, 2)), (0, (2.5, 1.5)), (0, (8, 2, 2, 2)))
 
 #: Markers per method, so two methods of one backend stay apart.
 _METHOD_MARKERS = {"tsit5": "o", "rk4": "s", "rk4_38": "D", "dopri5": "P", "rosenbrock23": "^",
@@ -117,6 +120,12 @@ def published_colour(implementation: str) -> str:
     if implementation in _PUBLISHED_COUNTERPART:
         return backend_colour(_PUBLISHED_COUNTERPART[implementation])
     return _PUBLISHED_COLOURS.get(implementation) or str(_stable_pick(implementation, _FALLBACK_COLOURS))
+
+
+def published_linestyle(method: str, methods: list[str]) -> object:
+    """The dash pattern of a published ``method`` among the ``methods`` shown for its series."""
+    ordered = sorted(set(methods) | {method})
+    return _PUBLISHED_DASHES[ordered.index(method) % len(_PUBLISHED_DASHES)]
 
 
 def gpu_marker(gpu: str) -> str:
@@ -182,8 +191,8 @@ _FOOTNOTE_FIELDS = (
     ("driver", (r"driver(_version)?$",)),
     ("CUDA", (r"(^|\.)cuda(_version)?$", r"cuda_runtime")),
     ("CPU", (r"(^|\.)cpu[_.]?(model|name)$", r"(^|\.)cpu$", r"processor")),
-    ("cores", (r"(cpu_)?cores?$", r"core_count", r"cpu_count", r"n_?cpus?$")),
-    ("Python", (r"(^|\.)python(_version)?$",)),
+    ("cores", (r"logical_cores$", r"(cpu_)?cores?$", r"core_count", r"cpu_count", r"n_?cpus?$")),
+    ("Python", (r"(^|\.)python(_version)?$", r"(^|\.)python\.version$")),
     ("numpy", (r"(^|\.)numpy$",)),
     ("numba", (r"(^|\.)numba$",)),
     ("jax", (r"(^|\.)jax$",)),

@@ -179,3 +179,12 @@ def test_fingerprint_changes_with_definition():
     prob = get_problem("lorenz")
     other = dataclasses.replace(prob, u0=(2.0, 0.0, 0.0), _cache={})
     assert prob.fingerprint() != other.fingerprint()
+
+
+def test_reference_final_state_is_at_t1_even_when_saveat_ends_early(tmp_path):
+    prob = get_problem("sir")
+    full = reference(prob, 3, cache_dir=tmp_path)
+    early = reference(prob, 3, saveat=(10.0, 50.0), cache_dir=tmp_path)
+    np.testing.assert_allclose(early.u_final, full.u_final, rtol=1e-9)
+    assert early.saved.shape == (3, 2, 3)
+    assert not np.allclose(early.saved[:, -1], early.u_final)

@@ -1,0 +1,1 @@
+"""Benchmark scripts (run as modules, e.g. ``python -m benchmarks.paper_jax_config``)."""

@@ -1,0 +1,221 @@
+"""Fake backends with known timings and failures, for testing the harness (not solvers).
+
+Register them with the ``fake_backends`` fixture below (import it by name), which adds
+``FAKES`` to ``solvers.registry.BACKENDS``; worker processes receive the registry, so the fakes
+also resolve there. Every fake "solves" by returning the float64 reference's final states
+(exact, so ``max_rel_err`` is 0) and reports its process id in ``notes`` (tests of isolation).
+
+Behaviour that must change between a first run and a resumed run is switched by a marker
+file named in the environment variable ``HARNESS_FAKE_MARKER``: the fake acts (interrupts,
+kills) only while the marker does not exist, and creates it when it does.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from solvers.base import Backend, Prepared, SolveResult, SolveSpec, Status
+
+#: name -> "module:Class", as solvers.registry.BACKENDS spells it.
+FAKES = {
+    "fake-ok": "harness.tests.fakes:OkBackend",
+    "fake-sync": "harness.tests.fakes:SlowSyncBackend",
+    "fake-compile": "harness.tests.fakes:CompileBackend",
+    "fake-raise": "harness.tests.fakes:RaisingBackend",
+    "fake-hang": "harness.tests.fakes:HangingBackend",
+    "fake-oom": "harness.tests.fakes:OomBackend",
+    "fake-die": "harness.tests.fakes:DyingBackend",
+    "fake-partial": "harness.tests.fakes:PartlyFailingBackend",
+    "fake-interrupt": "harness.tests.fakes:InterruptingBackend",
+    "fake-killparent": "harness.tests.fakes:ParentKillingBackend",
+    "fake-noop": "harness.tests.fakes:NoopBackend",
+    "fake-unsupported": "harness.tests.fakes:UnsupportedBackend",
+}
+
+
+def _first_time() -> bool:
+    """True (and the marker is created) if the marker file named in the environment is absent."""
+    marker = Path(os.environ["HARNESS_FAKE_MARKER"])
+    if marker.exists():
+        return False
+    marker.write_text("done")
+    return True
+
+
+class FakePrepared(Prepared):
+    """A solve whose run/sync take known times; fetch returns the reference solution."""
+
+    dispatch = "python"
+
+    def __init__(self, spec: SolveSpec, owner: "FakeBackend") -> None:
+        self.spec, self.owner = spec, owner
+        self.calls = 0
+
+    def run(self):
+        self.calls += 1
+        self.owner.on_run(self.spec, self.calls)
+        return self.calls
+
+    def sync(self, out) -> None:
+        self.owner.on_sync(self.spec, out)
+
+    def fetch(self, out) -> SolveResult:
+        from problems.reference import reference
+
+        ref = reference(self.spec.prob, self.spec.n, self.spec.dtype)
+        u = np.zeros((self.spec.n, self.spec.prob.n_states))
+        u[ref.indices] = ref.u_final
+        n = self.spec.n
+        return SolveResult(u_final=u.astype(self.spec.dtype), status=self.owner.statuses(n),
+                           accepted=np.full(n, 100), rejected=np.zeros(n, dtype=np.int64),
+                           rhs_evals=np.full(n, 601), notes={"pid": os.getpid()})
+
+
+class FakeBackend(Backend):
+    """Base fake: every method and mode, CPU only, behaviour in the hooks below."""
+
+    devices = ("cpu",)
+    methods = {"tsit5": ("fixed", "adaptive"), "rk4": ("fixed",)}
+
+    def available(self, device: str = "cpu") -> tuple[bool, str]:
+        return True, "fake"
+
+    def prepare(self, spec: SolveSpec) -> Prepared:
+        return FakePrepared(spec, self)
+
+    def on_run(self, spec: SolveSpec, call: int) -> None:
+        """Called by run(); ``call`` counts from 1."""
+
+    def on_sync(self, spec: SolveSpec, out) -> None:
+        """Called by sync()."""
+
+    def statuses(self, n: int) -> np.ndarray:
+        return np.zeros(n, dtype=np.int64)
+
+
+class OkBackend(FakeBackend):
+    name = "fake-ok"
+
+
+class NoopBackend(FakeBackend):
+    """run and sync do nothing: what remains of a timed repeat is the harness's own overhead."""
+
+    name = "fake-noop"
+
+
+class SlowSyncBackend(FakeBackend):
+    """run() returns at once, sync() waits 50 ms: the work is 'on the device'."""
+
+    name = "fake-sync"
+
+    def on_sync(self, spec, out) -> None:
+        time.sleep(0.05)
+
+
+class CompileBackend(FakeBackend):
+    """The first call takes 300 ms (compilation), every later one 10 ms."""
+
+    name = "fake-compile"
+
+    def on_run(self, spec, call) -> None:
+        time.sleep(0.3 if call == 1 else 0.01)
+
+
+class RaisingBackend(FakeBackend):
+    name = "fake-raise"
+
+    def on_run(self, spec, call) -> None:
+        raise RuntimeError("boom\nsecond line of the message")
+
+
+class HangingBackend(FakeBackend):
+    """Runs far past any test's cell time limit."""
+
+    name = "fake-hang"
+
+    def on_run(self, spec, call) -> None:
+        time.sleep(60)
+
+
+class OomBackend(FakeBackend):
+    name = "fake-oom"
+
+    def on_run(self, spec, call) -> None:
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+
+class DyingBackend(FakeBackend):
+    """The process dies in the middle of a solve (as a segfault or the OOM killer would)."""
+
+    name = "fake-die"
+
+    def on_run(self, spec, call) -> None:
+        os._exit(3)
+
+
+class PartlyFailingBackend(FakeBackend):
+    """rk4 cells: every trajectory hits MAX_STEPS; tsit5 cells: only the first two do."""
+
+    name = "fake-partial"
+
+    def prepare(self, spec):
+        self._all = spec.method == "rk4"
+        return super().prepare(spec)
+
+    def statuses(self, n: int) -> np.ndarray:
+        s = np.zeros(n, dtype=np.int64)
+        s[: n if self._all else 2] = int(Status.MAX_STEPS)
+        return s
+
+
+class InterruptingBackend(FakeBackend):
+    """Raises KeyboardInterrupt (as Ctrl-C would) the first time it runs."""
+
+    name = "fake-interrupt"
+
+    def on_run(self, spec, call) -> None:
+        if _first_time():
+            raise KeyboardInterrupt
+
+
+class ParentKillingBackend(FakeBackend):
+    """The first time it runs, SIGKILLs the runner (its parent process), then dies itself."""
+
+    name = "fake-killparent"
+
+    def on_run(self, spec, call) -> None:
+        if _first_time():
+            os.kill(os.getppid(), signal.SIGKILL)
+            os._exit(1)
+
+
+class UnsupportedBackend(FakeBackend):
+    """Declares rk4 but refuses it at run time through check()."""
+
+    name = "fake-unsupported"
+
+    def check(self, spec):
+        if spec.method == "rk4":
+            return "fake-unsupported refuses rk4"
+        return super().check(spec)
+
+
+
+@pytest.fixture
+def fake_backends(monkeypatch, tmp_path):
+    """Register FAKES in the backend registry for one test (import this fixture by name).
+
+    Also points ``HARNESS_FAKE_MARKER`` at a fresh file, so once-only behaviour acts once.
+    """
+    from solvers import registry
+
+    for name, target in FAKES.items():
+        monkeypatch.setitem(registry.BACKENDS, name, target)
+    monkeypatch.setattr(registry, "_instances", {})
+    monkeypatch.setenv("HARNESS_FAKE_MARKER", str(tmp_path / "fake-marker"))
+    return FAKES

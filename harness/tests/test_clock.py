@@ -1,0 +1,88 @@
+"""The clock: the timed region includes the device sync, the first call is timed on its own."""
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from harness.clock import time_solve
+from harness.execute import execute_cell
+from harness.suites import Cell
+from harness.tests.fakes import fake_backends  # noqa: F401 - fixture
+from solvers.base import SolveSpec
+
+
+class Recorder:
+    """A prepared solve that records which calls happen, with run/sync durations to choose."""
+
+    def __init__(self, run_s=0.0, sync_s=0.0, first_run_s=None):
+        self.run_s, self.sync_s, self.first_run_s = run_s, sync_s, first_run_s
+        self.events: list[str] = []
+
+    def run(self):
+        first = not self.events
+        self.events.append("run")
+        time.sleep(self.first_run_s if (first and self.first_run_s is not None) else self.run_s)
+        return self.events.count("run")
+
+    def sync(self, out):
+        self.events.append("sync")
+        time.sleep(self.sync_s)
+
+
+def test_time_includes_the_device_sync():
+    # run() returns at once, the 50 ms happen in sync(): a clock without the sync would read ~0.
+    t = time_solve(Recorder(sync_s=0.05), repeats=3, warmups=1)
+    assert all(s >= 0.05 for s in t.samples), t.samples
+    assert t.first_call_s >= 0.05
+
+
+def test_first_call_is_timed_apart_as_compile_time():
+    t = time_solve(Recorder(run_s=0.01, first_run_s=0.3), repeats=3, warmups=1)
+    assert t.first_call_s >= 0.3
+    assert all(0.01 <= s < 0.1 for s in t.samples), t.samples  # the repeats exclude the compile
+    assert 0.25 <= t.compile_s <= t.first_call_s - 0.01
+
+
+def test_calls_are_first_then_warmups_then_repeats_each_synced():
+    rec = Recorder()
+    t = time_solve(rec, repeats=4, warmups=2)
+    assert rec.events == ["run", "sync"] * (1 + 2 + 4)
+    assert len(t.samples) == 4 and len(t.device_samples) == 4
+    assert t.output == 7  # the handle of the last timed run is kept for fetch
+
+
+def test_compile_time_is_floored_at_zero():
+    # A first call faster than the repeats (noise) must not give a negative compile time.
+    rec = Recorder(run_s=0.02, first_run_s=0.0)
+    assert time_solve(rec, repeats=2, warmups=0).compile_s == 0.0
+
+
+def test_bad_repeat_counts_are_refused():
+    with pytest.raises(ValueError, match="repeats"):
+        time_solve(Recorder(), repeats=0, warmups=0)
+
+
+def _cell(backend: str, repeats: int = 3, warmups: int = 1, **spec) -> Cell:
+    s = SolveSpec(**{"problem": "lorenz", "method": "tsit5", "mode": "fixed", "dtype": "float32", "n": 8, **spec})
+    return Cell(backend=backend, spec=s, repeats=repeats, warmups=warmups, timeout_s=30)
+
+
+def test_cell_rows_carry_the_sync_time(fake_backends):
+    rows = execute_cell(_cell("fake-sync"), {"run_id": "r", "suite": "s"})
+    assert [r["repeat"] for r in rows] == [0, 1, 2]
+    assert all(r["status"] == "ok" and r["time_s"] >= 0.05 for r in rows)
+    settings = json.loads(rows[0]["settings"])
+    assert settings["harness"]["repeats"] == 3 and settings["n"] == 8
+
+
+def test_cell_rows_separate_compile_from_repeats(fake_backends):
+    rows = execute_cell(_cell("fake-compile"), {})
+    assert all(r["time_s"] < 0.1 for r in rows)
+    assert rows[0]["first_call_s"] >= 0.3
+    assert 0.25 <= rows[0]["compile_s"] <= 0.35
+    # the untimed checks are filled: the reference answer rounded to float32, counts from the result
+    assert rows[0]["max_rel_err"] < 1e-6
+    assert rows[0]["steps_mean"] == 100 and rows[0]["rhs_evals_max"] == 601
+    assert rows[0]["failed_trajectories"] == 0

@@ -1,0 +1,246 @@
+"""The fused backend: one compiled kernel per ensemble solve (Numba; CUDA or CPU).
+
+The Python counterpart of DiffEqGPU.jl's ``EnsembleGPUKernel``: on the GPU each thread
+integrates one trajectory over the whole time span (stages, error estimate, PI step control,
+saving, all in registers) and one launch solves the ensemble; on the CPU the same generated
+code runs in lane blocks (``variant=""``: ``prange`` over blocks of ``lanes`` trajectories, the
+lanes vectorised) or one trajectory per loop iteration (``variant="serial"``).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from solvers.base import Backend, Prepared, SolveResult, SolveSpec, UnsupportedError
+from solvers.fused.build import (
+    KernelInputs, collect, cpu_kernel, grid_indices, kernel_args, load_module, make_inputs,
+    make_outputs, module_path,
+)
+from solvers.fused.codegen import KernelKey, controller_domain, controller_for
+from solvers.fused.methods import method_code
+from solvers.tableaus import get_tableau
+
+#: Float32 kernels count steps in float32 (exact integers up to 2**24).
+MAX_STEPS_FLOAT32 = 2 ** 24
+#: LLVM fast-math flags Numba accepts.
+FASTMATH_FLAGS = frozenset({"nnan", "ninf", "nsz", "arcp", "contract", "afn", "reassoc"})
+
+
+def save_mode(spec: SolveSpec) -> str:
+    """How ``spec.saveat`` is served: final state only, on the fixed grid, dense output
+    (adaptive Tsit5), or by clipping adaptive steps to land on the save times."""
+    if spec.saveat is None:
+        return "final"
+    if spec.mode == "fixed":
+        return "grid"
+    return "dense" if method_code(spec.method).has_dense else "stop"
+
+
+class FusedPrepared(Prepared):
+    """Inputs and output buffers in place (on the GPU for device="gpu"), the kernel loaded."""
+
+    dispatch = "kernel"
+
+    def __init__(self, spec: SolveSpec, key: KernelKey, inputs: KernelInputs, variant: str,
+                 threads_per_block: int) -> None:
+        self.spec = spec
+        self.key = key
+        self.variant = variant
+        self._has_saves = inputs.save_t.shape[0] > 0
+        if key.target == "cpu":
+            self._kernel = cpu_kernel(key, variant)
+            self._outputs = make_outputs(inputs)
+            self._args = kernel_args(inputs, self._outputs)
+        else:
+            from numba import cuda
+
+            self._kernel = load_module(key).solve_kernel
+            dev_inputs = KernelInputs(**{
+                k: (cuda.to_device(v) if isinstance(v, np.ndarray) else v) for k, v in inputs.__dict__.items()
+            })
+            self._outputs = make_outputs(inputs, xp=_DeviceAllocator(cuda))
+            self._args = kernel_args(dev_inputs, self._outputs)
+            blocks = (inputs.n + threads_per_block - 1) // threads_per_block
+            self._launch = self._kernel[blocks, threads_per_block]
+            cuda.synchronize()  # transfers done before the timed region starts
+
+    def run(self) -> Any:
+        if self.key.target == "cpu":
+            self._kernel(*self._args)
+        else:
+            self._launch(*self._args)  # asynchronous: sync() waits for it
+        return self._outputs
+
+    def sync(self, out: Any) -> None:
+        if self.key.target == "cuda":
+            from numba import cuda
+
+            cuda.synchronize()
+
+    def fetch(self, out: Any) -> SolveResult:
+        if self.key.target == "cuda":
+            out = {k: v.copy_to_host() for k, v in out.items()}
+        r = collect(out, self._has_saves)
+        return SolveResult(
+            u_final=r.u_final, saved=r.saved, status=r.status, accepted=r.accepted,
+            rejected=r.rejected, rhs_evals=r.rhs_evals,
+            notes={"variant": self.variant, "step_scope": "per-trajectory" if self.spec.mode == "adaptive" else "none",
+                   "kernel": self.key.module_name()},
+        )
+
+    def close(self) -> None:
+        self._args = ()
+        self._outputs = {}
+
+
+class _DeviceAllocator:
+    """``xp.empty(shape, dtype)`` on the GPU, for ``make_outputs``."""
+
+    def __init__(self, cuda) -> None:
+        self._cuda = cuda
+
+    def empty(self, shape, dtype):
+        return self._cuda.device_array(shape, dtype=dtype)
+
+
+class FusedBackend(Backend):
+    """Generated fused kernels (see module docstring).
+
+    Args:
+        lanes: trajectories per lane block of the CPU kernel (a compile-time constant; 16
+            float32 lanes fill one 512-bit vector).
+        threads_per_block: CUDA block size.
+        fastmath: LLVM fast-math flags of the CPU kernels. The default, ``("contract",)``,
+            only lets a*b+c become one fused multiply-add, which NVVM also does by default on
+            the GPU; no reassociation, no finite-math assumptions (NaN checks stay exact).
+    """
+
+    name = "fused"
+    devices = ("cpu", "gpu")
+    methods = {
+        "tsit5": ("fixed", "adaptive"),
+        "rk4": ("fixed",),
+        "rk4_38": ("fixed",),
+        "rosenbrock23": ("adaptive",),
+        "rodas4": ("adaptive",),
+        "rodas5p": ("adaptive",),
+    }
+    variants = ("", "serial")
+
+    def __init__(self, lanes: int = 16, threads_per_block: int = 256,
+                 fastmath: tuple[str, ...] = ("contract",)) -> None:
+        if isinstance(lanes, bool) or not isinstance(lanes, int) or not 1 <= lanes <= 1024:
+            raise ValueError(f"invalid lanes {lanes!r}: an integer in 1..1024 (16 fills a 512-bit float32 vector)")
+        if (isinstance(threads_per_block, bool) or not isinstance(threads_per_block, int)
+                or not 32 <= threads_per_block <= 1024 or threads_per_block % 32):
+            raise ValueError(f"invalid threads_per_block {threads_per_block!r}: a multiple of 32 in 32..1024")
+        bad = set(fastmath) - FASTMATH_FLAGS
+        if bad:
+            raise ValueError(f"invalid fastmath flags {sorted(bad)}: choose from {', '.join(sorted(FASTMATH_FLAGS))}")
+        self.lanes = lanes
+        self.threads_per_block = threads_per_block
+        self.fastmath = tuple(fastmath)
+
+    def available(self, device: str = "cpu") -> tuple[bool, str]:
+        import numba
+
+        if device == "cpu":
+            return True, f"numba {numba.__version__}"
+        if device != "gpu":
+            return False, f"unknown device {device!r}"
+        try:
+            from numba import cuda
+        except ImportError as exc:  # numba-cuda missing
+            return False, f"numba.cuda cannot be imported: {exc}"
+        try:
+            if not cuda.is_available():
+                return False, "numba.cuda.is_available() is False (no CUDA driver or GPU)"
+            dev = cuda.get_current_device()
+            name = getattr(dev, "name", "simulated device")  # the simulator's device has no name
+            name = name.decode() if isinstance(name, bytes) else name
+            return True, f"numba {numba.__version__}, {name}"
+        except Exception as exc:  # driver present but unusable
+            return False, f"CUDA unusable: {type(exc).__name__}: {exc}"
+
+    def check(self, spec: SolveSpec) -> str | None:
+        reason = super().check(spec)
+        if reason:
+            return reason
+        if spec.variant == "serial" and spec.device != "cpu":
+            return "variant 'serial' is a CPU variant"
+        if spec.dtype == "float32" and spec.max_steps > MAX_STEPS_FLOAT32:
+            return f"float32 kernels count steps in float32: max_steps must be <= {MAX_STEPS_FLOAT32}"
+        if spec.saveat is not None and spec.mode == "fixed":
+            t0 = spec.prob.tspan[0]
+            try:
+                grid_indices(spec.saveat, t0, spec.step, spec.n_steps)
+            except ValueError as exc:
+                return str(exc)
+        return None
+
+    def kernel_key(self, spec: SolveSpec) -> KernelKey:
+        return KernelKey(
+            problem=spec.problem, method=spec.method, mode=spec.mode, dtype=spec.dtype,
+            save=save_mode(spec), target="cuda" if spec.device == "gpu" else "cpu",
+            lanes=self.lanes, fastmath=self.fastmath, controller=spec.controller,
+        )
+
+    def settings(self, spec: SolveSpec) -> dict[str, Any]:
+        tab = get_tableau(spec.method)
+        mc = method_code(spec.method)
+        out: dict[str, Any] = {
+            "step_control": self.step_control(spec),
+            "method": spec.method,
+            "tableau": tab.name,
+            "order": mc.order,
+            "mode": spec.mode,
+            "dtype": spec.dtype,
+            "save_mode": save_mode(spec),
+            "kernel": "one thread per trajectory (CUDA)" if spec.device == "gpu" else (
+                "serial: prange over trajectories" if spec.variant == "serial"
+                else f"lanes: prange over blocks of {self.lanes}, lanes vectorised"),
+            "rhs_evals_per_step": mc.step_evals if spec.mode == "fixed" else mc.attempt_evals,
+            "disk_cache": "numba cache=True on the CPU kernels" if spec.device == "cpu" else "none",
+        }
+        if spec.device == "gpu":
+            out["threads_per_block"] = self.threads_per_block
+            out["fastmath"] = "numba-cuda default (NVVM contracts a*b+c into fma)"
+        else:
+            out["lanes"] = self.lanes
+            out["fastmath"] = ",".join(self.fastmath) or "none"
+        if spec.mode == "fixed":
+            out.update(dt=spec.step, n_steps=spec.n_steps)
+        else:
+            ctrl = controller_for(spec.method, spec.controller)
+            rtol, atol = spec.tol
+            lo, hi = controller_domain(ctrl)
+            out.update(
+                dt0=spec.step, rtol=rtol, atol=atol, max_steps=spec.max_steps,
+                controller=spec.controller, beta1=ctrl.beta1, beta2=ctrl.beta2, qmin=ctrl.qmin,
+                qmax=ctrl.qmax, gamma=ctrl.gamma, qold_init=ctrl.qold_init, dtmin=ctrl.dtmin,
+                error_norm="RMS of err / (atol + max(|u_prev|, |u_new|) * rtol)",
+                controller_power="in-kernel log/exp (bit-level, vectorisable), EEst clamped to "
+                                 f"[{lo:.3g}, {hi:.3g}] where the clamps decide",
+            )
+        return out
+
+    def prepare(self, spec: SolveSpec) -> FusedPrepared:
+        reason = self.check(spec)
+        if reason:
+            raise UnsupportedError(reason)
+        if spec.device == "gpu":
+            ok, why = self.available("gpu")
+            if not ok:
+                raise UnsupportedError(why)
+        key = self.kernel_key(spec)
+        module_path(key)  # generate (untimed) the module source before the first run
+        u0, p = spec.ensemble()
+        rtol, atol = spec.tol
+        inputs = make_inputs(
+            u0, p, spec.prob.tspan, spec.dtype, mode=spec.mode, dt=spec.step,
+            n_steps=spec.n_steps if spec.mode == "fixed" else 0, rtol=rtol, atol=atol,
+            max_steps=spec.max_steps, saveat=spec.saveat,
+        )
+        variant = "gpu" if spec.device == "gpu" else ("serial" if spec.variant == "serial" else "lanes")
+        return FusedPrepared(spec, key, inputs, variant, self.threads_per_block)

@@ -1,0 +1,100 @@
+"""CPU timings of the fused kernels: nanoseconds per trajectory-step (not a test).
+
+    python -m solvers.fused.bench                 # Lorenz, Tsit5, float32, N = 65536
+    python -m solvers.fused.bench --repeats 7 --lanes 8 16 32 --fastmath contract none
+
+For each case the Prepared lifecycle is used as the harness uses it: ``prepare`` (untimed),
+one warm-up ``run``+``sync`` (compilation, or loading Numba's disk cache), then ``repeats``
+timed ``run``+``sync`` calls; the median (and min) time is divided by the number of steps
+taken, summed over trajectories (accepted + rejected attempts; exactly N * n_steps in fixed
+mode). Each row also reports the steps per trajectory and the accuracy against the float64
+reference, so a faster row is never a row doing less work or reaching a worse answer.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+import numpy as np
+
+from problems.reference import max_relative_error, reference
+from solvers.base import SolveSpec
+from solvers.fused.backend import FusedBackend
+
+CASES = {
+    "fixed": {"mode": "fixed"},
+    "adaptive-1e-6": {"mode": "adaptive", "rtol": 1e-6, "atol": 1e-6},
+    "adaptive-1e-8": {"mode": "adaptive", "rtol": 1e-8, "atol": 1e-8},
+}
+
+
+def measure(spec: SolveSpec, backend: FusedBackend, repeats: int) -> dict:
+    """Time one spec; returns the row printed by ``main``."""
+    prep = backend.prepare(spec)
+    t = time.perf_counter()
+    out = prep.run()
+    prep.sync(out)
+    first = time.perf_counter() - t
+    samples = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        out = prep.run()
+        prep.sync(out)
+        samples.append(time.perf_counter() - t)
+    res = prep.fetch(out)
+    prep.close()
+    steps = int(res.accepted.sum() + res.rejected.sum())
+    ref = reference(spec.prob, spec.n, spec.dtype)
+    return {
+        "first_s": first,
+        "median_s": statistics.median(samples),
+        "min_s": min(samples),
+        "steps": steps,
+        "ns_per_step": statistics.median(samples) / steps * 1e9,
+        "ns_per_step_min": min(samples) / steps * 1e9,
+        "steps_mean": steps / spec.n,
+        "steps_max": int((res.accepted + res.rejected).max()),
+        "max_rel_err": max_relative_error(res.u_final, ref),
+        "all_success": bool(np.all(res.status == 0)),
+    }
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--problem", default="lorenz")
+    ap.add_argument("--method", default="tsit5")
+    ap.add_argument("--dtype", default="float32", choices=("float32", "float64"))
+    ap.add_argument("--n", type=int, default=65536)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    ap.add_argument("--variants", nargs="+", default=["lanes", "serial"], choices=("lanes", "serial"))
+    ap.add_argument("--lanes", nargs="+", type=int, default=[16], help="lane block sizes to try")
+    ap.add_argument("--fastmath", nargs="+", default=["contract"], choices=("contract", "none"))
+    args = ap.parse_args(argv)
+
+    import numba
+
+    print(f"# fused CPU kernels: {args.problem} {args.method} {args.dtype} N={args.n}, "
+          f"{numba.get_num_threads()} threads, cpu_count={os.cpu_count()}, "
+          f"median of {args.repeats} after one warm-up run")
+    print(f"{'case':<15}{'variant':<9}{'lanes':>6}{'fastmath':>10}{'ns/step':>10}{'(min)':>8}"
+          f"{'steps/traj':>12}{'max':>6}{'first s':>9}{'max rel err':>13}")
+    for case in args.cases:
+        for variant in args.variants:
+            for fm in args.fastmath:
+                for lanes in (args.lanes if variant == "lanes" else [args.lanes[0]]):
+                    backend = FusedBackend(lanes=lanes, fastmath=(() if fm == "none" else ("contract",)))
+                    spec = SolveSpec(problem=args.problem, method=args.method, dtype=args.dtype, n=args.n,
+                                     variant="serial" if variant == "serial" else "", **CASES[case])
+                    r = measure(spec, backend, args.repeats)
+                    print(f"{case:<15}{variant:<9}{lanes if variant == 'lanes' else '-':>6}{fm:>10}"
+                          f"{r['ns_per_step']:>10.3f}{r['ns_per_step_min']:>8.3f}{r['steps_mean']:>12.1f}"
+                          f"{r['steps_max']:>6d}{r['first_s']:>9.2f}{r['max_rel_err']:>13.2e}"
+                          + ("" if r["all_success"] else "  (some trajectories failed)"), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

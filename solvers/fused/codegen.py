@@ -1,0 +1,660 @@
+"""The kernel generator: one problem definition + a method -> a CPU module and a CUDA module.
+
+``generate_source(key)`` returns the Python source of a module holding, for one problem,
+method, mode, dtype and save mode:
+
+* the problem's right-hand side (``problem.rhs_for(math)``, compiled by Numba) and the
+  Jacobian / time derivative derived by SymPy (``problem.derivatives()``; their generated
+  source is embedded, with ``_c`` bound to the kernel's Numba scalar type as
+  ``Derivatives.functions(math, numba.float32)`` binds it);
+* the method's step functions (``solvers.fused.methods``), the step controller and its
+  log/exp, all straight-line code on scalars with typed constants;
+* ``_solve_one``: one whole trajectory (stages, error estimate, PI control, saving) in one
+  function, the body of a CUDA thread and of the serial CPU loop;
+* for ``target="cuda"``: ``solve_kernel``, one thread per trajectory;
+  for ``target="cpu"``: ``solve_lanes`` (``prange`` over blocks of ``lanes`` trajectories,
+  time loop inside the block, the lane loop innermost so LLVM vectorises it, each lane with
+  its own adaptive step under masks) and ``solve_serial`` (``prange`` over trajectories).
+
+All kernels take the same arguments (``KERNEL_ARGS``): arrays laid out with the trajectory
+index last, so CUDA threads and CPU lanes read and write neighbouring addresses.
+
+Float32 kernels are float32 throughout: every constant is a module-level ``_T(...)`` value
+(``_T = numpy.float32``), integer counters are converted with ``_T(i)``, and the step
+controller's powers use the bit-level log/exp below instead of libm ``pow``.
+"""
+from __future__ import annotations
+
+import hashlib
+import inspect
+import math
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from problems.registry import get_problem
+from solvers.base import Status
+from solvers.fused.bits import bit_format
+from solvers.fused.emit import Constants, Inliner, free_globals, names, targets
+from solvers.fused.methods import MethodCode, Shape, method_code
+from solvers.tableaus import PIController, get_controller
+
+SAVE_MODES = ("final", "grid", "dense", "stop")
+TARGETS = ("cpu", "cuda")
+RUNNING = -1  # internal status of a trajectory still integrating
+
+#: Argument order of every generated kernel (see ``solvers.fused.build.kernel_args``).
+KERNEL_ARGS = ("u0", "p", "t0", "tf", "dt", "n_steps", "rtol", "atol", "max_steps",
+               "save_t", "save_i", "out_u", "saved", "stats", "status")
+_ARGS = ", ".join(KERNEL_ARGS)
+
+#: Files whose content is part of every kernel's cache key (a generator change regenerates).
+GENERATOR_FILES = ("codegen.py", "methods.py", "emit.py", "bits.py")
+
+
+@dataclass(frozen=True)
+class KernelKey:
+    """Everything that determines a generated module.
+
+    problem / method / mode / dtype: as in ``SolveSpec``.
+    save: "final" (final state only), "grid" (fixed mode: save after given step indices),
+        "dense" (adaptive Tsit5: interpolate inside accepted steps), "stop" (adaptive: clip
+        steps to land on the save times).
+    target: "cpu" or "cuda".
+    lanes: trajectories per block of the CPU lane kernel (a compile-time constant).
+    fastmath: LLVM fast-math flags of the CPU kernels (CUDA keeps Numba's default, which
+        lets NVVM contract a*b+c into fma, as {"contract"} does on the CPU).
+    controller: step-controller preset of ``solvers.tableaus`` (order-scaled betas).
+    """
+
+    problem: str
+    method: str
+    mode: str
+    dtype: str
+    save: str = "final"
+    target: str = "cpu"
+    lanes: int = 16
+    fastmath: tuple[str, ...] = ("contract",)
+    controller: str = "diffeqgpu"
+
+    def __post_init__(self) -> None:
+        if self.save not in SAVE_MODES:
+            raise ValueError(f"invalid save mode {self.save!r}: choose one of {', '.join(SAVE_MODES)}")
+        if self.target not in TARGETS:
+            raise ValueError(f"invalid target {self.target!r}: choose one of {', '.join(TARGETS)}")
+        if self.mode not in ("fixed", "adaptive"):
+            raise ValueError(f"invalid mode {self.mode!r}: choose one of fixed, adaptive")
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"invalid dtype {self.dtype!r}: choose one of float32, float64")
+        if not isinstance(self.lanes, int) or not 1 <= self.lanes <= 1024:
+            raise ValueError(f"invalid lanes {self.lanes!r}: an integer in 1..1024")
+        allowed = ("final", "grid") if self.mode == "fixed" else ("final", "dense", "stop")
+        if self.save not in allowed:
+            raise ValueError(f"save mode {self.save!r} does not apply to {self.mode} mode "
+                             f"(choose one of {', '.join(allowed)})")
+        object.__setattr__(self, "fastmath", tuple(sorted(self.fastmath)))
+
+    def digest(self) -> str:
+        """Content hash of the key, the problem definition and the generator's own source."""
+        here = Path(__file__).resolve().parent
+        blob = hashlib.sha256()
+        for name in GENERATOR_FILES:
+            blob.update((here / name).read_bytes())
+        blob.update(repr(self).encode())
+        blob.update(get_problem(self.problem).fingerprint().encode())
+        return blob.hexdigest()[:16]
+
+    def module_name(self) -> str:
+        return (f"fused_{self.problem}_{self.method}_{self.mode}_{self.dtype}_{self.save}_"
+                f"{self.target}_{self.digest()}")
+
+
+@dataclass
+class _Parts:
+    """What the templates need to know about the method and problem."""
+
+    mc: MethodCode
+    sh: Shape
+    C: Constants
+    ctrl: PIController | None
+    functions: list[str] = field(default_factory=list)
+
+
+def controller_for(method: str, controller: str) -> PIController:
+    """DiffEqGPU's controller for ``method`` (betas scaled by its ``alg_order``)."""
+    return get_controller(controller, method_code(method).order)
+
+
+# ================================================================================================
+# The step controller: DiffEqGPU's PI control law with a vectorisable power
+# ================================================================================================
+
+def _log_exp_source(C: Constants, dtype: str) -> list[str]:
+    """Snippets ``_log(x)`` for positive normal x and ``_exp(z)`` for |z| < 80, in the kernel dtype.
+
+    log: x = 2^e * m (``_expo``/``_mant``, exact), m folded into [sqrt(1/2), sqrt(2)),
+    log(m) = 2 atanh(s), s = (m-1)/(m+1), |s| < 0.172, by its series.
+    exp: z = n ln2 + r with |r| <= ln2/2 (Cody-Waite two-part ln2), e^r by its Taylor series,
+    times ``_pow2(n)`` (exact). The series lengths put the truncation error below half an ulp
+    of the dtype; results are within a few ulps of libm.
+    """
+    if dtype == "float32":
+        n_log, n_exp = 5, 8
+        ln2_hi, ln2_lo = 0.693145751953125, 1.428606765330187045e-06
+    else:
+        n_log, n_exp = 11, 14
+        ln2_hi, ln2_lo = 6.93147180369123816490e-01, 1.90821492927058770002e-10
+    one, half = C.add("ONE", 1.0), C.add("HALF", 0.5)
+    lg = [C.add(f"LG_{k}", 1.0 / (2 * k + 1)) for k in range(n_log)]
+    ex = [C.add(f"EX_{k}", 1.0 / math.factorial(k)) for k in range(n_exp)]
+    log_poly = lg[-1]
+    for c in reversed(lg[:-1]):
+        log_poly = f"{c} + s2 * ({log_poly})"
+    exp_poly = ex[-1]
+    for c in reversed(ex[:-1]):
+        exp_poly = f"{c} + r * ({exp_poly})"
+    log_src = [
+        "def _log(x):",
+        "    m = _mant(x)",
+        "    e = _expo(x)",
+        f"    big = m > {C.add('SQRT2', math.sqrt(2.0))}",
+        f"    m = _sel(big, m * {half}, m)",
+        f"    e = _sel(big, e + {one}, e)",
+        f"    s = (m - {one}) / (m + {one})",
+        "    s2 = s * s",
+        f"    return e * {C.add('LN2', math.log(2.0))} + (s + s) * ({log_poly})",
+    ]
+    exp_src = [
+        "def _exp(z):",
+        f"    z = min(max(z, {C.add('EXP_ZMIN', -80.0)}), {C.add('EXP_ZMAX', 80.0)})",
+        f"    nf = _floor(z * {C.add('LOG2E', 1.0 / math.log(2.0))} + {half})",
+        f"    r = (z - nf * {C.add('LN2_HI', ln2_hi)}) - nf * {C.add('LN2_LO', ln2_lo)}",
+        f"    return ({exp_poly}) * _pow2(nf)",
+    ]
+    return [log_src, exp_src]
+
+
+def controller_domain(ctrl: PIController) -> tuple[float, float]:
+    """(eest_lo, eest_hi): clamping EEst into this range never changes the controller's result.
+
+    Below ``eest_lo`` the accepted-step factor is clamped at qmax for every qold >= qold_init;
+    above ``eest_hi`` the rejected-step factor is clamped at qmin (each with a factor 2 of
+    margin), so only a bounded range ever reaches the log.
+    """
+    lo = 0.5 * (ctrl.gamma / ctrl.qmax * ctrl.qold_init ** ctrl.beta2) ** (1.0 / ctrl.beta1)
+    hi = 2.0 * (ctrl.gamma / ctrl.qmin) ** (1.0 / ctrl.beta1)
+    if not lo < ctrl.qold_init < 1.0 < hi:
+        raise ValueError(f"controller constants out of the supported range: {ctrl}")
+    return lo, hi
+
+
+def _controller_source(C: Constants, ctrl: PIController) -> list[str]:
+    """Snippet ``_control(eest, lq, h) -> (dt_accept, dt_reject, lq_new)``: DiffEqGPU's PI law.
+
+    The executable specification is ``solvers.tableaus.pi_step_factor``: with
+    ``q11 = eest^beta1`` and ``q = q11 / qold^beta2``, an accepted step (eest <= 1) gets
+    ``dt * 1/max(1/qmax, min(1/qmin, q/gamma))`` (q = 1/qmax when eest == 0) and
+    ``qold = max(eest, qold_init)``; a rejected one ``dt * 1/min(1/qmin, q11/gamma)``.
+    Rewritten without divisions (they are slow in a vector loop): the factors are
+    ``min(qmax, max(qmin, gamma/q))`` and ``max(qmin, gamma/q11)``, and ``gamma/q`` is one
+    exp, ``exp(log(gamma) - beta1*log(eest) + beta2*lq)``, with the controller memory carried
+    as ``lq = log(qold)``.
+    """
+    lo, hi = controller_domain(ctrl)
+    one, zero = C.add("ONE", 1.0), C.add("ZERO", 0.0)
+    qmin, qmax = C.add("QMIN", ctrl.qmin), C.add("QMAX", ctrl.qmax)
+    # pi_step_factor at eest == 0: q = 1/qmax before the clamp.
+    f0 = 1.0 / max(1.0 / ctrl.qmax, min(1.0 / ctrl.qmin, (1.0 / ctrl.qmax) / ctrl.gamma))
+    C.add("LQ_INIT", math.log(ctrl.qold_init))
+    return [
+        "def _control(eest, lq, h):",
+        f"    x = min(max(eest, {C.add('EEST_LO', lo)}), {C.add('EEST_HI', hi)})",
+        "    lx = _log(x)",
+        f"    zr = {C.add('BETA1', ctrl.beta1)} * lx",
+        f"    z = _sel(eest <= {one}, zr - {C.add('BETA2', ctrl.beta2)} * lq, zr)",
+        f"    g = _exp({C.add('LN_SAFETY', math.log(ctrl.gamma))} - z)",
+        f"    fa = _sel(eest == {zero}, {C.add('FAC_ZERO', f0)}, min({qmax}, max({qmin}, g)))",
+        f"    fr = max({qmin}, g)",
+        "    return h * fa, h * fr, max(lx, _LQ_INIT)",
+    ]
+
+
+# ================================================================================================
+# One trajectory (CUDA thread, serial CPU loop)
+# ================================================================================================
+
+def _load_lines(P: _Parts, index: str) -> list[str]:
+    n, npar = P.sh.n, P.sh.n_params
+    return ([f"y{s} = u0[{s}, {index}]" for s in range(n)]
+            + [f"p{s} = p[{s}, {index}]" for s in range(npar)])
+
+
+def _finite_expr(P: _Parts, vals: list[str]) -> str:
+    big = P.C.add("BIG", float(np.finfo(P.C.dtype).max))
+    return " & ".join(f"(abs({v}) <= {big})" for v in vals)
+
+
+def _write_saved(P: _Parts, j: str, i: str, vals: list[str]) -> list[str]:
+    return [f"saved[{j}, {s}, {i}] = {v}" for s, v in enumerate(vals)]
+
+
+def _solve_one_fixed(P: _Parts, save: str) -> list[str]:
+    """Body of one fixed-step trajectory ``i``: exactly n_steps steps, t = t0 + s*dt.
+
+    A non-finite state is reported (NONFINITE) at the end; the steps are all taken.
+    """
+    n = P.sh.n
+    y, p = names("y", n), names("p", P.sh.n_params)
+    body = _load_lines(P, "i")
+    if save == "grid":
+        body += ["ns = save_i.shape[0]", "j = 0", "while j < ns and save_i[j] == 0:"]
+        body += ["    " + x for x in _write_saved(P, "j", "i", y)] + ["    j += 1"]
+    body += ["for s in range(n_steps):",
+             "    t = t0 + _T(s) * dt",
+             f"    {targets(y)} = _step({', '.join(y + p)}, t, dt)"]
+    if save == "grid":
+        body += ["    while j < ns and save_i[j] == s + 1:"]
+        body += ["        " + x for x in _write_saved(P, "j", "i", y)] + ["        j += 1"]
+    body += [f"out_u[{s}, i] = y{s}" for s in range(n)]
+    body += ["stats[0, i] = n_steps", "stats[1, i] = 0", f"stats[2, i] = n_steps * {P.mc.step_evals}",
+             f"status[i] = {int(Status.SUCCESS)} if {_finite_expr(P, y)} else {int(Status.NONFINITE)}"]
+    return body
+
+
+def _solve_one_adaptive(P: _Parts, save: str) -> list[str]:
+    """Body of one adaptive trajectory ``i``, checks in this order before each attempt:
+    max_steps reached -> MAX_STEPS; step (not the clipped last one) below dtmin or not
+    advancing t -> DT_UNDERFLOW; after it: a non-finite candidate state or a NaN EEst ->
+    NONFINITE (the attempt counts as rejected, the non-finite state is returned). An
+    infinite EEst with a finite state (the norm overflowed) is an ordinary rejection."""
+    n, mc = P.sh.n, P.mc
+    y, p, x = names("y", n), names("p", P.sh.n_params), mc.extras(P.sh)
+    yn, xn, dv = names("yn", n), names("xn", len(x)), mc.dense_values(P.sh)
+    one = P.C.add("ONE", 1.0)
+    dtmin = P.C.add("DTMIN", P.ctrl.dtmin)
+    body = _load_lines(P, "i") + ["t = t0", "dtc = dt", "lq = _LQ_INIT"]
+    if x:
+        body.append(f"{targets(x)} = _init({', '.join(y + p)}, t)")
+    body += ["nacc = 0", "nrej = 0", f"st = {RUNNING} if t < tf else {int(Status.SUCCESS)}"]
+    if save != "final":
+        body += ["ns = save_t.shape[0]", "j = 0", "while j < ns and save_t[j] <= t:"]
+        body += ["    " + v for v in _write_saved(P, "j", "i", y)] + ["    j += 1"]
+    loop = [
+        "if nacc + nrej >= max_steps:",
+        f"    st = {int(Status.MAX_STEPS)}",
+        "    break",
+        ("tstop = save_t[j] if j < ns else tf" if save == "stop" else "tstop = tf"),
+        "rem = tstop - t",
+        "last = dtc >= rem",
+        "h = rem if last else dtc",
+        f"if (not last) and ((h < {dtmin}) or (t + h == t)):",
+        f"    st = {int(Status.DT_UNDERFLOW)}",
+        "    break",
+        f"{targets(yn + xn + ['eest'] + dv)} = _attempt({', '.join(y + x + p)}, t, h, rtol, atol)",
+        f"if not ((eest == eest) & {_finite_expr(P, yn)}):",
+    ]
+    loop += [f"    {a} = {b}" for a, b in zip(y, yn)]
+    loop += ["    nrej += 1", f"    st = {int(Status.NONFINITE)}", "    break",
+             "dta, dtr, lqn = _control(eest, lq, h)",
+             f"if eest <= {one}:",
+             "    tn = tstop if last else t + h"]
+    if save == "dense":
+        loop += ["    while j < ns and save_t[j] <= tn:",
+                 "        th = (save_t[j] - t) / h",
+                 f"        {targets(names('ys', n))} = _dense({', '.join(y + x + dv + xn)}, h, th)",
+                 "        if save_t[j] == tn:",
+                 f"            {targets(names('ys', n))} = {targets(yn)}"]
+        loop += ["        " + v for v in _write_saved(P, "j", "i", names("ys", n))] + ["        j += 1"]
+    loop += [f"    {a} = {b}" for a, b in zip(y + x, yn + xn)]
+    loop += ["    t = tn", "    dtc = dta", "    lq = lqn", "    nacc += 1"]
+    if save == "stop":
+        loop += ["    while j < ns and save_t[j] <= t:"]
+        loop += ["        " + v for v in _write_saved(P, "j", "i", y)] + ["        j += 1"]
+    loop += ["    if t >= tf:", f"        st = {int(Status.SUCCESS)}",
+             "else:", "    dtc = dtr", "    nrej += 1"]
+    body += [f"while st == {RUNNING}:"] + ["    " + v for v in loop]
+    body += [f"out_u[{s}, i] = y{s}" for s in range(n)]
+    body += ["stats[0, i] = nacc", "stats[1, i] = nrej",
+             f"stats[2, i] = {mc.init_evals} + {mc.attempt_evals} * (nacc + nrej)", "status[i] = st"]
+    return body
+
+
+# ================================================================================================
+# CPU lane blocks: the time loop outside, the lanes innermost (vectorised), masks for adaptive
+# ================================================================================================
+
+def _block_fixed(P: _Parts, save: str, lanes: int) -> list[str]:
+    n, npar = P.sh.n, P.sh.n_params
+    y, p = names("y", n), names("p", npar)
+    S = lambda r: f"S[{r}, l]"  # noqa: E731   rows: states 0..n-1, params n..n+npar-1
+    sy, sp = [S(r) for r in range(n)], [S(n + r) for r in range(npar)]
+    body = ["N = u0.shape[1]", "base = b * _L", f"S = np.empty(({n + npar}, _L), _T)",
+            "for l in range(_L):", "    i = min(base + l, N - 1)"]
+    body += [f"    {sy[s]} = u0[{s}, i]" for s in range(n)] + [f"    {sp[s]} = p[{s}, i]" for s in range(npar)]
+    save_block = ["    for l in range(_L):", "        if base + l < N:"]
+    save_block += ["            " + v for v in _write_saved(P, "j", "base + l", sy)]
+    if save == "grid":
+        body += ["ns = save_i.shape[0]", "j = 0", "while j < ns and save_i[j] == 0:"] + save_block + ["    j += 1"]
+    body += ["for s in range(n_steps):",
+             "    t = t0 + _T(s) * dt",
+             "    for l in range(_L):",
+             f"        {targets(y)} = _step({', '.join(sy + sp)}, t, dt)"]
+    body += [f"        {sy[s]} = y{s}" for s in range(n)]
+    if save == "grid":
+        body += ["    while j < ns and save_i[j] == s + 1:"] + ["    " + v for v in save_block] + ["        j += 1"]
+    body += ["for l in range(_L):", "    i = base + l", "    if i < N:"]
+    body += [f"        out_u[{s}, i] = {sy[s]}" for s in range(n)]
+    body += ["        stats[0, i] = n_steps", "        stats[1, i] = 0",
+             f"        stats[2, i] = n_steps * {P.mc.step_evals}",
+             f"        status[i] = {int(Status.SUCCESS)} if {_finite_expr(P, sy)} else {int(Status.NONFINITE)}"]
+    return ["@_jit", f"def _block(b, {_ARGS}):"] + ["    " + v for v in body] + [""]
+
+
+def _block_adaptive(P: _Parts, save: str, lanes: int) -> list[str]:
+    """One lane block of adaptive trajectories, each lane with its own t, dt and controller.
+
+    Every pass of the ``while`` loop makes one step attempt in every lane; a lane's state
+    changes only where its masks say so (``_sel``), a finished lane keeps computing on its
+    frozen state and ignores the result, and the block ends when no lane is running. The
+    lane loop holds only floats (counters and status too: exact integers below 2**24) and a
+    boolean "any lane running" reduction, so LLVM vectorises it at the full float width. Saving, whose loops differ per lane, runs in
+    a scalar pass after the vector loop.
+    """
+    n, npar, mc = P.sh.n, P.sh.n_params, P.mc
+    x, dv = mc.extras(P.sh), mc.dense_values(P.sh)
+    nx = len(x)
+    y, yn, xn = names("y", n), names("yn", n), names("xn", nx)
+    C = P.C
+    one, zero = C.add("ONE", 1.0), C.add("ZERO", 0.0)
+    inf = C.add("INF", math.inf)
+    dtmin = C.add("DTMIN", P.ctrl.dtmin)
+    code = {st: C.add(f"ST_{st.name}", int(st)) for st in Status}
+    running = C.add("ST_RUNNING", RUNNING)
+    # Rows of S: states, carried values, parameters, then the scalars below.
+    R_X, R_P = n, n + nx
+    R_T, R_DT, R_LQ, R_NX, R_ACC, R_REJ, R_ST, R_SV = range(n + nx + npar, n + nx + npar + 8)
+    n_rows = R_SV + 1
+    S = lambda r: f"S[{r}, l]"  # noqa: E731
+    sy, sx, sp = [S(r) for r in range(n)], [S(R_X + r) for r in range(nx)], [S(R_P + r) for r in range(npar)]
+    body = ["N = u0.shape[1]", "base = b * _L", f"S = np.empty(({n_rows}, _L), _T)",
+            "J = np.zeros(_L, np.int64)  # next save index per lane",
+            "ns = save_t.shape[0]", "msteps = _T(max_steps)"]
+    # Dense output needs the step's start, stages and size once the lane loop has moved on.
+    d_rows = n + nx + len(dv) + nx + 2
+    if save == "dense":
+        body.append(f"D = np.empty(({d_rows}, _L), _T)")
+    body += ["for l in range(_L):", "    i = min(base + l, N - 1)"]
+    body += [f"    {sy[s]} = u0[{s}, i]" for s in range(n)] + [f"    {sp[s]} = p[{s}, i]" for s in range(npar)]
+    body += [f"    {S(R_T)} = t0", f"    {S(R_DT)} = dt", f"    {S(R_LQ)} = _LQ_INIT",
+             f"    {S(R_ACC)} = {zero}", f"    {S(R_REJ)} = {zero}", f"    {S(R_SV)} = {zero}",
+             f"    {S(R_NX)} = {inf}",
+             f"    {S(R_ST)} = {running} if t0 < tf else {code[Status.SUCCESS]}"]
+    if nx:
+        body += ["for l in range(_L):", f"    {targets(x)} = _init({', '.join(sy + sp)}, {S(R_T)})"]
+        body += [f"    {sx[s]} = {x[s]}" for s in range(nx)]
+    if save != "final":
+        body += ["for l in range(_L):", "    j = 0", "    while j < ns and save_t[j] <= t0:",
+                 "        if base + l < N:"]
+        body += ["            " + v for v in _write_saved(P, "j", "base + l", sy)]
+        body += ["        j += 1", "    J[l] = j", f"    {S(R_NX)} = save_t[j] if j < ns else {inf}"]
+
+    lane = [f"st = {S(R_ST)}", f"nacc = {S(R_ACC)}", f"nrej = {S(R_REJ)}",
+            f"t = {S(R_T)}", f"dtc = {S(R_DT)}", f"lq = {S(R_LQ)}"]
+    lane += [f"{y[s]} = {sy[s]}" for s in range(n)] + [f"{x[s]} = {sx[s]}" for s in range(nx)]
+    lane += [f"p{s} = {sp[s]}" for s in range(npar)]
+    lane += [
+        (f"tstop = min({S(R_NX)}, tf)" if save == "stop" else "tstop = tf"),
+        "rem = tstop - t",
+        "last = dtc >= rem",
+        "h = _sel(last, rem, dtc)",
+        f"run = st == {running}",
+        "maxed = nacc + nrej >= msteps",
+        f"under = (not last) & ((h < {dtmin}) | (t + h == t))",
+        f"{targets(yn + xn + ['eest'] + dv)} = _attempt({', '.join(y + x + names('p', npar))}, t, h, rtol, atol)",
+        f"fin = (eest == eest) & {_finite_expr(P, yn)}",
+        "dta, dtr, lqn = _control(eest, lq, h)",
+        "go = run & (not maxed) & (not under)",
+        f"acc = go & fin & (eest <= {one})",
+        f"rej = go & fin & (not (eest <= {one}))",
+        "bad = go & (not fin)",
+        "tn = _sel(last, tstop, t + h)",
+    ]
+    lane += [f"{sy[s]} = _sel(acc | bad, {yn[s]}, {y[s]})" for s in range(n)]
+    lane += [f"{sx[s]} = _sel(acc, {xn[s]}, {x[s]})" for s in range(nx)]
+    lane += [
+        f"{S(R_T)} = _sel(acc, tn, t)",
+        f"{S(R_DT)} = _sel(acc, dta, _sel(rej, dtr, dtc))",
+        f"{S(R_LQ)} = _sel(acc, lqn, lq)",
+        f"{S(R_ACC)} = _sel(acc, nacc + {one}, nacc)",
+        f"{S(R_REJ)} = _sel(rej | bad, nrej + {one}, nrej)",
+        f"st = _sel(run & maxed, {code[Status.MAX_STEPS]}, st)",
+        f"st = _sel(run & (not maxed) & under, {code[Status.DT_UNDERFLOW]}, st)",
+        f"st = _sel(bad, {code[Status.NONFINITE]}, st)",
+        f"st = _sel(acc & (tn >= tf), {code[Status.SUCCESS]}, st)",
+        f"{S(R_ST)} = st",
+        f"anyrun = anyrun | (st == {running})",
+    ]
+    if save != "final":
+        lane.append(f"{S(R_SV)} = _sel(acc & ({S(R_NX)} <= tn), {one}, {zero})")
+    if save == "dense":
+        for r, v in enumerate(y + x + dv + xn + ["t", "h"]):
+            lane.append(f"D[{r}, l] = {v}")
+    body += ["while True:", "    anyrun = False", "    for l in range(_L):"] + ["        " + v for v in lane]
+
+    if save != "final":
+        dl = lambda r: f"D[{r}, l]"  # noqa: E731
+        scalar = ["for l in range(_L):", f"    if {S(R_SV)} != {zero}:",
+                  "        j = J[l]", f"        tn = {S(R_T)}",
+                  "        while j < ns and save_t[j] <= tn:"]
+        if save == "dense":
+            args = [dl(r) for r in range(d_rows - 2)]
+            scalar += [f"            th = (save_t[j] - {dl(d_rows - 2)}) / {dl(d_rows - 1)}",
+                       f"            {targets(names('ys', n))} = _dense({', '.join(args)}, {dl(d_rows - 1)}, th)",
+                       "            if save_t[j] == tn:",
+                       f"                {targets(names('ys', n))} = {targets(sy)}"]
+            vals = names("ys", n)
+        else:
+            vals = sy
+        scalar += ["            if base + l < N:"]
+        scalar += ["                " + v for v in _write_saved(P, "j", "base + l", vals)]
+        scalar += ["            j += 1", "        J[l] = j",
+                   f"        {S(R_NX)} = save_t[j] if j < ns else {inf}"]
+        body += ["    " + v for v in scalar]
+    body += ["    if not anyrun:", "        break"]
+    body += ["for l in range(_L):", "    i = base + l", "    if i < N:"]
+    body += [f"        out_u[{s}, i] = {sy[s]}" for s in range(n)]
+    body += [f"        stats[0, i] = int({S(R_ACC)})", f"        stats[1, i] = int({S(R_REJ)})",
+             f"        stats[2, i] = {mc.init_evals} + {mc.attempt_evals} * (int({S(R_ACC)}) + int({S(R_REJ)}))",
+             f"        status[i] = int({S(R_ST)})"]
+    return ["@_jit", f"def _block(b, {_ARGS}):"] + ["    " + v for v in body] + [""]
+
+
+# ================================================================================================
+# Module assembly
+# ================================================================================================
+
+def _cuda_helper_snippets(dtype: str) -> list[str]:
+    """Source of the CUDA kernels' small helpers (spliced like every other snippet)."""
+    bits, shift, bias, mant, one, emask = bit_format(dtype)
+    return [
+        "def _sel(c, a, b):\n    return a if c else b\n",
+        f"def _mant(x):\n    return _i2f(_IB((_f2i(x) & {mant}) | {one}))\n",
+        f"def _expo(x):\n    return _T(((_f2i(x) >> {shift}) & {emask}) - {bias})\n",
+        f"def _pow2(n):\n    return _i2f(_IB((_IB(n) + {bias}) << {shift}))\n",
+        "def _floor(x):\n    return _T(_floorlib(x))\n",
+    ]
+
+
+def _header(key: KernelKey, P: _Parts) -> list[str]:
+    prob = get_problem(key.problem)
+    nb_t = "numba.float32" if key.dtype == "float32" else "numba.float64"
+    lines = [
+        '"""Generated by solvers.fused.codegen; do not edit (regenerated when its key changes).',
+        "",
+        f"{key!r}",
+        "",
+        "Straight-line pieces (the method's step, the step controller and its log/exp) are",
+        "written as functions and spliced as source into the trajectory loops (emit.Inliner).",
+        '"""',
+        "import math",
+        "",
+        "import numba",
+        "import numpy as np",
+        "",
+        "from problems.registry import get_problem",
+    ]
+    if key.target == "cpu":
+        np_t = "np.float32" if key.dtype == "float32" else "np.float64"
+        fm = "{" + ", ".join(repr(f) for f in key.fastmath) + "}" if key.fastmath else "False"
+        lines += [
+            "from numba import prange",
+            "",
+            "from solvers.fused.bits import cpu_helpers",
+            "",
+            f"_FASTMATH = {fm}",
+            "# rhs, jac and _sel stay functions: LLVM's inliner takes functions that small.",
+            "_jit = numba.njit(fastmath=_FASTMATH, error_model='numpy')",
+            "# The step pieces as functions of their own, for tests and reading (kernels splice them).",
+            "_piece = numba.njit(cache=True, fastmath=_FASTMATH, error_model='numpy')",
+            "_kernel = numba.njit(parallel=True, cache=True, fastmath=_FASTMATH, error_model='numpy')",
+            f"_mant, _expo, _pow2, _floor = cpu_helpers({key.dtype!r})",
+            f"_L = {key.lanes}  # trajectories per lane block",
+            "_sqrt = math.sqrt",
+            "",
+            f"_T = {np_t}  # the kernel dtype: every constant below is built with it",
+            "",
+            "",
+            "@_jit",
+            "def _sel(c, a, b):",
+            '    """a if c else b, as a function: a select, not a branch, once inlined."""',
+            "    return a if c else b",
+            "",
+            "",
+            "# ---- the problem, defined once in problems/ ------------------------------------------",
+            f"rhs = _jit(get_problem({key.problem!r}).rhs_for(math))",
+        ]
+    else:
+        nb_i = "numba.int32" if key.dtype == "float32" else "numba.int64"
+        lines += [
+            "from numba import cuda",
+            "",
+            "from solvers.fused.bits import cuda_bitcasts, cuda_simulated",
+            "",
+            "# The kernel calls no device function: everything below is spliced into it as source.",
+            f"_f2i, _i2f, _floorlib = cuda_bitcasts({key.dtype!r})",
+            "# math.sqrt on the device; NumPy's under the simulator, where math.sqrt of a float32",
+            "# would return a Python (double) float.",
+            "_sqrt = np.sqrt if cuda_simulated() else math.sqrt",
+            f"_T = {nb_t}  # the kernel dtype: every constant below is built with it",
+            f"_IB = {nb_i}  # the integer of the same width",
+            "",
+            "# ---- the problem, defined once in problems/ (its rhs source is spliced in) -----------",
+            "m = math",
+        ]
+        rhs_globals = prob.rhs.__globals__
+        for name in free_globals(_rhs_source(prob)):
+            if name != "m" and name in rhs_globals:
+                lines.append(f"{name} = get_problem({key.problem!r}).rhs.__globals__[{name!r}]")
+    if P.mc.uses_jacobian:
+        d = prob.derivatives()
+        lines += [
+            "",
+            "# Jacobian and time derivative derived by SymPy: the source of",
+            f"# get_problem({key.problem!r}).derivatives().functions(math, {nb_t}).",
+            "m = math",
+            f"_c = {nb_t}",
+            "",
+            d.jac_source.rstrip(),
+            "",
+            "",
+            d.tgrad_source.rstrip(),
+            "",
+        ]
+        if key.target == "cpu":
+            lines += ["", "jac = _jit(jac)", "tgrad = _jit(tgrad)"]
+    return lines
+
+
+def _rhs_source(prob) -> str:
+    return textwrap.dedent(inspect.getsource(prob.rhs))
+
+
+def _join(lines: list[str]) -> str:
+    return "\n".join(lines) + "\n"
+
+
+def _indent(lines: list[str], k: int = 1) -> list[str]:
+    return ["    " * k + v for v in lines]
+
+
+def generate_source(key: KernelKey) -> str:
+    """The Python source of the module for ``key`` (see the module docstring)."""
+    prob = get_problem(key.problem)
+    mc = method_code(key.method)
+    if key.mode == "adaptive" and not mc.attempt_evals:
+        raise ValueError(f"method {key.method!r} has no adaptive mode")
+    if key.save == "dense" and not mc.has_dense:
+        raise ValueError(f"method {key.method!r} has no dense output: use save='stop'")
+    tgrad_zero = True
+    if mc.uses_jacobian:
+        tgrad_zero = all(e == 0 for e in prob.derivatives().tgrad_exprs)
+    sh = Shape(prob.n_states, prob.n_params, tgrad_zero)
+    C = Constants(key.dtype)
+    ctrl = controller_for(key.method, key.controller) if key.mode == "adaptive" else None
+    P = _Parts(mc, sh, C, ctrl)
+
+    # Snippets: straight-line functions spliced into the trajectory loops (emit.Inliner).
+    inliner = Inliner()
+    funcs: list[str] = []
+    if key.target == "cuda":
+        for src in _cuda_helper_snippets(key.dtype):
+            funcs += ["", inliner.add(src), ""]
+        funcs += ["", inliner.add(_rhs_source(prob), name="rhs"), ""]
+        if mc.uses_jacobian:
+            d = prob.derivatives()
+            inliner.add(d.jac_source)
+            inliner.add(d.tgrad_source)
+    deco = ["@_piece"] if key.target == "cpu" else []
+    snippets: list[list[str]] = []
+    if key.mode == "fixed":
+        snippets.append(mc.emit_step(C, sh))
+        one, block = _solve_one_fixed(P, key.save), _block_fixed
+    else:
+        snippets += _log_exp_source(C, key.dtype) + [_controller_source(C, ctrl)]
+        if mc.extras(sh):
+            snippets.append(mc.emit_init(C, sh))
+        snippets.append(mc.emit_attempt(C, sh))
+        if key.save == "dense":
+            snippets.append(mc.emit_dense(C, sh))
+        one, block = _solve_one_adaptive(P, key.save), _block_adaptive
+    for snip in snippets:
+        funcs += [""] + deco + [inliner.add(_join(snip)), ""]
+    if key.target == "cpu":
+        funcs += ["", "@_jit", inliner.expand(_join([f"def _solve_one(i, {_ARGS}):"] + _indent(one))), ""]
+        funcs += ["", inliner.expand(_join(block(P, key.save, key.lanes))), ""]
+        funcs += [
+            "",
+            "@_kernel",
+            f"def solve_lanes({_ARGS}):",
+            "    \"\"\"Blocks of _L trajectories in parallel; lanes of a block vectorised.\"\"\"",
+            "    n_blocks = (u0.shape[1] + _L - 1) // _L",
+            "    for b in prange(n_blocks):",
+            f"        _block(b, {_ARGS})",
+            "",
+            "",
+            "@_kernel",
+            f"def solve_serial({_ARGS}):",
+            "    \"\"\"One trajectory per loop iteration (no lane blocking), trajectories in parallel.\"\"\"",
+            "    for i in prange(u0.shape[1]):",
+            f"        _solve_one(i, {_ARGS})",
+        ]
+    else:
+        kernel = [f"def solve_kernel({_ARGS}):",
+                  "    i = cuda.grid(1)  # one thread per trajectory, the whole time loop inside it",
+                  "    if i < u0.shape[1]:"] + _indent(one, 2)
+        funcs += ["", "@cuda.jit", inliner.expand(_join(kernel))]
+    lines = (_header(key, P) + ["", "", "# ---- constants (kernel dtype) ------------------------------------------------"]
+             + C.source() + funcs)
+    return _join(lines)

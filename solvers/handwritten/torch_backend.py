@@ -1,0 +1,377 @@
+"""``torch-handwritten``: Tsit5 (and friends) written directly in PyTorch, on state tensors.
+
+The state is structure-of-arrays: a tuple of (N,) tensors, one per ODE component, which is what
+``problem.rhs_for(torch)`` takes. The step arithmetic is ``solvers.handwritten.rk`` (shared with
+the JAX and Pallas backends). Variants:
+
+* "" (eager): a Python loop over steps; every array operation is one kernel launch.
+* "compiled": the same loop calling a ``torch.compile``d step (``fullgraph=True``, static
+  shapes), so each step is a few fused kernels (C++/OpenMP on a CPU, Triton on a GPU). The
+  first ``run`` compiles (the runner times it as compile time). If ``torch.compile`` does not
+  work on the machine, ``check`` returns the exception text.
+* "cudagraph" (GPU only): a chunk of ``steps_per_graph`` steps (fixed) or attempts (adaptive) is
+  captured once in a ``torch.cuda.CUDAGraph`` on static buffers and replayed, so the host
+  launches one graph per chunk instead of one kernel per operation. Adaptive mode checks on
+  the host whether any lane is still running after every replay (one device sync per chunk).
+
+Adaptive mode is DiffEqGPU's per-trajectory PI controller with masked updates; the loop runs
+until every lane is done ("lockstep"), checking completion every ``check_every`` attempts.
+Every ``run`` is under ``torch.inference_mode()``; ``sync`` calls ``torch.cuda.synchronize()``
+on a GPU.
+"""
+from __future__ import annotations
+
+import functools
+import itertools
+import types
+from typing import Any, Callable
+
+import numpy as np
+
+from solvers.base import Backend, Prepared, SolveResult, SolveSpec, UnsupportedError
+from solvers.handwritten.common import METHODS, adaptive_result, check_common, common_settings, fixed_result
+from solvers.handwritten.rk import AdaptiveState, StepConstants, adaptive_attempt, fixed_step, initial_state, step_constants
+
+VARIANTS = ("", "compiled", "cudagraph")
+
+#: Adaptive mode: attempts between host-side "all lanes done?" checks. A check costs a device
+#: sync on a GPU; on a CPU it is free, and extra attempts (masked no-ops) are not.
+CHECK_EVERY = {"cpu": 1, "gpu": 8}
+#: CUDA-graph variant: steps (fixed) or attempts (adaptive) captured in one graph.
+STEPS_PER_GRAPH = 8
+
+
+def torch_device(device: str) -> Any:
+    import torch
+
+    if device == "cpu":
+        return torch.device("cpu")
+    if device == "gpu":
+        return torch.device("cuda")
+    raise ValueError(f"invalid device {device!r}: choose one of cpu, gpu")
+
+
+def torch_available(device: str) -> tuple[bool, str]:
+    """(ok, version or reason) for running torch on ``device``."""
+    try:
+        import torch
+    except ImportError as exc:
+        return False, f"torch is not installed: {exc}"
+    if device == "cpu":
+        return True, f"torch {torch.__version__}"
+    if device == "gpu":
+        if not torch.cuda.is_available():
+            return False, f"torch {torch.__version__} sees no CUDA device"
+        return True, f"torch {torch.__version__} on {torch.cuda.get_device_name(0)}"
+    raise ValueError(f"invalid device {device!r}: choose one of cpu, gpu")
+
+
+@functools.lru_cache(maxsize=None)
+def compile_probe(device: str) -> str | None:
+    """None if ``torch.compile`` compiles and runs a small elementwise function on ``device``,
+    else the exception text (cached per process)."""
+    import torch
+
+    try:
+        fn = torch.compile(lambda x, y: x * y + 1.5 * x, fullgraph=True, dynamic=False)
+        x = torch.arange(8, dtype=torch.float32, device=torch_device(device))
+        out = fn(x, x)
+        if not torch.equal(out.cpu(), (x * x + 1.5 * x).cpu()):
+            return "torch.compile ran but returned a wrong result on a probe function"
+    except Exception as exc:  # any failure (missing compiler, triton, ...) is the reason
+        return f"torch.compile failed on {device}: {type(exc).__name__}: {exc}"
+    return None
+
+
+_copy_ids = itertools.count()
+
+
+def own_code_copy(fn: Callable) -> Callable:
+    """A copy of the function ``fn`` with a code object of its own.
+
+    Dynamo (``torch.compile``) keeps its compiled graphs per code object and, after
+    ``torch._dynamo.config.recompile_limit`` recompilations of one code object (8 by default),
+    silently runs it eagerly. A sweep prepares many solves (one per N, mode, dtype) of the same
+    step function, so each compiled solve compiles its own copy instead.
+    """
+    code = fn.__code__.replace(co_name=f"{fn.__name__}_{next(_copy_ids)}")
+    return types.FunctionType(code, fn.__globals__, code.co_name, fn.__defaults__, fn.__closure__)
+
+
+class _Solve:
+    """Inputs, callables and constants shared by the torch variants of one spec."""
+
+    def __init__(self, spec: SolveSpec) -> None:
+        import torch
+
+        from solvers.handwritten.ops import TorchOps
+
+        self.spec = spec
+        self.K: StepConstants = step_constants(spec)
+        self.device = torch_device(spec.device)
+        self.dtype = getattr(torch, spec.dtype)
+        self.f = spec.prob.rhs_for(torch)
+        self.ops = TorchOps()
+        u0, p = spec.ensemble()
+        # Structure-of-arrays: rows of an (n, N) tensor are contiguous (N,) tensors.
+        self.u0 = tuple(torch.from_numpy(np.ascontiguousarray(u0.T)).to(self.device).unbind(0))
+        self.p = tuple(torch.from_numpy(np.ascontiguousarray(p.T)).to(self.device).unbind(0))
+        self.h = torch.tensor(self.K.dt, dtype=self.dtype, device=self.device)
+        if spec.mode == "fixed":
+            # t_i = t0 + i*dt evaluated in the solve's dtype (as the JAX backend does).
+            np_dt = np.dtype(spec.dtype).type
+            times = np_dt(self.K.t0) + np.arange(self.K.n_steps).astype(spec.dtype) * np_dt(self.K.dt)
+            self.times = torch.from_numpy(times).to(self.device)
+
+    def step(self, u: tuple, p: tuple, t: Any, h: Any) -> tuple:
+        return fixed_step(self.f, u, p, t, h, self.K)
+
+    def attempt(self, p: tuple, state: AdaptiveState) -> AdaptiveState:
+        return adaptive_attempt(self.f, p, state, self.K, self.ops)
+
+    def initial(self) -> AdaptiveState:
+        return initial_state(self.f, self.u0, self.p, self.K, self.ops)
+
+    def fetch(self, out: Any, notes: dict) -> SolveResult:
+        import torch
+
+        if self.spec.mode == "fixed":
+            return fixed_result(torch.stack(out, dim=1).cpu().numpy(), self.K, notes)
+        return adaptive_result(torch.stack(out.u, dim=1).cpu().numpy(), out.accepted.cpu().numpy(),
+                               out.rejected.cpu().numpy(), out.status.cpu().numpy(), self.K, notes)
+
+    def sync(self) -> None:
+        import torch
+
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+
+class TorchLoopPrepared(Prepared):
+    """Variants "" and "compiled": a host loop over (possibly compiled) steps or attempts."""
+
+    dispatch = "torch"
+
+    def __init__(self, spec: SolveSpec, compiled: bool) -> None:
+        import torch
+
+        self.solve = _Solve(spec)
+        self.compiled = compiled
+        self.check_every = CHECK_EVERY[spec.device]
+        step, attempt = self.solve.step, self.solve.attempt
+        if compiled:
+            # Compiled lazily by the first run (the runner times that call as compile time).
+            step = torch.compile(types.MethodType(own_code_copy(_Solve.step), self.solve),
+                                 fullgraph=True, dynamic=False)
+            attempt = torch.compile(types.MethodType(own_code_copy(_Solve.attempt), self.solve),
+                                    fullgraph=True, dynamic=False)
+        self.step_fn: Callable = step
+        self.attempt_fn: Callable = attempt
+
+    def run(self) -> Any:
+        import torch
+
+        s = self.solve
+        with torch.inference_mode():
+            if s.spec.mode == "fixed":
+                u = s.u0
+                for i in range(s.K.n_steps):
+                    u = self.step_fn(u, s.p, s.times[i], s.h)
+                return u
+            state = s.initial()
+            # Each active lane makes one attempt per call and stops after max_steps attempts,
+            # so the loop ends after at most max_steps attempts.
+            for _ in range(0, s.K.max_steps + self.check_every, self.check_every):
+                for _ in range(self.check_every):
+                    state = self.attempt_fn(s.p, state)
+                if not bool(state.active.any()):
+                    return state
+            raise RuntimeError("adaptive loop did not finish within max_steps attempts (bug)")
+
+    def sync(self, out: Any) -> None:
+        self.solve.sync()
+
+    def fetch(self, out: Any) -> SolveResult:
+        return self.solve.fetch(out, {"variant": "compiled" if self.compiled else "eager"})
+
+    def close(self) -> None:
+        self.solve = None
+
+
+class CudaGraph:
+    """``torch.cuda.CUDAGraph`` capture and replay of a function writing into static buffers."""
+
+    def __init__(self, fn: Callable[[], None], device: Any) -> None:
+        import torch
+
+        # Warm up on a side stream before capture, as the CUDA-graph documentation requires.
+        side = torch.cuda.Stream(device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side):
+            for _ in range(2):
+                fn()
+        torch.cuda.current_stream(device).wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            fn()
+
+    def replay(self) -> None:
+        self.graph.replay()
+
+
+class EagerReplay:
+    """Stand-in for :class:`CudaGraph` that calls the function on every replay.
+
+    Lets the static-buffer logic of :class:`TorchGraphPrepared` run (and be tested) on a CPU.
+    """
+
+    def __init__(self, fn: Callable[[], None], device: Any) -> None:
+        fn()      # like a capture warm-up, it may change the buffers: run() resets them
+        self.fn = fn
+
+    def replay(self) -> None:
+        self.fn()
+
+
+class TorchGraphPrepared(Prepared):
+    """Variant "cudagraph": chunks of steps/attempts captured once, replayed from the host.
+
+    Static buffers hold the whole loop state; a captured chunk reads them, runs
+    ``steps_per_graph`` steps (fixed) or attempts (adaptive) and copies the results back.
+    ``graph`` is the capture class (:class:`CudaGraph`; tests pass :class:`EagerReplay`).
+    """
+
+    dispatch = "torch"
+
+    def __init__(self, spec: SolveSpec, graph: type = CudaGraph,
+                 steps_per_graph: int = STEPS_PER_GRAPH) -> None:
+        import torch
+
+        self.solve = s = _Solve(spec)
+        self.steps_per_graph = steps_per_graph
+        with torch.inference_mode():
+            if spec.mode == "fixed":
+                self.u = tuple(x.clone() for x in s.u0)
+                self.step_index = torch.zeros((), dtype=s.dtype, device=s.device)
+                full, rest = divmod(s.K.n_steps, steps_per_graph)
+                self.replays = [(graph(lambda: self._fixed_chunk(steps_per_graph), s.device), full)]
+                if rest:
+                    self.replays.append((graph(lambda: self._fixed_chunk(rest), s.device), 1))
+            else:
+                self.state = AdaptiveState(*(tuple(x.clone() for x in v) if isinstance(v, tuple)
+                                             else v.clone() for v in s.initial()))
+                self.chunk = graph(self._adaptive_chunk, s.device)
+
+    def _fixed_chunk(self, steps: int) -> None:
+        s = self.solve
+        u = self.u
+        for _ in range(steps):
+            u = s.step(u, s.p, s.K.t0 + self.step_index * s.h, s.h)
+            self.step_index.add_(1)
+        for dst, src in zip(self.u, u):
+            dst.copy_(src)
+
+    def _adaptive_chunk(self) -> None:
+        s = self.solve
+        state = self.state
+        for _ in range(self.steps_per_graph):
+            state = s.attempt(s.p, state)
+        for dst, src in zip(self.state, state):
+            if isinstance(dst, tuple):
+                for d, x in zip(dst, src):
+                    d.copy_(x)
+            else:
+                dst.copy_(src)
+
+    def run(self) -> Any:
+        import torch
+
+        s = self.solve
+        with torch.inference_mode():
+            if s.spec.mode == "fixed":
+                for dst, src in zip(self.u, s.u0):
+                    dst.copy_(src)
+                self.step_index.zero_()
+                for g, times in self.replays:
+                    for _ in range(times):
+                        g.replay()
+                return self.u
+            for dst, src in zip(self.state, s.initial()):
+                if isinstance(dst, tuple):
+                    for d, x in zip(dst, src):
+                        d.copy_(x)
+                else:
+                    dst.copy_(src)
+            for _ in range(0, s.K.max_steps + self.steps_per_graph, self.steps_per_graph):
+                self.chunk.replay()
+                if not bool(self.state.active.any()):     # one device sync per chunk
+                    return self.state
+            raise RuntimeError("adaptive loop did not finish within max_steps attempts (bug)")
+
+    def sync(self, out: Any) -> None:
+        self.solve.sync()
+
+    def fetch(self, out: Any) -> SolveResult:
+        return self.solve.fetch(out, {"variant": "cudagraph", "steps_per_graph": self.steps_per_graph})
+
+    def close(self) -> None:
+        self.solve = self.replays = self.chunk = self.state = self.u = None
+
+
+class TorchHandwrittenBackend(Backend):
+    """Hand-written explicit Runge-Kutta in PyTorch (see the module docstring)."""
+
+    name = "torch-handwritten"
+    devices = ("cpu", "gpu")
+    methods = METHODS
+    variants = VARIANTS
+
+    def available(self, device: str = "cpu") -> tuple[bool, str]:
+        return torch_available(device)
+
+    def check(self, spec: SolveSpec) -> str | None:
+        reason = super().check(spec) or check_common(spec)
+        if reason:
+            return reason
+        if spec.variant == "cudagraph" and spec.device != "gpu":
+            return "variant 'cudagraph' needs a CUDA device (torch.cuda.CUDAGraph)"
+        if spec.variant == "compiled":
+            ok, why = torch_available(spec.device)
+            if not ok:
+                return why
+            return compile_probe(spec.device)
+        return None
+
+    def step_control(self, spec: SolveSpec) -> str:
+        return "none" if spec.mode == "fixed" else "lockstep"
+
+    def settings(self, spec: SolveSpec) -> dict[str, Any]:
+        import torch
+
+        s = common_settings(spec, step_constants(spec))
+        s.update(
+            step_control=self.step_control(spec),
+            library=f"torch {torch.__version__}",
+            variant=spec.variant,
+            layout="structure-of-arrays: tuple of (N,) tensors",
+            inference_mode=True,
+            device=spec.device,
+        )
+        if spec.device == "cpu":
+            s["torch_threads"] = torch.get_num_threads()
+        if spec.variant == "compiled":
+            s["compile"] = "torch.compile(step, fullgraph=True, dynamic=False), default mode"
+        if spec.variant == "cudagraph":
+            s["steps_per_graph"] = STEPS_PER_GRAPH
+            s["graph"] = "torch.cuda.CUDAGraph of steps_per_graph steps/attempts, replayed"
+        if spec.mode == "adaptive":
+            s["check_every"] = STEPS_PER_GRAPH if spec.variant == "cudagraph" else CHECK_EVERY[spec.device]
+        return s
+
+    def prepare(self, spec: SolveSpec) -> Prepared:
+        reason = self.check(spec)
+        if reason:
+            raise UnsupportedError(reason)
+        if spec.variant == "cudagraph":
+            return TorchGraphPrepared(spec)
+        return TorchLoopPrepared(spec, compiled=spec.variant == "compiled")
