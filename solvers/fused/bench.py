@@ -70,7 +70,7 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     ap.add_argument("--variants", nargs="+", default=["lanes", "serial"], choices=("lanes", "serial"))
-    ap.add_argument("--lanes", nargs="+", type=int, default=[16], help="lane block sizes to try")
+    ap.add_argument("--lanes", nargs="+", type=int, default=[32], help="lane block sizes to try")
     ap.add_argument("--fastmath", nargs="+", default=["contract"], choices=("contract", "none"))
     args = ap.parse_args(argv)
 

@@ -3,33 +3,36 @@
 ``generate_source(key)`` returns the Python source of a module holding, for one problem,
 method, mode, dtype and save mode:
 
-* the problem's right-hand side (``problem.rhs_for(math)``, compiled by Numba) and the
-  Jacobian / time derivative derived by SymPy (``problem.derivatives()``; their generated
-  source is embedded, with ``_c`` bound to the kernel's Numba scalar type as
-  ``Derivatives.functions(math, numba.float32)`` binds it);
-* the method's step functions (``solvers.fused.methods``), the step controller and its
-  log/exp, all straight-line code on scalars with typed constants;
-* ``_solve_one``: one whole trajectory (stages, error estimate, PI control, saving) in one
-  function, the body of a CUDA thread and of the serial CPU loop;
-* for ``target="cuda"``: ``solve_kernel``, one thread per trajectory;
+* the problem's right-hand side (``problem.rhs_for(math)``) and the Jacobian / time
+  derivative derived by SymPy (the source of ``problem.derivatives().functions(math,
+  numba.float32)``, embedded so a cached kernel needs no SymPy);
+* the step pieces as straight-line functions on scalars with typed constants: the method's
+  step or attempt (``solvers.fused.methods``), the PI controller and its log/exp;
+* ``_solve_one``: one whole trajectory (stages, error estimate, PI control, saving), the
+  body of a CUDA thread and of the serial CPU loop;
+* for ``target="cuda"``: ``solve_kernel``, one thread per trajectory, the whole time loop in
+  the thread, everything (rhs included) spliced into it as source;
   for ``target="cpu"``: ``solve_lanes`` (``prange`` over blocks of ``lanes`` trajectories,
   time loop inside the block, the lane loop innermost so LLVM vectorises it, each lane with
   its own adaptive step under masks) and ``solve_serial`` (``prange`` over trajectories).
 
+The step pieces are spliced into the loops as source (``emit.Inliner``), not called.
 All kernels take the same arguments (``KERNEL_ARGS``): arrays laid out with the trajectory
 index last, so CUDA threads and CPU lanes read and write neighbouring addresses.
 
 Float32 kernels are float32 throughout: every constant is a module-level ``_T(...)`` value
-(``_T = numpy.float32``), integer counters are converted with ``_T(i)``, and the step
-controller's powers use the bit-level log/exp below instead of libm ``pow``.
+(``_T`` = ``numpy.float32``, or ``numba.float32`` in CUDA modules), integer counters enter
+float arithmetic through ``_T(i)``, and the controller's powers use an in-kernel log/exp
+(``solvers.fused.bits``) instead of libm ``pow`` (which would not vectorise either).
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import math
 import textwrap
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -50,8 +53,11 @@ KERNEL_ARGS = ("u0", "p", "t0", "tf", "dt", "n_steps", "rtol", "atol", "max_step
                "save_t", "save_i", "out_u", "saved", "stats", "status")
 _ARGS = ", ".join(KERNEL_ARGS)
 
-#: Files whose content is part of every kernel's cache key (a generator change regenerates).
-GENERATOR_FILES = ("codegen.py", "methods.py", "emit.py", "bits.py")
+#: Files (relative to the repository root) whose content is part of every kernel's cache
+#: key: the generator, the tableaus, the status codes and the Jacobian derivation. A change
+#: to any of them gives every kernel a new module and a fresh compile.
+GENERATOR_FILES = ("solvers/fused/codegen.py", "solvers/fused/methods.py", "solvers/fused/emit.py",
+                   "solvers/fused/bits.py", "solvers/tableaus.py", "solvers/base.py", "problems/derive.py")
 
 
 @dataclass(frozen=True)
@@ -75,7 +81,7 @@ class KernelKey:
     dtype: str
     save: str = "final"
     target: str = "cpu"
-    lanes: int = 16
+    lanes: int = 32
     fastmath: tuple[str, ...] = ("contract",)
     controller: str = "diffeqgpu"
 
@@ -97,18 +103,23 @@ class KernelKey:
         object.__setattr__(self, "fastmath", tuple(sorted(self.fastmath)))
 
     def digest(self) -> str:
-        """Content hash of the key, the problem definition and the generator's own source."""
-        here = Path(__file__).resolve().parent
-        blob = hashlib.sha256()
-        for name in GENERATOR_FILES:
-            blob.update((here / name).read_bytes())
-        blob.update(repr(self).encode())
-        blob.update(get_problem(self.problem).fingerprint().encode())
-        return blob.hexdigest()[:16]
+        """Content hash of the key, the problem definition and ``GENERATOR_FILES``."""
+        return _digest(self)
 
     def module_name(self) -> str:
         return (f"fused_{self.problem}_{self.method}_{self.mode}_{self.dtype}_{self.save}_"
                 f"{self.target}_{self.digest()}")
+
+
+@functools.lru_cache(maxsize=None)
+def _digest(key: KernelKey) -> str:
+    root = Path(__file__).resolve().parents[2]
+    blob = hashlib.sha256()
+    for name in GENERATOR_FILES:
+        blob.update((root / name).read_bytes())
+    blob.update(repr(key).encode())
+    blob.update(get_problem(key.problem).fingerprint().encode())
+    return blob.hexdigest()[:16]
 
 
 @dataclass
@@ -119,7 +130,6 @@ class _Parts:
     sh: Shape
     C: Constants
     ctrl: PIController | None
-    functions: list[str] = field(default_factory=list)
 
 
 def controller_for(method: str, controller: str) -> PIController:
@@ -303,7 +313,7 @@ def _solve_one_adaptive(P: _Parts, save: str) -> list[str]:
     if save == "dense":
         loop += ["    while j < ns and save_t[j] <= tn:",
                  "        th = (save_t[j] - t) / h",
-                 f"        {targets(names('ys', n))} = _dense({', '.join(y + x + dv + xn)}, h, th)",
+                 f"        {targets(names('ys', n))} = _dense({', '.join(y + dv + xn)}, h, th)",
                  "        if save_t[j] == tn:",
                  f"            {targets(names('ys', n))} = {targets(yn)}"]
         loop += ["        " + v for v in _write_saved(P, "j", "i", names("ys", n))] + ["        j += 1"]
@@ -382,7 +392,7 @@ def _block_adaptive(P: _Parts, save: str, lanes: int) -> list[str]:
             "J = np.zeros(_L, np.int64)  # next save index per lane",
             "ns = save_t.shape[0]", "msteps = _T(max_steps)"]
     # Dense output needs the step's start, stages and size once the lane loop has moved on.
-    d_rows = n + nx + len(dv) + nx + 2
+    d_rows = n + len(dv) + nx + 2
     if save == "dense":
         body.append(f"D = np.empty(({d_rows}, _L), _T)")
     body += ["for l in range(_L):", "    i = min(base + l, N - 1)"]
@@ -439,7 +449,7 @@ def _block_adaptive(P: _Parts, save: str, lanes: int) -> list[str]:
     if save != "final":
         lane.append(f"{S(R_SV)} = _sel(acc & ({S(R_NX)} <= tn), {one}, {zero})")
     if save == "dense":
-        for r, v in enumerate(y + x + dv + xn + ["t", "h"]):
+        for r, v in enumerate(y + dv + xn + ["t", "h"]):
             lane.append(f"D[{r}, l] = {v}")
     body += ["while True:", "    anyrun = False", "    for l in range(_L):"] + ["        " + v for v in lane]
 
@@ -521,6 +531,7 @@ def _header(key: KernelKey, P: _Parts) -> list[str]:
             "_kernel = numba.njit(parallel=True, cache=True, fastmath=_FASTMATH, error_model='numpy')",
             f"_mant, _expo, _pow2, _floor = cpu_helpers({key.dtype!r})",
             f"_L = {key.lanes}  # trajectories per lane block",
+            "_STRANDS = 256  # interleaved block sequences the threads share (balance; see solve_lanes)",
             "_sqrt = math.sqrt",
             "",
             f"_T = {np_t}  # the kernel dtype: every constant below is built with it",
@@ -638,17 +649,28 @@ def generate_source(key: KernelKey) -> str:
             "",
             "@_kernel",
             f"def solve_lanes({_ARGS}):",
-            "    \"\"\"Blocks of _L trajectories in parallel; lanes of a block vectorised.\"\"\"",
+            "    \"\"\"Blocks of _L trajectories in parallel; lanes of a block vectorised.",
+            "",
+            "    Strand k takes blocks k, k + S, k + 2S, ... (S strands, split among the threads):",
+            "    neighbouring trajectories need similar numbers of steps, contiguous halves of a",
+            "    parameter sweep do not (Lorenz's high-rho half takes ~1.5x the steps of the low-rho",
+            "    half), so strided blocks balance the threads.",
+            "    \"\"\"",
             "    n_blocks = (u0.shape[1] + _L - 1) // _L",
-            "    for b in prange(n_blocks):",
-            f"        _block(b, {_ARGS})",
+            "    n_strands = min(_STRANDS, n_blocks)",
+            "    for k in prange(n_strands):",
+            "        for b in range(k, n_blocks, n_strands):",
+            f"            _block(b, {_ARGS})",
             "",
             "",
             "@_kernel",
             f"def solve_serial({_ARGS}):",
-            "    \"\"\"One trajectory per loop iteration (no lane blocking), trajectories in parallel.\"\"\"",
-            "    for i in prange(u0.shape[1]):",
-            f"        _solve_one(i, {_ARGS})",
+            "    \"\"\"One trajectory per loop iteration (no lane blocking), strided as above.\"\"\"",
+            "    n = u0.shape[1]",
+            "    n_strands = min(_STRANDS * _L, n)",
+            "    for k in prange(n_strands):",
+            "        for i in range(k, n, n_strands):",
+            f"            _solve_one(i, {_ARGS})",
         ]
     else:
         kernel = [f"def solve_kernel({_ARGS}):",

@@ -11,8 +11,9 @@ Each method writes up to four device functions for one trajectory, on explicit s
 ``_attempt(y.., x.., p.., t, h, rtol, atol) -> (yn.., xn.., eest, dense..)``
     one adaptive step attempt: candidate state, candidate carried values, DiffEqGPU's error
     norm ``EEst`` and, where the method has dense output, the stage values it needs.
-``_dense(y.., x.., dense.., xn.., h, th) -> ys..``
-    the state at ``t + th*h`` inside an accepted step (Tsit5's interpolant).
+``_dense(y.., dense.., xn.., h, th) -> ys..``
+    the state at ``t + th*h`` inside an accepted step (Tsit5's interpolant; ``dense`` are
+    the attempt's h-scaled stages, ``xn`` the new FSAL stage).
 
 Every coefficient comes from ``solvers.tableaus`` (never re-typed here) and enters the
 generated source as a typed constant.
@@ -149,9 +150,10 @@ class ExplicitRKCode(MethodCode):
         return names("x", sh.n) if self.adaptive else []
 
     def dense_values(self, sh):
+        """The attempt's h-scaled stages ``hk1..hk{s-1}`` (``hk_j = h * k_j``), for ``_dense``."""
         if not self.has_dense:
             return []
-        return [f"k{i + 1}_{s}" for i in range(1, self.tab.stages - 1) for s in range(sh.n)]
+        return [f"hk{i + 1}_{s}" for i in range(self.tab.stages - 1) for s in range(sh.n)]
 
     def emit_init(self, C, sh):
         y, p = names("y", sh.n), names("p", sh.n_params)
@@ -159,33 +161,42 @@ class ExplicitRKCode(MethodCode):
         return _function(f"def _init({', '.join(y + p)}, t):", body)
 
     def emit_attempt(self, C, sh):
+        """One attempt on h-scaled stages: ``hk_j = h * k_j``, ``U_i = y + sum_j a_ij hk_j``.
+
+        The fixed step multiplies h into the coefficients instead (``h * a_ij``, computed
+        once per solve since h is the same for every step and lane); here h differs per lane
+        and step, and scaling the stages (n products per stage) takes fewer products, and
+        fewer live vectors in a lane loop, than scaling the ``s(s+1)/2`` coefficients.
+        """
         if not self.adaptive:
             raise ValueError(f"{self.name} has no adaptive form (needs an FSAL embedded pair)")
-        tab, s_ = self.tab, self.tab.stages
-        y, p, k1 = names("y", sh.n), names("p", sh.n_params), names("k1_", sh.n)
-        body = self._stage_lines(C, sh, range(1, s_ - 1))
-        body += self._solution_lines(C, sh, s_ - 1)  # FSAL: the last stage is evaluated at yn
-        body.append(_rhs_call(names(f"k{s_}_", sh.n), names("yn", sh.n), sh,
-                              _time(C, "t", "h", tab.c[s_ - 1], f"c_{s_ - 1}")))
-        terms = []
-        for j, e in enumerate(tab.btilde):
-            if e != 0.0:
-                body.append(f"he_{j} = h * {C.add(f'e_{j}', e)}")
-                terms.append((f"he_{j}", j))
+        tab, s_, n = self.tab, self.tab.stages, sh.n
+        y, p, k1 = names("y", n), names("p", sh.n_params), names("k1_", n)
+        body = [f"hk1_{s} = h * k1_{s}" for s in range(n)]
+        for i in range(1, s_):
+            terms = [(C.add(f"a_{i}_{j}", a), j) for j, a in enumerate(tab.a[i]) if a != 0.0]
+            args = [lincomb(f"y{s}", [(c, f"hk{j + 1}_{s}") for c, j in terms]) for s in range(n)]
+            if i == s_ - 1:  # FSAL: the last stage is evaluated at the new solution
+                body += [f"yn{s} = {args[s]}" for s in range(n)]
+                args = names("yn", n)
+            body.append(_rhs_call(names(f"k{i + 1}_", n), args, sh, _time(C, "t", "h", tab.c[i], f"c_{i}")))
+            body += [f"hk{i + 1}_{s} = h * k{i + 1}_{s}" for s in range(n)]
+        terms = [(C.add(f"e_{j}", e), j) for j, e in enumerate(tab.btilde) if e != 0.0]
         err = []
-        for s in range(sh.n):
-            body.append(f"err{s} = " + lincomb(None, [(he, f"k{j + 1}_{s}") for he, j in terms]))
+        for s in range(n):
+            body.append(f"err{s} = " + lincomb(None, [(c, f"hk{j + 1}_{s}") for c, j in terms]))
             err.append(f"err{s}")
-        body += norm_lines(C, err, y, names("yn", sh.n))
-        out = names("yn", sh.n) + names(f"k{s_}_", sh.n) + ["eest"] + self.dense_values(sh)
+        body += norm_lines(C, err, y, names("yn", n))
+        out = names("yn", n) + names(f"k{s_}_", n) + ["eest"] + self.dense_values(sh)
         body.append(f"return {tup(out)}")
         return _function(f"def _attempt({', '.join(y + k1 + p)}, t, h, rtol, atol):", body)
 
     def emit_dense(self, C, sh):
-        """Tsit5's interpolant (``solvers.tableaus.Tsit5Dense``), Horner form in ``th``."""
+        """Tsit5's interpolant (``solvers.tableaus.Tsit5Dense``), Horner form in ``th``:
+        ``y + sum_i b_i(th) hk_i`` from the attempt's scaled stages and the new FSAL ``k_s``."""
         s_ = self.tab.stages
         y = names("y", sh.n)
-        ks = [names(f"k{i + 1}_", sh.n) for i in range(s_)]
+        hks = [names(f"hk{i + 1}_", sh.n) for i in range(s_ - 1)]
         body = []
         for i, r in enumerate(TSIT5_DENSE.r):
             inner = C.add(f"r_{i}_3", r[3])
@@ -194,12 +205,12 @@ class ExplicitRKCode(MethodCode):
             # r[i][0] is 0 for i >= 1: th * (0 + th*...) equals th * (th*...) exactly.
             inner = f"th * ({inner})" if r[0] == 0.0 else f"{C.add(f'r_{i}_0', r[0])} + th * ({inner})"
             body.append(f"bw_{i} = th * ({inner})")
+        body += [f"hk{s_}_{s} = h * k{s_}_{s}" for s in range(sh.n)]
         out = []
         for s in range(sh.n):
-            acc = " + ".join(f"bw_{i} * {ks[i][s]}" for i in range(s_))
-            out.append(f"y{s} + h * ({acc})")
+            out.append(lincomb(f"y{s}", [(f"bw_{i}", f"hk{i + 1}_{s}") for i in range(s_)]))
         body.append(f"return {tup(out)}")
-        args = y + [v for k in ks for v in k]
+        args = y + [v for k in hks for v in k] + names(f"k{s_}_", sh.n)
         return _function(f"def _dense({', '.join(args)}, h, th):", body)
 
 

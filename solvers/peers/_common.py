@@ -30,6 +30,32 @@ def probe_import(module: str) -> tuple[bool, str]:
     return True, f"{module} {getattr(mod, '__version__', 'unknown version')}"
 
 
+def torch_library_available(library: str, device: str) -> tuple[bool, str]:
+    """Availability of a torch-based ``library`` on ``device`` (torch, the library, a CUDA device)."""
+    ok, tinfo = probe_import("torch")
+    if not ok:
+        return ok, tinfo
+    ok, info = probe_import(library)
+    if not ok:
+        return ok, info
+    if device == "gpu":
+        import torch
+
+        if not torch.cuda.is_available():
+            return False, "torch sees no CUDA device (torch.cuda.is_available() is False)"
+        return True, f"{tinfo}, {info}, {torch.cuda.get_device_name(0)}"
+    return True, f"{tinfo}, {info}"
+
+
+def common_check_reason(backend, spec: SolveSpec) -> str | None:
+    """The checks every peer makes: the base checks, the controller preset, availability."""
+    reason = super(type(backend), backend).check(spec) or controller_reason(backend.name, spec)
+    if reason:
+        return reason
+    ok, why = backend.available(spec.device)
+    return None if ok else why
+
+
 def controller_reason(backend: str, spec: SolveSpec) -> str | None:
     """None if ``spec.controller`` is a preset the peer backends know, else why not."""
     if spec.controller not in CONTROLLER_PRESETS:

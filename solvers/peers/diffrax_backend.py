@@ -82,11 +82,7 @@ class DiffraxBackend(Backend):
         return True, f"{info}, {dinfo}"
 
     def check(self, spec: SolveSpec) -> str | None:
-        reason = super().check(spec) or _common.controller_reason(self.name, spec)
-        if reason:
-            return reason
-        ok, why = self.available(spec.device)
-        return None if ok else why
+        return _common.common_check_reason(self, spec)
 
     def step_control(self, spec: SolveSpec) -> str:
         return "none" if spec.mode == "fixed" else "lockstep"

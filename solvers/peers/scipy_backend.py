@@ -44,11 +44,7 @@ class ScipyBackend(Backend):
     def check(self, spec: SolveSpec) -> str | None:
         if spec.mode == "fixed" and spec.method in self.methods:
             return "SciPy's solve_ivp has no fixed-step integrator (adaptive only)"
-        reason = super().check(spec) or _common.controller_reason(self.name, spec)
-        if reason:
-            return reason
-        ok, why = self.available(spec.device)
-        return None if ok else why
+        return _common.common_check_reason(self, spec)
 
     def step_control(self, spec: SolveSpec) -> str:
         return "serial"

@@ -115,19 +115,7 @@ class TorchdiffeqBackend(Backend):
     variants = ("", "max-norm", "vmap")
 
     def available(self, device: str = "cpu") -> tuple[bool, str]:
-        ok, tinfo = _common.probe_import("torch")
-        if not ok:
-            return ok, tinfo
-        ok, info = _common.probe_import("torchdiffeq")
-        if not ok:
-            return ok, info
-        if device == "gpu":
-            import torch
-
-            if not torch.cuda.is_available():
-                return False, "torch sees no CUDA device (torch.cuda.is_available() is False)"
-            return True, f"{tinfo}, {info}, {torch.cuda.get_device_name(0)}"
-        return True, f"{tinfo}, {info}"
+        return _common.torch_library_available("torchdiffeq", device)
 
     def check(self, spec: SolveSpec) -> str | None:
         if spec.method == "tsit5":
@@ -138,14 +126,11 @@ class TorchdiffeqBackend(Backend):
         if spec.prob.stiff:
             return (f"torchdiffeq has no stiff solver and {spec.problem} is stiff (its methods "
                     f"are explicit; 'implicit_adams' is fixed-step with fixed-point iteration)")
-        reason = super().check(spec) or _common.controller_reason(self.name, spec)
-        if reason:
-            return reason
         if spec.variant == "max-norm" and spec.mode != "adaptive":
             return "variant 'max-norm' changes the error norm: adaptive mode only"
-        ok, why = self.available(spec.device)
-        if not ok:
-            return why
+        reason = _common.common_check_reason(self, spec)
+        if reason:
+            return reason
         if spec.variant == "vmap":
             return _vmap_reason(spec)
         return None

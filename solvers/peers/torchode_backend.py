@@ -54,29 +54,13 @@ class TorchodeBackend(Backend):
     variants = ("", "compiled")
 
     def available(self, device: str = "cpu") -> tuple[bool, str]:
-        ok, tinfo = _common.probe_import("torch")
-        if not ok:
-            return ok, tinfo
-        ok, info = _common.probe_import("torchode")
-        if not ok:
-            return ok, info
-        if device == "gpu":
-            import torch
-
-            if not torch.cuda.is_available():
-                return False, "torch sees no CUDA device (torch.cuda.is_available() is False)"
-            return True, f"{tinfo}, {info}, {torch.cuda.get_device_name(0)}"
-        return True, f"{tinfo}, {info}"
+        return _common.torch_library_available("torchode", device)
 
     def check(self, spec: SolveSpec) -> str | None:
         if spec.prob.stiff:
             return (f"torchode has no stiff solver and {spec.problem} is stiff "
                     f"(its methods are explicit Runge-Kutta)")
-        reason = super().check(spec) or _common.controller_reason(self.name, spec)
-        if reason:
-            return reason
-        ok, why = self.available(spec.device)
-        return None if ok else why
+        return _common.common_check_reason(self, spec)
 
     def step_control(self, spec: SolveSpec) -> str:
         return "none" if spec.mode == "fixed" else "lockstep"

@@ -57,7 +57,7 @@ def test_settings_record_everything():
     b = FusedBackend()
     fixed = b.settings(SolveSpec(problem="lorenz", method="rk4_38", mode="fixed", dtype="float32", n=8))
     assert fixed["tableau"] == "rk4_38" and fixed["dt"] == 1e-3 and fixed["n_steps"] == 1000
-    assert fixed["lanes"] == 16 and fixed["fastmath"] == "contract" and fixed["save_mode"] == "final"
+    assert fixed["lanes"] == 32 and fixed["fastmath"] == "contract" and fixed["save_mode"] == "final"
     ada = b.settings(SolveSpec(problem="robertson", method="rodas5p", mode="adaptive", dtype="float64", n=8,
                                device="gpu", saveat=(0.0, 1e5)))
     assert (ada["beta1"], ada["beta2"]) == (7 / 50, 2 / 25)  # Rodas5P: alg_order 5

@@ -6,7 +6,7 @@ from problems.registry import get_problem
 from solvers.base import Status
 from solvers.fused.tests.helpers import run_kernel
 
-N = 20  # one full lane block and a partial one
+N = 40  # one full lane block (32 lanes) and a partial one
 BAD = 5  # inside the first lane block
 
 
