@@ -4,7 +4,10 @@ For one prepared solve (``Prepared`` from a backend):
 
 1. the first call, ``run()`` + ``sync()``, is timed on its own -> ``first_call_s``. It includes
    whatever the library compiles or traces on first use (Numba, XLA, CUDA module loading);
-2. ``warmups`` more calls, untimed;
+2. ``warmups`` more calls, untimed, continued (up to ``MAX_WARMUP_CALLS``) until they have
+   taken at least ``MIN_WARMUP_S``: thread pools and frequency governors settle on a time
+   scale, not a call count (seen: Numba's OpenMP pool ran ~8 ms per call for its first
+   ~100 ms in a process, then 0.05 ms);
 3. ``repeats`` timed calls, each ``t0 = perf_counter(); out = run(); sync(out);
    t = perf_counter() - t0``; every sample is kept. On a GPU each repeat is also timed with CUDA
    events (``device_time_s``): a start event recorded on the current stream just before the
@@ -97,14 +100,21 @@ def make_device_timer(device: str) -> tuple[EventTimer | None, str]:
     return timer, timer.name
 
 
+#: Untimed warm-up continues until it has lasted this long (or MAX_WARMUP_CALLS were made).
+MIN_WARMUP_S = 0.25
+MAX_WARMUP_CALLS = 200
+
+
 def time_solve(prepared: Any, repeats: int, warmups: int, device_timer: EventTimer | None = None,
-               on_phase: Callable[[str], None] | None = None) -> Timing:
+               on_phase: Callable[[str], None] | None = None,
+               min_warmup_s: float = MIN_WARMUP_S) -> Timing:
     """Time ``prepared.run()`` + ``prepared.sync(out)`` as described in the module docstring.
 
     Args:
         prepared: a ``solvers.base.Prepared`` (anything with ``run()`` and ``sync(out)``).
         repeats: number of timed repeats (>= 1).
-        warmups: untimed calls between the first call and the repeats (>= 0).
+        warmups: untimed calls between the first call and the repeats (>= 0); more are made
+            while the warm-up has lasted less than ``min_warmup_s`` (at most MAX_WARMUP_CALLS).
         device_timer: an EventTimer for device time on a GPU, or None.
         on_phase: called with "first call", "warm-up", "repeats" as each phase starts (the
             runner reports it if the cell runs out of time).
@@ -121,10 +131,12 @@ def time_solve(prepared: Any, repeats: int, warmups: int, device_timer: EventTim
     first = perf_counter() - t0
 
     phase("warm-up")
-    for _ in range(warmups):
+    calls, w0 = 0, perf_counter()
+    while calls < warmups or (perf_counter() - w0 < min_warmup_s and calls < MAX_WARMUP_CALLS):
         out = None  # drop the previous output first: no two results alive on the device
         out = run()
         sync(out)
+        calls += 1
 
     phase("repeats")
     samples = [math.nan] * repeats

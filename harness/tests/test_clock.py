@@ -47,7 +47,7 @@ def test_first_call_is_timed_apart_as_compile_time():
 
 def test_calls_are_first_then_warmups_then_repeats_each_synced():
     rec = Recorder()
-    t = time_solve(rec, repeats=4, warmups=2)
+    t = time_solve(rec, repeats=4, warmups=2, min_warmup_s=0.0)
     assert rec.events == ["run", "sync"] * (1 + 2 + 4)
     assert len(t.samples) == 4 and len(t.device_samples) == 4
     assert t.output == 7  # the handle of the last timed run is kept for fetch
@@ -57,6 +57,18 @@ def test_compile_time_is_floored_at_zero():
     # A first call faster than the repeats (noise) must not give a negative compile time.
     rec = Recorder(run_s=0.02, first_run_s=0.0)
     assert time_solve(rec, repeats=2, warmups=0).compile_s == 0.0
+
+
+def test_warm_up_lasts_at_least_the_minimum_time():
+    # 10 ms calls and a 0.1 s minimum: about 10 warm-up calls although only 1 was asked for.
+    rec = Recorder(run_s=0.01)
+    time_solve(rec, repeats=1, warmups=1, min_warmup_s=0.1)
+    warm = rec.events.count("run") - 2
+    assert 8 <= warm <= 12, warm
+    # slow calls: the requested count is honoured and nothing more
+    rec = Recorder(run_s=0.06)
+    time_solve(rec, repeats=1, warmups=2, min_warmup_s=0.1)
+    assert rec.events.count("run") == 1 + 2 + 1
 
 
 def test_bad_repeat_counts_are_refused():
