@@ -157,8 +157,9 @@ def speedup_table(cells: pd.DataFrame, reference: str = REFERENCE_BACKEND) -> pd
     """The fused kernel's speedup over every other backend, cell by cell.
 
     Pairs a successful ``reference`` cell with each successful cell of another backend that
-    matches it on :data:`MATCH_KEYS` (same problem, mode, dtype, device, n, dt and tolerances;
-    the method may differ, e.g. torchdiffeq has no Tsit5). When the reference backend has
+    matches it on :data:`MATCH_KEYS` (same problem, mode, dtype, device, n, dt and tolerances),
+    with the same method where the fused kernel ran it, else with each fused method (e.g.
+    torchdiffeq's dopri5 against fused Tsit5). When the reference backend has
     several variants, only its default variant ("" or else the first by name) is the reference.
 
     Returns:
@@ -181,6 +182,13 @@ def speedup_table(cells: pd.DataFrame, reference: str = REFERENCE_BACKEND) -> pd
     right = _join_frame(peers)[[*MATCH_KEYS, "backend", "variant", "method", "time_median_s",
                                 "time_min_s", "max_rel_err", "steps_mean", "rhs_evals_mean"]]
     pairs = left.merge(right, on=list(MATCH_KEYS), suffixes=("_f", "_p"))
+    # Like for like where possible: a peer cell whose method the fused kernel also ran at these
+    # settings is compared with that method only; other peer cells (dopri5, kvaerno5, SciPy's
+    # methods) are compared with every fused method run at the same settings.
+    same = pairs["method_f"] == pairs["method_p"]
+    peer_cell = [*MATCH_KEYS, "backend", "variant", "method_p"]
+    has_same = same.groupby([pairs[k] for k in peer_cell], dropna=False).transform("any")
+    pairs = pairs[same | ~has_same].reset_index(drop=True)
     out = pd.DataFrame({k: pairs[k] for k in MATCH_KEYS})
     for col in FLOAT_KEYS:
         out[col] = out[col].where(out[col] != _NO_VALUE)

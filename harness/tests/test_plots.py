@@ -109,6 +109,22 @@ def test_speedup_is_ratio_of_medians_at_matching_keys(results):
     assert torch["note"].str.contains("3/8 rule").all()
 
 
+def test_speedup_pairs_like_with_like_where_the_fused_kernel_ran_the_method():
+    rows = []
+    for backend, method, scale in (("fused", "tsit5", 1.0), ("fused", "rk4_38", 0.5),
+                                   ("torchdiffeq", "rk4_38", 100.0), ("diffrax", "tsit5", 50.0),
+                                   ("scipy", "dop853", 200.0)):
+        rows += [_row("lorenz", backend, method, "fixed", 8, repeat=i, time_s=scale * 1e-3)
+                 for i in range(3)]
+    table = speedup_table(cell_table(validate(pd.DataFrame(rows))))
+    pairs = set(zip(table["peer"], table["peer_method"], table["fused_method"]))
+    # same method where fused ran it; a method fused never ran is compared with each fused method
+    assert pairs == {("torchdiffeq", "rk4_38", "rk4_38"), ("diffrax", "tsit5", "tsit5"),
+                     ("scipy", "dop853", "tsit5"), ("scipy", "dop853", "rk4_38")}
+    td = table[table["peer"] == "torchdiffeq"].iloc[0]
+    assert td["speedup"] == pytest.approx(200.0)
+
+
 def published_sample() -> pd.DataFrame:
     """Two published Lorenz series on a V100 (values invented for the test)."""
     rows = []
