@@ -357,6 +357,7 @@ def _fig3(ctx: _Context) -> FigureInfo:
         t = table[table["mode"] == mode]
         variants = {b: sorted(set(g["peer_variant"])) for b, g in t.groupby("peer")}
         multi_dtype = t["dtype"].nunique() > 1 or t["device"].nunique() > 1
+        multi_tol = t["rtol"].astype(str).nunique() > 1 or t["atol"].astype(str).nunique() > 1
         ids = series_id(t, series_keys)
         for sid in sorted(set(ids)):
             s = t[ids == sid].sort_values("n")
@@ -367,6 +368,8 @@ def _fig3(ctx: _Context) -> FigureInfo:
             label += f" ({style.method_label(r0['peer_method'])})"
             if multi_dtype:
                 label += f", {r0['dtype']} {r0['device']}"
+            if multi_tol and _fmt_float(r0["rtol"]):
+                label += f", tol={_fmt_float(r0['rtol'])}"
             ax.plot(s["n"], s["speedup"], color=style.backend_colour(r0["peer"]),
                     linestyle=style.variant_linestyle(r0["peer_variant"], variants[r0["peer"]]),
                     marker=style.method_marker(r0["peer_method"]), markersize=3.5, linewidth=1.2,
