@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from solvers.availability import framework_available
 from solvers.base import Backend, Prepared, SolveResult, SolveSpec, UnsupportedError
 from solvers.handwritten.common import METHODS, adaptive_result, check_common, common_settings, fixed_result
 from solvers.handwritten.rk import StepConstants, adaptive_attempt, fixed_step, initial_state, step_constants
@@ -58,19 +59,7 @@ def jax_device(device: str) -> Any:
 
 def jax_available(device: str) -> tuple[bool, str]:
     """(ok, version or reason) for running JAX computations on ``device``."""
-    try:
-        import jax
-    except ImportError as exc:
-        return False, f"jax is not installed: {exc}"
-    if device == "cpu":
-        return True, f"jax {jax.__version__}"
-    if device == "gpu":
-        try:
-            dev = jax.devices("gpu")[0]
-        except RuntimeError as exc:
-            return False, f"no JAX GPU backend: {exc}"
-        return True, f"jax {jax.__version__} on {dev.device_kind}"
-    raise ValueError(f"invalid device {device!r}: choose one of cpu, gpu")
+    return framework_available("jax", device)
 
 
 def build_solve(spec: SolveSpec, K: StepConstants, variant: str):

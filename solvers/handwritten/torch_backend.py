@@ -28,6 +28,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from solvers.availability import framework_available
 from solvers.base import Backend, Prepared, SolveResult, SolveSpec, UnsupportedError
 from solvers.handwritten.common import METHODS, adaptive_result, check_common, common_settings, fixed_result
 from solvers.handwritten.rk import AdaptiveState, StepConstants, adaptive_attempt, fixed_step, initial_state, step_constants
@@ -53,17 +54,7 @@ def torch_device(device: str) -> Any:
 
 def torch_available(device: str) -> tuple[bool, str]:
     """(ok, version or reason) for running torch on ``device``."""
-    try:
-        import torch
-    except ImportError as exc:
-        return False, f"torch is not installed: {exc}"
-    if device == "cpu":
-        return True, f"torch {torch.__version__}"
-    if device == "gpu":
-        if not torch.cuda.is_available():
-            return False, f"torch {torch.__version__} sees no CUDA device"
-        return True, f"torch {torch.__version__} on {torch.cuda.get_device_name(0)}"
-    raise ValueError(f"invalid device {device!r}: choose one of cpu, gpu")
+    return framework_available("torch", device)
 
 
 @functools.lru_cache(maxsize=None)

@@ -5,11 +5,11 @@ breaks only that backend (``available()`` says why) and never an import of this 
 """
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 import numpy as np
 
+from solvers.availability import probe_import  # noqa: F401  (re-exported for the peers)
 from solvers.base import SolveSpec, Status
 from solvers.tableaus import get_controller, get_tableau
 
@@ -19,32 +19,6 @@ from solvers.tableaus import get_controller, get_tableau
 #: "default": the library's own default controller coefficients (what a user gets who sets only
 #:     the tolerances; the paper's diffrax scripts did this).
 CONTROLLER_PRESETS = ("diffeqgpu", "default")
-
-
-def probe_import(module: str) -> tuple[bool, str]:
-    """(True, "module version") if ``module`` imports here, else (False, the reason)."""
-    try:
-        mod = importlib.import_module(module)
-    except Exception as exc:  # ImportError, or a broken install raising something else
-        return False, f"{module} is not importable here: {type(exc).__name__}: {exc}"
-    return True, f"{module} {getattr(mod, '__version__', 'unknown version')}"
-
-
-def torch_library_available(library: str, device: str) -> tuple[bool, str]:
-    """Availability of a torch-based ``library`` on ``device`` (torch, the library, a CUDA device)."""
-    ok, tinfo = probe_import("torch")
-    if not ok:
-        return ok, tinfo
-    ok, info = probe_import(library)
-    if not ok:
-        return ok, info
-    if device == "gpu":
-        import torch
-
-        if not torch.cuda.is_available():
-            return False, "torch sees no CUDA device (torch.cuda.is_available() is False)"
-        return True, f"{tinfo}, {info}, {torch.cuda.get_device_name(0)}"
-    return True, f"{tinfo}, {info}"
 
 
 def common_check_reason(backend, spec: SolveSpec) -> str | None:

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from solvers.availability import framework_available
 from solvers.base import Backend, Prepared, SolveResult, SolveSpec, Status, UnsupportedError
 from solvers.peers import _common
 
@@ -65,21 +66,7 @@ class DiffraxBackend(Backend):
     variants = ("", "vmap-of-jit")
 
     def available(self, device: str = "cpu") -> tuple[bool, str]:
-        ok, info = _common.probe_import("jax")
-        if not ok:
-            return ok, info
-        ok, dinfo = _common.probe_import("diffrax")
-        if not ok:
-            return ok, dinfo
-        if device == "gpu":
-            import jax
-
-            try:
-                gpus = jax.devices("gpu")
-            except RuntimeError as exc:
-                return False, f"jax sees no GPU: {exc}"
-            return True, f"{info}, {dinfo}, {gpus[0].device_kind}"
-        return True, f"{info}, {dinfo}"
+        return framework_available("jax", device, "diffrax")
 
     def check(self, spec: SolveSpec) -> str | None:
         return _common.common_check_reason(self, spec)

@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from solvers.availability import framework_available
 from solvers.base import Backend, Prepared, SolveResult, SolveSpec, Status, UnsupportedError
 from solvers.peers import _common
 
@@ -115,7 +116,7 @@ class TorchdiffeqBackend(Backend):
     variants = ("", "max-norm", "vmap")
 
     def available(self, device: str = "cpu") -> tuple[bool, str]:
-        return _common.torch_library_available("torchdiffeq", device)
+        return framework_available("torch", device, "torchdiffeq")
 
     def check(self, spec: SolveSpec) -> str | None:
         if spec.method == "tsit5":

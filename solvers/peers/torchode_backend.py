@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from solvers.availability import framework_available
 from solvers.base import Backend, Prepared, SolveResult, SolveSpec, Status, UnsupportedError
 from solvers.peers import _common
 
@@ -54,7 +55,7 @@ class TorchodeBackend(Backend):
     variants = ("", "compiled")
 
     def available(self, device: str = "cpu") -> tuple[bool, str]:
-        return _common.torch_library_available("torchode", device)
+        return framework_available("torch", device, "torchode")
 
     def check(self, spec: SolveSpec) -> str | None:
         if spec.prob.stiff:
