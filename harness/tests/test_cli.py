@@ -210,3 +210,13 @@ def test_a_run_folder_in_use_is_refused(fake_backends, tmp_path, capsys):
         os.close(fd)
     assert capsys.readouterr().err.strip() == f"error: run folder {out} is in use by another harness process"
     assert main(["run", "--resume", str(out), "--quiet"]) == 0  # released: resuming works (nothing to do)
+
+
+def test_check_fails_on_an_empty_results_table(tmp_path, capsys):
+    from harness.schema import COLUMNS
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "results.csv").write_text(",".join(COLUMNS) + "\n")  # header, no rows
+    assert main(["check", str(run)]) != 0
+    assert "error" in capsys.readouterr().err.lower()
