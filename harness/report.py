@@ -289,7 +289,10 @@ def _read_time(info: FigureInfo) -> str:
         at = ours[ours["n"] == n].sort_values(["time_median_s", "series"])
         fused = at[at["backend"] == REFERENCE_BACKEND]
         if not fused.empty:
-            f = fused.iloc[0]
+            # the base is the fused series running the method most peers ran (like for like)
+            peer_methods = at.loc[at["backend"] != REFERENCE_BACKEND, "method"]
+            same = fused[fused["method"].isin(peer_methods.mode())] if len(peer_methods) else fused
+            f = (same if not same.empty else fused).iloc[0]
             others = [f"{r['series']} {_fmt_t(r['time_median_s'])} ({_fmt_x(r['time_median_s'] / f['time_median_s'])})"
                       for _, r in at.iterrows() if r["series"] != f["series"]]
             text = f"At N={n} the {f['series']} took {_fmt_t(f['time_median_s'])}"
