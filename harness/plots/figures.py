@@ -152,6 +152,20 @@ def _save(ctx: _Context, info: FigureInfo, fig: Figure, data: pd.DataFrame,
     return info
 
 
+def _log_axes(ax, xlabel: str | None = None, ylabel: str | None = None, title: str | None = None,
+              title_size: int = 9) -> None:
+    """Log-log axes with the labels, title and grid every figure of this module uses."""
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.grid(True, which="major", alpha=0.3)
+    if xlabel:
+        ax.set_xlabel(xlabel)
+    if ylabel:
+        ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title, fontsize=title_size)
+
+
 def _legend(ax, extra_handles: list | None = None) -> None:
     handles, labels = ax.get_legend_handles_labels()
     for h in extra_handles or []:
@@ -242,12 +256,7 @@ def _time_vs_n(ctx: _Context, name: str, problem: str, modes: tuple[str, ...],
                              success=bool(r["success"]), status=r["status"],
                              failed_trajectories=r["failed_trajectories"], source_file="", note=""))
     rows += _draw_published(ax, published)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("trajectories N")
-    ax.set_ylabel("time per solve [s] (ours: median of repeats)")
-    ax.set_title(info.title, fontsize=9)
-    ax.grid(True, which="major", alpha=0.3)
+    _log_axes(ax, "trajectories N", "time per solve [s] (ours: median of repeats)", info.title)
     extra = []
     if marked_failure:
         extra.append(Line2D([], [], color="#444444", marker="x", linestyle="none",
@@ -396,12 +405,8 @@ def _fig3(ctx: _Context) -> FigureInfo:
                                  peer_s=r["peer_s"], speedup=r["speedup"], speedup_min=r["speedup"],
                                  note="ratio of the published minima"))
         ax.axhline(1.0, color="#999999", linewidth=0.8)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("trajectories N")
-        ax.set_ylabel("peer time / fused-kernel time (medians)")
-        ax.set_title(f"Lorenz, {mode}: fused-kernel speedup", fontsize=9)
-        ax.grid(True, which="major", alpha=0.3)
+        _log_axes(ax, "trajectories N", "peer time / fused-kernel time (medians)",
+                  f"Lorenz, {mode}: fused-kernel speedup")
         _legend(ax)
     notes = _common_notes(ctx, published_used=not paper.empty)
     notes.append("ratio of median times at matching N, same device, problem, mode, dtype, dt and "
@@ -463,9 +468,7 @@ def _fig4(ctx: _Context) -> FigureInfo:
                              launch_cost_s=fit["launch_cost_s"] if fit else np.nan,
                              step_cost_s=fit["step_cost_s"] if fit else np.nan))
     for ax in (ax_l, ax_m):
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.grid(True, which="major", alpha=0.3)
+        _log_axes(ax)
     ax_l.set_xlabel("trajectories N")
     ax_l.set_ylabel("launches per solve")
     ax_l.set_title(f"{problem}, {mode}: launches per solve (GPU: kernel launches; CPU: array ops)",
@@ -531,12 +534,8 @@ def _fig5(ctx: _Context) -> FigureInfo:
                              atol=r["atol"], time_median_s=r["time_median_s"],
                              time_min_s=r["time_min_s"], max_rel_err=r["max_rel_err"],
                              steps_mean=r["steps_mean"], rhs_evals_mean=r["rhs_evals_mean"]))
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("time per solve [s] (median)")
-    ax.set_ylabel("max relative error vs float64 reference")
-    ax.set_title(f"{problem}, N = {n}: work-precision", fontsize=9)
-    ax.grid(True, which="major", alpha=0.3)
+    _log_axes(ax, "time per solve [s] (median)", "max relative error vs float64 reference",
+              f"{problem}, N = {n}: work-precision")
     _legend(ax)
     info.extra = {"problem": problem, "n": n}
     notes = ["each point is one cell: fixed-step cells differ in dt (filled markers), adaptive "
@@ -581,12 +580,8 @@ def _fig8(ctx: _Context) -> FigureInfo:
                                  max_over_mean=r["steps_max"] / r["steps_mean"]
                                  if r["steps_mean"] > 0 else np.nan,
                                  time_median_s=r["time_median_s"]))
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("trajectories N")
-        ax.set_ylabel("accepted steps per trajectory")
-        ax.set_title(f"{problem}, step control: {scope}", fontsize=8)
-        ax.grid(True, which="major", alpha=0.3)
+        _log_axes(ax, "trajectories N", "accepted steps per trajectory",
+                  f"{problem}, step control: {scope}", title_size=8)
         _legend(ax)
     info.extra = {"problem": problem}
     notes = ["solid/filled: mean accepted steps per trajectory; dotted/hollow: the maximum. Under "
