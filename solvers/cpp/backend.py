@@ -104,7 +104,7 @@ class CppCudaPrepared(Prepared):
 
     Device memory comes from numba-cuda (already a dependency of the fused backend's GPU path);
     both use the device's primary context. The launch goes on the legacy default stream, and
-    ``sync`` synchronises the device.
+    ``sync`` synchronises the device (numba-cuda allocates on the same legacy default stream).
     """
 
     dispatch = "kernel"
@@ -135,14 +135,14 @@ class CppCudaPrepared(Prepared):
                 ptr(self._d_out["stats"]), ptr(self._d_out["status"]), np.int64(self._n))
 
     def run(self) -> Any:
-        from cuda.core import LaunchConfig, launch
+        from cuda.core import LEGACY_DEFAULT_STREAM, LaunchConfig, launch
 
         if self._kernel is None:  # NVRTC compile: part of the first (compile-timed) call
-            self._kernel = build.nvrtc_module(self._source, self._function, self._device)
+            self._kernel = build.nvrtc_kernel(self._source, self._function, self._device)
             self._config = LaunchConfig(grid=(self._n + THREADS_PER_BLOCK - 1) // THREADS_PER_BLOCK,
                                         block=THREADS_PER_BLOCK)
             self._args = self._launch_args()
-        launch(self._device.default_stream, self._config, self._kernel, *self._args)
+        launch(LEGACY_DEFAULT_STREAM, self._config, self._kernel, *self._args)
         return self._d_out
 
     def sync(self, out: Any) -> None:

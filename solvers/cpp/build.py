@@ -27,7 +27,7 @@ from pathlib import Path
 CXX_FLAGS = ("-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-std=c++17", "-shared",
              "-fPIC", "-fopt-info-vec-optimized")
 #: NVRTC / nvcc options: C++17, the default fmad=true, no fast math (as numba-cuda's default).
-NVRTC_OPTIONS = ("-std=c++17",)
+NVRTC_OPTIONS = ("-std=c++17", "-diag-suppress=177")  # 177: unused constants of other methods
 
 _lock = threading.Lock()
 _libraries: dict[str, ctypes.CDLL] = {}
@@ -219,20 +219,42 @@ def fp64_instructions(sass_text: str) -> list[str]:
     return [ln.strip() for ln in sass_text.splitlines() if pat.search(ln)]
 
 
-# ---- CUDA: NVRTC at run time (cuda.core) ----------------------------------------------------------
+# ---- CUDA: NVRTC at run time ------------------------------------------------------------------------
 
-def nvrtc_module(source: str, kernel: str, device):
-    """Compile ``source`` with NVRTC (cuda.core ``Program``) for ``device`` and return the kernel
-    ``kernel``. In-process cache per (source, kernel, arch)."""
-    from cuda.core import Program, ProgramOptions
+def nvrtc_cubin(source: str, arch: str) -> bytes:
+    """Compile ``source`` with NVRTC (cuda.bindings; needs no driver) into a cubin for ``arch``
+    (e.g. "sm_90"). Raises RuntimeError with NVRTC's log on failure."""
+    from cuda.bindings import nvrtc
+
+    err, prog = nvrtc.nvrtcCreateProgram(source.encode(), b"solver.cu", 0, [], [])
+    if err != nvrtc.nvrtcResult.NVRTC_SUCCESS:
+        raise RuntimeError(f"nvrtcCreateProgram: {err}")
+    try:
+        opts = [o.encode() for o in (*NVRTC_OPTIONS, f"-arch={arch}")]
+        (err,) = nvrtc.nvrtcCompileProgram(prog, len(opts), opts)
+        if err != nvrtc.nvrtcResult.NVRTC_SUCCESS:
+            _, size = nvrtc.nvrtcGetProgramLogSize(prog)
+            log = b" " * size
+            nvrtc.nvrtcGetProgramLog(prog, log)
+            raise RuntimeError(f"NVRTC failed for {arch}: {log.decode(errors='replace')[:2000]}")
+        _, size = nvrtc.nvrtcGetCUBINSize(prog)
+        cubin = b" " * size
+        nvrtc.nvrtcGetCUBIN(prog, cubin)
+        return cubin
+    finally:
+        nvrtc.nvrtcDestroyProgram(prog)
+
+
+def nvrtc_kernel(source: str, kernel: str, device):
+    """The kernel ``kernel`` of ``source``, compiled by NVRTC for ``device`` (a cuda.core
+    Device) and loaded; cached in the process per (source, kernel, arch)."""
+    from cuda.core import ObjectCode
 
     arch = "sm_" + "".join(str(x) for x in device.compute_capability)
     key = (hashlib.sha256(source.encode()).hexdigest(), kernel, arch)
     with _lock:
         if key not in _nvrtc_cache:
-            prog = Program(source, code_type="c++",
-                           options=ProgramOptions(std="c++17", arch=arch))
-            _nvrtc_cache[key] = prog.compile("cubin", name_expressions=()).get_kernel(kernel)
+            _nvrtc_cache[key] = ObjectCode.from_cubin(nvrtc_cubin(source, arch)).get_kernel(kernel)
         return _nvrtc_cache[key]
 
 
