@@ -57,12 +57,18 @@ constexpr lane_int F_EMASK = sizeof(real) == 4 ? 0xff : 0x7ff;
 constexpr lane_int F_MANT = (lane_int(1) << F_SHIFT) - 1;
 constexpr lane_int F_ONE = F_BIAS << F_SHIFT;   // the bits of 1.0
 
+// Integer <-> real for small integers through the 1.5*2^SHIFT rounding constant, with integer
+// adds only: AVX2 has no packed double <-> int64 conversion, and these keep the float64 lane
+// loop vectorised (exact for |k| < 2^(SHIFT-1); here |k| < 1100).
+HD real int_to_real(lane_int k) { return i2f(f2i(K_ROUND) + k) - K_ROUND; }
+HD lane_int real_to_int(real integral) { return f2i(integral + K_ROUND) - f2i(K_ROUND); }
+
 // log(x) for positive normal x: x = 2^e m, m folded into [sqrt(1/2), sqrt(2)),
 // log(m) = 2 atanh(s), s = (m-1)/(m+1), |s| < 0.172, by its odd series (LOG_TERMS terms puts
 // the truncation below half an ulp). libm's log would not vectorise in the CPU lane loop.
 HD real klog(real x) {
   real m = i2f((f2i(x) & F_MANT) | F_ONE);
-  real e = real(((f2i(x) >> F_SHIFT) & F_EMASK) - F_BIAS);
+  real e = int_to_real(((f2i(x) >> F_SHIFT) & F_EMASK) - F_BIAS);
   const bool big = m > K_SQRT2;
   m = big ? m * K_HALF : m;
   e = big ? e + K_ONE : e;
@@ -84,7 +90,7 @@ HD real kexp(real z) {
   for (int k = 1; k < EXP_TERMS; ++k) fact[k] = fact[k - 1] / real(k);
   real poly = fact[EXP_TERMS - 1];
   for (int k = EXP_TERMS - 2; k >= 0; --k) poly = fact[k] + r * poly;
-  return poly * i2f((lane_int(nf) + F_BIAS) << F_SHIFT);
+  return poly * i2f((real_to_int(nf) + F_BIAS) << F_SHIFT);
 }
 
 // ---- DiffEqGPU's PI step controller ---------------------------------------------------------
@@ -433,20 +439,23 @@ static void block_adaptive(long long b, long long N, const real* __restrict__ u0
       const real t = T[l], dtc = DT[l], lq = LQ[l];
       const lane_int nacc = ACC[l], nrej = REJ[l];
       lane_int st = ST[l];
+      // Masks are lane_int 0/1, not bool: GCC's vectoriser fails on selects mixing bool masks
+      // of float and integer comparisons ("relevant stmt not supported"), not on these.
       const real rem = tf - t;
-      const bool last = dtc >= rem;
+      const lane_int last = dtc >= rem;
       const real h = last ? rem : dtc;
-      const bool run = st == ST_RUNNING;
-      const bool maxed = nacc + nrej >= max_steps;
-      const bool under = !last & ((h < CTRL_DTMIN) | (t + h == t));
+      const lane_int run = st == ST_RUNNING;
+      const lane_int maxed = nacc + nrej >= max_steps;
+      const lane_int under = (1 - last) & (lane_int(h < CTRL_DTMIN) | lane_int(t + h == t));
       const real eest = M::attempt(y, k1, p, t, h, rtol, atol, yn, k7);
-      const bool fin = (eest == eest) & all_finite(yn);
+      const lane_int fin = lane_int(eest == eest) & lane_int(all_finite(yn));
       real dta, dtr, lqn;
       pi_control(eest, lq, h, dta, dtr, lqn);
-      const bool go = run & !maxed & !under;
-      const bool acc = go & fin & (eest <= K_ONE);
-      const bool rej = go & fin & !(eest <= K_ONE);
-      const bool bad = go & !fin;
+      const lane_int go = run & (1 - maxed) & (1 - under);
+      const lane_int small = eest <= K_ONE;
+      const lane_int acc = go & fin & small;
+      const lane_int rej = go & fin & (1 - small);
+      const lane_int bad = go & (1 - fin);
       const real tn = last ? tf : t + h;
       for (int s = 0; s < NS; ++s) {
         Y[s][l] = (acc | bad) ? yn[s] : y[s];
@@ -455,12 +464,12 @@ static void block_adaptive(long long b, long long N, const real* __restrict__ u0
       T[l] = acc ? tn : t;
       DT[l] = acc ? dta : (rej ? dtr : dtc);
       LQ[l] = acc ? lqn : lq;
-      ACC[l] = acc ? nacc + 1 : nacc;
-      REJ[l] = (rej | bad) ? nrej + 1 : nrej;
+      ACC[l] = nacc + acc;
+      REJ[l] = nrej + (rej | bad);
       st = (run & maxed) ? lane_int(ST_MAX_STEPS) : st;
-      st = (run & !maxed & under) ? lane_int(ST_DT_UNDERFLOW) : st;
+      st = (run & (1 - maxed) & under) ? lane_int(ST_DT_UNDERFLOW) : st;
       st = bad ? lane_int(ST_NONFINITE) : st;
-      st = (acc & (tn >= tf)) ? lane_int(ST_SUCCESS) : st;
+      st = (acc & lane_int(tn >= tf)) ? lane_int(ST_SUCCESS) : st;
       ST[l] = st;
       anyrun |= lane_int(st == ST_RUNNING);
     }

@@ -176,6 +176,7 @@ def prelude(problem: str, dtype: str, controller: str = "diffeqgpu") -> str:
         f"constexpr real K_LOG2E = {lit(1.0 / math.log(2.0))};",
         f"constexpr real K_LN2_HI = {lit(ln2_hi)};",
         f"constexpr real K_LN2_LO = {lit(ln2_lo)};",
+        f"constexpr real K_ROUND = {lit(1.5 * 2.0 ** np.finfo(dtype).nmant)};  // 1.5 * 2^mantissa bits",
         f"constexpr real K_EXP_ZMIN = {lit(-80.0)};",
         f"constexpr real K_EXP_ZMAX = {lit(80.0)};",
         f"constexpr int LOG_TERMS = {n_log};",
