@@ -170,11 +170,11 @@ class CppBackend(Backend):
         if device != "gpu":
             return False, f"unknown device {device!r}"
         try:
-            from cuda.core import Device, system
+            from cuda.core import Device
         except Exception as exc:  # cuda-python missing or broken
             return False, f"cuda.core cannot be imported: {type(exc).__name__}: {exc}"
         try:
-            if system.num_devices < 1:
+            if not Device.get_all_devices():
                 return False, "no CUDA device"
             dev = Device()
             return True, f"NVRTC via cuda.core, {dev.name}"

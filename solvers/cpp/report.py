@@ -53,9 +53,10 @@ def _verdict(group: pd.DataFrame) -> str:
     slow = 1.0 / big["ratio"]  # fused time / C++ time
     within = slow <= 1.0 + TOLERANCE
     lo, hi = (1.0 / group["ratio"]).min(), (1.0 / group["ratio"]).max()
+    verdict = ("within 10% of the C++ kernel" + (" (faster)" if slow < 1.0 else "") if within
+               else "more than 10% slower than the C++ kernel")
     return (f"at the largest N ({int(big['n']):,}) the Numba kernel takes {slow:.2f}x the C++ "
-            f"kernel's time: {'within' if within else 'not within'} 10% "
-            f"(over all N: {lo:.2f}x to {hi:.2f}x)")
+            f"kernel's time: {verdict} (over all N: {lo:.2f}x to {hi:.2f}x)")
 
 
 def report_section(run_dir: Path, df: pd.DataFrame) -> str | None:

@@ -166,3 +166,38 @@ def test_compiler_error_is_reported(tmp_path, monkeypatch):
     monkeypatch.setenv("ODEBENCH_CACHE", str(tmp_path))
     with pytest.raises(RuntimeError, match="failed"):
         build.build_host("this is not C++;")
+
+
+def test_gpu_unavailable_has_reason():
+    ok, why = BACKEND.available("gpu")
+    if not ok:  # this machine: no driver
+        assert why
+        with pytest.raises(UnsupportedError):
+            BACKEND.prepare(SolveSpec("lorenz", "tsit5", "fixed", "float32", 8, device="gpu"))
+
+
+# ---- report section ----------------------------------------------------------------------------
+
+def _rows(backend, mode, n, time_s, steps, rtol=float("nan")):
+    return [{"problem": "lorenz", "backend": backend, "variant": "", "method": "tsit5", "mode": mode,
+             "dtype": "float32", "n": n, "device": "cpu", "dt": 1e-3, "rtol": rtol, "atol": rtol,
+             "status": "ok", "time_s": t, "steps_mean": steps, "rejected_mean": 0.0}
+            for t in time_s]
+
+
+def test_report_section_ratio_and_verdict(tmp_path):
+    import pandas as pd
+
+    from solvers.cpp.report import report_section
+
+    df = pd.DataFrame(
+        _rows("fused", "fixed", 1024, [1.0, 1.2, 1.1], 1000) + _rows("cuda-cpp", "fixed", 1024, [0.5, 0.5], 1000)
+        + _rows("fused", "adaptive", 1024, [1.0], 50, 1e-6) + _rows("cuda-cpp", "adaptive", 1024, [1.05], 50, 1e-6)
+        + [{**_rows("cuda-cpp", "fixed", 4096, [1.0], 1000)[0], "status": "error", "time_s": float("nan")}])
+    text = report_section(tmp_path, df)
+    assert "| cpu | lorenz | tsit5 | fixed | float32 |  | 1,024 | 1.07e+03 | 488 | 0.45 | yes |" in text
+    assert "fixed float32: at the largest N (1,024) the Numba kernel takes 2.20x" in text
+    assert "more than 10% slower" in text
+    assert "adaptive float32, tol 1e-06: at the largest N (1,024) the Numba kernel takes 0.95x" in text
+    assert "within 10% of the C++ kernel (faster)" in text
+    assert report_section(tmp_path, df[df["backend"] == "fused"]) is None
