@@ -69,7 +69,13 @@ class CppHostPrepared(Prepared):
         self._function = function
         self._threads = threads
         self._inputs, self._outputs = _host_args(spec)
-        self._call = None
+        # `kernel` is the one entry-point call per solve (the harness counts calls through an
+        # attribute of that name); the first call compiles or loads the library, then rebinds it.
+        self.kernel = self._first_call
+
+    def _first_call(self) -> None:
+        self.kernel = self._bind()
+        self.kernel()
 
     def _bind(self):
         fn = getattr(build.load_host(self._source), self._function)
@@ -86,16 +92,14 @@ class CppHostPrepared(Prepared):
         return lambda: fn(*args)
 
     def run(self) -> Any:
-        if self._call is None:
-            self._call = self._bind()
-        self._call()
+        self.kernel()
         return self._outputs
 
     def fetch(self, out: Any) -> SolveResult:
         return _result(self.spec, out, {"entry_point": self._function, "threads": self._threads})
 
     def close(self) -> None:
-        self._call = None
+        self.kernel = self._first_call
         self._outputs = {}
 
 
@@ -125,6 +129,7 @@ class CppCudaPrepared(Prepared):
         self._d_out = {k: cuda.device_array(v.shape, dtype=v.dtype) for k, v in outputs.items()}
         self._n = inputs["u0"].shape[1]
         self._kernel = None
+        self.kernel = self._launch  # the one launch per solve, counted through this attribute
         cuda.synchronize()
 
     def _launch_args(self):
@@ -134,7 +139,7 @@ class CppCudaPrepared(Prepared):
                 s["n_steps"], s["rtol"], s["atol"], s["max_steps"], ptr(self._d_out["out_u"]),
                 ptr(self._d_out["stats"]), ptr(self._d_out["status"]), np.int64(self._n))
 
-    def run(self) -> Any:
+    def _launch(self) -> None:
         from cuda.core import LEGACY_DEFAULT_STREAM, LaunchConfig, launch
 
         if self._kernel is None:  # NVRTC compile: part of the first (compile-timed) call
@@ -143,6 +148,9 @@ class CppCudaPrepared(Prepared):
                                         block=THREADS_PER_BLOCK)
             self._args = self._launch_args()
         launch(LEGACY_DEFAULT_STREAM, self._config, self._kernel, *self._args)
+
+    def run(self) -> Any:
+        self.kernel()
         return self._d_out
 
     def sync(self, out: Any) -> None:

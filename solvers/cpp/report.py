@@ -85,7 +85,7 @@ def report_section(run_dir: Path, df: pd.DataFrame) -> str | None:
                      *([r["threads"] if r["threads"] != "" else "all"] if has_threads else []),
                      f"{int(r['n']):,}", _fmt(r["ns_step_fused"]), _fmt(r["ns_step_cuda-cpp"]),
                      _fmt(r["ratio"], ".2f"), "yes" if same else
-                     f"no ({_fmt(r['steps_fused'])} vs {_fmt(r['steps_cuda-cpp'])})"])
+                     f"no ({_fmt(r['steps_fused'], '.6g')} vs {_fmt(r['steps_cuda-cpp'], '.6g')})"])
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "|".join("---" for _ in header) + "|")
     lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in rows]

@@ -201,3 +201,4 @@ def test_report_section_ratio_and_verdict(tmp_path):
     assert "adaptive float32, tol 1e-06: at the largest N (1,024) the Numba kernel takes 0.95x" in text
     assert "within 10% of the C++ kernel (faster)" in text
     assert report_section(tmp_path, df[df["backend"] == "fused"]) is None
+
