@@ -121,6 +121,26 @@ def load_host(source: str) -> ctypes.CDLL:
         return _libraries[b.digest]
 
 
+def host_assembly(source: str) -> str:
+    """The x86 assembly g++ makes of ``source`` with the library's flags (for inspection)."""
+    cxx = compiler()
+    if cxx is None:
+        raise RuntimeError(host_available()[1])
+    flags = [f for f in CXX_FLAGS if f not in ("-shared", "-fopt-info-vec-optimized")]
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "solver.cpp"
+        src.write_text(source)
+        proc = subprocess.run([cxx, *flags, "-S", "-o", "-", str(src)], capture_output=True,
+                              text=True, timeout=600)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{Path(cxx).name} -S failed: {proc.stderr.strip()[:2000]}")
+    return proc.stdout
+
+
+#: double-precision arithmetic and float -> double conversions in x86 assembly.
+X86_FP64 = re.compile(r"\bv?(add|sub|mul|div|sqrt|min|max|fn?m(add|sub)\d*)[sp]d\b|\bv?cvt(ss2sd|ps2pd)\b")
+
+
 def lane_loop_vectorised(report: str, source: str, function: str) -> bool:
     """Whether g++ reports the ``#pragma omp simd`` lane loop of ``function`` (a block driver of
     fused.hpp) as vectorised. g++ places the report at the loop body's first statement; a

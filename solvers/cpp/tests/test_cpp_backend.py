@@ -114,6 +114,16 @@ def test_lane_loops_vectorised(dtype):
         assert build.lane_loop_vectorised(report, src, function), f"{function}: lane loop not vectorised"
 
 
+def test_float32_host_build_has_no_double_arithmetic():
+    """Every literal typed: the float32 library does no double arithmetic (the float64 one does,
+    which shows the pattern can match)."""
+    f32 = build.host_assembly(translation_unit("lorenz", "float32"))
+    hits = [ln for ln in f32.splitlines() if build.X86_FP64.search(ln)]
+    assert not hits, hits[:5]
+    f64 = build.host_assembly(translation_unit("lorenz", "float64"))
+    assert any(build.X86_FP64.search(ln) for ln in f64.splitlines())
+
+
 def test_dispatch_and_registry():
     assert get_backend("cuda-cpp").name == "cuda-cpp"
     spec = SolveSpec("lorenz", "tsit5", "fixed", "float32", 8)
