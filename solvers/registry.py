@@ -16,6 +16,7 @@ BACKENDS: dict[str, str] = {
     "jax-handwritten": "solvers.handwritten.jax_backend:JaxHandwrittenBackend",
     "torch-handwritten": "solvers.handwritten.torch_backend:TorchHandwrittenBackend",
     "pallas": "solvers.handwritten.pallas_backend:PallasBackend",
+    "cuda-cpp": "solvers.cpp.backend:CppBackend",
 }
 
 _instances: dict[str, Backend] = {}

@@ -1,0 +1,102 @@
+"""Report section: the hand-written C++ solver ("cuda-cpp") against the Numba fused kernel.
+
+``report_section(run_dir, df)`` (the report's extension hook) pairs every ok cuda-cpp cell with
+the fused cell of the same key (problem, method, mode, dtype, N, device, dt, tolerances and,
+where the column exists, threads), and gives the time ratio cuda-cpp / fused per N, the time per
+trajectory-step of each, and whether the two took the same steps. Its closing sentence says, per
+mode, whether the Numba kernel is within 10% of the C++ one. A pure function of the table.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+#: "Within 10%": fused time <= 1.10 x cuda-cpp time.
+TOLERANCE = 0.10
+_KEYS = ("problem", "method", "mode", "dtype", "n", "device", "dt", "rtol", "atol")
+
+
+def _fmt(v: float, spec: str = ".3g") -> str:
+    return "n/a" if v is None or not math.isfinite(v) else format(v, spec)
+
+
+def paired(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per key with both backends ok: median times, steps, ratio and ns per step."""
+    ok = df[(df["status"] == "ok") & df["backend"].isin(["fused", "cuda-cpp"])].copy()
+    if "variant" in ok:
+        ok = ok[ok["variant"].fillna("") == ""]
+    keys = list(_KEYS) + (["threads"] if "threads" in ok.columns else [])
+    for k in keys:  # NaN tolerances (fixed mode) and absent threads must still group
+        ok[k] = ok[k].astype("object").where(ok[k].notna(), "")
+    agg = (ok.groupby(keys + ["backend"], dropna=False)
+             .agg(time_s=("time_s", "median"), steps=("steps_mean", "mean"),
+                  rejected=("rejected_mean", "mean") if "rejected_mean" in ok else ("steps_mean", "size"))
+             .reset_index())
+    wide = agg.pivot_table(index=keys, columns="backend", values=["time_s", "steps", "rejected"],
+                           aggfunc="first")
+    if ("time_s", "cuda-cpp") not in wide.columns or ("time_s", "fused") not in wide.columns:
+        return pd.DataFrame()
+    wide = wide.dropna(subset=[("time_s", "cuda-cpp"), ("time_s", "fused")])
+    out = wide.reset_index()
+    out.columns = ["_".join(c for c in col if c) if isinstance(col, tuple) else col for col in out.columns]
+    out["ratio"] = out["time_s_cuda-cpp"] / out["time_s_fused"]
+    for b in ("fused", "cuda-cpp"):
+        out[f"ns_step_{b}"] = 1e9 * out[f"time_s_{b}"] / (out["n"].astype(float) * out[f"steps_{b}"])
+    return out.sort_values(keys).reset_index(drop=True)
+
+
+def _verdict(group: pd.DataFrame) -> str:
+    """Sentence for one (device, dtype, mode, tolerance) series."""
+    big = group.loc[group["n"].astype(int).idxmax()]
+    slow = 1.0 / big["ratio"]  # fused time / C++ time
+    within = slow <= 1.0 + TOLERANCE
+    lo, hi = (1.0 / group["ratio"]).min(), (1.0 / group["ratio"]).max()
+    verdict = ("within 10% of the C++ kernel" + (" (faster)" if slow < 1.0 else "") if within
+               else "more than 10% slower than the C++ kernel")
+    return (f"at the largest N ({int(big['n']):,}) the Numba kernel takes {slow:.2f}x the C++ "
+            f"kernel's time: {verdict} (over all N: {lo:.2f}x to {hi:.2f}x)")
+
+
+def report_section(run_dir: Path, df: pd.DataFrame) -> str | None:
+    """Markdown section comparing cuda-cpp with fused, or None when the run has no pair."""
+    if df is None or df.empty or "backend" not in df or not (df["backend"] == "cuda-cpp").any():
+        return None
+    pairs = paired(df)
+    lines = ["## Hand-written C++ vs the Numba fused kernel", "",
+             "The same algorithm written twice: the Numba kernel generated from the Python "
+             "definition (`fused`) and a hand-written C++ solver (`cuda-cpp`, "
+             "`solvers/cpp/fused.hpp`; right-hand side translated by SymPy, g++ -O3 "
+             "-march=native with OpenMP on the CPU, NVRTC on a GPU). Same tableau, controller "
+             "and lane blocking; ratio = cuda-cpp time / fused time (median of the repeats; "
+             "below 1: C++ faster). ns/step = time per trajectory per accepted step.", ""]
+    if pairs.empty:
+        lines.append("The run has cuda-cpp rows but no fused cell with the same settings to pair them with.")
+        return "\n".join(lines) + "\n"
+    has_threads = "threads" in pairs.columns
+    header = ["device", "problem", "method", "mode", "dtype", "tol", *(["threads"] if has_threads else []),
+              "N", "fused ns/step", "cuda-cpp ns/step", "ratio", "same steps"]
+    rows = []
+    for _, r in pairs.iterrows():
+        tol = "" if r["mode"] == "fixed" else _fmt(float(r["rtol"]), "g")
+        same = r["steps_fused"] == r["steps_cuda-cpp"]
+        rows.append([r["device"], r["problem"], r["method"], r["mode"], r["dtype"], tol,
+                     *([r["threads"] if r["threads"] != "" else "all"] if has_threads else []),
+                     f"{int(r['n']):,}", _fmt(r["ns_step_fused"]), _fmt(r["ns_step_cuda-cpp"]),
+                     _fmt(r["ratio"], ".2f"), "yes" if same else
+                     f"no ({_fmt(r['steps_fused'], '.6g')} vs {_fmt(r['steps_cuda-cpp'], '.6g')})"])
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|" + "|".join("---" for _ in header) + "|")
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in rows]
+    lines.append("")
+    group_keys = ["device", "problem", "method", "dtype", "mode", "rtol"] + (["threads"] if has_threads else [])
+    verdicts = []
+    for key, g in pairs.groupby(group_keys, sort=True):
+        d = dict(zip(group_keys, key))
+        tol = "" if d["mode"] == "fixed" else f", tol {_fmt(float(d['rtol']), 'g')}"
+        thr = f", threads {d['threads'] or 'all'}" if has_threads else ""
+        verdicts.append(f"* {d['device']} {d['problem']} {d['method']} {d['mode']} {d['dtype']}{tol}{thr}: "
+                        + _verdict(g) + ".")
+    lines += ["Is the Numba kernel within 10% of the hand-written C++ one (measured here)?", ""] + verdicts
+    return "\n".join(lines) + "\n"
