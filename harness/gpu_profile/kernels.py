@@ -80,12 +80,16 @@ PROFILE_COLUMNS = (
 
 
 def short_name(mangled: str) -> str:
-    """A readable kernel name: Numba's mangled ``_ZN<len><module><len>solve_kernel...`` becomes
-    ``<module>.solve_kernel``; a C++ name is demangled only of its length prefixes."""
-    m = re.match(r"_ZN\d+(\w+?)(\d+)(solve_kernel|\w+?)B\d", mangled)
-    if m:
-        return f"{m.group(1)}.{m.group(3)}"
-    return mangled[:120]
+    """A readable kernel name: a mangled ``_ZN<len><name><len><name>...`` becomes the dotted
+    names (Numba's ``<module>.solve_kernel``); anything else is kept, cut to 120 characters."""
+    parts, pos = [], 3 if mangled.startswith("_ZN") else -1
+    while 0 <= pos < len(mangled) and mangled[pos].isdigit() and len(parts) < 2:
+        m = re.match(r"\d+", mangled[pos:])
+        k = int(m.group(0))
+        start = pos + len(m.group(0))
+        parts.append(mangled[start:start + k])
+        pos = start + k
+    return ".".join(parts) if parts else mangled[:120]
 
 
 def _rows_from_cubin(asm: tools.Assembled, block: int, entry_filter: str | None = None) -> list[dict]:
