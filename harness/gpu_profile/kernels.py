@@ -31,7 +31,7 @@ PTX_CC = (7, 5)
 MPGOS_VARIANT = "mpgos-double-literals"
 DEFAULT_BLOCK = 256
 
-_PACKAGE_FILES = ("tools.py", "sass.py", "kernels.py")
+_PACKAGE_FILES = ("tools.py", "sass.py", "kernels.py", "cpu_asm.py")
 
 
 def cache_dir() -> Path:

@@ -158,6 +158,7 @@ def report_section(run_dir: Path, df: pd.DataFrame) -> str | None:
                  "diffrax needs a GPU run's CUPTI count; (4) MPGOS used RK4 (4 stages) where our variant is Tsit5 "
                  "(6 stages): compare its ratio between cards, not its absolute time.")
     parts.append("Notes: " + "; ".join(f["notes"]) + ".")
+    parts.append(cpu_calibration_text(run_dir, df))
     parts.append("GPU specifications (the one table, `harness/gpu_profile/specs.py`):\n\n"
                  + _md_table(pd.DataFrame(specs.spec_table()).drop(columns=["note"]))
                  + "\n\nSources: " + "; ".join(f"[{k}] {v}" for k, v in specs.SOURCES.items()))
@@ -186,4 +187,58 @@ def readme_paragraph(df: pd.DataFrame | None = None) -> str:
         text += (f"Double literals in the right-hand side (MPGOS's Lorenz) turn the step into FP64 and the model "
                  f"predicts a {f['mpgos_ratio']:.0f}x slow-down from V100 to RTX 5000"
                  + (f" (published MPGOS: {f['pub_mpgos_ratio']:.0f}x)." if f["pub_mpgos_ratio"] else "."))
+    return text
+
+
+def _same_machine(run_dir: Path) -> bool:
+    """True when the run folder's environment.json describes this machine: same host name, CPU
+    model, ISA flags and core count (VMs of one kind share host names but not CPUs)."""
+    import json
+    import socket
+
+    from harness.environment import cpu_info
+
+    try:
+        env = json.loads((Path(run_dir) / "environment.json").read_text())
+    except (OSError, ValueError):
+        return False
+    here, there = cpu_info(), env.get("cpu", {})
+    return (env.get("hostname") == socket.gethostname()
+            and all(here.get(k) == there.get(k) for k in ("model", "flags", "logical_cores")))
+
+
+def cpu_calibration_text(run_dir: Path, df: pd.DataFrame) -> str:
+    """The CPU check of the instruction-count reasoning (measured peak, measured time)."""
+    from harness import cpu_peak
+    from harness.gpu_profile import cpu_asm
+
+    peak = cpu_peak.read_peak(run_dir)
+    if peak is None and _same_machine(run_dir):
+        # Measured now, on the machine that produced the run (about a second), and stored.
+        cpu_peak.write_peak(run_dir)
+        peak = cpu_peak.read_peak(run_dir)
+    try:
+        cal = cpu_asm.calibration(df, peak)
+    except Exception as exc:  # noqa: BLE001 - the section reports, never breaks the report
+        return f"CPU calibration not built: {type(exc).__name__}: {exc}"
+    prof = cal["profile"]
+    c = prof["counts"]
+    text = ("**The same reasoning on the CPU.** The CPU lane kernel's hot loop (Lorenz Tsit5 float32 fixed, "
+            f"compiled here for {prof['llvm_cpu']}, {prof['lanes_per_iteration']} float32 lanes per vector) has "
+            f"{c['fma']} FMA, {c['mul']} MUL and {c['add']} ADD packed instructions per trajectory-step "
+            f"({prof['instructions_per_trajectory_step']} instructions in all, {c['vec_move']} vector moves).")
+    if peak is None:
+        return text + (" No FMA peak measured for this run (`python -m harness.cpu_peak RUN_DIR` on the run's "
+                       "machine writes cpu_peak.json): no predicted time.")
+    text += (f" Measured single-core FMA throughput ({cpu_peak.PEAK_FILE}): "
+             f"{peak['fma_lanes_per_s_per_core'] / 1e9:.1f} G lane-FMAs/s, so the FP work alone predicts "
+             f"{cal['predicted_ns']:.2f} core-ns per trajectory-step")
+    if cal["measured_ns"] is not None:
+        text += (f"; measured: {cal['measured_ns']:.2f} core-ns ({cal['measured_how']}), i.e. "
+                 f"the kernel's FP work runs at {100 * cal['predicted_ns'] / cal['measured_ns']:.0f}% of the measured FMA "
+                 "peak. ")
+    else:
+        text += f"; no measured time to compare ({cal['measured_how']}). "
+    if not _same_machine(run_dir):
+        text += "(The run's results come from another machine than this compile: compare with care.)"
     return text
