@@ -218,3 +218,40 @@ def figure(pred: pd.DataFrame, pub: pd.DataFrame, out_dir: Path) -> Path | None:
     plt.close(fig)
     pred.to_csv(out_dir / "gpu_model_vs_published.csv", index=False)
     return path
+
+
+def spec_for_gpu_name(name: str) -> str | None:
+    """The spec key of a GPU named by nvidia-smi ("NVIDIA H200" -> "H200"), or None."""
+    text = (name or "").upper().replace(" ", "")
+    for key in ("H200", "H100", "V100", "RTX5000"):
+        if key in text:
+            return key
+    return None
+
+
+def measured_vs_predicted(df: pd.DataFrame, gpu_name: str, profiles: pd.DataFrame) -> pd.DataFrame:
+    """For a run with fused GPU rows of Lorenz Tsit5 float32: predicted vs measured median time."""
+    key = spec_for_gpu_name(gpu_name)
+    if key is None or df is None or df.empty or "device" not in df:
+        return pd.DataFrame()
+    gpu = specs.GPUS[key]
+    sel = _ok(df)
+    sel = sel[(sel["backend"] == "fused") & (sel["device"] == "gpu") & (sel["problem"] == "lorenz")
+              & (sel["method"] == "tsit5") & (sel["dtype"] == "float32")]
+    from problems.registry import get_problem
+
+    prob = get_problem("lorenz")
+    bytes_traj = model.fused_bytes_per_trajectory(prob.n_states, prob.n_params, 4)
+    rows = []
+    for (mode, n), g in sel.groupby(["mode", "n"]):
+        r = _row(profiles, "tsit5", mode, gpu.arch)
+        if r is None:
+            continue
+        steps = float(g["steps_mean"].iloc[0]) + (float(g["rejected_mean"].fillna(0).iloc[0])
+                                                   if "rejected_mean" in g else 0.0)
+        p = model.predict_fused(step_counts(r), int(r["registers"]), gpu, int(n), steps,
+                                bytes_per_trajectory=bytes_traj)
+        t = float(g["time_s"].median())
+        rows.append(dict(gpu=key, mode=mode, n=int(n), steps=steps, measured_s=t, predicted_s=p.total_s,
+                         ratio=p.total_s / t))
+    return pd.DataFrame(rows)

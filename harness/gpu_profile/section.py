@@ -157,6 +157,9 @@ def report_section(run_dir: Path, df: pd.DataFrame) -> str | None:
                  "(NumPy array operations, ATen operators): the kernels a GPU would run (fusion, CuPy) differ; "
                  "diffrax needs a GPU run's CUPTI count; (4) MPGOS used RK4 (4 stages) where our variant is Tsit5 "
                  "(6 stages): compare its ratio between cards, not its absolute time.")
+    measured = _measured_gpu_table(run_dir, df, prof)
+    if measured:
+        parts.append(measured)
     parts.append("Notes: " + "; ".join(f["notes"]) + ".")
     parts.append(cpu_calibration_text(run_dir, df))
     parts.append("GPU specifications (the one table, `harness/gpu_profile/specs.py`):\n\n"
@@ -242,3 +245,23 @@ def cpu_calibration_text(run_dir: Path, df: pd.DataFrame) -> str:
     if not _same_machine(run_dir):
         text += "(The run's results come from another machine than this compile: compare with care.)"
     return text
+
+
+def _measured_gpu_table(run_dir: Path, df: pd.DataFrame, prof: pd.DataFrame) -> str:
+    """Measured vs predicted for this run's fused GPU rows, when it has any."""
+    import json
+
+    try:
+        env = json.loads((Path(run_dir) / "environment.json").read_text())
+        name = env["gpu"]["gpus"][0]["name"]
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return ""
+    table = compare.measured_vs_predicted(df, name, prof)
+    if table.empty:
+        return ""
+    t = table.copy()
+    for c in ("measured_s", "predicted_s"):
+        t[c] = t[c].map(lambda v: f"{v:.3g}")
+    t["ratio"] = t["ratio"].map(lambda v: f"{v:.2f}")
+    t["steps"] = t["steps"].map(lambda v: f"{v:.1f}")
+    return f"Measured on this run's GPU ({name}) vs the model (predicted / measured):\n\n" + _md_table(t)

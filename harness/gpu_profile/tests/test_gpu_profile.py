@@ -176,3 +176,27 @@ def test_comparison_with_published_data():
     ratios = compare.ratio_table(pred, compare.published())
     fixed = ratios[(ratios["gpu"] == "V100") & (ratios["model"] == "fused tsit5 fixed")]
     assert len(fixed) == 1 and fixed["N=8388608"].iloc[0] > 0
+
+
+def test_measured_vs_predicted_for_gpu_rows():
+    import pandas as pd
+
+    from harness.gpu_profile import compare
+
+    assert compare.spec_for_gpu_name("NVIDIA H200") == "H200"
+    assert compare.spec_for_gpu_name("Tesla V100-PCIE-32GB") == "V100"
+    assert compare.spec_for_gpu_name("NVIDIA A100") is None
+    prof = pd.DataFrame([dict(problem="lorenz", method="tsit5", mode="fixed", dtype="float32", arch="sm_90",
+                              variant="", status="ok", registers=32,
+                              **{f"step_{c}": 0 for c in sass.CLASSES}, )])
+    prof.loc[0, "step_ffma"] = 90
+    prof.loc[0, "step_integer"] = 10
+    df = pd.DataFrame([dict(backend="fused", device="gpu", problem="lorenz", method="tsit5", mode="fixed",
+                            dtype="float32", n=32, status="ok", steps_mean=1000.0, rejected_mean=0.0,
+                            time_s=1e-3)])
+    t = compare.measured_vs_predicted(df, "NVIDIA H200", prof)
+    assert len(t) == 1
+    expected = model.predict_fused(model.StepCounts({"ffma": 90, "integer": 10}), 32, specs.GPUS["H200"], 32,
+                                   1000.0, bytes_per_trajectory=model.fused_bytes_per_trajectory(3, 3, 4)).total_s
+    assert t["predicted_s"].iloc[0] == pytest.approx(expected)
+    assert t["ratio"].iloc[0] == pytest.approx(expected / 1e-3)
