@@ -200,3 +200,19 @@ def test_measured_vs_predicted_for_gpu_rows():
                                    1000.0, bytes_per_trajectory=model.fused_bytes_per_trajectory(3, 3, 4)).total_s
     assert t["predicted_s"].iloc[0] == pytest.approx(expected)
     assert t["ratio"].iloc[0] == pytest.approx(expected / 1e-3)
+
+
+@needs_tools
+@pytest.mark.slow
+def test_report_section_renders_without_published_data(tmp_path, monkeypatch):
+    import pandas as pd
+
+    from harness.gpu_profile.section import readme_paragraph, report_section
+
+    monkeypatch.setenv("PAPER_DATA_DIR", str(tmp_path / "absent"))
+    df = pd.DataFrame(columns=["backend", "status"])
+    text = report_section(tmp_path, df)
+    assert "ps per trajectory-step" in text and "| kernel | arch |" in text
+    assert "Published timings not found" in text
+    assert (tmp_path / "gpu_profile.csv").is_file()
+    assert "GPU evidence without a GPU" in readme_paragraph(df)
