@@ -30,7 +30,6 @@ def facts(df: pd.DataFrame | None = None) -> dict | None:
         return None
     df = pd.DataFrame() if df is None else df
     prof = compare.headline_profiles()
-    cached = _cached_full_table()
     pred, notes = compare.predictions(prof, df)
     pub = compare.published()
     ratios = compare.ratio_table(pred, pub)
@@ -58,22 +57,9 @@ def facts(df: pd.DataFrame | None = None) -> dict | None:
         by = dict(zip(m["gpu_key"], m["time_s"]))
         if "V100" in by and "RTX5000" in by:
             pub_mpgos = by["RTX5000"] / by["V100"]
-    return dict(profiles=prof, full=cached, pred=pred, notes=notes, pub=pub, ratios=ratios, ps_h100=ps_h100,
+    return dict(profiles=prof, pred=pred, notes=notes, pub=pub, ratios=ratios, ps_h100=ps_h100,
                 h100_row=h, v100_row=v, mpgos=mp, headline=headline, mpgos_ratio=mpgos_ratio,
                 pub_mpgos_ratio=pub_mpgos, source=pub.attrs.get("source", ""))
-
-
-def _cached_full_table() -> pd.DataFrame:
-    """Rows of every fused kernel whose profile is already in the cache (from `gpu-profile`)."""
-    rows = []
-    import json
-
-    for path in sorted(kernels.cache_dir().glob("row-*.json")):
-        try:
-            rows.append(json.loads(path.read_text()))
-        except (OSError, ValueError):
-            continue
-    return pd.DataFrame(rows)
 
 
 def _profile_table(prof: pd.DataFrame) -> str:
