@@ -1,5 +1,7 @@
 """``python -m harness gpu-profile``: the static profile table of the fused kernels (and of any
-PTX / CUDA C++ file given), plus the GPU spec table, written as CSV into ``--out DIR``."""
+PTX / CUDA C++ file given), the GPU spec table and the model's predicted times vs N on each card
+(for the Lorenz float32 kernels, when profiled), written as CSV into ``--out DIR``:
+gpu_profile.csv, gpu_specs.csv, gpu_model.csv."""
 from __future__ import annotations
 
 import argparse
@@ -11,6 +13,7 @@ from harness.errors import UsageError
 
 PROFILE_CSV = "gpu_profile.csv"
 SPECS_CSV = "gpu_specs.csv"
+MODEL_CSV = "gpu_model.csv"
 
 
 def add_parser(sub) -> None:
@@ -75,6 +78,15 @@ def run(args: argparse.Namespace) -> int:
             for r in kernels.profile_cuda_source(path.read_text(), a, args.block):
                 rows.append({**r, "variant": f"file:{path.name}"})
     write_csv(args.out / PROFILE_CSV, rows, kernels.PROFILE_COLUMNS)
+    # Predicted time vs N on every card of the spec table, for the Lorenz float32 kernels profiled
+    # (step and launch counts from the newest committed results, as the report does).
+    import pandas as pd
+
+    from harness.gpu_profile import compare
+
+    pred, _ = compare.predictions(pd.DataFrame(rows), pd.DataFrame())
+    if not pred.empty:
+        pred.to_csv(args.out / MODEL_CSV, index=False)
     spec_rows = specs.spec_table()
     write_csv(args.out / SPECS_CSV, spec_rows, list(spec_rows[0]))
     bad = sum(r["status"] != "ok" for r in rows)

@@ -132,7 +132,7 @@ def predictions(profiles: pd.DataFrame, df: pd.DataFrame) -> tuple[pd.DataFrame,
                 rows.append(dict(gpu=key, gpu_name=gpu.name, compares_with=impl, series=f"fused {method} {mode}"
                                  + (" (double literals)" if variant else ""), mode=mode, n=n,
                                  predicted_s=p.total_s, compute_s=p.compute_s, launch_s=p.launch_s,
-                                 memory_s=p.memory_s, bound=p.bound, arch=r["arch"], assembled_for=r["assembled_for"]))
+                                 memory_s=p.memory_s, binding_pipe_at_full_load=p.bound, arch=r["arch"], assembled_for=r["assembled_for"]))
         for impl, backend, method in (("EnsembleGPUArray (Julia)", "array", "tsit5"),
                                       ("diffrax vmap (JAX)", "diffrax", "tsit5"),
                                       ("torchdiffeq (PyTorch)", "torchdiffeq", "rk4_38")):
@@ -149,7 +149,7 @@ def predictions(profiles: pd.DataFrame, df: pd.DataFrame) -> tuple[pd.DataFrame,
                 rows.append(dict(gpu=key, gpu_name=gpu.name, compares_with=impl,
                                  series=f"{backend} {method} fixed (array style)", mode="fixed", n=n,
                                  predicted_s=t, compute_s=float("nan"), launch_s=float("nan"),
-                                 memory_s=float("nan"), bound="launches", arch="", assembled_for=""))
+                                 memory_s=float("nan"), binding_pipe_at_full_load="launches", arch="", assembled_for=""))
     return pd.DataFrame(rows), notes
 
 
