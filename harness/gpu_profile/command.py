@@ -23,7 +23,7 @@ def add_parser(sub) -> None:
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder for gpu_profile.csv")
     for name in ("problem", "method", "mode", "dtype"):
         p.add_argument(f"--{name}", action="append", metavar=name.upper(), help=f"only these {name}s")
-    p.add_argument("--block", type=int, default=256, help="threads per block for the occupancy (default 256)")
+    p.add_argument("--block", type=int, default=None, help="threads per block for the occupancy (default: the fused backend's)")
     p.add_argument("--ptx", action="append", type=Path, default=[], metavar="FILE", help="also profile this PTX file")
     p.add_argument("--cuda", action="append", type=Path, default=[], metavar="FILE",
                    help="also profile this CUDA C++ file (compiled with nvcc -O3)")
@@ -53,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
     for a in archs:
         if not (a.startswith("sm_") and a[3:].isdigit()):
             raise UsageError(f"invalid architecture {a!r}: write it as sm_XY, e.g. sm_90")
+    if args.block is None:
+        args.block = kernels.DEFAULT_BLOCK
     if not 32 <= args.block <= 1024 or args.block % 32:
         raise UsageError(f"invalid --block {args.block}: a multiple of 32 in 32..1024")
     for f in [*args.ptx, *args.cuda]:

@@ -29,7 +29,18 @@ ARCHS = ("sm_70", "sm_75", "sm_90")
 #: (ptxas assembles PTX for any architecture at or above its .target).
 PTX_CC = (7, 5)
 MPGOS_VARIANT = "mpgos-double-literals"
-DEFAULT_BLOCK = 256
+
+
+def _backend_block() -> int:
+    """The fused backend's default CUDA block size (one source of truth: its constructor)."""
+    import inspect
+
+    from solvers.fused.backend import FusedBackend
+
+    return int(inspect.signature(FusedBackend.__init__).parameters["threads_per_block"].default)
+
+
+DEFAULT_BLOCK = _backend_block()
 
 _PACKAGE_FILES = ("tools.py", "sass.py", "kernels.py", "cpu_asm.py")
 
