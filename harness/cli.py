@@ -120,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("baseline", metavar="BASELINE_JSON")
     bench.add_argument("--threshold", type=_positive_float_arg, default=None,
                        help="allowed slow-down relative to the reference cell (default 0.25)")
+    from harness.gpu_profile.command import add_parser as _add_gpu_profile  # gpu-profile command
+
+    _add_gpu_profile(sub)
     return parser
 
 
@@ -143,6 +146,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "bench-compare":
             return cmd_bench_compare(args)
+        if args.command == "gpu-profile":
+            from harness.gpu_profile.command import run as run_gpu_profile
+
+            return run_gpu_profile(args)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
