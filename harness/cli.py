@@ -484,7 +484,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    """Exit 0 only for a run folder whose results validate and hold at least one timed cell."""
+    """Exit 0 only for a run folder whose results validate, hold at least one timed cell, and
+    whose ok cells are within their accuracy bounds with no failed trajectory (harness.bounds)."""
     from harness.results import CSV_NAME, read_results
     from harness.schema import SchemaError, validate
 
@@ -501,7 +502,12 @@ def cmd_check(args: argparse.Namespace) -> int:
     if not (df["status"] == "ok").any():
         print(f"error: {path}: no cell produced timings", file=sys.stderr)
         return 1
-    return 0
+    from harness.bounds import accuracy_violations
+
+    bad = accuracy_violations(df)
+    for line in bad:
+        print(f"error: {path}: {line}", file=sys.stderr)
+    return 1 if bad else 0
 
 
 #: What `env --check` requires: (import name, what it is for).
