@@ -510,27 +510,23 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
-#: What `env --check` requires: (import name, what it is for).
-CORE_PACKAGES = (("numpy", "everything"), ("scipy", "references"), ("sympy", "Jacobians"),
-                 ("pandas", "results"), ("matplotlib", "figures"), ("numba", "fused backend"),
-                 ("jax", "diffrax, jax-handwritten"), ("diffrax", "diffrax backend"),
-                 ("equinox", "diffrax backend"), ("torch", "torch backends"),
-                 ("torchdiffeq", "torchdiffeq backend"))
-
-
 def cmd_env(args: argparse.Namespace) -> int:
-    from importlib import util
+    from harness.packages import OPTIONAL, REQUIRED, missing
 
     if not args.check:
         from harness.environment import fingerprint
 
         print(json.dumps(fingerprint(), indent=2))
         return 0
-    missing = [f"{name} ({why})" for name, why in CORE_PACKAGES if util.find_spec(name) is None]
+    required = [f"{name} ({REQUIRED[name]})" for name in missing(REQUIRED)]
+    optional = [f"{name} ({OPTIONAL[name]})" for name in missing(OPTIONAL)]
     if sys.version_info < (3, 11):
-        missing.insert(0, f"Python >= 3.11 (this is {sys.version.split()[0]})")
-    if missing:
-        print(f"error: missing: {', '.join(missing)}", file=sys.stderr)
+        required.insert(0, f"Python >= 3.11 (this is {sys.version.split()[0]})")
+    if optional:
+        print(f"note: optional packages missing (their backends or steps will not run): "
+              f"{', '.join(optional)}", file=sys.stderr)
+    if required:
+        print(f"error: required packages missing: {', '.join(required)}", file=sys.stderr)
         return 1
     usable, why = gpu_usable()
     print(f"environment ok: Python {sys.version.split()[0]}; GPU: {why}; default suite: "

@@ -21,14 +21,8 @@ from importlib import util
 from pathlib import Path
 from typing import Any, Callable
 
-#: Imports without which nothing runs (the harness and the fused kernel on a CPU).
-REQUIRED = ("numpy", "pandas", "numba")
-#: Imports some backends or steps need: name -> what needs it.
-OPTIONAL = {"scipy": "computing references (shipped ones need none), scipy backend",
-            "sympy": "Jacobians of stiff methods", "matplotlib": "figures",
-            "jax": "diffrax, jax-handwritten, pallas", "diffrax": "diffrax", "equinox": "diffrax",
-            "torch": "torch-handwritten, torchdiffeq, torchode", "torchdiffeq": "torchdiffeq",
-            "torchode": "torchode", "cupy": "array on a GPU", "cupti": "launch counting (CUPTI)"}
+from harness.packages import OPTIONAL, REQUIRED
+
 #: Backend -> imports and GPU checks it depends on.
 NEEDS = {
     "fused": (("numba",), ("fused-cuda-kernel",)),
@@ -177,7 +171,7 @@ def run_preflight(suite: str, device: str | None) -> dict[str, Any]:
     started = time.monotonic()
     imports = {}
     for name in REQUIRED:
-        imports[name] = {"required": True, "found": util.find_spec(name) is not None, "for": "everything"}
+        imports[name] = {"required": True, "found": util.find_spec(name) is not None, "for": REQUIRED[name]}
     for name, what in OPTIONAL.items():
         imports[name] = {"required": False, "found": util.find_spec(name) is not None, "for": what}
 
