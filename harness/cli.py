@@ -412,7 +412,7 @@ def _run_plan(plan: RunPlan, args: argparse.Namespace) -> int:
     try:
         cells, gates = _sweep_order_and_gates(plan, args)
         summary = run_sweep(cells, run_dir, run_id=plan.run_id, suite=suite.name, how=plan.how,
-                            progress=not args.quiet, gates=gates)
+                            progress=not args.quiet, gates=gates, keep_order=True)
     except KeyboardInterrupt:
         interrupted = True
         summary = None

@@ -162,7 +162,7 @@ def order_cells(cells: Sequence[Cell], how: str) -> list[Cell]:
 
 
 def run_sweep(cells: Sequence[Cell], out_dir: Path, *, run_id: str, suite: str, how: str = "shared",
-              progress: bool = True, gates: Sequence = ()) -> SweepSummary:
+              progress: bool = True, gates: Sequence = (), keep_order: bool = False) -> SweepSummary:
     """Run ``cells`` and append their rows to ``out_dir/results.csv`` (created if missing).
 
     Cells already complete in that file are skipped. On KeyboardInterrupt the child is killed,
@@ -176,6 +176,8 @@ def run_sweep(cells: Sequence[Cell], out_dir: Path, *, run_id: str, suite: str, 
         progress: report progress on stderr.
         gates: harness.schedule gates (budget, broken backend, pre-flight), applied in order;
             each is built with the same context (run_id, suite) as the rows.
+        keep_order: run ``cells`` exactly in the order given (the caller ordered them, e.g.
+            headline-first for a budget); else ``order_cells`` groups them for "isolate".
     """
     started = time.monotonic()
     path = Path(out_dir) / CSV_NAME
@@ -183,7 +185,7 @@ def run_sweep(cells: Sequence[Cell], out_dir: Path, *, run_id: str, suite: str, 
     blocked: dict[tuple, tuple[str, int]] = {}
     for row in read_rows(path):
         _note_blocking(blocked, cell_key(row), row["status"])
-    todo = [c for c in order_cells(cells, how) if c.key not in done]
+    todo = [c for c in (cells if keep_order else order_cells(cells, how)) if c.key not in done]
     summary = SweepSummary(skipped=len(cells) - len(todo))
     context = {"run_id": run_id, "suite": suite}
     writer = ResultsWriter(path)
