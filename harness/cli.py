@@ -1,11 +1,14 @@
 """Command line: ``python -m harness COMMAND``.
 
-Commands: ``run`` (a suite, or part of it, into a run folder; ``--resume`` continues one),
+Commands: ``run`` (a suite, or part of it, into a run folder; ``--resume`` continues one;
+``--budget-s``/``--preflight``/``--device`` for a short GPU session: harness.schedule),
 ``report`` (figures and report of a run folder, by harness.report), ``check`` (exit 1 unless a
-run folder holds a valid results table with timings), ``list`` (problems, backends and their
-availability, methods, suites), ``env`` (the environment fingerprint; ``--check``: are the core
-packages installed), ``default-suite`` (gpu-quick where a GPU is usable, else cpu) and
-``bench-compare`` (a pytest-benchmark JSON against a baseline, by harness.bench_compare).
+run folder holds a valid results table with timings whose ok cells meet harness.bounds),
+``refs`` (the references a suite needs, into problems/refs/), ``preflight`` (quick checks
+before a GPU session: harness.preflight), ``list`` (problems, backends and their
+availability, methods, suites), ``env`` (the environment fingerprint; ``--check``: required and
+optional packages, harness.packages), ``default-suite`` (gpu-quick where a GPU is usable, else
+cpu) and ``bench-compare`` (a pytest-benchmark JSON against a baseline, by harness.bench_compare).
 
 Bad input (an unknown name, N <= 0, a malformed suite, an output folder that cannot be
 written) gives one line ``error: ...`` on stderr and exit code 2, before anything is written.
@@ -118,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     chk = sub.add_parser("check", help="exit 1 unless RUN_DIR holds a valid results table with timings")
     chk.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    chk.add_argument("--require-ok", action="append", metavar="BACKEND",
+                     help="also fail unless each of these backends has an ok cell; repeatable or comma-separated")
     refs = sub.add_parser("refs", help="compute the float64 references a suite needs into problems/refs/ (commit them)")
     refs.add_argument("--suite", required=True, help="suite name or path to a .toml file")
     refs.add_argument("--n", action="append", metavar="N", help="only these ensemble sizes")
@@ -505,6 +510,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     from harness.bounds import accuracy_violations
 
     bad = accuracy_violations(df)
+    ok_backends = set(df.loc[df["status"] == "ok", "backend"])
+    bad += [f"backend {b} has no ok cell" for b in _split(getattr(args, "require_ok", None))
+            if b not in ok_backends]
     for line in bad:
         print(f"error: {path}: {line}", file=sys.stderr)
     return 1 if bad else 0

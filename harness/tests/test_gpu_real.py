@@ -109,7 +109,7 @@ def test_cuda_kernel_matches_cpu_kernel_and_reference(case, cpu_results):
     if fields["mode"] == "fixed" or fields["dtype"] == "float64":
         # same decisions: the step counts agree exactly (float32 adaptive may flip one)
         np.testing.assert_array_equal(acc_gpu, acc_cpu)
-    # 8 trajectories of the 300 (both ends included): a few SciPy solves, not 300
+    # 8 trajectories of the 300 (both ends included; shipped in problems/refs/, no SciPy on the box)
     ref = reference(get_problem(fields["problem"]), N, fields["dtype"], max_size=8)
     err = max_relative_error(u_gpu, ref)
     row = dict(fields, max_rel_err=err, failed_trajectories=0.0, rtol=fields.get("rtol", math.nan))
