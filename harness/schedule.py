@@ -37,8 +37,9 @@ from harness.execute import failure_row, now_iso
 #: The headline N of the paper's Lorenz figure (8 * 4^k at k = 0, 6, 8 and 2^23).
 HEADLINE_N = (8, 32768, 524288, 8388608)
 HEADLINE_PROBLEM = "lorenz"
-#: A cell is not started with less than this left of the budget.
-MIN_CELL_S = 2.0
+#: A cell is not started with less than this left of the budget (a new backend's child
+#: process alone takes seconds to import JAX or torch, outside the cell's own limit).
+MIN_CELL_S = 10.0
 #: Failures with the same status and reason after which a backend is given up.
 GIVE_UP_AFTER = 2
 #: Statuses that say the backend, not the cell, is broken.

@@ -98,12 +98,16 @@ phase preflight 30 "$PY" -m harness preflight "${PRE_ARGS[@]}"
 # the real CUDA kernel against the CPU kernel and the reference (skipped without a GPU)
 phase gpu-test 45 "$PY" -m pytest -q -p no:cacheprovider -m gpu -rs harness/tests/test_gpu_real.py
 
-# the sweep: its budget leaves 20 s for the check; the timeout is the hard stop
-BUDGET=$(($(left) - 20))
+# the sweep: its budget is the soft target (cells it cannot start become "skipped" rows that
+# --resume runs later); the timeout, SWEEP_MARGIN_S later, is the hard stop. The margin covers
+# what the budget does not see: the harness's start (imports, fingerprint), a backend's child
+# process starting, the last cell's cut. 20 s after it are left for the check.
+SWEEP_MARGIN_S=40
+BUDGET=$(($(left) - 20 - SWEEP_MARGIN_S))
 PF=()
 [[ -f "$OUT/preflight.json" ]] && PF=(--preflight "$OUT/preflight.json")
 if ((BUDGET >= 10)); then
-  phase sweep $((BUDGET + 10)) "$PY" -m harness run "${RUN_ARGS[@]}" --budget-s "$BUDGET" "${PF[@]}"
+  phase sweep $((BUDGET + SWEEP_MARGIN_S)) "$PY" -m harness run "${RUN_ARGS[@]}" --budget-s "$BUDGET" "${PF[@]}"
 fi
 # every backend the comparison needs must have brought back an ok cell
 phase check 20 "$PY" -m harness check "$RUN" \
