@@ -36,6 +36,9 @@ NEEDS = {
 }
 #: The limit of one GPU check (SIGALRM; native code that ignores signals can overrun it).
 CHECK_LIMIT_S = 10.0
+#: The whole pre-flight's aim: a check that would start later is skipped (not failed: its
+#: backends still run, and fail on their own if they must).
+TOTAL_LIMIT_S = 20.0
 
 
 class _CheckTimeout(BaseException):
@@ -182,10 +185,14 @@ def run_preflight(suite: str, device: str | None) -> dict[str, Any]:
     gpu, gpu_what = _gpu_present() if device == "gpu" else (False, "the run is on the CPU (--device cpu)")
     checks: dict[str, dict] = {}
     for name, fn in GPU_CHECKS.items():
+        left = TOTAL_LIMIT_S - (time.monotonic() - started)
         if not gpu:
             checks[name] = {"status": "skipped", "reason": f"GPU-only check: {gpu_what}", "seconds": 0.0}
+        elif left < 1.0:
+            checks[name] = {"status": "skipped", "seconds": 0.0,
+                            "reason": f"the pre-flight's {TOTAL_LIMIT_S:g} s were spent before this check"}
         else:
-            checks[name] = _timed(fn)
+            checks[name] = _timed(fn, min(CHECK_LIMIT_S, left))
 
     import dataclasses
 
