@@ -119,7 +119,7 @@ def check_jax() -> str:
     import jax.numpy as jnp
 
     dev = jax.devices("gpu")[0]
-    with jax.experimental.enable_x64():
+    with jax.enable_x64(True):
         for dt in (jnp.float32, jnp.float64):
             v = jax.jit(lambda x: (x * x).sum())(jax.device_put(jnp.arange(8, dtype=dt), dev))
             assert float(v) == 140.0 and v.dtype == dt
