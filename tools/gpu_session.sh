@@ -13,8 +13,11 @@
 # under `timeout -s INT -k 15` with what is left (SIGINT/SIGTERM close the harness run cleanly,
 # finished cells stay), and the sweep's --budget-s leaves time for the check and the packing.
 #
-# Measured (dry run, 2-core CPU VM shared with 7 other jobs, so slow and noisy): see the lead's
-# report / README GPU section; phases and their seconds are written to $OUT/phases.tsv.
+# Phases and their seconds are written to $OUT/phases.tsv. Measured 2026-12-01 (dry run, cold
+# compile caches, a 2-core CPU VM shared with 7 other jobs: slow and noisy): 410 s in all =
+# pre-flight 4 s + GPU test 36 s (12 skipped, no GPU) + sweep 365 s (budget 355 s: 15 ok cells,
+# every backend's Lorenz N=8 cells; 5 "skipped": fused rk4_38 and the 4 Robertson cells) +
+# check 5 s. Command: `OUT=/tmp/dry GPU_SESSION_CACHE=/tmp/cold bash tools/gpu_session.sh --dry-run`.
 set -uo pipefail
 
 DRY=0
