@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from harness.bounds import accuracy_violations, rel_bound, violation
+from harness.tests.fakes import fake_backends  # noqa: F401 - fixture
 from problems.registry import get_problem
 
 refmod = importlib.import_module("problems.reference")  # `problems` re-exports a function of that name
@@ -112,3 +113,17 @@ def test_sigterm_closes_a_run_like_ctrl_c(tmp_path):
     assert proc.returncode == 130, err
     env = json.loads((run_dir / "environment.json").read_text())
     assert env["sessions"][-1]["interrupted"] is True and env["finished_at"]
+
+
+def test_check_require_ok_names_a_backend_without_ok_cells(fake_backends, tmp_path, capsys):
+    from harness.cli import main
+    from harness.runner import run_sweep
+    from harness.suites import Cell
+    from solvers.base import SolveSpec
+
+    spec = SolveSpec(problem="lorenz", method="tsit5", mode="fixed", dtype="float32", n=8)
+    run_sweep([Cell("fake-ok", spec, repeats=1, warmups=0, timeout_s=30)], tmp_path, run_id="r", suite="t",
+              how="in-process", progress=False)
+    assert main(["check", str(tmp_path), "--require-ok", "fake-ok"]) == 0
+    assert main(["check", str(tmp_path), "--require-ok", "fake-ok,fake-raise"]) == 1
+    assert "backend fake-raise has no ok cell" in capsys.readouterr().err
