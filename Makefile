@@ -1,17 +1,22 @@
 # Set-up is automatic: every target that runs Python first makes sure an environment exists.
 #  - a .venv here wins (built from PyPI with the CPU build of torch: constraints/cpu.txt);
-#  - else a system Python that already holds every core package is used as it is, with no
-#    install and no network (the GPU box);
+#  - else a system Python that already holds every core package is used as it is;
+#  - else, without network, a system Python with the required packages is used as it is (the
+#    GPU box: a missing optional package costs its backends, `env --check` names them); a venv
+#    is never built offline;
 #  - else .venv is created.
+# Which packages are required or optional: harness/packages.py (stdlib only).
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 SYS_PYTHON ?= python3
 VENV := .venv
-CORE_IMPORTS := import numpy, scipy, sympy, pandas, matplotlib, numba, jax, diffrax, equinox, torch, torchdiffeq
+PACKAGES := PYTHONPATH=$(CURDIR) $(SYS_PYTHON) -m harness.packages
 
 ifneq ($(wildcard $(VENV)/bin/python),)
   USE_VENV := yes
-else ifeq ($(shell $(SYS_PYTHON) -c "$(CORE_IMPORTS)" >/dev/null 2>&1 && echo yes),yes)
+else ifeq ($(shell $(PACKAGES) --all >/dev/null 2>&1 && echo yes),yes)
+  USE_VENV := no
+else ifeq ($(shell $(PACKAGES) --required >/dev/null 2>&1 && ! $(PACKAGES) --network >/dev/null 2>&1 && echo yes),yes)
   USE_VENV := no
 else
   USE_VENV := yes
@@ -30,7 +35,7 @@ SUITE ?=
 RUN_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help setup test reproduce smoke report list env bench bench-compare clean
+.PHONY: help setup test reproduce smoke report list env bench bench-compare gpu-session gpu-dry-run clean
 
 help:
 	@echo "make reproduce   set up, run the default suite (gpu-quick with a GPU, else cpu), figures, report"
@@ -39,15 +44,17 @@ help:
 	@echo "make smoke       every problem x backend x mode once at tiny N"
 	@echo "make list / env  what is available here / the environment fingerprint"
 	@echo "make bench       pytest-benchmark suite; make bench-compare checks it against a baseline"
+	@echo "make gpu-session one lent GPU session (tools/gpu_session.sh); make gpu-dry-run: the same on a CPU"
 
 $(VENV)/.installed: pyproject.toml constraints/cpu.txt
+	@$(PACKAGES) --network || { echo "error: no network to build $(VENV), and $(SYS_PYTHON) lacks required packages (python -m harness.packages)"; exit 1; }
 	$(SYS_PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(VENV)/bin/python -m pip install --quiet -c constraints/cpu.txt -e '.[extras,cuda,test]'
 	touch $@
 
 setup: $(SETUP_STAMP)
-	@$(PY) -c "$(CORE_IMPORTS)" && echo "environment ready: $(PY)"
+	@$(PY) -m harness env --check && echo "environment ready: $(PY)"
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -70,6 +77,14 @@ bench: setup
 
 bench-compare: setup
 	$(PY) -m harness bench-compare .benchmarks/latest.json benchmarks/baseline.json
+
+# One lent GPU session (within 480 s, everything packed into $$OUT/gpu-run.tgz), and its dry run
+# on a CPU (the same script: device cpu, N = 8; part of .ci/run).
+gpu-session: setup
+	bash tools/gpu_session.sh
+
+gpu-dry-run: setup
+	bash tools/gpu_session.sh --dry-run
 
 clean:
 	rm -rf .cache .pytest_cache .benchmarks results/_scratch

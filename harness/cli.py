@@ -1,11 +1,14 @@
 """Command line: ``python -m harness COMMAND``.
 
-Commands: ``run`` (a suite, or part of it, into a run folder; ``--resume`` continues one),
+Commands: ``run`` (a suite, or part of it, into a run folder; ``--resume`` continues one;
+``--budget-s``/``--preflight``/``--device`` for a short GPU session: harness.schedule),
 ``report`` (figures and report of a run folder, by harness.report), ``check`` (exit 1 unless a
-run folder holds a valid results table with timings), ``list`` (problems, backends and their
-availability, methods, suites), ``env`` (the environment fingerprint; ``--check``: are the core
-packages installed), ``default-suite`` (gpu-quick where a GPU is usable, else cpu) and
-``bench-compare`` (a pytest-benchmark JSON against a baseline, by harness.bench_compare).
+run folder holds a valid results table with timings whose ok cells meet harness.bounds),
+``refs`` (the references a suite needs, into problems/refs/), ``preflight`` (quick checks
+before a GPU session: harness.preflight), ``list`` (problems, backends and their
+availability, methods, suites), ``env`` (the environment fingerprint; ``--check``: required and
+optional packages, harness.packages), ``default-suite`` (gpu-quick where a GPU is usable, else
+cpu) and ``bench-compare`` (a pytest-benchmark JSON against a baseline, by harness.bench_compare).
 
 Bad input (an unknown name, N <= 0, a malformed suite, an output folder that cannot be
 written) gives one line ``error: ...`` on stderr and exit code 2, before anything is written.
@@ -22,6 +25,7 @@ import argparse
 import dataclasses
 import json
 import os
+import signal
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -103,6 +107,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help="all cells in one child process (default on CPU)")
     how.add_argument("--in-process", action="store_true",
                      help="run cells in this process (debugging; time limits only via SIGALRM)")
+    run.add_argument("--device", choices=("cpu", "gpu"),
+                     help="run every cell on this device (e.g. a GPU suite's dry run on a CPU)")
+    run.add_argument("--budget-s", type=_positive_float_arg, metavar="SECONDS",
+                     help="time budget of this session: headline cells first, shared among backends; "
+                          "cells left out become 'skipped' rows that --resume runs (harness.schedule)")
+    run.add_argument("--preflight", type=Path, metavar="JSON",
+                     help="preflight.json of `preflight`: backends that failed it are not run")
     run.add_argument("--quiet", action="store_true", help="no progress output")
     run.add_argument("--report", action="store_true", help="build the report when the sweep is done")
 
@@ -110,6 +121,15 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     chk = sub.add_parser("check", help="exit 1 unless RUN_DIR holds a valid results table with timings")
     chk.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    chk.add_argument("--require-ok", action="append", metavar="BACKEND",
+                     help="also fail unless each of these backends has an ok cell; repeatable or comma-separated")
+    refs = sub.add_parser("refs", help="compute the float64 references a suite needs into problems/refs/ (commit them)")
+    refs.add_argument("--suite", required=True, help="suite name or path to a .toml file")
+    refs.add_argument("--n", action="append", metavar="N", help="only these ensemble sizes")
+    pre = sub.add_parser("preflight", help="quick checks before a GPU session (<= 20 s); writes preflight.json")
+    pre.add_argument("--suite", default="gpu-quick", help="the suite whose references must be present")
+    pre.add_argument("--device", choices=("cpu", "gpu"), help="the device the suite will run on (default: the suite's)")
+    pre.add_argument("--out", type=Path, default=Path("preflight.json"), metavar="JSON")
     sub.add_parser("list", help="problems, backends (availability), methods and suites")
     env = sub.add_parser("env", help="print the environment fingerprint as JSON")
     env.add_argument("--check", action="store_true",
@@ -137,6 +157,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_report(args)
         if args.command == "check":
             return cmd_check(args)
+        if args.command == "refs":
+            return cmd_refs(args)
+        if args.command == "preflight":
+            from harness.preflight import cmd_preflight
+
+            return cmd_preflight(args)
         if args.command == "list":
             return cmd_list()
         if args.command == "env":
@@ -265,11 +291,42 @@ class RunPlan:
 
 def cmd_run(args: argparse.Namespace, command: list[str]) -> int:
     plan = _plan_run(args, command)
+    if args.preflight is not None and not args.preflight.is_file():
+        raise UsageError(f"pre-flight file {args.preflight} does not exist")
     lock = _lock_run_folder(plan.run_dir)
+    previous = _terminate_as_interrupt()
     try:
         return _run_plan(plan, args)
     finally:
+        signal.signal(signal.SIGTERM, previous)
         os.close(lock)  # releases the lock
+
+
+def _terminate_as_interrupt():
+    """SIGTERM (what `timeout` and batch systems send) closes the run like Ctrl-C: the child is
+    killed, finished cells stay, environment.json records the interruption. Returns the old handler."""
+    def on_term(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    return signal.signal(signal.SIGTERM, on_term)
+
+
+def _sweep_order_and_gates(plan: RunPlan, args: argparse.Namespace) -> tuple[list, list]:
+    """The cells in run order and the harness.schedule gates for this session."""
+    from harness.runner import order_cells
+    from harness.schedule import Budget, BrokenBackend, LaunchesOncePerSeries, Preflight, headline_first
+
+    context = {"run_id": plan.run_id, "suite": plan.suite.name}
+    budget_s = getattr(args, "budget_s", None)
+    cells = headline_first(plan.cells) if budget_s else order_cells(plan.cells, plan.how)
+    gates: list = []
+    if getattr(args, "preflight", None) is not None:
+        gates.append(Preflight.from_file(args.preflight, context))
+    gates.append(BrokenBackend(context))
+    if budget_s:
+        gates.append(Budget(cells, budget_s, context))
+    gates.append(LaunchesOncePerSeries())  # last: only cells that will run count
+    return cells, gates
 
 
 def _plan_run(args: argparse.Namespace, command: list[str]) -> RunPlan:
@@ -281,7 +338,7 @@ def _plan_run(args: argparse.Namespace, command: list[str]) -> RunPlan:
     if args.resume is not None:
         saved = _load_resume(args.resume)
     request = dict(saved.get("request", {}))
-    given = {k: v for k, v in (("suite", args.suite), ("repeats", args.repeats),
+    given = {k: v for k, v in (("suite", args.suite), ("repeats", args.repeats), ("device", args.device),
                                  ("warmups", args.warmups), ("cell_timeout_s", args.cell_timeout))
              if v is not None}
     filters = _validated_filters(args)
@@ -296,6 +353,9 @@ def _plan_run(args: argparse.Namespace, command: list[str]) -> RunPlan:
     if request.get("cell_timeout_s") is not None:
         overrides["timeout_s"] = request["cell_timeout_s"]
     cells = [dataclasses.replace(c, **overrides) for c in suite.cells]
+    if request.get("device"):
+        cells = [dataclasses.replace(c, spec=dataclasses.replace(c.spec, device=request["device"]))
+                 for c in cells]
     cells = _select(cells, request.get("filters", {}))
     if not cells:
         raise UsageError(f"no cell of suite {suite.name!r} matches the filters "
@@ -335,7 +395,7 @@ def _run_plan(plan: RunPlan, args: argparse.Namespace) -> int:
     """The part of ``run`` that writes: the run folder is validated and locked."""
     # imported only now: bad input is refused without loading pandas and the runner
     from harness.results import CSV_NAME, read_rows, write_parquet
-    from harness.runner import order_cells, run_sweep
+    from harness.runner import run_sweep
     from harness.schema import SCHEMA_VERSION
 
     run_dir, suite, fp = plan.run_dir, plan.suite, plan.fingerprint
@@ -362,8 +422,9 @@ def _run_plan(plan: RunPlan, args: argparse.Namespace) -> int:
           file=sys.stderr)
     interrupted = False
     try:
-        summary = run_sweep(order_cells(plan.cells, plan.how), run_dir, run_id=plan.run_id,
-                            suite=suite.name, how=plan.how, progress=not args.quiet)
+        cells, gates = _sweep_order_and_gates(plan, args)
+        summary = run_sweep(cells, run_dir, run_id=plan.run_id, suite=suite.name, how=plan.how,
+                            progress=not args.quiet, gates=gates, keep_order=True)
     except KeyboardInterrupt:
         interrupted = True
         summary = None
@@ -435,7 +496,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    """Exit 0 only for a run folder whose results validate and hold at least one timed cell."""
+    """Exit 0 only for a run folder whose results validate, hold at least one timed cell, and
+    whose ok cells are within their accuracy bounds with no failed trajectory (harness.bounds)."""
     from harness.results import CSV_NAME, read_results
     from harness.schema import SchemaError, validate
 
@@ -452,30 +514,34 @@ def cmd_check(args: argparse.Namespace) -> int:
     if not (df["status"] == "ok").any():
         print(f"error: {path}: no cell produced timings", file=sys.stderr)
         return 1
-    return 0
+    from harness.bounds import accuracy_violations
 
-
-#: What `env --check` requires: (import name, what it is for).
-CORE_PACKAGES = (("numpy", "everything"), ("scipy", "references"), ("sympy", "Jacobians"),
-                 ("pandas", "results"), ("matplotlib", "figures"), ("numba", "fused backend"),
-                 ("jax", "diffrax, jax-handwritten"), ("diffrax", "diffrax backend"),
-                 ("equinox", "diffrax backend"), ("torch", "torch backends"),
-                 ("torchdiffeq", "torchdiffeq backend"))
+    bad = accuracy_violations(df)
+    ok_backends = set(df.loc[df["status"] == "ok", "backend"])
+    bad += [f"backend {b} has no ok cell" for b in _split(getattr(args, "require_ok", None))
+            if b not in ok_backends]
+    for line in bad:
+        print(f"error: {path}: {line}", file=sys.stderr)
+    return 1 if bad else 0
 
 
 def cmd_env(args: argparse.Namespace) -> int:
-    from importlib import util
+    from harness.packages import OPTIONAL, REQUIRED, missing
 
     if not args.check:
         from harness.environment import fingerprint
 
         print(json.dumps(fingerprint(), indent=2))
         return 0
-    missing = [f"{name} ({why})" for name, why in CORE_PACKAGES if util.find_spec(name) is None]
+    required = [f"{name} ({REQUIRED[name]})" for name in missing(REQUIRED)]
+    optional = [f"{name} ({OPTIONAL[name]})" for name in missing(OPTIONAL)]
     if sys.version_info < (3, 11):
-        missing.insert(0, f"Python >= 3.11 (this is {sys.version.split()[0]})")
-    if missing:
-        print(f"error: missing: {', '.join(missing)}", file=sys.stderr)
+        required.insert(0, f"Python >= 3.11 (this is {sys.version.split()[0]})")
+    if optional:
+        print(f"note: optional packages missing (their backends or steps will not run): "
+              f"{', '.join(optional)}", file=sys.stderr)
+    if required:
+        print(f"error: required packages missing: {', '.join(required)}", file=sys.stderr)
         return 1
     usable, why = gpu_usable()
     print(f"environment ok: Python {sys.version.split()[0]}; GPU: {why}; default suite: "
@@ -508,6 +574,21 @@ def gpu_usable() -> tuple[bool, str]:
 def default_suite() -> str:
     """The suite `make reproduce` runs: gpu-quick where a GPU is usable, else cpu."""
     return "gpu-quick" if gpu_usable()[0] else "cpu"
+
+
+def cmd_refs(args: argparse.Namespace) -> int:
+    """Compute every reference a suite needs into problems/refs/ (harness.refs)."""
+    from harness.refs import write_shipped
+    from harness.suites import load_suite
+
+    cells = load_suite(args.suite).cells
+    ns = {int(v) for v in _split(args.n) if v.isdigit()}
+    if args.n and not ns:
+        raise UsageError(f"invalid --n {args.n!r}: positive integers")
+    cells = [c for c in cells if not ns or c.spec.n in ns]
+    for path in write_shipped(cells):
+        print(str(path))
+    return 0
 
 
 def cmd_bench_compare(args: argparse.Namespace) -> int:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
+import time
 from datetime import datetime, timezone
 from typing import Any, Callable
 
@@ -148,6 +149,43 @@ def accuracy(ref: Any, why: str, result: SolveResult) -> tuple[float, str]:
     return max_relative_error(result.u_final, ref), ""
 
 
+#: Launch counting's own time limit: it runs a profiled solve, which can cost several solves.
+LAUNCH_COUNT_LIMIT_S = 20.0
+
+
+class _CountTimeout(BaseException):
+    pass
+
+
+def launches_limited(prepared: Any, device: str, time_left_s: float,
+                     limit_s: float = LAUNCH_COUNT_LIMIT_S) -> tuple[float, str]:
+    """``launches`` under its own time limit, so counting can never cost the cell's timings:
+    not attempted when less than ``limit_s`` of the cell's limit is left (the worker would be
+    killed with the measured repeats), and cut by SIGALRM after ``limit_s`` where an alarm can
+    be set (the main thread, no other alarm pending: in-process runs keep their cell alarm)."""
+    if time_left_s < limit_s + 1.0:
+        return math.nan, f"not counted: {time_left_s:.0f} s of the cell's limit left, counting may take {limit_s:g} s"
+    import signal
+    import threading
+
+    if (threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer")
+            or signal.getitimer(signal.ITIMER_REAL)[0] > 0):
+        return launches(prepared, device)
+
+    def on_alarm(signum, frame):
+        raise _CountTimeout()
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, limit_s)
+    try:
+        return launches(prepared, device)
+    except _CountTimeout:
+        return math.nan, f"not counted: counting exceeded its own limit of {limit_s:g} s"
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def launches(prepared: Any, device: str) -> tuple[float, str]:
     """(launches per solve, how counted) from harness.launches, NaN when it cannot count."""
     try:
@@ -173,6 +211,7 @@ def execute_cell(cell: Cell, context: dict[str, Any] | None = None,
     context = context or {}
     phase = on_phase or (lambda name: None)
     started_at = now_iso()
+    clock_start = time.monotonic()
     spec = cell.spec
 
     phase("load backend")
@@ -198,7 +237,9 @@ def execute_cell(cell: Cell, context: dict[str, Any] | None = None,
         backend_settings = backend.settings(spec)
         step_control = str(backend_settings.get("step_control") or backend.step_control(spec))
         phase(REFERENCE_PHASE)
+        ref_start = time.monotonic()
         ref, ref_note = load_reference(cell)
+        clock_start += time.monotonic() - ref_start  # the reference does not count against the limit
         phase("prepare")
         prepared = backend.prepare(spec)
         timer, timer_name = make_device_timer(spec.device)
@@ -209,8 +250,13 @@ def execute_cell(cell: Cell, context: dict[str, Any] | None = None,
         phase("accuracy")
         max_err, accuracy_note = accuracy(ref, ref_note, result)
         failed, failed_note = trajectory_failures(result, spec.n)
+        # the timings are measured: counting launches is bounded so that it cannot lose them
         phase("launches")
-        n_launches, counter = launches(prepared, spec.device)
+        if cell.count_launches:
+            n_launches, counter = launches_limited(prepared, spec.device,
+                                                   cell.timeout_s - (time.monotonic() - clock_start))
+        else:
+            n_launches, counter = math.nan, "not counted: counted once per series, at its first N run"
     except Exception as exc:  # noqa: BLE001 - every failure becomes a row
         status, reason = classify_exception(exc)
         return [failure_row(cell, context, started_at, status, reason)]

@@ -125,7 +125,8 @@ def _complete(rows: list[dict[str, str]]) -> bool:
     """A cell is complete as one non-ok row (repeat -1), or ok rows with repeats 0..R-1 once each."""
     statuses = {r["status"] for r in rows}
     if statuses != {"ok"}:
-        return len(rows) == 1 and rows[0]["status"] != "ok"
+        # a "skipped" cell (not run for lack of time) is left for --resume to run
+        return len(rows) == 1 and rows[0]["status"] not in ("ok", "skipped")
     want = _expected_repeats(rows[0])
     repeats = sorted(int(r["repeat"]) for r in rows)
     return want is not None and repeats == list(range(want))

@@ -38,6 +38,7 @@ from harness.execute import REFERENCE_PHASE, execute_cell, failure_row, now_iso
 from harness.progress import Progress, summarize
 from harness.results import CSV_NAME, ResultsWriter, cell_key, finished_keys, read_rows
 from harness.schema import KEY_COLUMNS
+from harness.schedule import admit_cell, after_cell
 from harness.suites import Cell
 from harness.worker import Worker, WorkerDied, WorkerTimeout
 
@@ -161,7 +162,7 @@ def order_cells(cells: Sequence[Cell], how: str) -> list[Cell]:
 
 
 def run_sweep(cells: Sequence[Cell], out_dir: Path, *, run_id: str, suite: str, how: str = "shared",
-              progress: bool = True) -> SweepSummary:
+              progress: bool = True, gates: Sequence = (), keep_order: bool = False) -> SweepSummary:
     """Run ``cells`` and append their rows to ``out_dir/results.csv`` (created if missing).
 
     Cells already complete in that file are skipped. On KeyboardInterrupt the child is killed,
@@ -173,6 +174,10 @@ def run_sweep(cells: Sequence[Cell], out_dir: Path, *, run_id: str, suite: str, 
         run_id, suite: written into every row.
         how: "isolate", "shared" or "in-process" (see module docstring).
         progress: report progress on stderr.
+        gates: harness.schedule gates (budget, broken backend, pre-flight), applied in order;
+            each is built with the same context (run_id, suite) as the rows.
+        keep_order: run ``cells`` exactly in the order given (the caller ordered them, e.g.
+            headline-first for a budget); else ``order_cells`` groups them for "isolate".
     """
     started = time.monotonic()
     path = Path(out_dir) / CSV_NAME
@@ -180,7 +185,7 @@ def run_sweep(cells: Sequence[Cell], out_dir: Path, *, run_id: str, suite: str, 
     blocked: dict[tuple, tuple[str, int]] = {}
     for row in read_rows(path):
         _note_blocking(blocked, cell_key(row), row["status"])
-    todo = [c for c in order_cells(cells, how) if c.key not in done]
+    todo = [c for c in (cells if keep_order else order_cells(cells, how)) if c.key not in done]
     summary = SweepSummary(skipped=len(cells) - len(todo))
     context = {"run_id": run_id, "suite": suite}
     writer = ResultsWriter(path)
@@ -193,7 +198,9 @@ def run_sweep(cells: Sequence[Cell], out_dir: Path, *, run_id: str, suite: str, 
             bar.begin(cell.label)
             rows = _blocked_rows(cell, blocked, context)
             if rows is None:
-                rows = executor.run(cell)
+                cell, rows = admit_cell(gates, cell)
+            if rows is None:
+                rows = after_cell(gates, cell, executor.run(cell))
             writer.append(rows)
             _note_blocking(blocked, cell.key, rows[0]["status"])
             summary.run += 1

@@ -51,7 +51,8 @@ COLUMNS: dict[str, str] = {
 }
 
 #: Cell statuses. "ok" cells have timed repeats; others have one row with a reason.
-STATUSES = ("ok", "unsupported", "unavailable", "error", "timeout", "oom", "failed")
+#: "skipped": not run for lack of time (run --budget-s); --resume runs it (harness.schedule).
+STATUSES = ("ok", "unsupported", "unavailable", "error", "timeout", "oom", "failed", "skipped")
 
 REQUIRED = ("schema_version", "run_id", "problem", "backend", "method", "mode", "dtype", "n",
             "device", "status", "reason", "repeat", "time_s", "compile_s", "launches",

@@ -65,6 +65,8 @@ class Cell:
         repeats: number of timed repeats.
         warmups: untimed runs between the first call and the repeats.
         timeout_s: wall-clock limit for the whole cell (prepare, first call, repeats, checks).
+        count_launches: count launches in this cell (the runner counts once per series:
+            harness.schedule.LaunchesOncePerSeries).
     """
 
     backend: str
@@ -72,6 +74,7 @@ class Cell:
     repeats: int
     warmups: int
     timeout_s: float
+    count_launches: bool = True
 
     @property
     def key(self) -> tuple:

@@ -3,6 +3,12 @@
 References are computed once per (problem definition, N, dtype of the inputs, saveat, method,
 tolerances) and cached on disk under a content hash, in ``$ODEBENCH_CACHE`` (default
 ``.cache/references`` at the repository root).
+
+Shipped references: the references a suite needs can be committed under ``problems/refs/``
+(``python -m harness refs --suite NAME``; same file names, same content hash), so that a
+machine which must not spend its time in SciPy (a lent GPU box) never computes one. They are
+looked up before the cache. With ``ODEBENCH_REFERENCES=shipped`` in the environment a missing
+reference raises ``ReferenceMissing`` at once instead of being computed.
 """
 from __future__ import annotations
 
@@ -14,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.integrate import solve_ivp
 
 from problems.core import Problem, check_dtype, check_n
 
@@ -26,6 +31,16 @@ NONSTIFF = {"method": "DOP853", "rtol": 1e-12, "atol": 1e-14}
 # LSODA (ODEPACK, BDF once stiff) is ~30x faster than SciPy's Radau here at the same accuracy;
 # tests check it against Radau on a few trajectories.
 STIFF = {"method": "LSODA", "rtol": 1e-13, "atol": 1e-18}
+
+
+#: Committed references (see module docstring).
+SHIPPED_DIR = Path(__file__).resolve().parent / "refs"
+#: Environment variable: "shipped" = never compute a reference, only read one.
+POLICY_ENV = "ODEBENCH_REFERENCES"
+
+
+class ReferenceMissing(LookupError):
+    """A reference is neither shipped nor cached, and computing one is switched off."""
 
 
 def _default_cache_dir() -> Path:
@@ -82,6 +97,8 @@ def solve_one(problem: Problem, u0: np.ndarray, p: np.ndarray, saveat=None, sett
     def fun(t, y):
         return f(tuple(y), pt, t)
 
+    from scipy.integrate import solve_ivp  # only here: a box with shipped references needs no SciPy
+
     kwargs = {}
     if settings["method"] in ("Radau", "BDF", "LSODA"):
         jac, _ = problem.derivatives().functions(math, float)
@@ -101,6 +118,23 @@ def solve_one(problem: Problem, u0: np.ndarray, p: np.ndarray, saveat=None, sett
     return sol.y[:, -1].copy(), saved
 
 
+def reference_file_name(problem: Problem, n: int, dtype: str | None = None,
+                        saveat: tuple[float, ...] | None = None, *, max_size: int = MAX_REFERENCE_SIZE,
+                        settings: dict | None = None) -> str:
+    """The file name (content hash included) under which this reference is cached or shipped."""
+    n = check_n(n)
+    dtype = check_dtype(dtype or problem.default_dtype)
+    saveat = None if saveat is None else tuple(float(s) for s in saveat)
+    idx = subsample_indices(n, max_size)
+    return f"{problem.name}-{_cache_key(problem, n, dtype, idx, saveat, _settings(problem, settings))}.npz"
+
+
+def is_shipped(problem: Problem, n: int, dtype: str | None = None,
+               saveat: tuple[float, ...] | None = None) -> bool:
+    """Whether the reference is committed under ``SHIPPED_DIR``."""
+    return (SHIPPED_DIR / reference_file_name(problem, n, dtype, saveat)).is_file()
+
+
 def reference(problem: Problem, n: int, dtype: str | None = None,
               saveat: tuple[float, ...] | None = None, *, max_size: int = MAX_REFERENCE_SIZE,
               settings: dict | None = None, cache_dir: Path | None = None) -> Reference:
@@ -117,10 +151,15 @@ def reference(problem: Problem, n: int, dtype: str | None = None,
     key = _cache_key(problem, n, dtype, idx, saveat, settings)
     cache = Path(cache_dir) if cache_dir is not None else _default_cache_dir()
     path = cache / f"{problem.name}-{key}.npz"
-    if path.exists():
-        with np.load(path) as z:
-            saved = z["saved"] if "saved" in z.files else None
-            return Reference(problem.name, n, dtype, z["indices"], z["u_final"], saveat, saved, settings)
+    for found in (SHIPPED_DIR / path.name, path):
+        if found.exists():
+            with np.load(found) as z:
+                saved = z["saved"] if "saved" in z.files else None
+                return Reference(problem.name, n, dtype, z["indices"], z["u_final"], saveat, saved, settings)
+    if os.environ.get(POLICY_ENV, "") == "shipped":
+        raise ReferenceMissing(f"no shipped reference {path.name} for {problem.name} N={n} {dtype} "
+                               f"({POLICY_ENV}=shipped: not computed here; "
+                               f"`python -m harness refs` makes it on any CPU)")
 
     u0, p = problem.ensemble(n, dtype)
     finals, saves = [], []

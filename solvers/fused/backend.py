@@ -61,14 +61,30 @@ class FusedPrepared(Prepared):
             })
             self._outputs = make_outputs(inputs, xp=_DeviceAllocator(cuda))
             self._args = kernel_args(dev_inputs, self._outputs)
-            blocks = (inputs.n + threads_per_block - 1) // threads_per_block
-            self._launch = self._kernel[blocks, threads_per_block]
+            self._n, self._requested_tpb = inputs.n, threads_per_block
+            self._launch = None  # configured at the first run(), once the kernel is compiled
+            self.threads_per_block = None
             cuda.synchronize()  # transfers done before the timed region starts
+
+    def _configure_launch(self):
+        """Compile for the arguments' types (what the first launch does anyway: it stays in the
+        first call's time) and clamp the block size to what the compiled kernel's register use
+        allows, so a large block never fails with CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES."""
+        if hasattr(self._kernel, "compile"):
+            types = tuple(self._kernel.typeof_pyval(a) for a in self._args)
+            limit = self._kernel.compile(types).max_threads_per_block
+        else:  # Numba's CUDA simulator: no registers, no limit below the request
+            limit = self._requested_tpb
+        blocks, tpb = launch_config(self._n, self._requested_tpb, limit)
+        self.threads_per_block = tpb
+        return self._kernel[blocks, tpb]
 
     def run(self) -> Any:
         if self.key.target == "cpu":
             self._kernel(*self._args)
-        else:
+        elif self._n > 0:  # an empty grid is not a valid launch: nothing to solve
+            if self._launch is None:
+                self._launch = self._configure_launch()
             self._launch(*self._args)  # asynchronous: sync() waits for it
         return self._outputs
 
@@ -86,12 +102,25 @@ class FusedPrepared(Prepared):
             u_final=r.u_final, saved=r.saved, status=r.status, accepted=r.accepted,
             rejected=r.rejected, rhs_evals=r.rhs_evals,
             notes={"variant": self.variant, "step_scope": "per-trajectory" if self.spec.mode == "adaptive" else "none",
-                   "kernel": self.key.module_name()},
+                   "kernel": self.key.module_name(),
+                   **({"threads_per_block_used": self.threads_per_block} if self.key.target == "cuda" else {})},
         )
 
     def close(self) -> None:
         self._args = ()
         self._outputs = {}
+
+
+def launch_config(n: int, requested: int, max_threads_per_block: int) -> tuple[int, int]:
+    """(blocks, threads per block) for ``n`` trajectories: the requested block size clamped to
+    the compiled kernel's limit (rounded down to whole warps of 32 where the limit allows)."""
+    if n <= 0:
+        raise ValueError(f"no launch for N={n}")
+    tpb = min(requested, max_threads_per_block)
+    if tpb >= 32:
+        tpb -= tpb % 32
+    tpb = max(tpb, 1)
+    return (n + tpb - 1) // tpb, tpb
 
 
 class _DeviceAllocator:
