@@ -119,10 +119,12 @@ MAX_WARMUP_CALLS = 200
 STABLE_TOL = 0.10
 #: ... unless it has already lasted this long (a slow cell settles in its first warm call).
 MAX_WARMUP_S = 1.0
+#: Calls this close agree whatever their ratio: below ~0.1 ms the clock's own jitter dominates.
+STABLE_ABS_S = 1e-4
 
 
 def _agree(a: float, b: float, tol: float = STABLE_TOL) -> bool:
-    return max(a, b) <= (1.0 + tol) * min(a, b)
+    return abs(a - b) <= tol * min(a, b) + STABLE_ABS_S
 
 
 def time_solve(prepared: Any, repeats: int, warmups: int, device_timer: EventTimer | None = None,
