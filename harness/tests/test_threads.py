@@ -108,8 +108,11 @@ def test_cpu_util_is_cpu_time_over_wall_time(fake_backends, tmp_path):
     cells = [cell("fake-busy", 1), cell("fake-sync", 1)]
     run_sweep(cells, tmp_path, run_id="r", suite="t", how="in-process", progress=False)
     df = read_results(tmp_path).groupby("backend")["cpu_util"].agg(["min", "max"])
-    assert 0.3 < df.loc["fake-busy", "min"] and df.loc["fake-busy", "max"] < 1.3  # one busy thread
-    assert df.loc["fake-sync", "max"] < 0.2  # sleeping in sync() costs no CPU
+    # one busy thread: at most one core (less when other work shares the machine) ...
+    assert df.loc["fake-busy", "max"] < 1.3
+    # ... and far more than a solve that sleeps in sync(), which costs no CPU
+    assert df.loc["fake-sync", "max"] < 0.2
+    assert df.loc["fake-busy", "min"] > max(0.05, 5 * df.loc["fake-sync", "max"])
 
 
 def test_resume_keys_on_threads_and_reads_older_runs_without_it(fake_backends, tmp_path):
