@@ -96,15 +96,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--warmups", type=_nonnegative_int_arg, help="untimed warm-up runs per cell (overrides the suite)")
     run.add_argument("--cell-timeout", type=_positive_float_arg, metavar="SECONDS",
                      help="wall-clock limit per cell (overrides the suite)")
+    run.add_argument("--threads", action="append", metavar="THREADS",
+                     help="CPU threads per cell, overriding the suite; several (comma-separated or "
+                          "repeated) run every cell once per value (default: the suite's, else every core)")
     where = run.add_mutually_exclusive_group()
     where.add_argument("--out", type=Path, metavar="DIR", help="run folder (default results/<run_id>)")
     where.add_argument("--resume", type=Path, metavar="DIR",
                        help="continue the run in DIR: finished cells are skipped, never duplicated")
     how = run.add_mutually_exclusive_group()
     how.add_argument("--isolate", dest="isolate", action="store_true", default=None,
-                     help="one child process per backend (default when the suite has GPU cells)")
+                     help="one child process per backend and thread count (the default)")
     how.add_argument("--no-isolate", dest="isolate", action="store_false",
-                     help="all cells in one child process (default on CPU)")
+                     help="all cells of one thread count in one child process (quicker, less clean)")
     how.add_argument("--in-process", action="store_true",
                      help="run cells in this process (debugging; time limits only via SIGALRM)")
     run.add_argument("--device", choices=("cpu", "gpu"),
@@ -186,6 +189,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _utc_now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def _threads_arg(values: list[str]) -> list[int]:
+    """--threads values (repeatable, comma-separated) as positive ints, in order, unique."""
+    out: list[int] = []
+    for v in _split(values):
+        try:
+            t = int(v)
+        except ValueError:
+            t = 0
+        if t <= 0:
+            raise UsageError(f"invalid --threads {v!r}: must be a positive integer")
+        if t not in out:
+            out.append(t)
+    return out
 
 
 def _validated_filters(args: argparse.Namespace) -> dict[str, list]:
@@ -342,6 +360,8 @@ def _plan_run(args: argparse.Namespace, command: list[str]) -> RunPlan:
                                  ("warmups", args.warmups), ("cell_timeout_s", args.cell_timeout))
              if v is not None}
     filters = _validated_filters(args)
+    if args.threads:
+        given["threads"] = _threads_arg(args.threads)
     request.update(given)
     if filters or "suite" in given:
         request["filters"] = filters
@@ -356,6 +376,9 @@ def _plan_run(args: argparse.Namespace, command: list[str]) -> RunPlan:
     if request.get("device"):
         cells = [dataclasses.replace(c, spec=dataclasses.replace(c.spec, device=request["device"]))
                  for c in cells]
+    if request.get("threads"):
+        cells = list(dict((x.key, x) for x in (dataclasses.replace(c, spec=c.spec.with_(threads=t))
+                                                 for c in cells for t in request["threads"])).values())
     cells = _select(cells, request.get("filters", {}))
     if not cells:
         raise UsageError(f"no cell of suite {suite.name!r} matches the filters "
@@ -366,10 +389,10 @@ def _plan_run(args: argparse.Namespace, command: list[str]) -> RunPlan:
     elif args.isolate is not None:
         how = "isolate" if args.isolate else "shared"
     else:
-        how = "isolate" if on_gpu else "shared"
+        how = "isolate"  # on a CPU too: one library's pools and caches never time another's
 
     started = _utc_now()
-    fp = fingerprint()
+    fp = fingerprint(sorted({c.spec.threads for c in cells if c.spec.threads is not None}))
     if args.resume is not None:
         run_dir = args.resume
         run_id = saved.get("run_id") or run_dir.name

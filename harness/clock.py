@@ -7,13 +7,19 @@ For one prepared solve (``Prepared`` from a backend):
 2. ``warmups`` more calls, untimed, continued (up to ``MAX_WARMUP_CALLS``) until they have
    taken at least ``MIN_WARMUP_S``: thread pools and frequency governors settle on a time
    scale, not a call count (seen: Numba's OpenMP pool ran ~8 ms per call for its first
-   ~100 ms in a process, then 0.05 ms);
-3. ``repeats`` timed calls, each ``t0 = perf_counter(); out = run(); sync(out);
+   ~100 ms in a process, then 0.05 ms); then continued until two consecutive warm calls agree
+   within ``STABLE_TOL`` (10%), as long as the warm-up has lasted less than ``max_warmup_s``
+   (seen: in 40 of 54 fused cells of a 1-warm-up run the first timed repeat was the slowest);
+3. up to ``repeats`` timed calls, each ``t0 = perf_counter(); out = run(); sync(out);
    t = perf_counter() - t0``; every sample is kept. On a GPU each repeat is also timed with CUDA
    events (``device_time_s``): a start event recorded on the current stream just before the
    host clock starts, an end event recorded after ``sync`` returned, so the interval bounds the
    device work whatever stream the library used (its difference from ``time_s`` is host-side
    overhead around the solve, not launch overhead inside it);
+   With a ``repeat_budget_s`` the repeats stop early once they have taken that long in total
+   and at least ``min_repeats`` were made (a time box for large N); the count is recorded.
+   The process's CPU time (all threads) over the repeats, divided by their wall time, is
+   ``cpu_util``: 1.0 means one core busy, 2.0 two;
 4. ``compile_s = max(0, first_call_s - median(repeats))``: the first call's extra cost over a
    warm call. It is an estimate (the first call also runs the solve once); floored at 0 because
    noise can make a warm-ish first call faster than the median.
@@ -27,7 +33,7 @@ import gc
 import math
 import statistics
 from dataclasses import dataclass, field
-from time import perf_counter
+from time import perf_counter, process_time
 from typing import Any, Callable
 
 
@@ -41,6 +47,9 @@ class Timing:
     compile_s: first_call_s minus the median sample, floored at 0.
     output: the handle returned by the last timed run (for an untimed fetch).
     device_timer: how device_samples were taken ("cupy events", "torch events", "none: ...").
+    cpu_util: process CPU time (all threads) / wall time over the timed repeats.
+    warmup_calls: untimed calls made after the first; warmup_stable: whether the last two agreed
+        within STABLE_TOL (False: the warm-up time bound ended it first).
     """
 
     first_call_s: float
@@ -49,6 +58,9 @@ class Timing:
     compile_s: float
     output: Any = field(repr=False, default=None)
     device_timer: str = "none"
+    cpu_util: float = math.nan
+    warmup_calls: int = 0
+    warmup_stable: bool = False
 
 
 class EventTimer:
@@ -103,24 +115,40 @@ def make_device_timer(device: str) -> tuple[EventTimer | None, str]:
 #: Untimed warm-up continues until it has lasted this long (or MAX_WARMUP_CALLS were made).
 MIN_WARMUP_S = 0.25
 MAX_WARMUP_CALLS = 200
+#: Warm-up goes on until two consecutive calls agree within this fraction ...
+STABLE_TOL = 0.10
+#: ... unless it has already lasted this long (a slow cell settles in its first warm call).
+MAX_WARMUP_S = 1.0
+#: Calls this close agree whatever their ratio: below ~0.1 ms the clock's own jitter dominates.
+STABLE_ABS_S = 1e-4
+
+
+def _agree(a: float, b: float, tol: float = STABLE_TOL) -> bool:
+    return abs(a - b) <= tol * min(a, b) + STABLE_ABS_S
 
 
 def time_solve(prepared: Any, repeats: int, warmups: int, device_timer: EventTimer | None = None,
                on_phase: Callable[[str], None] | None = None,
-               min_warmup_s: float = MIN_WARMUP_S) -> Timing:
+               min_warmup_s: float = MIN_WARMUP_S, max_warmup_s: float = MAX_WARMUP_S,
+               min_repeats: int | None = None, repeat_budget_s: float | None = None) -> Timing:
     """Time ``prepared.run()`` + ``prepared.sync(out)`` as described in the module docstring.
 
     Args:
         prepared: a ``solvers.base.Prepared`` (anything with ``run()`` and ``sync(out)``).
-        repeats: number of timed repeats (>= 1).
+        repeats: number of timed repeats (>= 1), the most made.
         warmups: untimed calls between the first call and the repeats (>= 0); more are made
-            while the warm-up has lasted less than ``min_warmup_s`` (at most MAX_WARMUP_CALLS).
+            while the warm-up has lasted less than ``min_warmup_s``, and then until two
+            consecutive calls agree within STABLE_TOL while it has lasted less than
+            ``max_warmup_s`` (at most MAX_WARMUP_CALLS in all).
+        min_repeats, repeat_budget_s: stop the repeats once they have taken ``repeat_budget_s``
+            seconds in total, but not before ``min_repeats`` (default: ``repeats``, no box).
         device_timer: an EventTimer for device time on a GPU, or None.
         on_phase: called with "first call", "warm-up", "repeats" as each phase starts (the
             runner reports it if the cell runs out of time).
     """
     if repeats < 1 or warmups < 0:
         raise ValueError(f"need repeats >= 1 and warmups >= 0, got {repeats}, {warmups}")
+    min_repeats = repeats if min_repeats is None else max(1, min(min_repeats, repeats))
     phase = on_phase or (lambda name: None)
     run, sync = prepared.run, prepared.sync
 
@@ -131,33 +159,45 @@ def time_solve(prepared: Any, repeats: int, warmups: int, device_timer: EventTim
     first = perf_counter() - t0
 
     phase("warm-up")
-    calls, w0 = 0, perf_counter()
-    while calls < warmups or (perf_counter() - w0 < min_warmup_s and calls < MAX_WARMUP_CALLS):
+    calls, w0, warm = 0, perf_counter(), []
+    while calls < MAX_WARMUP_CALLS:
+        elapsed = perf_counter() - w0
+        stable = len(warm) >= 2 and _agree(warm[-1], warm[-2])
+        if calls >= warmups and elapsed >= min_warmup_s and (stable or elapsed >= max_warmup_s):
+            break
         out = None  # drop the previous output first: no two results alive on the device
+        t0 = perf_counter()
         out = run()
         sync(out)
+        warm.append(perf_counter() - t0)
         calls += 1
+    stable = len(warm) >= 2 and _agree(warm[-1], warm[-2])
 
     phase("repeats")
-    samples = [math.nan] * repeats
-    device_samples = [math.nan] * repeats
+    samples: list[float] = []
+    device_samples: list[float] = []
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
+        wall0, cpu0 = perf_counter(), process_time()
         for i in range(repeats):
+            if i >= min_repeats and repeat_budget_s is not None and sum(samples) >= repeat_budget_s:
+                break
             out = None
             if device_timer is not None:
                 device_timer.start()
             t0 = perf_counter()
             out = run()
             sync(out)
-            samples[i] = perf_counter() - t0
-            if device_timer is not None:
-                device_samples[i] = device_timer.stop()
+            samples.append(perf_counter() - t0)
+            device_samples.append(device_timer.stop() if device_timer is not None else math.nan)
+        wall, cpu = perf_counter() - wall0, process_time() - cpu0
     finally:
         if gc_was_enabled:
             gc.enable()
     compile_s = max(0.0, first - statistics.median(samples))
     return Timing(first_call_s=first, samples=samples, device_samples=device_samples,
                   compile_s=compile_s, output=out,
-                  device_timer=device_timer.name if device_timer is not None else "none")
+                  device_timer=device_timer.name if device_timer is not None else "none",
+                  cpu_util=cpu / wall if wall > 0 else math.nan,
+                  warmup_calls=calls, warmup_stable=stable)

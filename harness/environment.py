@@ -27,13 +27,16 @@ LIBRARIES = ("numpy", "scipy", "numba", "numba-cuda", "llvmlite", "jax", "jaxlib
 
 #: Environment variables that change how the libraries run (prefix match unless exact).
 ENV_PREFIXES = ("XLA_", "JAX_", "NUMBA_", "OPENBLAS_", "MKL_", "TORCH_", "PYTORCH_", "CUPY_",
-                "ODEBENCH_")
+                "ODEBENCH_", "EQX_", "OMP_", "KMP_", "GOMP_")
+#: ... and any variable ending so (thread counts of libraries not listed above).
+ENV_SUFFIXES = ("_NUM_THREADS",)
 ENV_EXACT = ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "NVIDIA_VISIBLE_DEVICES",
              "CUDA_LAUNCH_BLOCKING", "CUDA_MODULE_LOADING")
 
 #: CPU flags worth knowing for vectorised CPU code.
-CPU_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512dq", "avx512bw", "avx512vl",
-             "avx512_bf16", "amx_tile", "asimd", "sve")
+CPU_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512dq", "avx512cd", "avx512bw",
+             "avx512vl", "avx512ifma", "avx512vbmi", "avx512_vnni", "avx512_bf16", "avx512_fp16",
+             "avx_vnni", "amx_tile", "asimd", "sve")
 
 
 def _run(cmd: list[str], timeout: float = 20.0) -> str | None:
@@ -126,7 +129,7 @@ def library_versions() -> dict[str, str | None]:
 
 def environment_variables() -> dict[str, str]:
     return {k: v for k, v in sorted(os.environ.items())
-            if k in ENV_EXACT or k.startswith(ENV_PREFIXES)}
+            if k in ENV_EXACT or k.startswith(ENV_PREFIXES) or k.endswith(ENV_SUFFIXES)}
 
 
 def git_info() -> dict[str, Any]:
@@ -139,8 +142,19 @@ def git_info() -> dict[str, Any]:
             "dirty": None if status is None else bool(status.strip())}
 
 
-def fingerprint() -> dict[str, Any]:
-    """The machine and software this process runs on (see module docstring)."""
+def threads_info(threads: list[int] | None = None) -> dict[str, Any]:
+    """The run's thread settings: the values its cells use, and what each worker is given
+    (harness.threads sets these variables in every worker before it imports a library)."""
+    from harness.threads import cpu_count, resolve, worker_environment
+
+    values = sorted(set(threads)) if threads else [resolve(None)]
+    return {"setting": values, "default": resolve(None), "usable_cores": cpu_count(),
+            "worker_environment": {str(t): worker_environment(t) for t in values}}
+
+
+def fingerprint(threads: list[int] | None = None) -> dict[str, Any]:
+    """The machine and software this process runs on (see module docstring); ``threads``: the
+    thread counts the run's cells use (default: every core)."""
     return {
         "hostname": socket.gethostname(),
         "os": {"platform": platform.platform(), "system": platform.system(),
@@ -152,6 +166,7 @@ def fingerprint() -> dict[str, Any]:
         "gpu": gpu_info(),
         "libraries": library_versions(),
         "environment_variables": environment_variables(),
+        "threads": threads_info(threads),
         "git": git_info(),
     }
 

@@ -31,6 +31,8 @@ from harness.backends import load_backend, one_line
 from harness.clock import make_device_timer, time_solve
 from harness.schema import SCHEMA_VERSION
 from harness.suites import Cell
+from harness.threads import apply_to_libraries
+from harness.threads import resolve as resolve_threads
 from solvers.base import SolveResult, Status, UnsupportedError
 
 #: The longest reason stored in a row (exception messages can be pages long).
@@ -62,7 +64,7 @@ def base_row(cell: Cell, context: dict[str, Any], started_at: str) -> dict[str, 
     row: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "run_id": context.get("run_id", ""),
                            "suite": context.get("suite", ""), "started_at": started_at}
     row.update(cell.key_fields())
-    row.update({"step_control": "", "status": "", "reason": "", "repeat": -1,
+    row.update({"cpu_util": math.nan, "step_control": "", "status": "", "reason": "", "repeat": -1,
                 "time_s": math.nan, "device_time_s": math.nan, "compile_s": math.nan,
                 "first_call_s": math.nan, "launches": math.nan, "launch_counter": "",
                 "steps_mean": math.nan, "steps_max": math.nan, "rejected_mean": math.nan,
@@ -73,13 +75,15 @@ def base_row(cell: Cell, context: dict[str, Any], started_at: str) -> dict[str, 
 
 
 def settings_json(cell: Cell, backend_settings: dict | None, notes: dict | None = None,
-                  device_timer: str | None = None) -> str:
+                  device_timer: str | None = None, timing: dict | None = None) -> str:
     """JSON of every setting: the resolved spec, the backend's own settings (they win on a
     clash: they are what it used), the harness's timing settings and the backend's notes."""
     d: dict[str, Any] = dict(cell.spec.as_dict())
     d.update(backend_settings or {})
     d["harness"] = {"repeats": cell.repeats, "warmups": cell.warmups, "cell_timeout_s": cell.timeout_s,
+                    "min_repeats": cell.min_repeats, "repeat_budget_s": cell.repeat_budget_s,
                     "timer": "time.perf_counter around run()+sync()"}
+    d["harness"].update(timing or {})
     if device_timer is not None:
         d["harness"]["device_timer"] = device_timer
     if notes:
@@ -227,6 +231,8 @@ def execute_cell(cell: Cell, context: dict[str, Any] | None = None,
         return [failure_row(cell, context, started_at, *classify_exception(exc))]
     if not ok:
         return [failure_row(cell, context, started_at, "unavailable", why or "not available")]
+    phase("threads")
+    threads_used = apply_to_libraries(resolve_threads(spec.threads))
 
     prepared = None
     try:
@@ -243,7 +249,8 @@ def execute_cell(cell: Cell, context: dict[str, Any] | None = None,
         phase("prepare")
         prepared = backend.prepare(spec)
         timer, timer_name = make_device_timer(spec.device)
-        timing = time_solve(prepared, cell.repeats, cell.warmups, timer, phase)
+        timing = time_solve(prepared, cell.repeats, cell.warmups, timer, phase,
+                            min_repeats=cell.min_repeats, repeat_budget_s=cell.repeat_budget_s)
         phase("fetch")
         result = prepared.fetch(timing.output)
         timing.output = None
@@ -277,7 +284,10 @@ def execute_cell(cell: Cell, context: dict[str, Any] | None = None,
         "rejected_mean": _stat(result.rejected, "mean"),
         "rhs_evals_mean": _stat(result.rhs_evals, "mean"), "rhs_evals_max": _stat(result.rhs_evals, "max"),
         "max_rel_err": max_err, "failed_trajectories": float(failed),
-        "settings": settings_json(cell, backend_settings, result.notes, timing.device_timer),
+        "cpu_util": timing.cpu_util,
+        "settings": settings_json(cell, backend_settings, result.notes, timing.device_timer,
+                                  {"repeats_done": len(timing.samples), "warmup_calls": timing.warmup_calls,
+                                   "warmup_stable": timing.warmup_stable, "threads_used": threads_used}),
     })
     notes = "; ".join(x for x in (failed_note, accuracy_note) if x)
     if failed == spec.n:

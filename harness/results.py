@@ -30,6 +30,17 @@ def _canon_float(v: Any) -> str:
     return "nan" if math.isnan(f) else repr(f)
 
 
+def _canon_threads(v: Any) -> str:
+    """``threads`` as a key: "2", or "" when missing (None, "", NaN, pandas.NA)."""
+    if v is None or isinstance(v, str) and v == "":
+        return ""
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return ""  # pandas.NA
+    return "" if math.isnan(f) else str(int(f))
+
+
 def cell_key(fields: Mapping[str, Any]) -> tuple:
     """Canonical identity of a cell from its key columns (a row dict or ``Cell.key_fields()``).
 
@@ -41,6 +52,8 @@ def cell_key(fields: Mapping[str, Any]) -> tuple:
         v = fields.get(col)
         if col == "n":
             out.append(int(float(v)))
+        elif col == "threads":  # absent in runs written before it existed
+            out.append(_canon_threads(v))
         elif col in FLOAT_KEYS:
             out.append(_canon_float(v))
         else:
@@ -115,9 +128,12 @@ def read_rows(path: Path) -> list[dict[str, str]]:
 
 
 def _expected_repeats(row: Mapping[str, str]) -> int | None:
+    """The repeats the cell made: ``repeats_done`` (a time-boxed cell may stop early), else
+    ``repeats`` (runs written before the time box existed)."""
     try:
-        return int(json.loads(row.get("settings") or "{}")["harness"]["repeats"])
-    except (ValueError, KeyError, TypeError):
+        harness = json.loads(row.get("settings") or "{}")["harness"]
+        return int(harness.get("repeats_done", harness["repeats"]))
+    except (ValueError, KeyError, TypeError, AttributeError):
         return None
 
 

@@ -3,8 +3,9 @@
 Where cells run (``how``):
 
 * "isolate": each backend's cells in a child process of their own (JAX and torch each hold
-  GPU memory for the life of their process); the default when a suite has GPU cells;
-* "shared": all cells in one child process (cheaper on a CPU, where memory is not contended);
+  GPU memory for the life of their process; on a CPU, one library's thread pools and JIT
+  caches do not disturb another's timings); the default;
+* "shared": all cells in one child process (cheaper, for quick runs);
 * "in-process": in the caller's process, for tests, profiling and debugging. The time limit is
   then a SIGALRM (main thread only) and cannot interrupt native code that ignores signals.
 
@@ -21,6 +22,10 @@ In the two child-process modes a cell that runs past its limit gets its child ki
 Once a cell of a series (same key except N) times out or runs out of memory, the larger N of
 that series are not run: each gets a row with the same status and a reason starting "not run:".
 This is what keeps a sweep to 8 million trajectories within its budget.
+
+Cells with different ``threads`` never share a child: a child is configured for one thread count
+before it imports any library (see harness.threads), so the runner starts a new one when the
+setting changes.
 
 Cells are appended to ``results.csv`` as they finish; cells whose key is already complete in
 the file are skipped (resume), so nothing is duplicated.
@@ -40,6 +45,7 @@ from harness.results import CSV_NAME, ResultsWriter, cell_key, finished_keys, re
 from harness.schema import KEY_COLUMNS
 from harness.schedule import admit_cell, after_cell
 from harness.suites import Cell
+from harness.threads import resolve as resolve_threads
 from harness.worker import Worker, WorkerDied, WorkerTimeout
 
 HOW = ("isolate", "shared", "in-process")
@@ -113,6 +119,7 @@ class _Executor:
         self.how, self.context = how, context
         self.worker: Worker | None = None
         self.worker_backend: str | None = None
+        self.worker_threads: int | None = None
 
     def _drop_worker(self) -> None:
         if self.worker is not None:
@@ -124,10 +131,14 @@ class _Executor:
             return _run_in_process(cell, self.context)
         if self.worker is not None and self.how == "isolate" and self.worker_backend != cell.backend:
             self._drop_worker()
+        threads = resolve_threads(cell.spec.threads)
+        if self.worker is not None and self.worker_threads != threads:
+            self._drop_worker()  # a child's thread settings are fixed when it starts
         started_at = now_iso()
         try:
             if self.worker is None:
-                self.worker, self.worker_backend = Worker(self.context), cell.backend
+                self.worker, self.worker_backend = Worker(self.context, threads), cell.backend
+                self.worker_threads = threads
             rows = self.worker.run(cell, cell.timeout_s)
         except WorkerTimeout as exc:
             self.worker, self.worker_backend = None, None  # already killed
@@ -154,11 +165,17 @@ class _Executor:
 
 def order_cells(cells: Sequence[Cell], how: str) -> list[Cell]:
     """Cells in run order: as given, except that "isolate" groups each backend's cells together
-    (in order of first appearance, stable within a backend) so each backend starts one child."""
-    if how != "isolate":
+    (in order of first appearance, stable within a backend) so each backend starts one child,
+    and both child modes group cells of one ``threads`` setting together (a child serves one)."""
+    if how == "in-process":
         return list(cells)
-    backends = list(dict.fromkeys(c.backend for c in cells))
-    return [c for b in backends for c in cells if c.backend == b]
+    groups = list(dict.fromkeys(_group(c, how) for c in cells))
+    return [c for g in groups for c in cells if _group(c, how) == g]
+
+
+def _group(cell: Cell, how: str) -> tuple:
+    threads = resolve_threads(cell.spec.threads)
+    return (cell.backend, threads) if how == "isolate" else (threads,)
 
 
 def run_sweep(cells: Sequence[Cell], out_dir: Path, *, run_id: str, suite: str, how: str = "shared",

@@ -11,7 +11,7 @@ SCHEMA_VERSION = 1
 
 #: What identifies a cell. Figures and comparisons join on these, never on row order.
 KEY_COLUMNS = ("problem", "backend", "variant", "method", "mode", "dtype", "n", "device",
-               "dt", "rtol", "atol")
+               "dt", "rtol", "atol", "threads")
 
 #: Every column, with its pandas dtype. "string" columns may be empty; floats may be NaN.
 COLUMNS: dict[str, str] = {
@@ -30,11 +30,13 @@ COLUMNS: dict[str, str] = {
     "dt": "float64",              # fixed step, or dt0 when adaptive
     "rtol": "float64",
     "atol": "float64",
+    "threads": "Int64",           # CPU threads the cell was given (resolved; <NA> in older runs)
     "status": "string",           # see STATUSES
     "reason": "string",           # why a cell is not "ok"
     "repeat": "int64",            # 0..repeats-1; -1 for a failed cell's single row
     "time_s": "float64",          # host wall time of run + sync
     "device_time_s": "float64",   # CUDA-event time on a GPU, else NaN
+    "cpu_util": "float64",        # process CPU time (all threads) / wall time over the repeats
     "compile_s": "float64",       # first call (compile + run) minus the median repeat; see runner
     "first_call_s": "float64",    # the first call's wall time, as measured
     "launches": "float64",        # device kernel launches (GPU) / host array ops (CPU) per solve

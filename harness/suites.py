@@ -7,6 +7,9 @@ A suite file::
     repeats = 5               # timed repeats per cell (every sample is kept)
     warmups = 1               # untimed runs after the first (compile) call
     cell_timeout_s = 600      # wall-clock limit for one cell, everything included
+    threads = 2               # CPU threads per cell, or a list to sweep; absent: every core
+    min_repeats = 3           # with repeat_budget_s: the repeats stop once they have taken
+    repeat_budget_s = 10      #   that many seconds, but never before min_repeats
 
     [[entries]]
     problem = "lorenz"                        # a name from problems.problem_names()
@@ -21,10 +24,12 @@ A suite file::
     atol = [1e-6, 1e-8]                       #   element by element (a scalar applies to all)
     variant = ""                              # optional, or a list
     # optional: max_steps, saveat (list of times), controller, device, repeats, warmups,
-    # cell_timeout_s (per-entry overrides)
+    # cell_timeout_s, threads, min_repeats, repeat_budget_s (per-entry overrides)
 
 Expansion is deterministic: entries in file order; inside an entry backends, variants,
-methods, modes, dtypes, dt, (rtol, atol) pairs in the order written, and N ascending. Fixed-mode
+threads, methods, modes, dtypes, dt, (rtol, atol) pairs in the order written, and N ascending.
+``threads`` is resolved when the suite is loaded (absent: ``os.cpu_count()``), so every cell
+carries the number it runs with. Fixed-mode
 cells take no tolerances, so a tolerance list does not multiply them. A cell listed twice with
 identical settings runs once; twice with different settings is an error. Whether a backend
 supports a combination is its own ``check(spec)``'s call at run time ("unsupported" rows).
@@ -32,6 +37,7 @@ supports a combination is its own ``check(spec)``'s call at run time ("unsupport
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 import tomllib
 from dataclasses import dataclass
@@ -43,16 +49,18 @@ from harness.backends import (EXPECTED, backend_names, declared_methods, declare
 from harness.errors import UsageError
 from problems.core import VALID_DTYPES
 from problems.registry import problem_names
+from harness.threads import resolve as resolve_threads
 from solvers.base import DEVICES, MODES, SolveSpec
 
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
 
-TOP_KEYS = {"description", "device", "repeats", "warmups", "cell_timeout_s", "entries"}
+TIMING_KEYS = {"repeats", "warmups", "cell_timeout_s", "threads", "min_repeats", "repeat_budget_s"}
+TOP_KEYS = {"description", "device", "entries"} | TIMING_KEYS
 ENTRY_KEYS = {"problem", "backends", "methods", "modes", "dtype", "n", "n_range", "n_max", "dt",
-              "rtol", "atol", "variant", "max_steps", "saveat", "controller", "device",
-              "repeats", "warmups", "cell_timeout_s"}
+              "rtol", "atol", "variant", "max_steps", "saveat", "controller", "device"} | TIMING_KEYS
 N_RANGE_KEYS = {"min", "max", "factor"}
-DEFAULTS = {"repeats": 5, "warmups": 1, "cell_timeout_s": 600.0}
+DEFAULTS = {"repeats": 5, "warmups": 1, "cell_timeout_s": 600.0, "threads": None,
+            "min_repeats": None, "repeat_budget_s": None}
 
 
 @dataclass(frozen=True)
@@ -65,6 +73,8 @@ class Cell:
         repeats: number of timed repeats.
         warmups: untimed runs between the first call and the repeats.
         timeout_s: wall-clock limit for the whole cell (prepare, first call, repeats, checks).
+        min_repeats, repeat_budget_s: the repeats' time box (see harness.clock.time_solve);
+            None: all ``repeats`` are made.
         count_launches: count launches in this cell (the runner counts once per series:
             harness.schedule.LaunchesOncePerSeries).
     """
@@ -74,6 +84,8 @@ class Cell:
     repeats: int
     warmups: int
     timeout_s: float
+    min_repeats: int | None = None
+    repeat_budget_s: float | None = None
     count_launches: bool = True
 
     @property
@@ -95,7 +107,8 @@ class Cell:
         d = self.spec.as_dict()
         return {"problem": d["problem"], "backend": self.backend, "variant": d["variant"],
                 "method": d["method"], "mode": d["mode"], "dtype": d["dtype"], "n": d["n"],
-                "device": d["device"], "dt": d["dt"], "rtol": d["rtol"], "atol": d["atol"]}
+                "device": d["device"], "dt": d["dt"], "rtol": d["rtol"], "atol": d["atol"],
+                "threads": resolve_threads(d["threads"])}
 
     @property
     def label(self) -> str:
@@ -105,6 +118,8 @@ class Cell:
                  s.mode, s.dtype, s.device]
         if s.mode == "adaptive":
             parts.append("tol=%g" % s.tol[0])
+        if s.threads is not None:
+            parts.append(f"threads={s.threads}")
         return " ".join(parts) + f" N={s.n}"
 
 
@@ -248,6 +263,20 @@ def _n_caps(w: _Where, where: str, v: Any, backends: list[str]) -> dict[str, int
     return {b: cap for b in backends}
 
 
+def _threads(w: _Where, where: str, v: Any) -> list[int]:
+    """``threads``: a positive int or a non-empty list of them; absent: every core."""
+    if v is None:
+        return [resolve_threads(None)]
+    items = v if isinstance(v, list) else [v]
+    if not items:
+        raise w.fail(where, "must be a positive integer or a non-empty list of them")
+    return list(dict.fromkeys(_positive_int(w, where, x) for x in items))
+
+
+def _optional(w: _Where, where: str, v: Any, check) -> Any:
+    return None if v is None else check(w, where, v)
+
+
 def _tolerance_pairs(w: _Where, where: str, entry: dict) -> list[tuple[float | None, float | None]]:
     rt = _number_list(w, where + ".rtol", entry["rtol"]) if "rtol" in entry else [None]
     at = _number_list(w, where + ".atol", entry["atol"]) if "atol" in entry else [None]
@@ -271,6 +300,9 @@ def _build(path: Path, data: dict, sha256: str) -> Suite:
         "repeats": _positive_int(w, "repeats", data.get("repeats", DEFAULTS["repeats"])),
         "warmups": _positive_int(w, "warmups", data.get("warmups", DEFAULTS["warmups"]), zero_ok=True),
         "cell_timeout_s": _positive_number(w, "cell_timeout_s", data.get("cell_timeout_s", DEFAULTS["cell_timeout_s"])),
+        "threads": _threads(w, "threads", data.get("threads")),
+        "min_repeats": _optional(w, "min_repeats", data.get("min_repeats"), _positive_int),
+        "repeat_budget_s": _optional(w, "repeat_budget_s", data.get("repeat_budget_s"), _positive_number),
     }
     entries = data["entries"]
     if not isinstance(entries, list) or not entries or not all(isinstance(e, dict) for e in entries):
@@ -343,22 +375,23 @@ def _expand_entry(w: _Where, where: str, entry: dict, suite_device: str, default
         "repeats": _positive_int(w, where + ".repeats", entry.get("repeats", defaults["repeats"])),
         "warmups": _positive_int(w, where + ".warmups", entry.get("warmups", defaults["warmups"]), zero_ok=True),
         "timeout_s": _positive_number(w, where + ".cell_timeout_s", entry.get("cell_timeout_s", defaults["cell_timeout_s"])),
+        "min_repeats": (_optional(w, where + ".min_repeats", entry["min_repeats"], _positive_int)
+                        if "min_repeats" in entry else defaults["min_repeats"]),
+        "repeat_budget_s": (_optional(w, where + ".repeat_budget_s", entry["repeat_budget_s"], _positive_number)
+                            if "repeat_budget_s" in entry else defaults["repeat_budget_s"]),
     }
+    threads_list = _threads(w, where + ".threads", entry["threads"]) if "threads" in entry else defaults["threads"]
 
     out: list[Cell] = []
-    for backend in backends:
-        for variant in variants:
-            for method in methods:
-                for mode in modes:
-                    for dtype in dtypes:
-                        for dt in dts:
-                            for rtol, atol in (tols if mode == "adaptive" else [(None, None)]):
-                                for n in ns:
-                                    if n > caps.get(backend, n):
-                                        continue
-                                    spec = _spec(w, where, entry["problem"], method, mode, dtype, n,
-                                                 device, dt, rtol, atol, variant, extra)
-                                    out.append(Cell(backend=backend, spec=spec, **timing))
+    for backend, threads, variant, method, mode, dtype, dt in itertools.product(
+            backends, threads_list, variants, methods, modes, dtypes, dts):
+        for rtol, atol in (tols if mode == "adaptive" else [(None, None)]):
+            for n in ns:
+                if n > caps.get(backend, n):
+                    continue
+                spec = _spec(w, where, entry["problem"], method, mode, dtype, n,
+                             device, dt, rtol, atol, variant, dict(extra, threads=threads))
+                out.append(Cell(backend=backend, spec=spec, **timing))
     return out
 
 

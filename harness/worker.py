@@ -30,9 +30,15 @@ STARTUP_TIMEOUT_S = 300.0
 REFERENCE_TIMEOUT_S = 3600.0
 
 
-def worker_main(conn, backends: dict[str, str], context: dict[str, Any]) -> None:
+def worker_main(conn, backends: dict[str, str], context: dict[str, Any], threads: int | None = None) -> None:
     """Entry point of the child. ``backends`` is the parent's registry (name -> "module:Class"),
-    so backends registered at run time (tests' fakes) resolve here too."""
+    so backends registered at run time (tests' fakes) resolve here too. ``threads``: the CPU
+    threads this worker's cells may use (its environment was set by the parent, see
+    harness.threads); the process is pinned to that many cores."""
+    if threads is not None:
+        from harness.threads import pin_process
+
+        pin_process(threads)
     # Ctrl-C reaches the whole process group: the parent decides, and kills us if it must.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Libraries that print would otherwise write to the parent's stdout; data goes to files only.
@@ -72,14 +78,21 @@ class WorkerTimeout(Exception):
 class Worker:
     """The parent's handle on one child process."""
 
-    def __init__(self, context: dict[str, Any]) -> None:
+    def __init__(self, context: dict[str, Any], threads: int | None = None) -> None:
+        """Start a child; with ``threads``, configured for that many CPU threads (see
+        harness.threads: environment set before it imports anything, affinity, libraries)."""
+        from contextlib import nullcontext
+
+        from harness.threads import environment_for
         from solvers import registry
 
         ctx = mp.get_context("spawn")
         self._conn, child_conn = ctx.Pipe()
+        self.threads = threads
         self.process = ctx.Process(target=worker_main, name="harness-worker",
-                                   args=(child_conn, dict(registry.BACKENDS), context))
-        self.process.start()
+                                   args=(child_conn, dict(registry.BACKENDS), context, threads))
+        with environment_for(threads) if threads is not None else nullcontext():
+            self.process.start()
         child_conn.close()
         try:
             self._receive(STARTUP_TIMEOUT_S, "start")

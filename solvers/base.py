@@ -60,6 +60,9 @@ class SolveSpec:
         saveat: times at which to save states; None saves the final state only.
         variant: a backend's named option (e.g. diffrax "vmap-of-jit"); "" is its default.
         controller: named step-controller preset (see solvers.tableaus), "diffeqgpu" by default.
+        threads: CPU threads the solve may use (Numba's pool, torch's intra-op pool, JAX host
+            devices); None means every core. The harness resolves None to ``os.cpu_count()``
+            and configures each worker process for it before any library is imported.
     """
 
     problem: str
@@ -89,6 +92,9 @@ class SolveSpec:
             v = getattr(self, name)
             if v is not None and not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
                 raise ValueError(f"invalid {name} {v!r}: must be a positive finite number")
+        if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
+                                         or self.threads <= 0):
+            raise ValueError(f"invalid threads {self.threads!r}: must be a positive integer")
         if isinstance(self.max_steps, bool) or not isinstance(self.max_steps, int) or self.max_steps <= 0:
             raise ValueError(f"invalid max_steps {self.max_steps!r}: must be a positive integer")
         if self.saveat is not None:

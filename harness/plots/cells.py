@@ -21,7 +21,7 @@ FLOAT_KEYS = ("dt", "rtol", "atol")
 SERIES_KEYS = tuple(k for k in KEY_COLUMNS if k != "n")
 
 #: The settings that a speedup comparison holds equal between the fused kernel and a peer.
-MATCH_KEYS = ("problem", "mode", "dtype", "device", "n", "dt", "rtol", "atol")
+MATCH_KEYS = ("problem", "mode", "dtype", "device", "n", "dt", "rtol", "atol", "threads")
 
 #: The backend every speedup is measured for.
 REFERENCE_BACKEND = "fused"
@@ -157,7 +157,7 @@ def speedup_table(cells: pd.DataFrame, reference: str = REFERENCE_BACKEND) -> pd
     """The fused kernel's speedup over every other backend, cell by cell.
 
     Pairs a successful ``reference`` cell with each successful cell of another backend that
-    matches it on :data:`MATCH_KEYS` (same problem, mode, dtype, device, n, dt and tolerances),
+    matches it on :data:`MATCH_KEYS` (same problem, mode, dtype, device, n, dt, tolerances, threads),
     with the same method where the fused kernel ran it, else with each fused method (e.g.
     torchdiffeq's dopri5 against fused Tsit5). When the reference backend has
     several variants, only its default variant ("" or else the first by name) is the reference.

@@ -35,6 +35,7 @@ FAKES = {
     "fake-killparent": "harness.tests.fakes:ParentKillingBackend",
     "fake-noop": "harness.tests.fakes:NoopBackend",
     "fake-unsupported": "harness.tests.fakes:UnsupportedBackend",
+    "fake-busy": "harness.tests.fakes:BusyBackend",
 }
 
 
@@ -73,7 +74,10 @@ class FakePrepared(Prepared):
         n = self.spec.n
         return SolveResult(u_final=u.astype(self.spec.dtype), status=self.owner.statuses(n),
                            accepted=np.full(n, 100), rejected=np.zeros(n, dtype=np.int64),
-                           rhs_evals=np.full(n, 601), notes={"pid": os.getpid()})
+                           rhs_evals=np.full(n, 601),
+                           notes={"pid": os.getpid(), "affinity": len(os.sched_getaffinity(0)),
+                                  "NUMBA_NUM_THREADS": os.environ.get("NUMBA_NUM_THREADS"),
+                                  "XLA_FLAGS": os.environ.get("XLA_FLAGS")})
 
 
 class FakeBackend(Backend):
@@ -100,6 +104,17 @@ class FakeBackend(Backend):
 
 class OkBackend(FakeBackend):
     name = "fake-ok"
+
+
+class BusyBackend(FakeBackend):
+    """Each run spins one Python thread for 30 ms: one core busy, a known cpu_util of ~1."""
+
+    name = "fake-busy"
+
+    def on_run(self, spec, call) -> None:
+        end = time.perf_counter() + 0.03
+        while time.perf_counter() < end:
+            pass
 
 
 class NoopBackend(FakeBackend):

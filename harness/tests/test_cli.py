@@ -59,6 +59,7 @@ def _bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
         "fractional N": ([*run, str(tmp / "o"), "--n", "8,1.5"], "error: invalid N '1.5': N must be a positive integer"),
         "no matching cell": ([*run, str(tmp / "o"), "--n", "7"], "error: no cell of suite 'smoke' matches the filters"),
         "zero repeats": ([*run, str(tmp / "o"), "--repeats", "0"], "error: argument --repeats: invalid value '0': must be a positive integer"),
+        "zero threads": ([*run, str(tmp / "o"), "--threads", "1,0"], "error: invalid --threads '0': must be a positive integer"),
         "malformed TOML": (["run", "--suite", str(tmp / "malformed.toml"), "--out", str(tmp / "o")], "error: malformed.toml: malformed TOML"),
         "unknown key": (["run", "--suite", str(tmp / "unknown_key.toml"), "--out", str(tmp / "o")], "error: unknown_key.toml: top level: unknown key 'speed'; valid choices: "),
         "N <= 0 in a suite": (["run", "--suite", str(tmp / "zero_n.toml"), "--out", str(tmp / "o")], "error: zero_n.toml: entries[0].n: must be an integer >= 1, got 0"),
@@ -140,6 +141,20 @@ def test_run_writes_a_valid_results_folder(fake_backends, tmp_path, capsys):
     assert env["request"]["filters"] == {"backend": ["fake-sync"]} and env["request"]["repeats"] == 3
     assert set(df["run_id"]) == {env["run_id"]}
     assert not list(out.glob("*.partial"))
+
+
+def test_threads_option_sweeps_every_cell_and_is_recorded(fake_backends, tmp_path, capsys):
+    suite = tmp_path / "fake.toml"
+    suite.write_text(GOOD_SUITE)
+    out = tmp_path / "run"
+    assert main(["run", "--suite", str(suite), "--out", str(out), "--in-process", "--quiet",
+                 "--backend", "fake-ok", "--repeats", "2", "--threads", "1,2"]) == 0
+    df = validate(read_results(out))
+    assert sorted(set(zip(df["threads"], df["n"]))) == [(1, 8), (1, 16), (2, 8), (2, 16)]
+    assert df["cpu_util"].notna().all()
+    env = json.loads((out / "environment.json").read_text())
+    assert env["threads"]["setting"] == [1, 2] and env["request"]["threads"] == [1, 2]
+    assert env["threads"]["worker_environment"]["1"]["NUMBA_NUM_THREADS"] == "1"
 
 
 def test_run_into_a_non_empty_folder_is_refused(fake_backends, tmp_path, capsys):

@@ -61,14 +61,16 @@ def test_compile_time_is_floored_at_zero():
 
 def test_warm_up_lasts_at_least_the_minimum_time():
     # 10 ms calls and a 0.1 s minimum: about 10 warm-up calls although only 1 was asked for.
+    # (max_warmup_s = the minimum: no calls added for stability, tested in test_threads.py)
     rec = Recorder(run_s=0.01)
-    time_solve(rec, repeats=1, warmups=1, min_warmup_s=0.1)
+    time_solve(rec, repeats=1, warmups=1, min_warmup_s=0.1, max_warmup_s=0.1)
     warm = rec.events.count("run") - 2
     assert 8 <= warm <= 12, warm
-    # slow calls: the requested count is honoured and nothing more
+    # slow calls: the requested count is honoured, and more only while the last two warm
+    # calls disagree by more than 10% (a sleep on a busy machine can)
     rec = Recorder(run_s=0.06)
     time_solve(rec, repeats=1, warmups=2, min_warmup_s=0.1)
-    assert rec.events.count("run") == 1 + 2 + 1
+    assert 1 + 2 + 1 <= rec.events.count("run") <= 1 + 2 + 1 + 3
 
 
 def test_bad_repeat_counts_are_refused():

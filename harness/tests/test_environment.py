@@ -9,13 +9,20 @@ def test_fingerprint_records_machine_software_and_settings(monkeypatch):
     monkeypatch.setenv("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     monkeypatch.setenv("NUMBA_NUM_THREADS", "2")
     monkeypatch.setenv("UNRELATED_VARIABLE", "x")
-    fp = fingerprint()
+    monkeypatch.setenv("EQX_ON_ERROR", "nan")
+    monkeypatch.setenv("OMP_PROC_BIND", "true")
+    monkeypatch.setenv("VECLIB_MAXIMUM_THREADS", "1")
+    monkeypatch.setenv("BLIS_NUM_THREADS", "1")
+    fp = fingerprint([1, 2])
     assert fp["cpu"]["logical_cores"] >= 1 and isinstance(fp["cpu"]["flags"], list)
     assert fp["python"]["version"].count(".") == 2
     assert fp["libraries"]["numpy"] and "torch" in fp["libraries"] and "cupy-cuda13x" in fp["libraries"]
     env = fp["environment_variables"]
     assert env["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false" and env["NUMBA_NUM_THREADS"] == "2"
-    assert "UNRELATED_VARIABLE" not in env
+    assert "UNRELATED_VARIABLE" not in env and "VECLIB_MAXIMUM_THREADS" not in env
+    assert env["EQX_ON_ERROR"] == "nan" and env["OMP_PROC_BIND"] == "true" and env["BLIS_NUM_THREADS"] == "1"
+    assert fp["threads"]["setting"] == [1, 2]
+    assert fp["threads"]["worker_environment"]["2"]["XLA_FLAGS"].endswith("--xla_force_host_platform_device_count=2")
     assert set(fp["git"]) == {"commit", "dirty"}
     assert set(fp["gpu"]) >= {"source", "gpus", "driver", "cuda"}
 
