@@ -34,7 +34,7 @@ FIGURES: dict[str, str] = {
     "fig1_lorenz_fixed_time": "Lorenz, fixed step: time vs trajectories",
     "fig2_lorenz_adaptive_time": "Lorenz, adaptive: time vs trajectories",
     "fig3_speedup": "Speedup of the fused kernel over each peer",
-    "fig4_launches_model": "Launches per solve and a fitted time model",
+    "fig4_launches_model": "Dispatches per solve (by kind) and a fixed vs per-step cost fit",
     "fig5_work_precision": "Work-precision: error vs time",
     "fig6_robertson": "Robertson (stiff): time vs trajectories",
     "fig7_sir": "SIR: time vs trajectories",
@@ -134,7 +134,7 @@ def _save(ctx: _Context, info: FigureInfo, fig: Figure, data: pd.DataFrame,
     footnote = style.footnote_text(ctx.env, ctx.devices, notes)
     # Below the figure's bottom edge: the tight bounding box grows to include it, and it can
     # never overlap an axis label.
-    fig.text(0.0, -0.01, footnote, fontsize=5.5, va="top", ha="left", color="#444444")
+    fig.text(0.0, -0.01, footnote, fontsize=7, va="top", ha="left", color="#333333")
     paths = []
     # The tight bounding box is computed once (one layout pass) and shared by every format.
     bbox = fig.get_tightbbox(FigureCanvasAgg(fig).get_renderer()).padded(0.1)
@@ -174,6 +174,48 @@ def _legend(ax, extra_handles: list | None = None) -> None:
     if handles:
         ax.legend(handles, labels, fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0),
                   frameon=False)
+
+
+def series_kw(backend: str, variant: str, variants: list[str], mode: str, rtol: float,
+              dtype: str) -> dict:
+    """The one encoding of every figure: colour = backend, line style = mode or tolerance,
+    marker shape = variant, marker fill = dtype (hollow float64)."""
+    colour = style.backend_colour(backend)
+    return dict(color=colour, linestyle=style.mode_linestyle(mode, rtol),
+                marker=style.variant_marker(variant, variants), markersize=4, linewidth=1.3,
+                markerfacecolor=style.dtype_fill(dtype, colour))
+
+
+def key_legend(ax, frame: pd.DataFrame, published_labels: dict | None = None,
+               backend_col: str = "backend", variant_col: str = "variant") -> None:
+    """Two short legends instead of one entry per series: what colour, line, marker and fill
+    mean (at most one entry per backend, tolerance, variant and dtype), then the paper's series."""
+    handles = []
+    for b in sorted(set(frame[backend_col]), key=lambda b: (b != REFERENCE_BACKEND, b)):
+        handles.append(Line2D([], [], color=style.backend_colour(b), linewidth=2.5, label=style.backend_label(b)))
+    if "mode" in frame:
+        styles = sorted({(m, r if m == "adaptive" else float("nan")) for m, r in zip(frame["mode"], frame.get("rtol", np.nan))},
+                        key=lambda mr: (mr[0] == "adaptive", -(mr[1] if mr[1] == mr[1] else 0)))
+        if len(styles) > 1:
+            handles += [Line2D([], [], color="#555555", linestyle=style.mode_linestyle(m, r),
+                               label=style.mode_text(m, r)) for m, r in styles]
+    variants = sorted(set(frame[variant_col]) - {""})
+    if variants:
+        everything = sorted(set(frame[variant_col]))
+        handles += [Line2D([], [], color="#555555", linestyle="none", marker=style.variant_marker(v, everything),
+                           label=f"variant: {v or 'default'}") for v in everything]
+    if "dtype" in frame and frame["dtype"].nunique() > 1:
+        handles += [Line2D([], [], color="#555555", linestyle="none", marker="o",
+                           markerfacecolor=style.dtype_fill(d, "#555555"), label=d)
+                    for d in sorted(set(frame["dtype"]))]
+    first = ax.legend(handles=handles, fontsize=6.5, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+                      frameon=False) if handles else None
+    if published_labels:
+        if first is not None:
+            ax.add_artist(first)
+        extra = [Line2D([], [], **kw, label=label) for label, kw in sorted(published_labels.items())]
+        ax.legend(handles=extra, fontsize=6.5, loc="lower left", bbox_to_anchor=(1.01, 0.0),
+                  frameon=False, title="published (paper, GPU named)", title_fontsize=6.5)
 
 
 def _fmt_float(v: float) -> str:
@@ -235,13 +277,12 @@ def _time_vs_n(ctx: _Context, name: str, problem: str, modes: tuple[str, ...],
     for sid in sorted(set(ids)):
         s = ran[ids == sid].sort_values("n")
         b, v, method = s["backend"].iloc[0], s["variant"].iloc[0], s["method"].iloc[0]
-        kw = dict(color=style.backend_colour(b), linestyle=style.variant_linestyle(v, variants[b]),
-                  marker=style.method_marker(method), markersize=3.5, linewidth=1.2)
-        if s["dtype"].iloc[0] == "float64":
-            kw["markerfacecolor"] = "none"
+        kw = series_kw(b, v, variants[b], s["mode"].iloc[0], s["rtol"].iloc[0], s["dtype"].iloc[0])
         good = s[s["success"]]
         if not good.empty:
-            ax.plot(good["n"], good["time_median_s"], label=labels[sid], **kw)
+            # error bars: the spread (min..max) of the timed repeats
+            yerr = [good["time_median_s"] - good["time_min_s"], good["time_max_s"] - good["time_median_s"]]
+            ax.errorbar(good["n"], good["time_median_s"], yerr=yerr, elinewidth=0.7, capsize=1.5, **kw)
         bad = s[~s["success"]]
         if not bad.empty and bad["time_median_s"].notna().any():
             ax.plot(bad["n"], bad["time_median_s"], linestyle="none", marker="x", markersize=6,
@@ -255,14 +296,23 @@ def _time_vs_n(ctx: _Context, name: str, problem: str, modes: tuple[str, ...],
                              time_min_s=r["time_min_s"], plotted_s=r["time_median_s"],
                              success=bool(r["success"]), status=r["status"],
                              failed_trajectories=r["failed_trajectories"], source_file="", note=""))
-    rows += _draw_published(ax, published)
-    _log_axes(ax, "trajectories N", "time per solve [s] (ours: median of repeats)", info.title)
-    extra = []
+    paper_rows = _draw_published(ax, published)
+    rows += paper_rows
+    _log_axes(ax, "trajectories N", "time per solve [s]\n(ours: median, bars min–max; paper: min)",
+              info.title)
+    published_labels = {}
+    for r in paper_rows:
+        published_labels.setdefault(r["series"], dict(color=style.published_colour(r["implementation"]),
+                                                      linestyle="--", marker=style.gpu_marker(r["gpu"]),
+                                                      markersize=3.5))
+    key_legend(ax, ran, published_labels)
     if marked_failure:
-        extra.append(Line2D([], [], color="#444444", marker="x", linestyle="none",
-                            label="× cell with failed trajectories (not a success)"))
-    _legend(ax, extra)
+        notes_x = "× marks a cell with failed trajectories (not drawn as a success)"
+    else:
+        notes_x = ""
     notes = _common_notes(ctx, published_used=not published.empty)
+    if notes_x:
+        notes.append(notes_x)
     failed = cells[cells["status"] != "ok"]
     if not failed.empty:
         notes.append(f"{len(failed)} cell(s) could not run and are not drawn (see the report's omissions)")
@@ -442,7 +492,8 @@ def _fig4(ctx: _Context) -> FigureInfo:
         b, v, method = s["backend"].iloc[0], s["variant"].iloc[0], s["method"].iloc[0]
         kw = dict(color=style.backend_colour(b), linestyle=style.variant_linestyle(v, variants[b]),
                   marker=style.method_marker(method), markersize=3.5, linewidth=1.2)
-        ax_l.plot(s["n"], s["launches"], label=labels[sid], **kw)
+        kind = style.dispatch_kind(s["launch_counter"].iloc[0])
+        ax_l.plot(s["n"], s["launches"], label=f"{labels[sid]} ({kind})", **kw)
         usable = s[s["trajectory_steps"].notna() & (s["trajectory_steps"] > 0)]
         if usable["n"].nunique() < 2:
             unfitted.append(f"{labels[sid]}: fewer than two points with step counts")
@@ -470,16 +521,15 @@ def _fig4(ctx: _Context) -> FigureInfo:
     for ax in (ax_l, ax_m):
         _log_axes(ax)
     ax_l.set_xlabel("trajectories N")
-    ax_l.set_ylabel("launches per solve")
-    ax_l.set_title(f"{problem}, {mode}: launches per solve (GPU: kernel launches; CPU: array ops)",
-                  fontsize=8)
+    ax_l.set_ylabel("dispatches per solve")
+    ax_l.set_title(f"{problem}, {mode}: dispatches per solve, named by kind", fontsize=8)
     if fits:
         lo = min(min(ax_m.get_xlim()), min(ax_m.get_ylim()))
         hi = max(max(ax_m.get_xlim()), max(ax_m.get_ylim()))
         ax_m.plot([lo, hi], [lo, hi], color="#999999", linewidth=0.8, label="predicted = measured")
     ax_m.set_xlabel("measured time [s] (median)")
     ax_m.set_ylabel("fitted model [s]")
-    ax_m.set_title("fitted: launches·a + N·steps·b", fontsize=9)
+    ax_m.set_title("fixed vs per-step cost: time ≈ dispatches·a + N·steps·b (fitted)", fontsize=8)
     _legend(ax_l)
     _legend(ax_m)
     notes = ["A FITTED MODEL, not a measurement: time ≈ launches × a + N × steps × b, a, b ≥ 0 by "
@@ -567,6 +617,10 @@ def _fig8(ctx: _Context) -> FigureInfo:
         for sid in sorted(set(ids[in_scope])):
             s = c[ids == sid].sort_values("n")
             b = s["backend"].iloc[0]
+            if b == REFERENCE_BACKEND and scope == "per-trajectory" and (s["device"] == "cpu").all():
+                # The CPU lane kernel runs 32-lane blocks until the block's slowest lane ends
+                # (like a GPU warp): the per-block maximum, not the mean, is the work done.
+                labels[sid] += " (CPU: 32-lane blocks, each runs to its slowest lane)"
             colour = style.backend_colour(b)
             ax.plot(s["n"], s["steps_mean"], color=colour, marker="o", markersize=3.5, linewidth=1.2,
                     linestyle="-", label=f"{labels[sid]}: mean")
@@ -581,7 +635,10 @@ def _fig8(ctx: _Context) -> FigureInfo:
                                  if r["steps_mean"] > 0 else np.nan,
                                  time_median_s=r["time_median_s"]))
         _log_axes(ax, "trajectories N", "accepted steps per trajectory",
-                  f"{problem}, step control: {scope}", title_size=8)
+                  f"{problem}, step control: {scope}"
+                  + (" (fused CPU: per 32-lane block)" if scope == "per-trajectory"
+                     and ((c["backend"] == REFERENCE_BACKEND) & (c["device"] == "cpu") & in_scope).any()
+                     else ""), title_size=8)
         _legend(ax)
     info.extra = {"problem": problem}
     notes = ["solid/filled: mean accepted steps per trajectory; dotted/hollow: the maximum. Under "
