@@ -134,7 +134,10 @@ def _save(ctx: _Context, info: FigureInfo, fig: Figure, data: pd.DataFrame,
     footnote = style.footnote_text(ctx.env, ctx.devices, notes)
     # Below the figure's bottom edge: the tight bounding box grows to include it, and it can
     # never overlap an axis label.
-    fig.text(0.0, -0.01, footnote, fontsize=7, va="top", ha="left", color="#333333")
+    # Below everything drawn so far (axis labels included), so it never overlaps them.
+    content = fig.get_tightbbox(FigureCanvasAgg(fig).get_renderer())
+    top = min(-0.01, content.y0 / fig.get_figheight() - 0.02)
+    fig.text(0.0, top, footnote, fontsize=7, va="top", ha="left", color="#333333")
     paths = []
     # The tight bounding box is computed once (one layout pass) and shared by every format.
     bbox = fig.get_tightbbox(FigureCanvasAgg(fig).get_renderer()).padded(0.1)
@@ -194,8 +197,10 @@ def key_legend(ax, frame: pd.DataFrame, published_labels: dict | None = None,
     for b in sorted(set(frame[backend_col]), key=lambda b: (b != REFERENCE_BACKEND, b)):
         handles.append(Line2D([], [], color=style.backend_colour(b), linewidth=2.5, label=style.backend_label(b)))
     if "mode" in frame:
-        styles = sorted({(m, r if m == "adaptive" else float("nan")) for m, r in zip(frame["mode"], frame.get("rtol", np.nan))},
-                        key=lambda mr: (mr[0] == "adaptive", -(mr[1] if mr[1] == mr[1] else 0)))
+        rtols = frame["rtol"] if "rtol" in frame else pd.Series(np.nan, index=frame.index)
+        # keyed by text: NaN (fixed step) never equals itself, so a set of floats would not dedupe
+        unique = {style.mode_text(m, r): (m, r) for m, r in zip(frame["mode"], rtols)}
+        styles = sorted(unique.values(), key=lambda mr: (mr[0] == "adaptive", -(mr[1] if mr[1] == mr[1] else 0)))
         if len(styles) > 1:
             handles += [Line2D([], [], color="#555555", linestyle=style.mode_linestyle(m, r),
                                label=style.mode_text(m, r)) for m, r in styles]
