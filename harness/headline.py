@@ -227,7 +227,7 @@ def verdict(table: pd.DataFrame) -> str:
     if table.empty:
         return ("This run has no cell where the fused kernel and a peer library ran the same "
                 "Lorenz settings, so it cannot test the claim.")
-    fmt = lambda x: f"{x:.3g}×"  # noqa: E731
+    from harness.plots.style import backend_label, format_ratio as fmt
     out = []
     for threads, t in table.groupby(table["threads"].fillna(-1), sort=False):
         label = threads_label(float("nan") if threads == -1 else threads)
@@ -241,9 +241,9 @@ def verdict(table: pd.DataFrame) -> str:
         unclear = peers[(peers["speedup_lo"] <= 1) & (peers["speedup_hi"] >= 1)]
         text = (f"At {label}, the fused kernel beat the strongest variant of each library in "
                 f"{len(wins)} of {len(peers)} comparisons beyond the spread of the repeats; its "
-                f"smallest lead was {fmt(lo['speedup'])} over {lo['library']} [{lo['variant'] or 'default'}] "
-                f"({lo['mode']}, N={lo['n']}) and its largest {fmt(hi['speedup'])} over {hi['library']} "
-                f"({hi['mode']}, N={hi['n']}).")
+                f"smallest lead was {fmt(lo['speedup'])} over {backend_label(lo['library'])} "
+                f"[{lo['variant'] or 'default'}] ({lo['mode']}, N={lo['n']}) and its largest "
+                f"{fmt(hi['speedup'])} over {backend_label(hi['library'])} ({hi['mode']}, N={hi['n']}).")
         if len(losses):
             text += " It was slower in " + ", ".join(
                 f"{r['library']} {r['mode']} N={r['n']} ({fmt(r['speedup'])})" for _, r in losses.iterrows()) + "."

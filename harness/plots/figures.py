@@ -179,6 +179,17 @@ def _legend(ax, extra_handles: list | None = None) -> None:
                   frameon=False)
 
 
+def tag(artists, key: str):
+    """Name drawn artists ``series:<key>`` (their SVG group id) so report.html can show/hide them.
+    Accepts an artist, a list of them, or a container (an errorbar's line, caps and bars)."""
+    if isinstance(artists, (list, tuple)):   # matplotlib containers are tuples
+        for a in artists:
+            tag(a, key)
+    elif artists is not None:
+        artists.set_gid(f"series:{key}")
+    return artists
+
+
 def series_kw(backend: str, variant: str, variants: list[str], mode: str, rtol: float,
               dtype: str) -> dict:
     """The one encoding of every figure: colour = backend, line style = mode or tolerance,
@@ -287,7 +298,7 @@ def _time_vs_n(ctx: _Context, name: str, problem: str, modes: tuple[str, ...],
         if not good.empty:
             # error bars: the spread (min..max) of the timed repeats
             yerr = [good["time_median_s"] - good["time_min_s"], good["time_max_s"] - good["time_median_s"]]
-            ax.errorbar(good["n"], good["time_median_s"], yerr=yerr, elinewidth=0.7, capsize=1.5, **kw)
+            tag(ax.errorbar(good["n"], good["time_median_s"], yerr=yerr, elinewidth=0.7, capsize=1.5, **kw), b)
         bad = s[~s["success"]]
         if not bad.empty and bad["time_median_s"].notna().any():
             ax.plot(bad["n"], bad["time_median_s"], linestyle="none", marker="x", markersize=6,
@@ -332,10 +343,10 @@ def _draw_published(ax, published: pd.DataFrame) -> list[dict]:
         gpu, impl, method, mode, branch, source_file = key
         g = g.sort_values("n")
         label = style.published_label(gpu, impl, method, branch)
-        ax.plot(g["n"], g["time_s"], linestyle=style.published_linestyle(method, methods[(gpu, impl)]),
+        tag(ax.plot(g["n"], g["time_s"], linestyle=style.published_linestyle(method, methods[(gpu, impl)]),
                 linewidth=1.0,
                 color=style.published_colour(impl), marker=style.gpu_marker(gpu), markersize=3.5,
-                alpha=0.8, label=label)
+                alpha=0.8, label=label), "paper")
         for _, r in g.iterrows():
             rows.append(dict(source="paper", series=label, backend="", variant="", method=method,
                              mode=mode, dtype=r["dtype"], device="gpu" if gpu else "cpu",
@@ -498,7 +509,7 @@ def _fig4(ctx: _Context) -> FigureInfo:
         kw = dict(color=style.backend_colour(b), linestyle=style.variant_linestyle(v, variants[b]),
                   marker=style.method_marker(method), markersize=3.5, linewidth=1.2)
         kind = style.dispatch_kind(s["launch_counter"].iloc[0])
-        ax_l.plot(s["n"], s["launches"], label=f"{labels[sid]} ({kind})", **kw)
+        tag(ax_l.plot(s["n"], s["launches"], label=f"{labels[sid]} ({kind})", **kw), b)
         usable = s[s["trajectory_steps"].notna() & (s["trajectory_steps"] > 0)]
         if usable["n"].nunique() < 2:
             unfitted.append(f"{labels[sid]}: fewer than two points with step counts")
@@ -542,7 +553,8 @@ def _fig4(ctx: _Context) -> FigureInfo:
              "work/peak both scale with N × steps here, so b is their sum; steps = max per "
              "trajectory where lanes run in lockstep or share a step, else the mean"]
     notes += [f"not fitted: {u}" for u in unfitted]
-    info.extra = {"problem": problem, "mode": mode, "fits": pd.DataFrame(fits), "unfitted": unfitted}
+    info.extra = {"problem": problem, "mode": mode, "fits": pd.DataFrame(fits), "unfitted": unfitted,
+                  "kinds": {b: style.dispatch_kind(g["launch_counter"].iloc[0]) for b, g in cells.groupby("backend")}}
     return _save(ctx, info, fig, _tidy(pd.DataFrame(rows)), notes)
 
 
@@ -627,10 +639,10 @@ def _fig8(ctx: _Context) -> FigureInfo:
                 # (like a GPU warp): the per-block maximum, not the mean, is the work done.
                 labels[sid] += " (CPU: 32-lane blocks, each runs to its slowest lane)"
             colour = style.backend_colour(b)
-            ax.plot(s["n"], s["steps_mean"], color=colour, marker="o", markersize=3.5, linewidth=1.2,
-                    linestyle="-", label=f"{labels[sid]}: mean")
-            ax.plot(s["n"], s["steps_max"], color=colour, marker="^", markersize=3.5, linewidth=1.0,
-                    linestyle=":", markerfacecolor="none", label=f"{labels[sid]}: max")
+            tag(ax.plot(s["n"], s["steps_mean"], color=colour, marker="o", markersize=3.5, linewidth=1.2,
+                        linestyle="-", label=f"{labels[sid]}: mean"), b)
+            tag(ax.plot(s["n"], s["steps_max"], color=colour, marker="^", markersize=3.5, linewidth=1.0,
+                        linestyle=":", markerfacecolor="none", label=f"{labels[sid]}: max"), b)
             for _, r in s.iterrows():
                 rows.append(dict(series=labels[sid], backend=b, variant=r["variant"], method=r["method"],
                                  problem=problem, dtype=r["dtype"], device=r["device"], dt=r["dt"],

@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 from harness.headline import PAPER_GPU, cell_stats, headline_rows, headline_settings
 from harness.plots import style
 from harness.plots.cells import paper_speedups
-from harness.plots.figures import FigureInfo, _Context, _log_axes, _new_figure, _save, key_legend
+from harness.plots.figures import FigureInfo, _Context, _log_axes, _new_figure, _save, key_legend, tag
 from harness.plots.model import trajectory_steps
 
 #: name -> title used when the figure is skipped (a drawn figure's title states its finding).
@@ -87,8 +87,8 @@ def _headline_speedup(ctx, cells, run_dir) -> FigureInfo:
             g = g.sort_values("n")
             kw = dict(color=style.backend_colour(lib), linestyle=style.mode_linestyle(mode, rtol),
                       marker="o", markersize=3.5, linewidth=1.3)
-            ax.errorbar(g["n"], g["speedup"], yerr=[g["speedup"] - g["speedup_lo"], g["speedup_hi"] - g["speedup"]],
-                        elinewidth=0.7, capsize=1.5, **kw)
+            tag(ax.errorbar(g["n"], g["speedup"], yerr=[g["speedup"] - g["speedup_lo"], g["speedup_hi"] - g["speedup"]],
+                            elinewidth=0.7, capsize=1.5, **kw), lib)
             for _, r in g.iterrows():
                 rows.append(dict(source="this run", mode=mode, rtol=rtol, library=lib, variant=r["variant"],
                                  method=r["method"], n=int(r["n"]), speedup=r["speedup"],
@@ -99,7 +99,7 @@ def _headline_speedup(ctx, cells, run_dir) -> FigureInfo:
             for impl, g in pm.groupby("implementation", sort=True):
                 g = g.sort_values("n")
                 kw = dict(color=style.published_colour(impl), linestyle="--", marker="*", markersize=3.5)
-                ax.plot(g["n"], g["speedup"], linewidth=1.0, **kw)
+                tag(ax.plot(g["n"], g["speedup"], linewidth=1.0, **kw), "paper")
                 published[f"{PAPER_GPU}: {impl} / EnsembleGPUKernel (tol 1e-8)" if mode == "adaptive"
                           else f"{PAPER_GPU}: {impl} / EnsembleGPUKernel"] = kw
                 for _, r in g.iterrows():
@@ -119,7 +119,17 @@ def _headline_speedup(ctx, cells, run_dir) -> FigureInfo:
              "where it ran it, same threads; the variant chosen per N is in the CSV",
              f"paper: {PAPER_GPU} ratios (GPU, not this machine); adaptive ratios are at tol 1e-8"]
     info = FigureInfo(name, "Fused kernel over each library's strongest variant")
+    info.extra["finding"] = _headline_finding(table)
     return _save(ctx, info, fig, _tidy(rows, ["source", "mode", "library", "rtol", "n"]), notes)
+
+
+def _headline_finding(table: pd.DataFrame) -> str:
+    parts = []
+    for mode, t in table.groupby("mode", sort=False):
+        lo, hi = t.loc[t["speedup"].idxmin()], t.loc[t["speedup"].idxmax()]
+        parts.append(f"{mode}: {_fmt_x(lo['speedup'])} (over {lo['library']}, N={lo['n']}) to "
+                     f"{_fmt_x(hi['speedup'])} (over {hi['library']}, N={hi['n']})")
+    return "Over each library's strongest variant the fused kernel's lead spans " + "; ".join(parts) + "."
 
 
 # ---- 2: fused vs replica -----------------------------------------------------------------------
@@ -170,6 +180,10 @@ def _fused_vs_replica(ctx, cells, run_dir) -> FigureInfo:
     notes = ["Lorenz, Tsit5, fixed dt: both run the same tableau and controller (solvers/tableaus.py); "
              "time bars: min–max of the repeats; the replica's dispatches are NumPy array operations"]
     info = FigureInfo(name, "Fused kernel vs its array-style replica (the paper's Kernel vs Array control)")
+    info.extra["finding"] = (f"With the same tableau and controller, the array-style replica is "
+                             f"{_fmt_x(ratio.iloc[0])} slower than the fused kernel at N={ratio.index[0]} and "
+                             f"{_fmt_x(ratio.iloc[-1])} at N={ratio.index[-1]}, dispatching "
+                             f"{disp.get('array', np.nan):,.0f} array operations per solve against one kernel call.")
     return _save(ctx, info, fig, data, notes)
 
 
@@ -203,7 +217,7 @@ def _throughput(ctx, cells, run_dir) -> FigureInfo:
         if best["n"].nunique() < 2 and lib != "fused":
             continue
         nss = best["t_med"] / (best["n"] * best["steps_mean"]) * 1e9
-        ax.plot(best["n"], nss, color=style.backend_colour(lib), marker="o", markersize=3.5, linewidth=1.3)
+        tag(ax.plot(best["n"], nss, color=style.backend_colour(lib), marker="o", markersize=3.5, linewidth=1.3), lib)
         for (_, r), v in zip(best.iterrows(), nss):
             rows.append(dict(backend=lib, variant=r["variant"], method=r["method"], n=int(r["n"]),
                              ns_per_trajectory_step=v, time_median_s=r["t_med"], steps_mean=r["steps_mean"]))
@@ -227,6 +241,7 @@ def _throughput(ctx, cells, run_dir) -> FigureInfo:
     _log_axes(ax, "trajectories N", "ns per trajectory-step (median)", title, title_size=8)
     key_legend(ax, data.assign(variant=""))
     info = FigureInfo(name, "Throughput: ns per trajectory-step vs N")
+    info.extra["finding"] = title[0].upper() + title[1:] + "."
     return _save(ctx, info, fig, data, notes)
 
 
@@ -271,8 +286,8 @@ def _equal_accuracy(ctx, cells, run_dir) -> FigureInfo:
     for (lib, variant, method), g in usable.groupby(["backend", "variant", "method"], sort=True):
         g = g.sort_values("err")
         variants = sorted(set(usable.loc[usable["backend"] == lib, "variant"]))
-        ax.plot(g["err"], g["speedup"], color=style.backend_colour(lib), marker=style.variant_marker(variant, variants),
-                markersize=4, linewidth=1.2)
+        tag(ax.plot(g["err"], g["speedup"], color=style.backend_colour(lib),
+                    marker=style.variant_marker(variant, variants), markersize=4, linewidth=1.2), lib)
     ax.axhline(1.0, color="#999999", linewidth=0.8)
     lo = usable.loc[usable["speedup"].idxmin()]
     _log_axes(ax, "error of the peer's solve (the fused time is read at the same error)",
@@ -285,6 +300,10 @@ def _equal_accuracy(ctx, cells, run_dir) -> FigureInfo:
              "(no extrapolation; points outside the fused range are left out, see the CSV); "
              "error = max_scaled_err where measured, else max relative error"]
     info = FigureInfo(name, "Speedup at equal accuracy (from the work-precision data)")
+    hi = usable.loc[usable["speedup"].idxmax()]
+    info.extra["finding"] = (f"Read at equal error (N={n}, adaptive), the fused kernel is "
+                             f"{_fmt_x(lo['speedup'])} to {_fmt_x(hi['speedup'])} faster; the least lead is "
+                             f"over {lo['backend']} at error {lo['err']:.2g}.")
     return _save(ctx, info, fig, data, notes)
 
 
@@ -315,6 +334,8 @@ def _first_solve(ctx, cells, run_dir) -> FigureInfo:
     ax.grid(True, axis="x", alpha=0.3)
     slow = data.loc[data["first_solve_s"].idxmax()]
     fused = data[data["backend"] == "fused"]
+    if (fused["method"] == "tsit5").any():
+        fused = fused[fused["method"] == "tsit5"]
     title = f"Time to first solve at N={n}: slowest {slow['backend']} {_fmt_t(slow['first_solve_s'])}"
     if not fused.empty:
         title += f"; fused {_fmt_t(fused['first_solve_s'].iloc[0])}"
@@ -324,6 +345,7 @@ def _first_solve(ctx, cells, run_dir) -> FigureInfo:
     notes = ["light bar: first call (compile + one solve), dark: warm median; the first cell of a sweep "
              "pays the compile; later N may reuse a cached kernel, so this uses the smallest N"]
     info = FigureInfo(name, "Time to first solve (compile) vs warm solve")
+    info.extra["finding"] = title + "."
     return _save(ctx, info, fig, data, notes)
 
 
