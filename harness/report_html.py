@@ -41,7 +41,7 @@ table{border-collapse:collapse;font-size:12px;margin:.5em 0}
 th,td{border:1px solid #ccc;padding:2px 6px;text-align:right}
 th{background:#f0f0f0;cursor:pointer;user-select:none}
 th[aria-sort=ascending]::after{content:" \25B2"} th[aria-sort=descending]::after{content:" \25BC"}
-td.t,th.t{text-align:left}
+td{white-space:nowrap} td.t,th.t{text-align:left;white-space:normal}
 figure{margin:1.5em 0;border-top:1px solid #ddd;padding-top:.5em}
 figure svg{max-width:100%;height:auto}
 .toggles label{margin-right:1em;font-size:12px}
