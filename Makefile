@@ -30,7 +30,7 @@ SUITE ?=
 RUN_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help setup test reproduce smoke report list env bench bench-compare clean
+.PHONY: help setup test reproduce smoke report list env bench bench-compare clean figures readme
 
 help:
 	@echo "make reproduce   set up, run the default suite (gpu-quick with a GPU, else cpu), figures, report"
@@ -39,6 +39,8 @@ help:
 	@echo "make smoke       every problem x backend x mode once at tiny N"
 	@echo "make list / env  what is available here / the environment fingerprint"
 	@echo "make bench       pytest-benchmark suite; make bench-compare checks it against a baseline"
+	@echo "make figures     headline figures of the README's reference run into figures/"
+	@echo "make readme RUN=results/<id>   regenerate README.md's results block from a run"
 
 $(VENV)/.installed: pyproject.toml constraints/cpu.txt
 	$(SYS_PYTHON) -m venv $(VENV)
@@ -70,6 +72,12 @@ bench: setup
 
 bench-compare: setup
 	$(PY) -m harness bench-compare .benchmarks/latest.json benchmarks/baseline.json
+
+figures: setup
+	$(PY) -m harness figures $(RUN)
+
+readme: setup
+	$(PY) -m harness readme $(RUN)
 
 clean:
 	rm -rf .cache .pytest_cache .benchmarks results/_scratch
