@@ -44,6 +44,10 @@ _fmt_t = style.format_seconds
 
 
 def make_story_figures(results: pd.DataFrame, ctx: _Context, run_dir: Path | None = None) -> list[FigureInfo]:
+    """Every story figure, in :data:`STORY_FIGURES` order (a skipped one carries its reason).
+
+    ``run_dir`` is read only for a measured peak (:data:`PEAK_FILE`)."""
+    Path(ctx.out_dir).mkdir(parents=True, exist_ok=True)
     cells = cell_stats(results)
     makers = (_headline_speedup, _fused_vs_replica, _throughput, _equal_accuracy, _first_solve)
     return [m(ctx, cells, run_dir) for m in makers]
