@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -124,8 +125,12 @@ def write_report(run_dir: Path, *, dpi: int = 150, html: bool = True) -> Path:
     (run_dir / APPENDIX_FILE).write_text(
         render_appendix(results, env, figures, published, run_dir, env_note=env_note), encoding="utf-8")
     if html:
-        from harness.report_html import write_html
-        write_html(run_dir, results, env, figures, headline, text, sections)
+        try:
+            from harness.report_html import write_html
+        except ImportError as exc:   # jinja2 is an extra: report.md still stands without the page
+            print(f"note: report.html not written ({exc})", file=sys.stderr)
+        else:
+            write_html(run_dir, results, env, figures, headline, text, sections)
     return path
 
 
