@@ -430,12 +430,16 @@ def _claim_section(cells, speedups, paper, env, devices) -> str:
                         if has_fused else "it has no fused-kernel cells."))
         return "\n\n".join(lines)
     found = []
-    for (problem, mode, device, peer, variant, method), g in speedups.groupby(
-            ["problem", "mode", "device", "peer", "peer_variant", "peer_method"], sort=True):
+    # one range per tolerance and fused method: a range never merges different comparisons
+    for (problem, mode, device, peer, variant, method, fused_method, rtol), g in speedups.groupby(
+            ["problem", "mode", "device", "peer", "peer_variant", "peer_method", "fused_method", "rtol"],
+            sort=True, dropna=False):
         lo, hi = g.loc[g["speedup"].idxmin()], g.loc[g["speedup"].idxmax()]
         span = (f"{_fmt_x(lo['speedup'])} (N={lo['n']})" if len(g) == 1 else
                 f"{_fmt_x(lo['speedup'])} (N={lo['n']}) to {_fmt_x(hi['speedup'])} (N={hi['n']})")
-        found.append(f"- {problem}, {mode}, {device}: over {_peer_text(peer, variant, method)} {span}")
+        tol = f" tol {_num(rtol)}" if mode == "adaptive" and _num(rtol) else ""
+        vs = f" (fused {style.method_label(fused_method)})" if fused_method != method else ""
+        found.append(f"- {problem}, {mode}{tol}, {device}: over {_peer_text(peer, variant, method)}{vs} {span}")
     lines.append(f"**This run** ({where}) measured the fused kernel's speedup (ratio of medians over "
                  "every pair of cells with matching settings):\n\n" + "\n".join(found))
     if "gpu" not in devices:

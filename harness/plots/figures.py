@@ -623,41 +623,45 @@ def _fig8(ctx: _Context) -> FigureInfo:
     problem = problems[0]
     c = sweep_cells(c[c["problem"] == problem])
     c = c.assign(step_control=c["step_control"].where(c["step_control"] != "", "unknown"))
-    scopes = sorted(set(c["step_control"]),
-                    key=lambda s: (SCOPE_ORDER.index(s) if s in SCOPE_ORDER else len(SCOPE_ORDER), s))
-    fig, axes = _new_figure(ctx, nrows=len(scopes), height=3.2)
-    labels = _series_labels(c)
+    # One panel per tolerance; colour = backend (its step-control scope in the legend), solid
+    # filled = mean, dotted hollow = max: at most one legend entry per backend and variant.
+    tols = sorted(set(c["rtol"].dropna()), reverse=True) or [float("nan")]
+    fig, axes = _new_figure(ctx, nrows=len(tols), height=3.2)
     rows = []
-    ids = series_id(c)
-    for ax, scope in zip(axes, scopes):
-        in_scope = c["step_control"] == scope
-        for sid in sorted(set(ids[in_scope])):
-            s = c[ids == sid].sort_values("n")
-            b = s["backend"].iloc[0]
+    for ax, tol in zip(axes, tols):
+        at = c[np.isclose(c["rtol"], tol)] if np.isfinite(tol) else c
+        handles = []
+        for (b, v, method, scope), s in at.groupby(["backend", "variant", "method", "step_control"], sort=True):
+            s = s.sort_values("n")
+            colour = style.backend_colour(b)
             if b == REFERENCE_BACKEND and scope == "per-trajectory" and (s["device"] == "cpu").all():
                 # The CPU lane kernel runs 32-lane blocks until the block's slowest lane ends
                 # (like a GPU warp): the per-block maximum, not the mean, is the work done.
-                labels[sid] += " (CPU: 32-lane blocks, each runs to its slowest lane)"
-            colour = style.backend_colour(b)
-            tag(ax.plot(s["n"], s["steps_mean"], color=colour, marker="o", markersize=3.5, linewidth=1.2,
-                        linestyle="-", label=f"{labels[sid]}: mean"), b)
-            tag(ax.plot(s["n"], s["steps_max"], color=colour, marker="^", markersize=3.5, linewidth=1.0,
-                        linestyle=":", markerfacecolor="none", label=f"{labels[sid]}: max"), b)
+                scope = "per 32-lane block (CPU): each block runs to its slowest lane"
+            label = (f"{style.backend_label(b)}{f' [{v}]' if v else ''}, {style.method_label(method)}: {scope}")
+            marker = style.variant_marker(v, sorted(set(c.loc[c["backend"] == b, "variant"])))
+            tag(ax.plot(s["n"], s["steps_mean"], color=colour, marker=marker, markersize=3.5, linewidth=1.2,
+                        linestyle="-"), b)
+            tag(ax.plot(s["n"], s["steps_max"], color=colour, marker=marker, markersize=3.5, linewidth=1.0,
+                        linestyle=":", markerfacecolor="none"), b)
+            handles.append(Line2D([], [], color=colour, marker=marker, linewidth=2, label=label))
             for _, r in s.iterrows():
-                rows.append(dict(series=labels[sid], backend=b, variant=r["variant"], method=r["method"],
+                rows.append(dict(series=label, backend=b, variant=r["variant"], method=r["method"],
                                  problem=problem, dtype=r["dtype"], device=r["device"], dt=r["dt"],
-                                 rtol=r["rtol"], atol=r["atol"], step_control=scope, n=int(r["n"]),
+                                 rtol=r["rtol"], atol=r["atol"], step_control=r["step_control"], n=int(r["n"]),
                                  steps_mean=r["steps_mean"], steps_max=r["steps_max"],
                                  max_over_mean=r["steps_max"] / r["steps_mean"]
                                  if r["steps_mean"] > 0 else np.nan,
                                  time_median_s=r["time_median_s"]))
+        handles += [Line2D([], [], color="#555555", linestyle="-", marker="o", label="mean steps"),
+                    Line2D([], [], color="#555555", linestyle=":", marker="o", markerfacecolor="none",
+                           label="max steps (lockstep/shared/block: the work done)")]
+        worst = at.assign(r=at["steps_max"] / at["steps_mean"]).sort_values(["r", "backend"]).iloc[-1]
         _log_axes(ax, "trajectories N", "accepted steps per trajectory",
-                  f"{problem}, step control: {scope}"
-                  + (" (fused CPU: per 32-lane block)" if scope == "per-trajectory"
-                     and ((c["backend"] == REFERENCE_BACKEND) & (c["device"] == "cpu") & in_scope).any()
-                     else ""), title_size=8)
-        _legend(ax)
+                  f"{problem}, tol {tol:g}: the slowest lane takes up to {worst['r']:.2g}× the mean "
+                  f"({style.backend_label(worst['backend'])}, N={worst['n']})", title_size=8)
+        ax.legend(handles=handles, fontsize=6.5, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     info.extra = {"problem": problem}
     notes = ["solid/filled: mean accepted steps per trajectory; dotted/hollow: the maximum. Under "
-             "lockstep or a shared step every lane does the maximum's work"]
+             "lockstep, a shared step or the CPU kernel's 32-lane blocks the maximum is the work done"]
     return _save(ctx, info, fig, _tidy(pd.DataFrame(rows)), notes)
