@@ -68,3 +68,18 @@ def test_missing_markers_is_a_one_line_error(tmp_path, capsys, named_run):
     err = capsys.readouterr().err
     assert "no results block" in err and err.count("\n") == 1
     assert main(["readme", str(tmp_path / "nowhere"), "--readme", str(bare)]) == 2
+
+
+def test_reference_report_headline_is_generated(named_run):
+    """The committed report's headline section is exactly what the data give (no hand edits)."""
+    from harness.headline import headline_table
+    from harness.paper_data import load_paper_data
+    from harness.report import headline_markdown, load_results
+
+    run, _ = named_run
+    report_md = ROOT / run / "report.md"
+    if not report_md.is_file():
+        pytest.skip(f"{run} has no report.md yet (python -m harness report {run})")
+    text = report_md.read_text(encoding="utf-8")
+    expected = headline_markdown(headline_table(load_results(ROOT / run), load_paper_data()))
+    assert expected.strip() in text, f"{run}/report.md's headline differs: run `python -m harness report {run}`"

@@ -150,3 +150,15 @@ def test_unreadable_environment_is_noted_not_fatal(tmp_path):
     (tmp_path / "environment.json").write_text("{not json")
     env, note = report.load_environment(tmp_path)
     assert env == {} and "could not be read" in note
+
+
+def test_scaled_error_is_preferred_and_cuda_cpp_is_listed_not_counted():
+    df = synthetic_results()
+    df["max_scaled_err"] = np.where(df["backend"] == "fused", 0.5, 2.0)
+    cpp = df[df["backend"] == "fused"].assign(backend="cuda-cpp")
+    table = headline_table(pd.concat([df, cpp], ignore_index=True))
+    row = table[(table["library"] == "diffrax") & (table["mode"] == "fixed")].iloc[0]
+    assert (row["err_peer"], row["err_fused"], row["err_kind"]) == (2.0, 0.5, "scaled")
+    assert "cuda-cpp" in set(table["library"])
+    assert table["library"].tolist().index("cuda-cpp") == 0, "ours first"
+    assert "cuda-cpp" not in verdict(table)
