@@ -50,11 +50,12 @@ class Setting:
     dt: float
     rtol: float
     threads: float  # NaN: every core (runs that predate the threads column)
+    device: str = "cpu"
 
     @property
     def label(self) -> str:
         what = f"fixed step, dt = {self.dt:g}" if self.mode == "fixed" else f"adaptive, tol = {self.rtol:g}"
-        return f"Lorenz {what}, {threads_label(self.threads)}"
+        return f"Lorenz {what}, {self.device}, {threads_label(self.threads)}"
 
 
 def threads_label(threads: float) -> str:
@@ -110,9 +111,15 @@ def _same(a: pd.Series, value: float) -> pd.Series:
 def headline_settings(cells: pd.DataFrame) -> list[Setting]:
     """The settings the headline shows: Lorenz fixed (the problem's dt) and adaptive (1e-6 where
     run, and 1e-8, the paper's), at every core and at one thread where such rows exist."""
-    fused = cells[(cells["problem"] == HEADLINE_PROBLEM) & (cells["backend"] == "fused") & cells["success"]]
-    if fused.empty:
-        return []
+    every = cells[(cells["problem"] == HEADLINE_PROBLEM) & (cells["backend"] == "fused") & cells["success"]]
+    out = []
+    # GPU first: a run with both devices leads with the paper's setting
+    for device in sorted(set(every["device"]), key=lambda d: (d != "gpu", d)):
+        out += _settings_on(every[every["device"] == device], device)
+    return out
+
+
+def _settings_on(fused: pd.DataFrame, device: str) -> list[Setting]:
     threads = sorted(set(fused["threads"].dropna()), reverse=True)
     levels = [float("nan")] if fused["threads"].isna().any() or not threads else [threads[0]]
     if 1.0 in threads and levels != [1.0]:
@@ -123,12 +130,12 @@ def headline_settings(cells: pd.DataFrame) -> list[Setting]:
         fixed = f[f["mode"] == "fixed"]
         if not fixed.empty:
             dt = fixed.groupby("dt")["n"].nunique().sort_values(kind="mergesort").index[-1]
-            out.append(Setting("fixed", float(dt), float("nan"), th))
+            out.append(Setting("fixed", float(dt), float("nan"), th, device))
         adaptive = f[f["mode"] == "adaptive"]
         for tol in PREFERRED_TOLERANCES:
             sub = adaptive[np.isclose(adaptive["rtol"], tol)]
             if sub["n"].nunique() >= 2:   # a sweep, not a single work-precision point
-                out.append(Setting("adaptive", float(sub["dt"].iloc[0]), tol, th))
+                out.append(Setting("adaptive", float(sub["dt"].iloc[0]), tol, th, device))
     return out
 
 
@@ -146,7 +153,8 @@ def key_ns(cells: pd.DataFrame, setting: Setting) -> list[int]:
 
 
 def _in_setting(cells: pd.DataFrame, s: Setting) -> pd.DataFrame:
-    m = (cells["problem"] == HEADLINE_PROBLEM) & (cells["mode"] == s.mode) & _same(cells["threads"], s.threads)
+    m = ((cells["problem"] == HEADLINE_PROBLEM) & (cells["mode"] == s.mode) & (cells["device"] == s.device)
+         & _same(cells["threads"], s.threads))
     m &= np.isclose(cells["dt"], s.dt) if np.isfinite(s.dt) else cells["dt"].isna()
     if s.mode == "adaptive":
         m &= np.isclose(cells["rtol"], s.rtol)
@@ -229,8 +237,8 @@ def verdict(table: pd.DataFrame) -> str:
                 "Lorenz settings, so it cannot test the claim.")
     from harness.plots.style import backend_label, format_ratio as fmt
     out = []
-    for threads, t in table.groupby(table["threads"].fillna(-1), sort=False):
-        label = threads_label(float("nan") if threads == -1 else threads)
+    for (device, threads), t in table.groupby([table["device"], table["threads"].fillna(-1)], sort=False):
+        label = f"{threads_label(float('nan') if threads == -1 else threads)} on the {device}"
         peers = t[~t["library"].isin(["cuda-cpp"])]
         if peers.empty:
             continue

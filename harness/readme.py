@@ -72,10 +72,10 @@ def readme_block(run_dir: Path) -> str:
         return "\n".join(lines)
     lines += ["Lorenz, float32: the fused kernel (ours) against each library's strongest variant at the same "
               "N and threads, ratio of medians [min–max over the repeats]; *variant* is the strongest one.", ""]
-    for threads, t in table.groupby(table["threads"].fillna(-1), sort=False):
-        cols = list(dict.fromkeys(zip(t["setting"].str.replace(r", (all cores|\d+ threads?)$", "", regex=True),
+    for (device_, threads), t in table.groupby([table["device"], table["threads"].fillna(-1)], sort=False):
+        cols = list(dict.fromkeys(zip(t["setting"].str.replace(r", (cpu|gpu), (all cores|\d+ threads?)$", "", regex=True),
                                       t["n"])))
-        t = t.assign(short=t["setting"].str.replace(r", (all cores|\d+ threads?)$", "", regex=True)
+        t = t.assign(short=t["setting"].str.replace(r", (cpu|gpu), (all cores|\d+ threads?)$", "", regex=True)
                      .str.replace("Lorenz ", "", regex=False))
         header = ["library"] + [f"{s.replace('Lorenz ', '')}, N={n}" for s, n in cols]
         rows = []
@@ -96,7 +96,7 @@ def readme_block(run_dir: Path) -> str:
                     cell += " †"
                 row.append(cell)
             rows.append(row)
-        label = threads_label(float("nan") if threads == -1 else threads)
+        label = f"{device_}, {threads_label(float('nan') if threads == -1 else threads)}"
         lines += [f"**{label}**", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(row) + " |" for row in rows]
         lines.append("")

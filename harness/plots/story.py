@@ -69,12 +69,13 @@ def _tidy(rows: list[dict], keys: list[str]) -> pd.DataFrame:
 def _headline_speedup(ctx, cells, run_dir) -> FigureInfo:
     name = "story1_headline_speedup"
     settings = [s for s in headline_settings(cells) if not np.isfinite(s.threads) or s.threads != 1]
+    settings = [s for s in settings if s.device == settings[0].device] if settings else settings
     if not settings:
         return _skip(name, "no Lorenz fused-kernel sweep in this run")
     tables = []
     for s in settings:
         ns = sorted(set(cells[(cells["problem"] == "lorenz") & (cells["backend"] == "fused")
-                              & (cells["mode"] == s.mode)]["n"]))
+                              & (cells["mode"] == s.mode) & (cells["device"] == s.device)]["n"]))
         t = headline_rows(cells, s, ctx.published, ns=ns)
         if not t.empty:
             tables.append(t.assign(rtol=s.rtol))

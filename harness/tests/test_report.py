@@ -78,15 +78,25 @@ def _with_threads(df: pd.DataFrame) -> pd.DataFrame:
 def test_headline_has_full_core_and_single_thread_tables_and_tolerates_order():
     df = _with_threads(synthetic_results())
     table = headline_table(df)
-    assert {"Lorenz fixed step, dt = 0.001, 2 threads", "Lorenz fixed step, dt = 0.001, 1 thread"} <= set(table["setting"])
+    assert {"Lorenz fixed step, dt = 0.001, cpu, 2 threads", "Lorenz fixed step, dt = 0.001, cpu, 1 thread"} <= set(table["setting"])
     a = table.set_index(["setting", "library", "n"])
-    full = a.loc[("Lorenz fixed step, dt = 0.001, 2 threads", "diffrax", 8), "speedup"]
-    single = a.loc[("Lorenz fixed step, dt = 0.001, 1 thread", "diffrax", 8), "speedup"]
+    full = a.loc[("Lorenz fixed step, dt = 0.001, cpu, 2 threads", "diffrax", 8), "speedup"]
+    single = a.loc[("Lorenz fixed step, dt = 0.001, cpu, 1 thread", "diffrax", 8), "speedup"]
     assert single == pytest.approx(full / 2)
     assert a["cpu_util_fused"].notna().all()
     shuffled = headline_table(df.sample(frac=1.0, random_state=3))
     pd.testing.assert_frame_equal(table, shuffled)
     assert "At 1 thread" in verdict(table) and "At 2 threads" in verdict(table)
+
+
+def test_devices_get_their_own_headline_tables():
+    df = synthetic_results()
+    gpu = df.assign(device="gpu", time_s=df["time_s"] / 10)
+    table = headline_table(pd.concat([df, gpu], ignore_index=True))
+    settings = list(dict.fromkeys(table["setting"]))
+    assert settings[0].endswith("gpu, all cores") and any(s.endswith("cpu, all cores") for s in settings)
+    for _, t in table.groupby("setting"):
+        assert t["device"].nunique() == 1
 
 
 def test_strongest_variant_is_the_fastest_and_as_paper_ran_is_beside_it():
