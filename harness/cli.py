@@ -5,7 +5,9 @@ Commands: ``run`` (a suite, or part of it, into a run folder; ``--resume`` conti
 run folder holds a valid results table with timings), ``list`` (problems, backends and their
 availability, methods, suites), ``env`` (the environment fingerprint; ``--check``: are the core
 packages installed), ``default-suite`` (gpu-quick where a GPU is usable, else cpu) and
-``bench-compare`` (a pytest-benchmark JSON against a baseline, by harness.bench_compare).
+``bench-compare`` (a pytest-benchmark JSON against a baseline, by harness.bench_compare),
+``readme`` (README.md's results block from a run; ``--check`` compares) and ``figures`` (the
+reference runs' headline figures into figures/), both by harness.readme.
 
 Bad input (an unknown name, N <= 0, a malformed suite, an output folder that cannot be
 written) gives one line ``error: ...`` on stderr and exit code 2, before anything is written.
