@@ -190,14 +190,24 @@ def tag(artists, key: str):
     return artists
 
 
-def series_kw(backend: str, variant: str, variants: list[str], mode: str, rtol: float,
+def _combo(variant: str, method: str) -> str:
+    return f"{variant or 'default'}, {style.method_label(method)}"
+
+
+def series_kw(backend: str, variant: str, method: str, combos: list[str], mode: str, rtol: float,
               dtype: str) -> dict:
     """The one encoding of every figure: colour = backend, line style = mode or tolerance,
-    marker shape = variant, marker fill = dtype (hollow float64)."""
+    marker shape = variant and method (one meaning per figure, see :func:`key_legend`),
+    marker fill = dtype (hollow float64)."""
     colour = style.backend_colour(backend)
     return dict(color=colour, linestyle=style.mode_linestyle(mode, rtol),
-                marker=style.variant_marker(variant, variants), markersize=4, linewidth=1.3,
-                markerfacecolor=style.dtype_fill(dtype, colour))
+                marker=style.VARIANT_MARKERS[sorted(combos).index(_combo(variant, method)) % len(style.VARIANT_MARKERS)],
+                markersize=4, linewidth=1.3, markerfacecolor=style.dtype_fill(dtype, colour))
+
+
+def figure_combos(frame: pd.DataFrame) -> list[str]:
+    """The (variant, method) combinations of a figure, whose markers :func:`series_kw` assigns."""
+    return sorted({_combo(v, m) for v, m in zip(frame["variant"], frame["method"])})
 
 
 def key_legend(ax, frame: pd.DataFrame, published_labels: dict | None = None,
@@ -215,8 +225,13 @@ def key_legend(ax, frame: pd.DataFrame, published_labels: dict | None = None,
         if len(styles) > 1:
             handles += [Line2D([], [], color="#555555", linestyle=style.mode_linestyle(m, r),
                                label=style.mode_text(m, r)) for m, r in styles]
-    variants = sorted(set(frame[variant_col]) - {""})
-    if variants:
+    if "method" in frame and variant_col == "variant":
+        combos = figure_combos(frame)
+        if len(combos) > 1:
+            handles += [Line2D([], [], color="#555555", linestyle="none",
+                               marker=style.VARIANT_MARKERS[i % len(style.VARIANT_MARKERS)], label=c)
+                        for i, c in enumerate(combos)]
+    elif set(frame[variant_col]) - {""}:
         everything = sorted(set(frame[variant_col]))
         handles += [Line2D([], [], color="#555555", linestyle="none", marker=style.variant_marker(v, everything),
                            label=f"variant: {v or 'default'}") for v in everything]
@@ -285,7 +300,7 @@ def _time_vs_n(ctx: _Context, name: str, problem: str, modes: tuple[str, ...],
     cells = sweep_cells(cells)
     ran = cells[cells["status"] == "ok"]
     labels = _series_labels(ran)
-    variants = _variants_by_backend(ran)
+    combos = figure_combos(ran)
     fig, (ax,) = _new_figure(ctx)
     rows = []
     marked_failure = False
@@ -293,7 +308,7 @@ def _time_vs_n(ctx: _Context, name: str, problem: str, modes: tuple[str, ...],
     for sid in sorted(set(ids)):
         s = ran[ids == sid].sort_values("n")
         b, v, method = s["backend"].iloc[0], s["variant"].iloc[0], s["method"].iloc[0]
-        kw = series_kw(b, v, variants[b], s["mode"].iloc[0], s["rtol"].iloc[0], s["dtype"].iloc[0])
+        kw = series_kw(b, v, method, combos, s["mode"].iloc[0], s["rtol"].iloc[0], s["dtype"].iloc[0])
         good = s[s["success"]]
         if not good.empty:
             # error bars: the spread (min..max) of the timed repeats

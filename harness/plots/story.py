@@ -23,7 +23,8 @@ from matplotlib.figure import Figure
 from harness.headline import PAPER_GPU, cell_stats, headline_rows, headline_settings
 from harness.plots import style
 from harness.plots.cells import paper_speedups
-from harness.plots.figures import FigureInfo, _Context, _log_axes, _new_figure, _save, key_legend, tag
+from harness.plots.figures import (FigureInfo, _combo, _Context, _log_axes, _new_figure, _save,
+                                   figure_combos, key_legend, tag)
 from harness.plots.model import trajectory_steps
 
 #: name -> title used when the figure is skipped (a drawn figure's title states its finding).
@@ -295,11 +296,12 @@ def _equal_accuracy(ctx, cells, run_dir) -> FigureInfo:
     if usable.empty:
         return _skip(name, f"no peer's error at N={n} lies inside the fused kernel's error range")
     fig, (ax,) = _new_figure(ctx, height=3.4)
+    combos = figure_combos(usable)
     for (lib, variant, method), g in usable.groupby(["backend", "variant", "method"], sort=True):
         g = g.sort_values("err")
-        variants = sorted(set(usable.loc[usable["backend"] == lib, "variant"]))
-        tag(ax.plot(g["err"], g["speedup"], color=style.backend_colour(lib),
-                    marker=style.variant_marker(variant, variants), markersize=4, linewidth=1.2), lib)
+        marker = style.VARIANT_MARKERS[combos.index(_combo(variant, method)) % len(style.VARIANT_MARKERS)]
+        tag(ax.plot(g["err"], g["speedup"], color=style.backend_colour(lib), marker=marker, markersize=4,
+                    linewidth=1.2), lib)
     ax.axhline(1.0, color="#999999", linewidth=0.8)
     lo = usable.loc[usable["speedup"].idxmin()]
     _log_axes(ax, "error of the peer's solve (the fused time is read at the same error)",
