@@ -120,7 +120,9 @@ def _headline_speedup(ctx, cells, run_dir) -> FigureInfo:
                   f"(least: {lo['library']}, N={lo['n']})" if lo["speedup"] > 1 else
                   f"{mode}: {lo['library']} is faster than fused at N={lo['n']} ({_fmt_x(lo['speedup'])})",
                   title_size=8)
-        key_legend(ax, t.assign(backend=t["library"], variant="", dtype="float32"), published)
+        # every series here is drawn with one marker: the legend explains colour and line only
+        key_legend(ax, t.assign(backend=t["library"], variant="", dtype="float32").drop(columns="method"),
+                   published)
     notes = ["each library at its strongest variant at each N (lowest median time), same method "
              "where it ran it, same threads; the variant chosen per N is in the CSV",
              f"paper: {PAPER_GPU} ratios (GPU, not this machine); adaptive ratios are at tol 1e-8"]
@@ -252,7 +254,7 @@ def _throughput(ctx, cells, run_dir) -> FigureInfo:
         title = (f"fused reaches {best_f['ns_per_trajectory_step']:.3g} ns per trajectory-step (N={best_f['n']}); "
                  f"best peer {o['backend']} {o['ns_per_trajectory_step']:.3g} ns (N={o['n']})")
     _log_axes(ax, "trajectories N", "ns per trajectory-step (median)", title, title_size=8)
-    key_legend(ax, data.assign(variant=""))
+    key_legend(ax, data.assign(variant="").drop(columns="method"))
     info = FigureInfo(name, "Throughput: ns per trajectory-step vs N")
     info.extra["finding"] = title[0].upper() + title[1:] + "."
     return _save(ctx, info, fig, data, notes)
