@@ -35,7 +35,7 @@ SUITE ?=
 RUN_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help setup test reproduce smoke report list env bench bench-compare gpu-session gpu-dry-run clean
+.PHONY: help setup test reproduce smoke report list env bench bench-compare gpu-session gpu-dry-run clean figures readme
 
 help:
 	@echo "make reproduce   set up, run the default suite (gpu-quick with a GPU, else cpu), figures, report"
@@ -45,6 +45,8 @@ help:
 	@echo "make list / env  what is available here / the environment fingerprint"
 	@echo "make bench       pytest-benchmark suite; make bench-compare checks it against a baseline"
 	@echo "make gpu-session one lent GPU session (tools/gpu_session.sh); make gpu-dry-run: the same on a CPU"
+	@echo "make figures     headline figures of the README's reference run into figures/"
+	@echo "make readme RUN=results/<id>   regenerate README.md's results block from a run"
 
 $(VENV)/.installed: pyproject.toml constraints/cpu.txt
 	@$(PACKAGES) --network || { echo "error: no network to build $(VENV), and $(SYS_PYTHON) lacks required packages (python -m harness.packages)"; exit 1; }
@@ -85,6 +87,12 @@ gpu-session: setup
 
 gpu-dry-run: setup
 	bash tools/gpu_session.sh --dry-run
+
+figures: setup
+	$(PY) -m harness figures $(RUN)
+
+readme: setup
+	$(PY) -m harness readme $(RUN)
 
 clean:
 	rm -rf .cache .pytest_cache .benchmarks results/_scratch

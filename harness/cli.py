@@ -8,7 +8,9 @@ run folder holds a valid results table with timings whose ok cells meet harness.
 before a GPU session: harness.preflight), ``list`` (problems, backends and their
 availability, methods, suites), ``env`` (the environment fingerprint; ``--check``: required and
 optional packages, harness.packages), ``default-suite`` (gpu-quick where a GPU is usable, else
-cpu) and ``bench-compare`` (a pytest-benchmark JSON against a baseline, by harness.bench_compare).
+cpu) and ``bench-compare`` (a pytest-benchmark JSON against a baseline, by harness.bench_compare),
+``readme`` (README.md's results block from a run; ``--check`` compares) and ``figures`` (the
+reference runs' headline figures into figures/), both by harness.readme.
 
 Bad input (an unknown name, N <= 0, a malformed suite, an output folder that cannot be
 written) gives one line ``error: ...`` on stderr and exit code 2, before anything is written.
@@ -137,6 +139,14 @@ def build_parser() -> argparse.ArgumentParser:
     env = sub.add_parser("env", help="print the environment fingerprint as JSON")
     env.add_argument("--check", action="store_true",
                      help="instead: check that the core packages are installed (exit 1 if not)")
+    rdm = sub.add_parser("readme", help="rewrite README.md's results block from RUN_DIR's results")
+    rdm.add_argument("run_dir", type=Path, metavar="RUN_DIR", nargs="?",
+                     help="run folder (default: the run the README's block names)")
+    rdm.add_argument("--check", action="store_true", help="exit 1 if the block differs; write nothing")
+    rdm.add_argument("--readme", type=Path, default=Path("README.md"), help="the README to edit")
+    figs = sub.add_parser("figures", help="draw the reference runs' headline figures into figures/")
+    figs.add_argument("run_dirs", type=Path, metavar="RUN_DIR", nargs="*",
+                      help="run folders (default: the run the README's block names)")
     sub.add_parser("default-suite", help="print the suite `make reproduce` runs here: gpu-quick with a usable GPU, else cpu")
     bench = sub.add_parser("bench-compare", help="compare a pytest-benchmark JSON with a baseline (exit 1 on regression)")
     bench.add_argument("current", metavar="CURRENT_JSON")
@@ -179,6 +189,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from harness.gpu_profile.command import run as run_gpu_profile
 
             return run_gpu_profile(args)
+        if args.command in ("readme", "figures"):
+            return cmd_readme(args)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -515,6 +527,40 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(f"error: cannot report {run_dir}: {' '.join(str(exc).split())}", file=sys.stderr)
         return 1
     print(str(path))
+    return 0
+
+
+def cmd_readme(args: argparse.Namespace) -> int:
+    """`readme`: rewrite or check README.md's results block; `figures`: the top-level figures/."""
+    from harness.readme import ReadmeError, run_named_in_readme, write_readme, write_top_figures
+
+    try:
+        if args.command == "figures":
+            runs = args.run_dirs or [run_named_in_readme()]
+            for run in runs:
+                if not (run / "results.csv").is_file():
+                    raise UsageError(f"{run} is not a run folder (no results.csv)")
+            for path in write_top_figures(runs):
+                print(path)
+            return 0
+        run = args.run_dir or run_named_in_readme(args.readme)
+        if not (run / "results.csv").is_file():
+            raise UsageError(f"{run} is not a run folder (no results.csv)")
+        if not args.readme.is_file():
+            raise UsageError(f"{args.readme} does not exist")
+        current = write_readme(run, args.readme, check=args.check)
+    except UsageError:
+        raise
+    except ReadmeError as exc:
+        raise UsageError(str(exc)) from None
+    except ValueError as exc:  # the results cannot be read (SchemaError)
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 1
+    if args.check and not current:
+        print(f"error: {args.readme}'s results block differs from `python -m harness readme {run}`",
+              file=sys.stderr)
+        return 1
+    print(f"{args.readme}: results block {'is current' if current else 'rewritten'} ({run})")
     return 0
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from harness.paper_data import load_paper_data
 from harness.plots import style
 from harness.plots.cells import (REFERENCE_BACKEND, cell_table, paper_ratio, paper_speedups,
                                  speedup_table)
+from harness.headline import XLA_CAVEAT, headline_table, threads_label, verdict
 from harness.plots.figures import PAPER_GPUS, FigureInfo, make_figures
 from harness.schema import COLUMNS, SchemaError, validate
 
@@ -80,12 +82,33 @@ def load_environment(run_dir: Path) -> tuple[dict, str]:
     return env, ""
 
 
-def write_report(run_dir: Path, *, dpi: int = 150) -> Path:
-    """Draw the figures and write ``run_dir/report.md``; return the report's path.
+#: The appendix: settings, accuracy, every speedup, the environment and the remaining figures.
+APPENDIX_FILE = "report_settings.md"
+
+#: Report extension hook: "module:function" section providers, called in order with
+#: ``(run_dir, results)``; each returns Markdown (or None) and may write figures into
+#: run_dir/"figures". A module that is not importable is skipped with a note.
+SECTION_PROVIDERS: list[str] = [
+    "harness.stats:report_section",              # noise: spread of the repeats, noisy cells
+    "solvers.cpp.report:report_section",         # hand-written C++ fused solver vs the Numba kernel
+    "harness.gpu_profile.section:report_section",  # GPU machine code, time model, paper check
+]
+
+#: Figures the short report shows (in order); the others go to the appendix.
+REPORT_FIGURES = ("story1_headline_speedup", "story2_fused_vs_replica", "story3_throughput",
+                  "story4_equal_accuracy", "fig4_launches_model", "fig8_lockstep", "story5_first_solve")
+
+
+def write_report(run_dir: Path, *, dpi: int = 150, html: bool = True) -> Path:
+    """Draw the figures, write ``report.md``, the appendix and (``html``) ``report.html``.
 
     Args:
         run_dir: a run folder holding results.csv and (ideally) environment.json.
         dpi: resolution of the PNG figures.
+        html: also write the self-contained ``report.html``.
+
+    Returns:
+        The path of report.md.
 
     Raises:
         SchemaError (a ValueError): results.csv missing, empty or invalid (one-line message).
@@ -94,11 +117,69 @@ def write_report(run_dir: Path, *, dpi: int = 150) -> Path:
     results = load_results(run_dir)
     env, env_note = load_environment(run_dir)
     published = load_paper_data()
-    figures = make_figures(results, env, run_dir / FIGURES_DIR, published, dpi=dpi)
-    text = render_report(results, env, figures, published, run_dir, env_note=env_note)
+    figures = make_all_figures(results, env, run_dir, published, dpi=dpi)
+    headline = headline_table(results, published)
+    sections = extension_sections(run_dir, results)
+    text = render_report(results, env, figures, published, run_dir, env_note=env_note,
+                         headline=headline, sections=sections)
     path = run_dir / REPORT_FILE
     path.write_text(text, encoding="utf-8")
+    (run_dir / APPENDIX_FILE).write_text(
+        render_appendix(results, env, figures, published, run_dir, env_note=env_note), encoding="utf-8")
+    if html:
+        try:
+            from harness.report_html import write_html
+        except ImportError as exc:   # jinja2 is an extra: report.md still stands without the page
+            print(f"note: report.html not written ({exc})", file=sys.stderr)
+        else:
+            write_html(run_dir, results, env, figures, headline, text, sections)
     return path
+
+
+def make_all_figures(results: pd.DataFrame, env: dict, run_dir: Path, published: pd.DataFrame,
+                     *, dpi: int = 150) -> list[FigureInfo]:
+    """The eight original figures and the headline ("story") figures, in one list."""
+    from harness.plots.figures import _Context
+    from harness.plots.story import make_story_figures
+
+    figures = make_figures(results, env, run_dir / FIGURES_DIR, published, dpi=dpi)
+    cells = cell_table(results)
+    ctx = _Context(cells=cells, published=published, published_note="", env=env or {},
+                   devices=sorted(set(cells["device"]) - {""}), out_dir=run_dir / FIGURES_DIR, dpi=dpi)
+    return figures + make_story_figures(results, ctx, run_dir)
+
+
+def extension_sections(run_dir: Path, results: pd.DataFrame,
+                       providers: list[str] | None = None) -> list[tuple[str, str]]:
+    """``[(provider, markdown)]`` from :data:`SECTION_PROVIDERS`; a provider that cannot be
+    imported or fails yields a one-line note instead (the report is still written)."""
+    import importlib
+
+    out = []
+    for entry in SECTION_PROVIDERS if providers is None else providers:
+        module_name, _, func_name = entry.partition(":")
+        try:
+            func = getattr(importlib.import_module(module_name), func_name)
+        except (ImportError, AttributeError) as exc:
+            out.append((entry, f"_Section `{entry}` skipped: not available on this branch ({type(exc).__name__})._"))
+            continue
+        try:
+            text = func(Path(run_dir), results)
+        except Exception as exc:  # noqa: BLE001 - one broken section must not lose the report
+            out.append((entry, f"_Section `{entry}` failed: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}._"))
+            continue
+        if text:
+            out.append((entry, text.strip()))
+    return out
+
+
+def _sections_markdown(sections: list[tuple[str, str]]) -> list[str]:
+    """Provider sections in order; the notes of skipped providers folded into one line."""
+    notes = [text for _, text in sections if text.startswith("_Section `")]
+    body = [text for _, text in sections if not text.startswith("_Section `")]
+    if notes:
+        body.append("Extension sections not shown: " + " ".join(n.strip("_") for n in notes))
+    return body
 
 
 # ---- Markdown helpers -------------------------------------------------------------------------------
@@ -148,22 +229,172 @@ def _peer_text(backend: str, variant: str, method: str) -> str:
 # ---- sections ---------------------------------------------------------------------------------------
 
 def render_report(results: pd.DataFrame, env: dict, figures: list[FigureInfo],
-                  published: pd.DataFrame, run_dir: Path, env_note: str = "") -> str:
-    """The report's Markdown text (pure: the files it links are the ``figures``' paths)."""
+                  published: pd.DataFrame, run_dir: Path, env_note: str = "",
+                  headline: pd.DataFrame | None = None,
+                  sections: list[tuple[str, str]] | None = None) -> str:
+    """The short report's Markdown (pure): headline, verdict, figures with findings, omissions."""
+    cells = cell_table(results)
+    if headline is None:
+        headline = headline_table(results, published)
+    run_id = ", ".join(sorted(set(results["run_id"].dropna().astype(str)))) or "unnamed run"
+    devices = sorted(set(cells["device"]) - {""})
+    fields = dict(style.environment_fields(env))
+    machine = ", ".join(f"{k} {fields[k]}" for k in ("CPU", "cores", "GPU") if fields.get(k))
+    parts = [
+        f"# Benchmark report: {run_id}",
+        f"Device(s): {', '.join(devices) or 'n/a'}{f' ({machine})' if machine else ''}. "
+        f"{len(cells)} cells, {int(cells['success'].sum())} successful. Settings, accuracy of every "
+        f"cell, every speedup and the environment: [{APPENDIX_FILE}]({APPENDIX_FILE}).",
+        headline_markdown(headline),
+        "## Verdict\n\n" + verdict(headline),
+        _short_figures_section(figures, run_dir),
+        *_sections_markdown(sections or []),
+        _short_omissions(cells, figures, results, headline),
+    ]
+    return "\n\n".join(p.strip() for p in parts if p) + "\n"
+
+
+def _bracket(r) -> str:
+    return f"{_fmt_x(r['speedup'])} [{_sig(r['speedup_lo'])}–{_sig(r['speedup_hi'])}]"
+
+
+def _sig(x: float) -> str:
+    return style.format_ratio(x).rstrip("×")
+
+
+def _pair(a: float, b: float, fmt) -> str:
+    return f"{fmt(a)} / {fmt(b)}"
+
+
+def headline_markdown(headline: pd.DataFrame) -> str:
+    """The headline tables (one per setting and thread count), as Markdown."""
+    lines = ["## Headline: fused kernel vs each library at its strongest",
+             "Ratio of median times (peer / fused) with the [min–max] bracket of the repeats "
+             "(slowest-fused-vs-fastest-peer to the reverse); *strongest* = the library's variant with "
+             "the lowest median at that N, same threads, same method where it ran it; *as the paper "
+             "ran it* = diffrax vmap-of-jit, torchdiffeq default. Error: max scaled error where "
+             "measured, else max relative error. Paper: its Tesla V100 ratio where the settings match."]
+    if headline.empty:
+        lines.append("No headline: no library ran the fused kernel's Lorenz settings in this run.")
+        return "\n\n".join(lines)
+    has_util = headline[["cpu_util_fused", "cpu_util_peer"]].notna().any().any()
+    caveat = False
+    for setting, t in headline.groupby("setting", sort=False):
+        rows = []
+        for _, r in t.iterrows():
+            notes = r["notes"].replace("XLA:CPU caveat", "XLA:CPU †")
+            caveat |= "XLA:CPU" in notes
+            row = [style.backend_label(r["library"]), r["n"], r["variant"] or "default",
+                   style.method_label(r["method"]), _fmt_t(r["fused_s"]), _fmt_t(r["peer_s"]), _bracket(r),
+                   _fmt_x(r["as_paper_speedup"]) if np.isfinite(r["as_paper_speedup"]) else "",
+                   _pair(r["err_peer"], r["err_fused"], _err),
+                   _pair(r["steps_peer"], r["steps_fused"], lambda v: "n/a" if not np.isfinite(v) else f"{v:.4g}")]
+            if has_util:
+                row.append(_pair(r["cpu_util_peer"], r["cpu_util_fused"],
+                                 lambda v: "n/a" if not np.isfinite(v) else f"{v:.2f}"))
+            row += [_fmt_x(r["paper_speedup"]) if np.isfinite(r["paper_speedup"]) else "", notes]
+            rows.append(row)
+        header = ["library", "N", "strongest variant", "method", "fused", "peer", "speedup [min–max]",
+                  "as paper ran it", "error peer / fused", "steps peer / fused",
+                  *(["CPU util peer / fused"] if has_util else []), "paper V100", "notes"]
+        lines.append(f"### {setting}")
+        lines.append(_table(header, rows))
+    if caveat:
+        lines.append(f"† {XLA_CAVEAT}.")
+    return "\n\n".join(lines)
+
+
+def _finding(info: FigureInfo) -> str:
+    """The one-sentence finding of a figure, computed from its data."""
+    if "finding" in info.extra:
+        return info.extra["finding"]
+    data = info.data
+    if info.name == "fig4_launches_model" and data is not None and not data.empty:
+        kinds = info.extra.get("kinds", {})
+        per = data.groupby("backend")["launches"].max().sort_values(ascending=False)
+        return ("Dispatches per solve, by kind: " + ", ".join(
+            f"{style.backend_label(b)} {v:,.0f} {kinds.get(b, 'dispatches')}" for b, v in per.items())
+            + "; a fixed cost per dispatch dominates small N.")
+    if info.name == "fig8_lockstep" and data is not None and not data.empty:
+        worst = data.loc[data["max_over_mean"].idxmax()]
+        return (f"The slowest trajectory takes {worst['max_over_mean']:.3g}× the mean number of steps "
+                f"({worst['series']}, N={worst['n']}); lockstep or shared stepping makes every lane pay it.")
+    return info.title + "."
+
+
+def _short_figures_section(figures: list[FigureInfo], run_dir: Path) -> str:
+    lines = ["## Figures"]
+    by_name = {f.name: f for f in figures}
+    number = 0
+    for name in REPORT_FIGURES:
+        info = by_name.get(name)
+        if info is None or info.skipped:
+            continue
+        number += 1
+        png = _link(info, run_dir, ".png")
+        lines.append(f"**Figure {number}.** {_finding(info)} ![{info.title}]({png}) "
+                     f"([SVG]({_link(info, run_dir, '.svg')}), [data]({_link(info, run_dir, '.csv')}))")
+    skipped = [f for f in figures if f.skipped and f.name in REPORT_FIGURES]
+    if skipped:
+        lines.append("Not drawn: " + "; ".join(f"{f.title} ({f.skipped})" for f in skipped) + ".")
+    lines.append(f"The time-vs-N, work-precision, Robertson and SIR figures are in [{APPENDIX_FILE}]({APPENDIX_FILE}).")
+    return "\n\n".join(lines)
+
+
+def _link(info: FigureInfo, run_dir: Path, suffix: str) -> str:
+    p = next(p for p in info.paths if p.suffix == suffix)
+    return p.relative_to(run_dir).as_posix() if p.is_relative_to(run_dir) else str(p)
+
+
+#: Libraries and variants the headline expects; absent ones are listed as omissions.
+EXPECTED_VARIANTS = {"diffrax": ("", "vmap-of-jit", "batched"), "torchdiffeq": ("", "compiled"),
+                     "torchode": ("", "jit"), "torch-handwritten": ("", "compiled"),
+                     "jax-handwritten": ("", "soa"), "cuda-cpp": ("",), "array": ("",)}
+
+
+def _short_omissions(cells: pd.DataFrame, figures: list[FigureInfo], results: pd.DataFrame,
+                     headline: pd.DataFrame) -> str:
+    lines = ["## Omissions"]
+    failed = cells[cells["status"] != "ok"]
+    if not failed.empty:
+        summary = failed.groupby(["backend", "status"]).size()
+        lines.append(f"{len(failed)} cell(s) could not run (each with its reason in the appendix): "
+                     + ", ".join(f"{b} {s} ×{k}" for (b, s), k in summary.items()) + ".")
+    partial = cells[(cells["status"] == "ok") & (cells["failed_trajectories"].fillna(0) > 0)]
+    if not partial.empty:
+        lines.append(f"{len(partial)} cell(s) ran with failed trajectories and are not counted as successes.")
+    ran = set(zip(cells["backend"], cells["variant"]))
+    missing = [f"{b} [{v or 'default'}]" for b, vs in EXPECTED_VARIANTS.items() for v in vs if (b, v) not in ran]
+    if missing:
+        lines.append("Not in this run: " + ", ".join(missing) + ".")
+    for col, what in (("threads", "thread counts were not recorded (every backend used what it took)"),
+                      ("cpu_util", "CPU time / wall time was not recorded"),
+                      ("max_scaled_err", "errors are max relative errors, not scaled by the tolerance")):
+        if col not in results.columns or results[col].isna().all():
+            lines.append(f"No `{col}` column: {what}.")
+    if not headline.empty and not (headline["threads"] == 1).any():
+        lines.append("No single-thread (threads = 1) rows: the per-core comparison is not in this run.")
+    if "gpu" not in set(cells["device"]):
+        lines.append("No GPU cells: the paper's GPU claim is not measured by this run.")
+    if not (cells["problem"].str.contains("sde")).any():
+        lines.append("SDE benchmarks (the paper's linear and CRN SDEs) are not implemented yet.")
+    return "\n\n".join(lines)
+
+
+def render_appendix(results: pd.DataFrame, env: dict, figures: list[FigureInfo],
+                    published: pd.DataFrame, run_dir: Path, env_note: str = "") -> str:
+    """The appendix: every speedup, the other figures read aloud, accuracy, omissions, settings."""
     cells = cell_table(results)
     speedups = speedup_table(cells)
     paper = paper_speedups(published)
-    run_id = ", ".join(sorted(set(results["run_id"].dropna().astype(str)))) or "unnamed run"
-    suites = ", ".join(sorted(set(results["suite"].dropna().astype(str)) - {""})) or "n/a"
     devices = sorted(set(cells["device"]) - {""})
     parts = [
-        f"# Benchmark report: {run_id}",
-        f"Suite: {suites}. Device(s): {', '.join(devices) or 'n/a'}. {len(results)} result rows, "
-        f"{len(cells)} cells ({int(cells['success'].sum())} successful). Times are the median of a "
-        "cell's timed repeats; the paper reported minima, so the tables also give the ratio of minima.",
+        "# Appendix: settings, accuracy, every speedup and the environment",
+        f"Companion of [{REPORT_FILE}]({REPORT_FILE}). Times are medians of a cell's timed repeats; "
+        "the paper reported minima, so the tables also give the ratio of minima.",
         _claim_section(cells, speedups, paper, env, devices),
         _speedup_section(speedups, paper),
-        _figures_section(figures, run_dir),
+        _figures_section([f for f in figures if f.name not in REPORT_FIGURES], run_dir),
         _accuracy_section(cells, speedups),
         _omissions_section(cells, figures),
         _settings_section(cells),
@@ -201,12 +432,16 @@ def _claim_section(cells, speedups, paper, env, devices) -> str:
                         if has_fused else "it has no fused-kernel cells."))
         return "\n\n".join(lines)
     found = []
-    for (problem, mode, device, peer, variant, method), g in speedups.groupby(
-            ["problem", "mode", "device", "peer", "peer_variant", "peer_method"], sort=True):
+    # one range per tolerance and fused method: a range never merges different comparisons
+    for (problem, mode, device, peer, variant, method, fused_method, rtol), g in speedups.groupby(
+            ["problem", "mode", "device", "peer", "peer_variant", "peer_method", "fused_method", "rtol"],
+            sort=True, dropna=False):
         lo, hi = g.loc[g["speedup"].idxmin()], g.loc[g["speedup"].idxmax()]
         span = (f"{_fmt_x(lo['speedup'])} (N={lo['n']})" if len(g) == 1 else
                 f"{_fmt_x(lo['speedup'])} (N={lo['n']}) to {_fmt_x(hi['speedup'])} (N={hi['n']})")
-        found.append(f"- {problem}, {mode}, {device}: over {_peer_text(peer, variant, method)} {span}")
+        tol = f" tol {_num(rtol)}" if mode == "adaptive" and _num(rtol) else ""
+        vs = f" (fused {style.method_label(fused_method)})" if fused_method != method else ""
+        found.append(f"- {problem}, {mode}{tol}, {device}: over {_peer_text(peer, variant, method)}{vs} {span}")
     lines.append(f"**This run** ({where}) measured the fused kernel's speedup (ratio of medians over "
                  "every pair of cells with matching settings):\n\n" + "\n".join(found))
     if "gpu" not in devices:
@@ -438,7 +673,7 @@ def _accuracy_section(cells, speedups) -> str:
         flagged = speedups[speedups["note"] != ""]
         lines.append(f"{len(flagged)} of {len(speedups)} fused-kernel comparisons are not like for like "
                      "(another method, accuracy differing by more than 10×, or mean steps differing by "
-                     "more than 1.5×); their notes say which.")
+                     "more than 1.2×); their notes say which.")
     return "\n\n".join(lines)
 
 

@@ -34,7 +34,7 @@ FIGURES: dict[str, str] = {
     "fig1_lorenz_fixed_time": "Lorenz, fixed step: time vs trajectories",
     "fig2_lorenz_adaptive_time": "Lorenz, adaptive: time vs trajectories",
     "fig3_speedup": "Speedup of the fused kernel over each peer",
-    "fig4_launches_model": "Launches per solve and a fitted time model",
+    "fig4_launches_model": "Dispatches per solve (by kind) and a fixed vs per-step cost fit",
     "fig5_work_precision": "Work-precision: error vs time",
     "fig6_robertson": "Robertson (stiff): time vs trajectories",
     "fig7_sir": "SIR: time vs trajectories",
@@ -134,7 +134,10 @@ def _save(ctx: _Context, info: FigureInfo, fig: Figure, data: pd.DataFrame,
     footnote = style.footnote_text(ctx.env, ctx.devices, notes)
     # Below the figure's bottom edge: the tight bounding box grows to include it, and it can
     # never overlap an axis label.
-    fig.text(0.0, -0.01, footnote, fontsize=5.5, va="top", ha="left", color="#444444")
+    # Below everything drawn so far (axis labels included), so it never overlaps them.
+    content = fig.get_tightbbox(FigureCanvasAgg(fig).get_renderer())
+    top = min(-0.01, content.y0 / fig.get_figheight() - 0.02)
+    fig.text(0.0, top, footnote, fontsize=7, va="top", ha="left", color="#333333")
     paths = []
     # The tight bounding box is computed once (one layout pass) and shared by every format.
     bbox = fig.get_tightbbox(FigureCanvasAgg(fig).get_renderer()).padded(0.1)
@@ -174,6 +177,76 @@ def _legend(ax, extra_handles: list | None = None) -> None:
     if handles:
         ax.legend(handles, labels, fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0),
                   frameon=False)
+
+
+def tag(artists, key: str):
+    """Name drawn artists ``series:<key>`` (their SVG group id) so report.html can show/hide them.
+    Accepts an artist, a list of them, or a container (an errorbar's line, caps and bars)."""
+    if isinstance(artists, (list, tuple)):   # matplotlib containers are tuples
+        for a in artists:
+            tag(a, key)
+    elif artists is not None:
+        artists.set_gid(f"series:{key}")
+    return artists
+
+
+def _combo(variant: str, method: str) -> str:
+    return f"{variant or 'default'}, {style.method_label(method)}"
+
+
+def series_kw(backend: str, variant: str, method: str, combos: list[str], mode: str, rtol: float,
+              dtype: str) -> dict:
+    """The one encoding of every figure: colour = backend, line style = mode or tolerance,
+    marker shape = variant and method (one meaning per figure, see :func:`key_legend`),
+    marker fill = dtype (hollow float64)."""
+    colour = style.backend_colour(backend)
+    return dict(color=colour, linestyle=style.mode_linestyle(mode, rtol),
+                marker=style.VARIANT_MARKERS[sorted(combos).index(_combo(variant, method)) % len(style.VARIANT_MARKERS)],
+                markersize=4, linewidth=1.3, markerfacecolor=style.dtype_fill(dtype, colour))
+
+
+def figure_combos(frame: pd.DataFrame) -> list[str]:
+    """The (variant, method) combinations of a figure, whose markers :func:`series_kw` assigns."""
+    return sorted({_combo(v, m) for v, m in zip(frame["variant"], frame["method"])})
+
+
+def key_legend(ax, frame: pd.DataFrame, published_labels: dict | None = None,
+               backend_col: str = "backend", variant_col: str = "variant") -> None:
+    """Two short legends instead of one entry per series: what colour, line, marker and fill
+    mean (at most one entry per backend, tolerance, variant and dtype), then the paper's series."""
+    handles = []
+    for b in sorted(set(frame[backend_col]), key=lambda b: (b != REFERENCE_BACKEND, b)):
+        handles.append(Line2D([], [], color=style.backend_colour(b), linewidth=2.5, label=style.backend_label(b)))
+    if "mode" in frame:
+        rtols = frame["rtol"] if "rtol" in frame else pd.Series(np.nan, index=frame.index)
+        # keyed by text: NaN (fixed step) never equals itself, so a set of floats would not dedupe
+        unique = {style.mode_text(m, r): (m, r) for m, r in zip(frame["mode"], rtols)}
+        styles = sorted(unique.values(), key=lambda mr: (mr[0] == "adaptive", -(mr[1] if mr[1] == mr[1] else 0)))
+        if len(styles) > 1:
+            handles += [Line2D([], [], color="#555555", linestyle=style.mode_linestyle(m, r),
+                               label=style.mode_text(m, r)) for m, r in styles]
+    if "method" in frame and variant_col == "variant":
+        combos = figure_combos(frame)
+        if len(combos) > 1:
+            handles += [Line2D([], [], color="#555555", linestyle="none",
+                               marker=style.VARIANT_MARKERS[i % len(style.VARIANT_MARKERS)], label=c)
+                        for i, c in enumerate(combos)]
+    elif set(frame[variant_col]) - {""}:
+        everything = sorted(set(frame[variant_col]))
+        handles += [Line2D([], [], color="#555555", linestyle="none", marker=style.variant_marker(v, everything),
+                           label=f"variant: {v or 'default'}") for v in everything]
+    if "dtype" in frame and frame["dtype"].nunique() > 1:
+        handles += [Line2D([], [], color="#555555", linestyle="none", marker="o",
+                           markerfacecolor=style.dtype_fill(d, "#555555"), label=d)
+                    for d in sorted(set(frame["dtype"]))]
+    first = ax.legend(handles=handles, fontsize=6.5, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+                      frameon=False) if handles else None
+    if published_labels:
+        if first is not None:
+            ax.add_artist(first)
+        extra = [Line2D([], [], **kw, label=label) for label, kw in sorted(published_labels.items())]
+        ax.legend(handles=extra, fontsize=6.5, loc="lower left", bbox_to_anchor=(1.01, 0.0),
+                  frameon=False, title="published (paper, GPU named)", title_fontsize=6.5)
 
 
 def _fmt_float(v: float) -> str:
@@ -227,7 +300,7 @@ def _time_vs_n(ctx: _Context, name: str, problem: str, modes: tuple[str, ...],
     cells = sweep_cells(cells)
     ran = cells[cells["status"] == "ok"]
     labels = _series_labels(ran)
-    variants = _variants_by_backend(ran)
+    combos = figure_combos(ran)
     fig, (ax,) = _new_figure(ctx)
     rows = []
     marked_failure = False
@@ -235,13 +308,12 @@ def _time_vs_n(ctx: _Context, name: str, problem: str, modes: tuple[str, ...],
     for sid in sorted(set(ids)):
         s = ran[ids == sid].sort_values("n")
         b, v, method = s["backend"].iloc[0], s["variant"].iloc[0], s["method"].iloc[0]
-        kw = dict(color=style.backend_colour(b), linestyle=style.variant_linestyle(v, variants[b]),
-                  marker=style.method_marker(method), markersize=3.5, linewidth=1.2)
-        if s["dtype"].iloc[0] == "float64":
-            kw["markerfacecolor"] = "none"
+        kw = series_kw(b, v, method, combos, s["mode"].iloc[0], s["rtol"].iloc[0], s["dtype"].iloc[0])
         good = s[s["success"]]
         if not good.empty:
-            ax.plot(good["n"], good["time_median_s"], label=labels[sid], **kw)
+            # error bars: the spread (min..max) of the timed repeats
+            yerr = [good["time_median_s"] - good["time_min_s"], good["time_max_s"] - good["time_median_s"]]
+            tag(ax.errorbar(good["n"], good["time_median_s"], yerr=yerr, elinewidth=0.7, capsize=1.5, **kw), b)
         bad = s[~s["success"]]
         if not bad.empty and bad["time_median_s"].notna().any():
             ax.plot(bad["n"], bad["time_median_s"], linestyle="none", marker="x", markersize=6,
@@ -255,14 +327,23 @@ def _time_vs_n(ctx: _Context, name: str, problem: str, modes: tuple[str, ...],
                              time_min_s=r["time_min_s"], plotted_s=r["time_median_s"],
                              success=bool(r["success"]), status=r["status"],
                              failed_trajectories=r["failed_trajectories"], source_file="", note=""))
-    rows += _draw_published(ax, published)
-    _log_axes(ax, "trajectories N", "time per solve [s] (ours: median of repeats)", info.title)
-    extra = []
+    paper_rows = _draw_published(ax, published)
+    rows += paper_rows
+    _log_axes(ax, "trajectories N", "time per solve [s]\n(ours: median, bars min–max; paper: min)",
+              info.title)
+    published_labels = {}
+    for r in paper_rows:
+        published_labels.setdefault(r["series"], dict(color=style.published_colour(r["implementation"]),
+                                                      linestyle="--", marker=style.gpu_marker(r["gpu"]),
+                                                      markersize=3.5))
+    key_legend(ax, ran, published_labels)
     if marked_failure:
-        extra.append(Line2D([], [], color="#444444", marker="x", linestyle="none",
-                            label="× cell with failed trajectories (not a success)"))
-    _legend(ax, extra)
+        notes_x = "× marks a cell with failed trajectories (not drawn as a success)"
+    else:
+        notes_x = ""
     notes = _common_notes(ctx, published_used=not published.empty)
+    if notes_x:
+        notes.append(notes_x)
     failed = cells[cells["status"] != "ok"]
     if not failed.empty:
         notes.append(f"{len(failed)} cell(s) could not run and are not drawn (see the report's omissions)")
@@ -277,10 +358,10 @@ def _draw_published(ax, published: pd.DataFrame) -> list[dict]:
         gpu, impl, method, mode, branch, source_file = key
         g = g.sort_values("n")
         label = style.published_label(gpu, impl, method, branch)
-        ax.plot(g["n"], g["time_s"], linestyle=style.published_linestyle(method, methods[(gpu, impl)]),
+        tag(ax.plot(g["n"], g["time_s"], linestyle=style.published_linestyle(method, methods[(gpu, impl)]),
                 linewidth=1.0,
                 color=style.published_colour(impl), marker=style.gpu_marker(gpu), markersize=3.5,
-                alpha=0.8, label=label)
+                alpha=0.8, label=label), "paper")
         for _, r in g.iterrows():
             rows.append(dict(source="paper", series=label, backend="", variant="", method=method,
                              mode=mode, dtype=r["dtype"], device="gpu" if gpu else "cpu",
@@ -316,7 +397,8 @@ def _published_lorenz(ctx: _Context, mode: str) -> pd.DataFrame:
     impls = [pd_.KERNEL, pd_.JAX, pd_.TORCH, pd_.MPGOS, pd_.GPU_ARRAY]
     if "cpu" in ctx.devices:
         impls.append(pd_.CPU_THREADS)   # the paper's CPU run is the fair comparator on a CPU
-    gpu_ok = p["gpu"].isin(PAPER_GPUS) | p["implementation"].isin([pd_.GPU_ARRAY, pd_.CPU_THREADS])
+    # One GPU (the V100) keeps the legend short; the RTX 5000 series are in the published files.
+    gpu_ok = (p["gpu"] == PAPER_GPUS[0]) | p["implementation"].isin([pd_.GPU_ARRAY, pd_.CPU_THREADS])
     return p[(p["problem"] == "lorenz") & (p["mode"] == mode) & p["implementation"].isin(impls) & gpu_ok]
 
 
@@ -442,7 +524,8 @@ def _fig4(ctx: _Context) -> FigureInfo:
         b, v, method = s["backend"].iloc[0], s["variant"].iloc[0], s["method"].iloc[0]
         kw = dict(color=style.backend_colour(b), linestyle=style.variant_linestyle(v, variants[b]),
                   marker=style.method_marker(method), markersize=3.5, linewidth=1.2)
-        ax_l.plot(s["n"], s["launches"], label=labels[sid], **kw)
+        kind = style.dispatch_kind(s["launch_counter"].iloc[0])
+        tag(ax_l.plot(s["n"], s["launches"], label=f"{labels[sid]} ({kind})", **kw), b)
         usable = s[s["trajectory_steps"].notna() & (s["trajectory_steps"] > 0)]
         if usable["n"].nunique() < 2:
             unfitted.append(f"{labels[sid]}: fewer than two points with step counts")
@@ -451,10 +534,11 @@ def _fig4(ctx: _Context) -> FigureInfo:
         else:
             fit, table = fit_time_model(usable.rename(columns={"time_median_s": "time_s"}))
             fit_rows = usable.merge(table[["n", "predicted_s", "launch_term_s", "step_term_s"]], on="n")
-            ax_m.plot(table["time_s"], table["predicted_s"], linestyle="none", color=kw["color"],
-                      marker=kw["marker"], markersize=4,
-                      label=f"{labels[sid]}: N={fit['small_n']} {fit['dominant_small']}; "
-                            f"N={fit['large_n']} {fit['dominant_large']}")
+            # the decomposition: which share of the (fitted) time is the fixed per-dispatch cost
+            total = table["launch_term_s"] + table["step_term_s"]
+            tag(ax_m.plot(table["n"], 100 * table["launch_term_s"] / total, color=kw["color"],
+                          marker=kw["marker"], markersize=3.5, linewidth=1.2,
+                          linestyle=kw["linestyle"]), b)
             fits.append(dict(series=labels[sid], backend=b, variant=v, method=method, **fit))
         for _, r in fit_rows.iterrows():
             rows.append(dict(series=labels[sid], backend=b, variant=v, method=method,
@@ -467,27 +551,25 @@ def _fig4(ctx: _Context) -> FigureInfo:
                              step_term_s=r["step_term_s"],
                              launch_cost_s=fit["launch_cost_s"] if fit else np.nan,
                              step_cost_s=fit["step_cost_s"] if fit else np.nan))
-    for ax in (ax_l, ax_m):
-        _log_axes(ax)
+    _log_axes(ax_l)
+    ax_m.set_xscale("log")
+    ax_m.set_ylim(-3, 103)
+    ax_m.grid(True, alpha=0.3)
     ax_l.set_xlabel("trajectories N")
-    ax_l.set_ylabel("launches per solve")
-    ax_l.set_title(f"{problem}, {mode}: launches per solve (GPU: kernel launches; CPU: array ops)",
-                  fontsize=8)
-    if fits:
-        lo = min(min(ax_m.get_xlim()), min(ax_m.get_ylim()))
-        hi = max(max(ax_m.get_xlim()), max(ax_m.get_ylim()))
-        ax_m.plot([lo, hi], [lo, hi], color="#999999", linewidth=0.8, label="predicted = measured")
-    ax_m.set_xlabel("measured time [s] (median)")
-    ax_m.set_ylabel("fitted model [s]")
-    ax_m.set_title("fitted: launches·a + N·steps·b", fontsize=9)
+    ax_l.set_ylabel("dispatches per solve")
+    ax_l.set_title(f"{problem}, {mode}: dispatches per solve, named by kind", fontsize=8)
+    ax_m.set_xlabel("trajectories N")
+    ax_m.set_ylabel("fixed per-dispatch share\nof the time [%] (fitted)")
+    ax_m.set_title("fixed vs per-step cost: time ≈ dispatches·a + N·steps·b; "
+                   "share of dispatches·a (colours as above)", fontsize=8)
     _legend(ax_l)
-    _legend(ax_m)
     notes = ["A FITTED MODEL, not a measurement: time ≈ launches × a + N × steps × b, a, b ≥ 0 by "
              "non-negative least squares on relative residuals per series; bytes/bandwidth and "
              "work/peak both scale with N × steps here, so b is their sum; steps = max per "
              "trajectory where lanes run in lockstep or share a step, else the mean"]
     notes += [f"not fitted: {u}" for u in unfitted]
-    info.extra = {"problem": problem, "mode": mode, "fits": pd.DataFrame(fits), "unfitted": unfitted}
+    info.extra = {"problem": problem, "mode": mode, "fits": pd.DataFrame(fits), "unfitted": unfitted,
+                  "kinds": {b: style.dispatch_kind(g["launch_counter"].iloc[0]) for b, g in cells.groupby("backend")}}
     return _save(ctx, info, fig, _tidy(pd.DataFrame(rows)), notes)
 
 
@@ -556,34 +638,45 @@ def _fig8(ctx: _Context) -> FigureInfo:
     problem = problems[0]
     c = sweep_cells(c[c["problem"] == problem])
     c = c.assign(step_control=c["step_control"].where(c["step_control"] != "", "unknown"))
-    scopes = sorted(set(c["step_control"]),
-                    key=lambda s: (SCOPE_ORDER.index(s) if s in SCOPE_ORDER else len(SCOPE_ORDER), s))
-    fig, axes = _new_figure(ctx, nrows=len(scopes), height=3.2)
-    labels = _series_labels(c)
+    # One panel per tolerance; colour = backend (its step-control scope in the legend), solid
+    # filled = mean, dotted hollow = max: at most one legend entry per backend and variant.
+    tols = sorted(set(c["rtol"].dropna()), reverse=True) or [float("nan")]
+    fig, axes = _new_figure(ctx, nrows=len(tols), height=3.2)
     rows = []
-    ids = series_id(c)
-    for ax, scope in zip(axes, scopes):
-        in_scope = c["step_control"] == scope
-        for sid in sorted(set(ids[in_scope])):
-            s = c[ids == sid].sort_values("n")
-            b = s["backend"].iloc[0]
+    for ax, tol in zip(axes, tols):
+        at = c[np.isclose(c["rtol"], tol)] if np.isfinite(tol) else c
+        handles = []
+        for (b, v, method, scope), s in at.groupby(["backend", "variant", "method", "step_control"], sort=True):
+            s = s.sort_values("n")
             colour = style.backend_colour(b)
-            ax.plot(s["n"], s["steps_mean"], color=colour, marker="o", markersize=3.5, linewidth=1.2,
-                    linestyle="-", label=f"{labels[sid]}: mean")
-            ax.plot(s["n"], s["steps_max"], color=colour, marker="^", markersize=3.5, linewidth=1.0,
-                    linestyle=":", markerfacecolor="none", label=f"{labels[sid]}: max")
+            if b == REFERENCE_BACKEND and scope == "per-trajectory" and (s["device"] == "cpu").all():
+                # The CPU lane kernel runs 32-lane blocks until the block's slowest lane ends
+                # (like a GPU warp): the per-block maximum, not the mean, is the work done.
+                scope = "per 32-lane block (CPU): each block runs to its slowest lane"
+            label = (f"{style.backend_label(b)}{f' [{v}]' if v else ''}, {style.method_label(method)}: {scope}")
+            marker = style.variant_marker(v, sorted(set(c.loc[c["backend"] == b, "variant"])))
+            tag(ax.plot(s["n"], s["steps_mean"], color=colour, marker=marker, markersize=3.5, linewidth=1.2,
+                        linestyle="-"), b)
+            tag(ax.plot(s["n"], s["steps_max"], color=colour, marker=marker, markersize=3.5, linewidth=1.0,
+                        linestyle=":", markerfacecolor="none"), b)
+            handles.append(Line2D([], [], color=colour, marker=marker, linewidth=2, label=label))
             for _, r in s.iterrows():
-                rows.append(dict(series=labels[sid], backend=b, variant=r["variant"], method=r["method"],
+                rows.append(dict(series=label, backend=b, variant=r["variant"], method=r["method"],
                                  problem=problem, dtype=r["dtype"], device=r["device"], dt=r["dt"],
-                                 rtol=r["rtol"], atol=r["atol"], step_control=scope, n=int(r["n"]),
+                                 rtol=r["rtol"], atol=r["atol"], step_control=r["step_control"], n=int(r["n"]),
                                  steps_mean=r["steps_mean"], steps_max=r["steps_max"],
                                  max_over_mean=r["steps_max"] / r["steps_mean"]
                                  if r["steps_mean"] > 0 else np.nan,
                                  time_median_s=r["time_median_s"]))
+        handles += [Line2D([], [], color="#555555", linestyle="-", marker="o", label="mean steps"),
+                    Line2D([], [], color="#555555", linestyle=":", marker="o", markerfacecolor="none",
+                           label="max steps (lockstep/shared/block: the work done)")]
+        worst = at.assign(r=at["steps_max"] / at["steps_mean"]).sort_values(["r", "backend"]).iloc[-1]
         _log_axes(ax, "trajectories N", "accepted steps per trajectory",
-                  f"{problem}, step control: {scope}", title_size=8)
-        _legend(ax)
+                  f"{problem}, tol {tol:g}: the slowest lane takes up to {worst['r']:.2g}× the mean "
+                  f"({style.backend_label(worst['backend'])}, N={worst['n']})", title_size=8)
+        ax.legend(handles=handles, fontsize=6.5, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     info.extra = {"problem": problem}
     notes = ["solid/filled: mean accepted steps per trajectory; dotted/hollow: the maximum. Under "
-             "lockstep or a shared step every lane does the maximum's work"]
+             "lockstep, a shared step or the CPU kernel's 32-lane blocks the maximum is the work done"]
     return _save(ctx, info, fig, _tidy(pd.DataFrame(rows)), notes)

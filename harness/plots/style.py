@@ -25,6 +25,7 @@ BACKEND_COLOURS: dict[str, str] = {
     "jax-handwritten": "#17becf",
     "torch-handwritten": "#e377c2",
     "pallas": "#9467bd",
+    "cuda-cpp": "#006d2c",
 }
 
 #: Colours for backends not in the table, picked by a stable hash of the name.
@@ -41,6 +42,7 @@ BACKEND_LABELS: dict[str, str] = {
     "jax-handwritten": "hand-written JAX",
     "torch-handwritten": "hand-written PyTorch",
     "pallas": "Pallas kernel (JAX)",
+    "cuda-cpp": "fused kernel, C++/CUDA (ours)",
 }
 
 #: Method names as the papers write them. torchdiffeq's rk4 is the 3/8 rule: say so.
@@ -116,10 +118,50 @@ def variant_linestyle(variant: str, variants: list[str]) -> object:
     return VARIANT_LINESTYLES[ordered.index(variant) % len(VARIANT_LINESTYLES)]
 
 
+#: The paper's series are grey (never a backend colour), one shade per implementation, so a
+#: reader never mistakes a published GPU series for one of ours; the legend names the GPU.
+_PUBLISHED_GREYS = {pd_.KERNEL: "#222222", pd_.KERNEL_VENDOR: "#222222", pd_.JAX: "#6e6e6e",
+                    pd_.TORCH: "#9a9a9a", pd_.GPU_ARRAY: "#4a4a4a", pd_.MPGOS: "#b5b5b5",
+                    pd_.CPU_THREADS: "#000000"}
+_FALLBACK_GREYS = ("#555555", "#888888", "#aaaaaa")
+
+
 def published_colour(implementation: str) -> str:
-    if implementation in _PUBLISHED_COUNTERPART:
-        return backend_colour(_PUBLISHED_COUNTERPART[implementation])
-    return _PUBLISHED_COLOURS.get(implementation) or str(_stable_pick(implementation, _FALLBACK_COLOURS))
+    """A grey per published implementation (ours own the colours)."""
+    return _PUBLISHED_GREYS.get(implementation) or str(_stable_pick(implementation, _FALLBACK_GREYS))
+
+
+#: Line style per tolerance (adaptive) or mode: the same tolerance looks the same in every figure.
+_TOLERANCE_LINESTYLES = {1e-3: (0, (1, 1)), 1e-4: (0, (3, 1, 1, 1)), 1e-5: (0, (5, 1)),
+                         1e-6: "-.", 1e-7: (0, (3, 1, 1, 1, 1, 1)), 1e-8: ":"}
+
+
+def mode_linestyle(mode: str, rtol: float) -> object:
+    """Solid for fixed step; one pattern per adaptive tolerance (never the published "--")."""
+    if mode != "adaptive" or rtol is None or not math.isfinite(rtol):
+        return "-"
+    for tol, ls in _TOLERANCE_LINESTYLES.items():
+        if math.isclose(rtol, tol, rel_tol=1e-6):
+            return ls
+    return (0, (2, 2, 6, 2))
+
+
+def dtype_fill(dtype: str, colour: str) -> str:
+    """Marker fill encodes the dtype: filled float32, hollow float64."""
+    return "none" if dtype == "float64" else colour
+
+
+#: Markers per variant, in sorted-variant order ("" first): the variant is the marker shape.
+VARIANT_MARKERS = ("o", "s", "D", "^", "v", "P", "X", "<", ">")
+
+
+def variant_marker(variant: str, variants: list[str]) -> str:
+    ordered = sorted(set(variants) | {variant}, key=lambda v: (v != "", v))
+    return VARIANT_MARKERS[ordered.index(variant) % len(VARIANT_MARKERS)]
+
+
+def mode_text(mode: str, rtol: float) -> str:
+    return "fixed" if mode != "adaptive" else f"tol {rtol:g}"
 
 
 def published_linestyle(method: str, methods: list[str]) -> object:
@@ -231,7 +273,22 @@ def footnote_text(env: dict | None, devices: list[str], extra: list[str] = ()) -
     parts = ["device: " + ("/".join(devices) if devices else "n/a")]
     parts += [f"{label}: {value}" for label, value in environment_fields(env)]
     text = "; ".join(parts)
-    lines = textwrap.wrap(text, 150)
+    lines = textwrap.wrap(text, 110)
     for note in extra:
-        lines += textwrap.wrap(note, 150)
+        lines += textwrap.wrap(note, 110)
     return "\n".join(lines)
+
+
+#: What a "launch" is, per counter: the units differ, so figures name them (never "launches").
+_DISPATCH_KINDS = (("ATen", "ATen operators"), ("NumPy array operations", "array operations"),
+                   ("CuPy", "array operations"), ("jitted callables", "XLA executable calls"),
+                   ("kernel entry point", "compiled-kernel calls"), ("kernel launch", "kernel launches"),
+                   ("cuda", "kernel launches"))
+
+
+def dispatch_kind(counter: str) -> str:
+    """The unit of a ``launches`` value, read from its ``launch_counter`` text."""
+    for needle, kind in _DISPATCH_KINDS:
+        if needle.lower() in (counter or "").lower():
+            return kind
+    return "dispatches"

@@ -1,79 +1,144 @@
-"""The report: numbers computed from the data, the omissions, working links, clear bad-input errors."""
+"""The report: short, headline first, numbers computed from the data, a working appendix and page."""
 from __future__ import annotations
 
-import json
 import re
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from harness import report
-from harness.paper_data import PAPER_DATA_ENV
+from harness.headline import cell_stats, headline_settings, headline_table, verdict
 from harness.schema import SchemaError
-from harness.tests.test_plots import ENV, synthetic_results
+from harness.tests.test_plots import synthetic_results
 
 
-@pytest.fixture(scope="module")
-def written(tmp_path_factory):
-    """A run folder with the synthetic results, its report written (published data hidden)."""
-    run_dir = tmp_path_factory.mktemp("run")
-    synthetic_results().to_csv(run_dir / "results.csv", index=False)
-    (run_dir / "environment.json").write_text(json.dumps(ENV))
-    with pytest.MonkeyPatch.context() as mp:
-        # A path that is not a folder: the report must still be written, saying so.
-        mp.setenv(PAPER_DATA_ENV, str(run_dir / "no-paper-data-here"))
-        path = report.write_report(run_dir, dpi=30)
-    return run_dir, path, path.read_text(encoding="utf-8")
-
-
-def test_report_is_written_in_the_run_folder(written):
+def test_report_is_short_and_headline_first(written):
     run_dir, path, text = written
     assert path == run_dir / "report.md"
-    assert text.startswith("# Benchmark report: synthetic")
-    for heading in ("## The claim", "## Speedups at key N", "## Figures", "## Accuracy and amount of work",
-                    "## Omissions", "## Settings of every backend", "## Environment"):
-        assert heading in text
+    assert len(text.splitlines()) < 250
+    headings = [line for line in text.splitlines() if line.startswith("## ")]
+    assert headings[:3] == ["## Headline: fused kernel vs each library at its strongest", "## Verdict",
+                            "## Figures"]
+    assert headings[-1] == "## Omissions"
+    appendix = (run_dir / report.APPENDIX_FILE).read_text(encoding="utf-8")
+    for heading in ("## Speedups at key N", "## Accuracy and amount of work", "## Omissions",
+                    "## Settings of every backend", "## Environment"):
+        assert heading in appendix and heading not in text.replace("## Omissions", "")
 
 
-def test_speedup_table_holds_the_computed_ratios(written):
+def test_headline_ratio_and_bracket_come_from_the_repeats(written):
     text = written[2]
-    # diffrax / fused at N=8, fixed dt=1e-3: (9000*6e-6 + 8*1000*3e-8) / (2e-4 + 8*1000*1e-9)
-    expected = (9000 * 6e-6 + 8 * 1000 * 3e-8) / (2e-4 + 8 * 1000 * 1e-9)
-    assert f"{expected:.0f}×" == "261×"
-    row = next(line for line in text.splitlines()
-               if line.startswith("| float32, cpu | dt 0.001 | diffrax vmap (JAX), Tsit5 | Tsit5 | 8 |"))
-    assert "| 261× | 261× |" in row
-    # torchdiffeq is compared at another method, and the table says so.
-    torch_rows = [line for line in text.splitlines() if "torchdiffeq batched (PyTorch), RK4 3/8 rule | Tsit5" in line]
-    assert torch_rows and all("3/8 rule" in line.split("|")[-2] for line in torch_rows)
-    # The reading of figure 1 states the same numbers as the table.
-    assert "At N=8 the fused kernel (ours), Tsit5 took 208 µs vs" in text
-    assert "diffrax vmap (JAX), Tsit5 54.2 ms (261×)" in text
+    # diffrax / fused at N=8, fixed dt=1e-3 (synthetic model times; repeats x1.0, x1.1, x0.95)
+    median = (9000 * 6e-6 + 8 * 1000 * 3e-8) / (2e-4 + 8 * 1000 * 1e-9)
+    lo, hi = median * 0.95 / 1.1, median * 1.1 / 0.95
+    row = next(line for line in text.splitlines() if line.startswith("| diffrax vmap (JAX) | 8 | default | Tsit5 |"))
+    assert f"| {median:.0f}× [{lo:.0f}–{hi:.0f}] |" in row
+    assert "XLA:CPU †" in row and "† XLA:CPU adds per-operation loop overhead" in text
+    torch_row = next(line for line in text.splitlines() if line.startswith("| torchdiffeq batched (PyTorch) | 8 |"))
+    assert "RK4 3/8 rule" in torch_row
 
 
-def test_omissions_list_the_failed_cell_and_its_reason(written):
-    omissions = written[2].split("## Omissions", 1)[1].split("\n## ", 1)[0]
-    assert "| lorenz | torchdiffeq |  | rk4_38 | adaptive | float32 | cpu | 8 |" in omissions
-    assert "torchdiffeq rk4_38 has no adaptive mode" in omissions
-    assert "| lorenz | diffrax vmap (JAX), Tsit5 | tsit5 | adaptive | float32 | cpu | 2048 | 2 |" in omissions
-    assert "fig7_sir (no SIR cells in this run)" in omissions
+def test_work_differs_above_1_2x_and_omissions_name_absent_columns(written):
+    text = written[2]
+    # adaptive synthetic steps: mean 150 everywhere -> same work; no row may say work differs
+    assert "work differs" not in text.split("## Verdict")[0]
+    omissions = text.split("## Omissions", 1)[1]
+    for col in ("threads", "cpu_util", "max_scaled_err"):
+        assert f"No `{col}` column" in omissions
+    assert "1 cell(s) could not run" in omissions and "torchdiffeq unsupported ×1" in omissions
+    assert "No GPU cells" in omissions
 
 
-def test_links_are_relative_and_point_to_existing_files(written):
+def test_figure_captions_state_a_number_and_links_exist(written):
     run_dir, _, text = written
-    links = re.findall(r"\]\(([^)]+)\)", text)
-    assert len(links) == 7 * 3, "three links (PNG, SVG, CSV) per drawn figure"
-    for link in links:
+    captions = [line for line in text.splitlines() if line.startswith("**Figure ")]
+    assert 5 <= len(captions) <= 8
+    assert all(re.search(r"\d", c.split("![")[0]) for c in captions), "each caption states a number"
+    for link in re.findall(r"\]\(([^)]+)\)", text):
         assert not link.startswith("/") and (run_dir / link).is_file(), link
 
 
-def test_settings_and_environment_and_missing_paper_data_are_reported(written):
-    text = written[2]
-    settings = text.split("## Settings of every backend", 1)[1]
-    assert "### fused kernel (ours) (`fused`), adaptive" in settings
-    assert "| controller.beta1 | 0.14 | 0.14 |" in settings
-    assert "| cpu_model | Synthetic CPU |" in text
-    assert "The published timing files were not found" in text
-    assert "Published data: not available" in text
+def test_html_is_self_contained(written):
+    page = (written[0] / "report.html").read_text(encoding="utf-8")
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", page, re.I)
+    assert "<link" not in page and not re.search(r"<script[^>]+src", page)
+    assert page.count("<figure") >= 6 and 'id="headline-0"' in page
+    assert "<details>" in page, "settings are collapsible"
+
+
+def _with_threads(df: pd.DataFrame) -> pd.DataFrame:
+    """The synthetic table at 2 threads plus a 1-thread copy where fused is 2x slower."""
+    two = df.assign(threads=2, cpu_util=np.where(df["backend"] == "fused", 1.9, 1.0))
+    one = df.assign(threads=1, cpu_util=1.0)
+    one.loc[one["backend"] == "fused", "time_s"] *= 2
+    return pd.concat([two, one], ignore_index=True)
+
+
+def test_headline_has_full_core_and_single_thread_tables_and_tolerates_order():
+    df = _with_threads(synthetic_results())
+    table = headline_table(df)
+    assert {"Lorenz fixed step, dt = 0.001, cpu, 2 threads", "Lorenz fixed step, dt = 0.001, cpu, 1 thread"} <= set(table["setting"])
+    a = table.set_index(["setting", "library", "n"])
+    full = a.loc[("Lorenz fixed step, dt = 0.001, cpu, 2 threads", "diffrax", 8), "speedup"]
+    single = a.loc[("Lorenz fixed step, dt = 0.001, cpu, 1 thread", "diffrax", 8), "speedup"]
+    assert single == pytest.approx(full / 2)
+    assert a["cpu_util_fused"].notna().all()
+    shuffled = headline_table(df.sample(frac=1.0, random_state=3))
+    pd.testing.assert_frame_equal(table, shuffled)
+    assert "At 1 thread" in verdict(table) and "At 2 threads" in verdict(table)
+
+
+def test_devices_get_their_own_headline_tables():
+    df = synthetic_results()
+    gpu = df.assign(device="gpu", time_s=df["time_s"] / 10)
+    table = headline_table(pd.concat([df, gpu], ignore_index=True))
+    settings = list(dict.fromkeys(table["setting"]))
+    assert settings[0].endswith("gpu, all cores") and any(s.endswith("cpu, all cores") for s in settings)
+    for _, t in table.groupby("setting"):
+        assert t["device"].nunique() == 1
+
+
+def test_strongest_variant_is_the_fastest_and_as_paper_ran_is_beside_it():
+    df = synthetic_results()
+    fast = df[(df["backend"] == "diffrax") & (df["mode"] == "fixed")].copy()
+    fast["variant"], fast["time_s"] = "batched", fast["time_s"] / 5
+    slow = df[(df["backend"] == "diffrax") & (df["mode"] == "fixed")].copy()
+    slow["variant"], slow["time_s"] = "vmap-of-jit", slow["time_s"] * 2
+    table = headline_table(pd.concat([df, fast, slow], ignore_index=True))
+    row = table[(table["library"] == "diffrax") & (table["mode"] == "fixed") & (table["n"] == 8)].iloc[0]
+    base = table  # the default variant's ratio is 5x the batched one
+    assert row["variant"] == "batched"
+    plain = headline_table(df)
+    p = plain[(plain["library"] == "diffrax") & (plain["mode"] == "fixed") & (plain["n"] == 8)].iloc[0]
+    assert row["speedup"] == pytest.approx(p["speedup"] / 5)
+    assert row["as_paper_speedup"] == pytest.approx(p["speedup"] * 2)
+    assert not base.empty
+
+
+def test_step_counts_differing_more_than_1_2x_are_labelled():
+    df = synthetic_results()
+    m = (df["backend"] == "array") & (df["mode"] == "adaptive")
+    df.loc[m, "steps_mean"] *= 1.25
+    table = headline_table(df)
+    notes = table[(table["library"] == "array") & (table["mode"] == "adaptive")]["notes"]
+    assert notes.str.contains("work differs").all()
+    assert headline_settings(cell_stats(df))  # settings found without a threads column
+
+
+def test_extension_sections_run_in_order_and_missing_ones_are_noted(monkeypatch):
+    import sys
+    import types
+
+    mod = types.ModuleType("fake_section_provider")
+    mod.good = lambda run_dir, df: f"## Extra\n\n{len(df)} rows"
+    mod.bad = lambda run_dir, df: 1 / 0
+    monkeypatch.setitem(sys.modules, "fake_section_provider", mod)
+    out = report.extension_sections(".", synthetic_results().head(3),
+                                     ["fake_section_provider:good", "no_such_module_x:report_section",
+                                      "fake_section_provider:bad"])
+    assert out[0] == ("fake_section_provider:good", "## Extra\n\n3 rows")
+    assert "skipped" in out[1][1] and "ZeroDivisionError" in out[2][1]
 
 
 def test_missing_and_empty_results_give_one_line_errors(tmp_path):
@@ -85,9 +150,6 @@ def test_missing_and_empty_results_give_one_line_errors(tmp_path):
     with pytest.raises(SchemaError, match="is empty") as err:
         report.write_report(tmp_path)
     assert "\n" not in str(err.value)
-    synthetic_results().head(0).to_csv(tmp_path / "results.csv", index=False)
-    with pytest.raises(ValueError, match="no rows"):
-        report.write_report(tmp_path)
     synthetic_results().drop(columns=["time_s"]).to_csv(tmp_path / "results.csv", index=False)
     with pytest.raises(ValueError, match="missing columns: time_s"):
         report.write_report(tmp_path)
@@ -98,5 +160,15 @@ def test_unreadable_environment_is_noted_not_fatal(tmp_path):
     (tmp_path / "environment.json").write_text("{not json")
     env, note = report.load_environment(tmp_path)
     assert env == {} and "could not be read" in note
-    env, note = report.load_environment(tmp_path / "other")
-    assert env == {} and "missing" in note
+
+
+def test_scaled_error_is_preferred_and_cuda_cpp_is_listed_not_counted():
+    df = synthetic_results()
+    df["max_scaled_err"] = np.where(df["backend"] == "fused", 0.5, 2.0)
+    cpp = df[df["backend"] == "fused"].assign(backend="cuda-cpp")
+    table = headline_table(pd.concat([df, cpp], ignore_index=True))
+    row = table[(table["library"] == "diffrax") & (table["mode"] == "fixed")].iloc[0]
+    assert (row["err_peer"], row["err_fused"], row["err_kind"]) == (2.0, 0.5, "scaled")
+    assert "cuda-cpp" in set(table["library"])
+    assert table["library"].tolist().index("cuda-cpp") == 0, "ours first"
+    assert "cuda-cpp" not in verdict(table)

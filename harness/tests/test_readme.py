@@ -1,0 +1,85 @@
+"""README's results block: generated from the run it names; a hand edit fails this test."""
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from harness import readme
+from harness.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def named_run():
+    import os
+    old = os.getcwd()
+    os.chdir(ROOT)
+    try:
+        run = readme.run_named_in_readme(ROOT / "README.md")
+        block = readme.readme_block(run)
+    finally:
+        os.chdir(old)
+    return run, block
+
+
+def test_readme_block_is_what_the_generator_prints(named_run):
+    run, block = named_run
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    _, current, _ = readme._split(text)
+    assert current == block, (f"README.md's results block was edited by hand or is stale: run "
+                              f"`python -m harness readme {run}`")
+
+
+def test_numbers_outside_the_block_are_not_results():
+    """No speedup (×/x ratio) is typed in the README outside the generated block."""
+    head, _, tail = readme._split((ROOT / "README.md").read_text(encoding="utf-8"))
+    outside = (head + tail).replace("20-100x", "")   # the paper's own claim, quoted
+    typed = re.findall(r"\b\d+(?:\.\d+)?\s?[×x]\b(?! ?\d)", outside)
+    assert not typed, typed
+
+
+def test_fma_claim_only_with_a_measured_peak(named_run):
+    run, _ = named_run
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    if not (ROOT / run / "peak.json").is_file():
+        assert "FMA" not in text, "a throughput claim needs a measured peak in the run folder"
+
+
+def test_check_detects_a_hand_edit_and_rewrite_restores(tmp_path, named_run):
+    run, block = named_run
+    copy = tmp_path / "README.md"
+    shutil.copyfile(ROOT / "README.md", copy)
+    edited = copy.read_text(encoding="utf-8").replace(block, block.replace("×", "x", 1))
+    copy.write_text(edited, encoding="utf-8")
+    assert readme.write_readme(ROOT / run, copy, check=True) is False
+    assert readme.write_readme(ROOT / run, copy) is False      # rewritten
+    assert readme.write_readme(ROOT / run, copy, check=True) is True
+
+
+def test_missing_markers_is_a_one_line_error(tmp_path, capsys, named_run):
+    run, _ = named_run
+    bare = tmp_path / "README.md"
+    bare.write_text("# nothing here\n")
+    assert main(["readme", str(ROOT / run), "--readme", str(bare)]) == 2
+    err = capsys.readouterr().err
+    assert "no results block" in err and err.count("\n") == 1
+    assert main(["readme", str(tmp_path / "nowhere"), "--readme", str(bare)]) == 2
+
+
+def test_reference_report_headline_is_generated(named_run):
+    """The committed report's headline section is exactly what the data give (no hand edits)."""
+    from harness.headline import headline_table
+    from harness.paper_data import load_paper_data
+    from harness.report import headline_markdown, load_results
+
+    run, _ = named_run
+    report_md = ROOT / run / "report.md"
+    if not report_md.is_file():
+        pytest.skip(f"{run} has no report.md yet (python -m harness report {run})")
+    text = report_md.read_text(encoding="utf-8")
+    expected = headline_markdown(headline_table(load_results(ROOT / run), load_paper_data()))
+    assert expected.strip() in text, f"{run}/report.md's headline differs: run `python -m harness report {run}`"
