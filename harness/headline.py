@@ -17,6 +17,9 @@ import pandas as pd
 from harness.plots.cells import FLOAT_KEYS, STRING_KEYS, paper_ratio, paper_speedups
 from harness.schema import KEY_COLUMNS
 
+#: A cell: the key columns plus threads (a key column since issue 12; appended for older schemas).
+CELL_KEYS = tuple(dict.fromkeys((*KEY_COLUMNS, "threads")))
+
 #: Libraries in the order the headline lists them (ours first). Unknown backends follow, sorted.
 LIBRARIES = ("cuda-cpp", "array", "diffrax", "torchdiffeq", "torchode", "jax-handwritten",
              "torch-handwritten", "scipy")
@@ -75,11 +78,11 @@ def cell_stats(results: pd.DataFrame) -> pd.DataFrame:
     for col in STRING_KEYS:
         df[col] = (df[col].astype("object").where(df[col].notna(), "").astype(str)
                    if col in df.columns else "")
-    for col in (*FLOAT_KEYS, "threads"):
+    for col in tuple(dict.fromkeys((*FLOAT_KEYS, "threads"))):
         df[col] = _num(df, col)
     df["n"] = pd.to_numeric(df["n"]).astype("int64")
     ok = df["status"].astype(str).eq("ok") if "status" in df.columns else pd.Series(True, index=df.index)
-    work = pd.DataFrame({k: df[k] for k in (*KEY_COLUMNS, "threads")})
+    work = pd.DataFrame({k: df[k] for k in CELL_KEYS})
     work["_ok"] = ok
     work["_t"] = _num(df, "time_s").where(ok)
     for col in ("steps_mean", "steps_max", "max_rel_err", "max_scaled_err", "cpu_util",
@@ -89,14 +92,14 @@ def cell_stats(results: pd.DataFrame) -> pd.DataFrame:
     work["threads"] = work["threads"].fillna(-1.0)
     for col in FLOAT_KEYS:
         work[col] = work[col].fillna(-1.0)
-    g = work.groupby([*KEY_COLUMNS, "threads"], sort=True)
+    g = work.groupby(list(CELL_KEYS), sort=True)
     cells = g.agg(all_ok=("_ok", "all"), repeats=("_t", "count"), t_med=("_t", "median"),
                   t_min=("_t", "min"), t_max=("_t", "max"), steps_mean=("steps_mean", "median"),
                   steps_max=("steps_max", "max"), max_rel_err=("max_rel_err", "max"),
                   max_scaled_err=("max_scaled_err", "max"), cpu_util=("cpu_util", "median"),
                   failed=("failed_trajectories", "max"), compile_s=("compile_s", "median"),
                   launches=("launches", "median")).reset_index()
-    for col in (*FLOAT_KEYS, "threads"):
+    for col in tuple(dict.fromkeys((*FLOAT_KEYS, "threads"))):
         cells[col] = cells[col].where(cells[col] != -1.0)
     cells["success"] = cells["all_ok"] & (cells["t_med"] > 0) & ~(cells["failed"].fillna(0) > 0)
     cells["err"] = cells["max_scaled_err"].where(cells["max_scaled_err"].notna(), cells["max_rel_err"])

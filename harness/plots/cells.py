@@ -14,8 +14,9 @@ from harness import paper_data as pd_
 from harness.schema import KEY_COLUMNS
 
 #: The string keys (missing values read as "") and the float keys (NaN kept, matched as equal).
-STRING_KEYS = tuple(k for k in KEY_COLUMNS if k not in ("n", "dt", "rtol", "atol"))
-FLOAT_KEYS = ("dt", "rtol", "atol")
+#: threads is NaN in runs that predate it (and means "every core").
+STRING_KEYS = tuple(k for k in KEY_COLUMNS if k not in ("n", "dt", "rtol", "atol", "threads"))
+FLOAT_KEYS = tuple(k for k in ("dt", "rtol", "atol", "threads") if k in KEY_COLUMNS)
 
 #: A series: every key but n. Cells of one series differ only in the number of trajectories.
 SERIES_KEYS = tuple(k for k in KEY_COLUMNS if k != "n")
