@@ -34,14 +34,18 @@ def headline_keys():
 
 
 def headline_profiles() -> pd.DataFrame:
-    """Profile rows of the Lorenz float32 kernels and the MPGOS variant on sm_70/75/90."""
+    """Profile rows of the Lorenz float32 kernels (Numba's and, where it has them, the cuda-cpp
+    backend's) and the MPGOS variant on sm_70/75/90."""
     return pd.DataFrame(kernels.fused_profiles(kernels.ARCHS, headline_keys(), include_mpgos=True))
 
 
-def _row(profiles: pd.DataFrame, method: str, mode: str, arch: str, variant: str = ""):
+def _row(profiles: pd.DataFrame, method: str, mode: str, arch: str, variant: str = "",
+         source: str = kernels.NUMBA_SOURCE):
+    """The ok Lorenz float32 profile row of ``source``'s kernel (Numba's fused one by default)."""
     sel = profiles[(profiles["problem"] == "lorenz") & (profiles["method"] == method) & (profiles["mode"] == mode)
                    & (profiles["dtype"] == "float32") & (profiles["arch"] == arch)
-                   & (profiles["variant"].fillna("") == variant) & (profiles["status"] == "ok")]
+                   & (profiles["variant"].fillna("") == variant) & (profiles["status"] == "ok")
+                   & (profiles["source"].fillna(kernels.NUMBA_SOURCE) == source)]
     return None if sel.empty else sel.iloc[0]
 
 
