@@ -41,11 +41,13 @@ def headline_profiles() -> pd.DataFrame:
 
 def _row(profiles: pd.DataFrame, method: str, mode: str, arch: str, variant: str = "",
          source: str = kernels.NUMBA_SOURCE):
-    """The ok Lorenz float32 profile row of ``source``'s kernel (Numba's fused one by default)."""
+    """The ok Lorenz float32 profile row of ``source``'s kernel (Numba's fused one by default;
+    rows without a ``source``, from before it existed, are Numba's)."""
+    src = profiles["source"] if "source" in profiles else pd.Series(kernels.NUMBA_SOURCE, index=profiles.index)
     sel = profiles[(profiles["problem"] == "lorenz") & (profiles["method"] == method) & (profiles["mode"] == mode)
                    & (profiles["dtype"] == "float32") & (profiles["arch"] == arch)
                    & (profiles["variant"].fillna("") == variant) & (profiles["status"] == "ok")
-                   & (profiles["source"].fillna(kernels.NUMBA_SOURCE) == source)]
+                   & (src.fillna(kernels.NUMBA_SOURCE) == source)]
     return None if sel.empty else sel.iloc[0]
 
 
