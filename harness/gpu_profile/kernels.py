@@ -92,7 +92,7 @@ def _cached(key: str, compute):
 PROFILE_COLUMNS = (
     "kernel", "problem", "method", "mode", "dtype", "variant", "source", "arch", "assembled_for",
     "sass_from", "toolchain", "registers", "spill_store_bytes", "spill_load_bytes", "local_bytes", "stack_bytes",
-    "block", "max_threads_per_block", "resident_warps", "occupancy", "loop_found", "loop_count",
+    "block", "max_threads_per_block", "resident_warps", "occupancy", "loop_found", "loop_count", "loop_unroll",
     *(f"step_{c}" for c in sass.CLASSES), "step_total", "kernel_instructions", "ptx_f64_lines",
     "status", "reason",
 )
@@ -138,7 +138,7 @@ def _rows_from_cubin(asm: tools.Assembled, block: int, kernel: str | None = None
                    stack_bytes=res.stack_bytes, block=block,
                    max_threads_per_block=sass.max_threads_per_block(res.registers, sass.limits(asm.arch)),
                    resident_warps=warps, occupancy=round(occ, 4), loop_found=lp.found,
-                   loop_count=lp.loop_count, step_total=lp.total_in_loop,
+                   loop_count=lp.loop_count, loop_unroll=lp.unroll, step_total=lp.total_in_loop,
                    kernel_instructions=lp.kernel_instructions, status="ok", reason="")
         row.update({f"step_{c}": lp.per_iteration.get(c, 0) for c in sass.CLASSES})
         rows.append(row)

@@ -203,10 +203,41 @@ class LoopProfile:
     total_in_loop: int = 0
     kernel_instructions: int = 0
     opcodes: dict[str, int] = field(default_factory=dict)
+    unroll: int = 1   # time steps per iteration of the loop (see unroll_factor)
+
+
+_FP32_CLASSES = ("ffma", "fmul", "fadd")
+
+
+def unroll_factor(real: list[Instr], labels: dict[str, int], loop: Loop) -> int:
+    """Steps per iteration of ``loop`` when the compiler unrolled it by k with one peeled step.
+
+    LLVM's runtime unrolling by 2 (seen: NVVM on Numba's RK4 loop) puts one copy of the body
+    before the loop, skipped by a forward branch that lands just before the loop's head. When
+    such a block exists and the loop holds exactly k >= 2 times its FFMA, FMUL and FADD counts,
+    the loop does k steps per iteration; otherwise 1.
+    """
+    before = [i for i in real if i.addr < loop.start]
+    for ins in reversed(before):
+        if not ins.opcode.startswith("BRA"):
+            continue
+        m = _RE_TARGET.search(ins.text)
+        target = labels.get(m.group(1)) if m else None
+        if target is None or not ins.addr < target <= loop.start:
+            continue
+        block = count_classes([i for i in real if ins.addr < i.addr < target])
+        body = count_classes([i for i in real if loop.start <= i.addr <= loop.end])
+        if block["ffma"] == 0 or body["ffma"] % block["ffma"]:
+            return 1
+        k = body["ffma"] // block["ffma"]
+        exact = all(body[c] == k * block[c] for c in _FP32_CLASSES)
+        return k if k >= 2 and exact else 1
+    return 1
 
 
 def loop_profile(lines: list[str]) -> LoopProfile:
-    """Profile the main loop of one function's SASS lines."""
+    """Profile the main loop of one function's SASS lines: counts per time step (per iteration,
+    divided by the steps an unrolled iteration holds, ``unroll``)."""
     instrs, labels = parse_sass(lines)
     real = [i for i in instrs if not i.opcode.startswith("NOP")]
     loop, n_loops = main_loop(instrs, labels)
@@ -215,8 +246,11 @@ def loop_profile(lines: list[str]) -> LoopProfile:
     body = [i for i in real if loop.start <= i.addr <= loop.end]
     counts = count_classes(body)
     ops = Counter(i.opcode.split(".")[0] for i in body)
-    return LoopProfile(True, n_loops, {c: int(counts.get(c, 0)) for c in CLASSES}, len(body),
-                       len(real), dict(sorted(ops.items())))
+    # Per time step: an unrolled loop's iteration divided by its steps (the FP32 classes divide
+    # exactly by construction; integer and control counts are rounded).
+    k = unroll_factor(real, labels, loop)
+    return LoopProfile(True, n_loops, {c: int(round(counts.get(c, 0) / k)) for c in CLASSES},
+                       int(round(len(body) / k)), len(real), dict(sorted(ops.items())), k)
 
 
 # ---- occupancy --------------------------------------------------------------------------------------

@@ -113,3 +113,44 @@ def test_both_cuda_toolchains_resolve_side_by_side():
     assert p13 != p12
     assert tools.tool_version(p13).startswith("release 13.") and tools.tool_version(p12).startswith("release 12.")
     assert tools.find_tool("nvdisasm") is not None and tools.find_tool("nvcc") is not None
+
+
+UNROLLED_BY_TWO = """
+        .section	.text.k,"ax",@progbits
+        /*0000*/                   S2R R0, SR_TID.X ;
+        /*0010*/               @P0 BRA `(.L_x_1) ;
+        /*0020*/                   FFMA R1, R2, R3, R1 ;
+        /*0030*/                   FMUL R4, R1, R3 ;
+.L_x_1:
+        /*0040*/              @!P1 BRA `(.L_x_0) ;
+.L_x_2:
+        /*0050*/                   FFMA R1, R2, R3, R1 ;
+        /*0060*/                   FMUL R4, R1, R3 ;
+        /*0070*/                   FFMA R1, R2, R3, R1 ;
+        /*0080*/                   FMUL R4, R1, R3 ;
+        /*0090*/                   IADD3 R5, R5, -0x2, RZ ;
+        /*00a0*/               @P0 BRA `(.L_x_2) ;
+.L_x_0:
+        /*00b0*/                   EXIT ;
+"""
+
+
+def test_loop_unrolled_by_two_with_a_peeled_step_counts_per_step():
+    lp = sass.loop_profile(sass.split_functions(UNROLLED_BY_TWO)["k"])
+    assert lp.found and lp.unroll == 2
+    assert lp.per_iteration["ffma"] == 1 and lp.per_iteration["fmul"] == 1
+    # the peeled block differs from half the loop: no unrolling read into it
+    text = UNROLLED_BY_TWO.replace("        /*0030*/                   FMUL R4, R1, R3 ;\n", "")
+    lp1 = sass.loop_profile(sass.split_functions(text)["k"])
+    assert lp1.unroll == 1 and lp1.per_iteration["ffma"] == 2
+
+
+@needs_tools
+@pytest.mark.slow
+def test_numba_rk4_loop_unrolled_by_nvvm_is_counted_per_step():
+    numba = kernels.profile_key(_key(method="rk4_38"), "sm_90")
+    cpp = cpp_kernels.profile_key(_key(method="rk4_38"), "sm_90")
+    assert numba["status"] == cpp["status"] == "ok"
+    # same algorithm, same FP32 work per step whether or not the loop was unrolled
+    assert numba["step_ffma"] + numba["step_fmul"] + numba["step_fadd"] == pytest.approx(
+        cpp["step_ffma"] + cpp["step_fmul"] + cpp["step_fadd"], rel=0.15)
