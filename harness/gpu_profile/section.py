@@ -102,7 +102,9 @@ def _side_by_side(pairs: pd.DataFrame) -> str:
     """Numba vs cuda-cpp per kernel and arch: registers, spills, per-step FFMA/FP32/FP64/total."""
     rows = []
     for _, r in pairs.iterrows():
-        cell = lambda c: f"{int(r[c + '_numba'])} / {int(r[c + '_cpp'])}"  # noqa: E731
+        def cell(c, r=r):
+            return f"{int(r[c + '_numba'])} / {int(r[c + '_cpp'])}"
+
         rows.append({"kernel": f"{r['problem']} {r['method']} {r['mode']} {r['dtype']}",
                      "arch": _arch_label({"arch": r["arch"], "assembled_for": r["assembled_for_numba"],
                                           "sass_from": r["sass_from_numba"]}),

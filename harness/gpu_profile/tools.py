@@ -135,24 +135,6 @@ def assemble_ptx(ptx: str, arch: str) -> Assembled:
                          f"ptxas {tool_version(ptxas)}")
 
 
-def compile_cuda_source(source: str, arch: str, flags: tuple[str, ...] = ("-O3",)) -> Assembled:
-    """Compile CUDA C++ ``source`` to a cubin for ``arch`` with ``nvcc -cubin -Xptxas -v``.
-
-    Used for hand-written kernels (e.g. the cuda-cpp backend); a dropped architecture is
-    compiled for its proxy and labelled, as in :func:`assemble_ptx`.
-    """
-    nvcc = find_tool("nvcc")
-    if nvcc is None:
-        raise ToolError("nvcc not found (install nvidia-cuda-nvcc from PyPI or put CUDA on PATH)")
-    target = DROPPED_ARCHS.get(arch, arch)
-    with tempfile.TemporaryDirectory(prefix="odebench-nvcc-") as tmp:
-        src, out = Path(tmp) / "k.cu", Path(tmp) / "k.cubin"
-        src.write_text(source)
-        res = _run([str(nvcc), "-cubin", f"-arch={target}", "-Xptxas", "-v", *flags, "-o", str(out), str(src)],
-                   f"nvcc -arch={target}")
-        return Assembled(out.read_bytes(), res.stdout + res.stderr, arch, target, f"nvcc {tool_version(nvcc)}")
-
-
 def cuda_to_ptx(source: str, flags: tuple[str, ...] = ("-O3",), virtual_arch: str = "compute_75") -> tuple[str, str]:
     """(PTX, toolchain) of CUDA C++ ``source``: ``nvcc -ptx -arch=<virtual_arch>``.
 
