@@ -210,28 +210,36 @@ _FP32_CLASSES = ("ffma", "fmul", "fadd")
 
 
 def unroll_factor(real: list[Instr], labels: dict[str, int], loop: Loop) -> int:
-    """Steps per iteration of ``loop`` when the compiler unrolled it by k with one peeled step.
+    """Steps per iteration of ``loop`` when the compiler unrolled it by k with one step peeled.
 
-    LLVM's runtime unrolling by 2 (seen: NVVM on Numba's RK4 loop) puts one copy of the body
-    before the loop, skipped by a forward branch that lands just before the loop's head. When
-    such a block exists and the loop holds exactly k >= 2 times its FFMA, FMUL and FADD counts,
-    the loop does k steps per iteration; otherwise 1.
+    LLVM's runtime unrolling by 2 (seen: NVVM on Numba's RK4 loop, nvcc on the C++ RK4 loop)
+    puts one copy of the body in a block skipped by a forward branch: just before the loop's
+    head (prologue) or just after its back-branch (epilogue). When such a block exists and the
+    loop holds exactly k >= 2 times its FFMA, FMUL and FADD counts, the loop does k steps per
+    iteration; otherwise 1.
     """
-    before = [i for i in real if i.addr < loop.start]
-    for ins in reversed(before):
-        if not ins.opcode.startswith("BRA"):
-            continue
-        m = _RE_TARGET.search(ins.text)
-        target = labels.get(m.group(1)) if m else None
-        if target is None or not ins.addr < target <= loop.start:
-            continue
-        block = count_classes([i for i in real if ins.addr < i.addr < target])
-        body = count_classes([i for i in real if loop.start <= i.addr <= loop.end])
+    body = count_classes([i for i in real if loop.start <= i.addr <= loop.end])
+
+    def target(ins):
+        m = _RE_TARGET.search(ins.text) if ins.opcode.startswith("BRA") else None
+        return labels.get(m.group(1)) if m else None
+
+    blocks = []
+    for ins in reversed([i for i in real if i.addr < loop.start]):  # prologue
+        t = target(ins)
+        if t is not None and ins.addr < t <= loop.start:
+            blocks.append((ins.addr, t))
+            break
+    after = [i for i in real if i.addr > loop.end]
+    if after and target(after[0]) is not None and target(after[0]) > after[0].addr:  # epilogue
+        blocks.append((after[0].addr, target(after[0])))
+    for lo, hi in blocks:
+        block = count_classes([i for i in real if lo < i.addr < hi])
         if block["ffma"] == 0 or body["ffma"] % block["ffma"]:
-            return 1
+            continue
         k = body["ffma"] // block["ffma"]
-        exact = all(body[c] == k * block[c] for c in _FP32_CLASSES)
-        return k if k >= 2 and exact else 1
+        if k >= 2 and all(body[c] == k * block[c] for c in _FP32_CLASSES):
+            return k
     return 1
 
 

@@ -172,7 +172,7 @@ def report_section(run_dir: Path, df: pd.DataFrame) -> str | None:
     if not pairs.empty:
         parts.append("The same solves in the hand-written C++ kernel (`cuda-cpp`, `solvers/cpp/fused.hpp`; nvcc to "
                      "PTX for compute_75, then the same ptxas), side by side (Numba / cuda-cpp). Counts are per "
-                     "time step: where a compiler unrolled the time loop (NVVM unrolls Numba's RK4 loops by two, "
+                     "time step: where a compiler unrolled the time loop (NVVM and nvcc unroll some RK4 loops by two, "
                      "column `loop_unroll` of the CSV) an iteration's counts are divided by the steps it holds.\n\n"
                      + _side_by_side(pairs))
         cmp = cpp_comparison(prof)

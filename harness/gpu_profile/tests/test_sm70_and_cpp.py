@@ -145,11 +145,34 @@ def test_loop_unrolled_by_two_with_a_peeled_step_counts_per_step():
     assert lp1.unroll == 1 and lp1.per_iteration["ffma"] == 2
 
 
+UNROLLED_WITH_EPILOGUE = """
+        .section	.text.k,"ax",@progbits
+        /*0000*/                   S2R R0, SR_TID.X ;
+.L_x_2:
+        /*0010*/                   FFMA R1, R2, R3, R1 ;
+        /*0020*/                   FADD R4, R1, R3 ;
+        /*0030*/                   FFMA R1, R2, R3, R1 ;
+        /*0040*/                   FADD R4, R1, R3 ;
+        /*0050*/               @P0 BRA `(.L_x_2) ;
+        /*0060*/               @P1 BRA `(.L_x_3) ;
+        /*0070*/                   FFMA R1, R2, R3, R1 ;
+        /*0080*/                   FADD R4, R1, R3 ;
+.L_x_3:
+        /*0090*/                   EXIT ;
+"""
+
+
+def test_loop_unrolled_by_two_with_an_epilogue_step_counts_per_step():
+    lp = sass.loop_profile(sass.split_functions(UNROLLED_WITH_EPILOGUE)["k"])
+    assert lp.unroll == 2 and lp.per_iteration["ffma"] == 1 and lp.per_iteration["fadd"] == 1
+
+
 @needs_tools
 @pytest.mark.slow
-def test_numba_rk4_loop_unrolled_by_nvvm_is_counted_per_step():
-    numba = kernels.profile_key(_key(method="rk4_38"), "sm_90")
-    cpp = cpp_kernels.profile_key(_key(method="rk4_38"), "sm_90")
+@pytest.mark.parametrize("method", ["rk4", "rk4_38"])
+def test_unrolled_rk4_loops_are_counted_per_step(method):
+    numba = kernels.profile_key(_key(method=method), "sm_90")
+    cpp = cpp_kernels.profile_key(_key(method=method), "sm_90")
     assert numba["status"] == cpp["status"] == "ok"
     # same algorithm, same FP32 work per step whether or not the loop was unrolled
     assert numba["step_ffma"] + numba["step_fmul"] + numba["step_fadd"] == pytest.approx(
