@@ -2,6 +2,7 @@
 
 * ``kernels``: profile rows (registers, spills, occupancy, per-step SASS mix) of any PTX or CUDA
   C++ kernel, and of every fused kernel (``fused_profiles``), cached by content hash;
+* ``cpp_kernels``: the hand-written C++ (cuda-cpp) kernel of a fused key, profiled beside Numba's;
 * ``sass`` / ``tools``: reading ``ptxas -v`` and ``nvdisasm`` output; finding the CUDA tools;
 * ``specs``: the GPU spec table, each number with its source; ``model``: the time models;
 * ``compare``: the model against the paper's published times (figure, ratio table);

@@ -1,5 +1,6 @@
-"""``python -m harness gpu-profile``: the static profile table of the fused kernels (and of any
-PTX / CUDA C++ file given), the GPU spec table and the model's predicted times vs N on each card
+"""``python -m harness gpu-profile``: the static profile table of the fused kernels, with the
+hand-written C++ (cuda-cpp) kernel of each key that backend also solves beside them (column
+``source``: "numba" / "cuda-cpp"), and of any PTX / CUDA C++ file given, the GPU spec table and the model's predicted times vs N on each card
 (for the Lorenz float32 kernels, when profiled), written as CSV into ``--out DIR``:
 gpu_profile.csv, gpu_specs.csv, gpu_model.csv."""
 from __future__ import annotations
@@ -23,7 +24,10 @@ def add_parser(sub) -> None:
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder for gpu_profile.csv")
     for name in ("problem", "method", "mode", "dtype"):
         p.add_argument(f"--{name}", action="append", metavar=name.upper(), help=f"only these {name}s")
-    p.add_argument("--block", type=int, default=None, help="threads per block for the occupancy (default: the fused backend's)")
+    p.add_argument("--source", action="append", metavar="SOURCE",
+                   help="kernel sources: numba,cuda-cpp (default: both; cuda-cpp where it has the solve)")
+    p.add_argument("--block", type=int, default=None,
+                   help="threads per block for the occupancy (default: each backend's own)")
     p.add_argument("--ptx", action="append", type=Path, default=[], metavar="FILE", help="also profile this PTX file")
     p.add_argument("--cuda", action="append", type=Path, default=[], metavar="FILE",
                    help="also profile this CUDA C++ file (compiled with nvcc -O3)")
@@ -53,6 +57,13 @@ def run(args: argparse.Namespace) -> int:
     for a in archs:
         if not (a.startswith("sm_") and a[3:].isdigit()):
             raise UsageError(f"invalid architecture {a!r}: write it as sm_XY, e.g. sm_90")
+    from harness.gpu_profile import cpp_kernels
+
+    sources = tuple(_split(args.source)) or (kernels.NUMBA_SOURCE, cpp_kernels.SOURCE)
+    bad_sources = sorted(set(sources) - {kernels.NUMBA_SOURCE, cpp_kernels.SOURCE})
+    if bad_sources:
+        raise UsageError(f"invalid --source {', '.join(bad_sources)}: choose from numba, cuda-cpp")
+    block = args.block  # None: each backend's own default
     if args.block is None:
         args.block = kernels.DEFAULT_BLOCK
     if not 32 <= args.block <= 1024 or args.block % 32:
@@ -70,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"cannot create output folder {args.out}: {exc.strerror or exc}") from None
     keys = kernels.fused_keys(_split(args.problem) or None, _split(args.method) or None,
                               _split(args.mode) or None, tuple(_split(args.dtype)) or ("float32", "float64"))
-    rows = kernels.fused_profiles(archs, keys, args.block, progress=lambda m: print(m, file=sys.stderr))
+    rows = kernels.fused_profiles(archs, keys, block, progress=lambda m: print(m, file=sys.stderr), sources=sources)
     for path in args.ptx:
         for a in archs:
             for r in kernels.profile_ptx(path.read_text(), a, args.block):

@@ -34,14 +34,20 @@ def headline_keys():
 
 
 def headline_profiles() -> pd.DataFrame:
-    """Profile rows of the Lorenz float32 kernels and the MPGOS variant on sm_70/75/90."""
+    """Profile rows of the Lorenz float32 kernels (Numba's and, where it has them, the cuda-cpp
+    backend's) and the MPGOS variant on sm_70/75/90."""
     return pd.DataFrame(kernels.fused_profiles(kernels.ARCHS, headline_keys(), include_mpgos=True))
 
 
-def _row(profiles: pd.DataFrame, method: str, mode: str, arch: str, variant: str = ""):
+def _row(profiles: pd.DataFrame, method: str, mode: str, arch: str, variant: str = "",
+         source: str = kernels.NUMBA_SOURCE):
+    """The ok Lorenz float32 profile row of ``source``'s kernel (Numba's fused one by default;
+    rows without a ``source``, from before it existed, are Numba's)."""
+    src = profiles["source"] if "source" in profiles else pd.Series(kernels.NUMBA_SOURCE, index=profiles.index)
     sel = profiles[(profiles["problem"] == "lorenz") & (profiles["method"] == method) & (profiles["mode"] == mode)
                    & (profiles["dtype"] == "float32") & (profiles["arch"] == arch)
-                   & (profiles["variant"].fillna("") == variant) & (profiles["status"] == "ok")]
+                   & (profiles["variant"].fillna("") == variant) & (profiles["status"] == "ok")
+                   & (src.fillna(kernels.NUMBA_SOURCE) == source)]
     return None if sel.empty else sel.iloc[0]
 
 

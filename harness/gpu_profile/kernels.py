@@ -1,11 +1,17 @@
 """Static profiles of GPU kernels: registers, spills, occupancy and the per-step SASS mix.
 
 Two entry points take any kernel: :func:`profile_ptx` (PTX text, e.g. from Numba) and
-:func:`profile_cuda_source` (CUDA C++, compiled by nvcc; for hand-written kernels such as the
-cuda-cpp backend). :func:`fused_profiles` profiles every fused kernel the fused backend can
-generate, caching each row on disk by content hash (the kernel's ``KernelKey.digest()``,
-which covers the generator and the problem definition, the architecture, the toolchain version
-and this package's own source), so a repeated run costs a file read per row.
+:func:`profile_cuda_source` (CUDA C++, compiled by nvcc to PTX for compute_75, then the same
+path as Numba's PTX; for hand-written kernels such as the cuda-cpp backend). :func:`fused_profiles`
+profiles every fused kernel the fused backend can generate (``source`` "numba") and, for the keys
+the hand-written C++ solver also has, its kernel (``source`` "cuda-cpp", see ``cpp_kernels``),
+caching each row on disk by content hash (the kernel's ``KernelKey.digest()`` or the C++ source,
+the architecture, the toolchain versions and this package's own source), so a repeated run
+costs a file read per row.
+
+An ``sm_70`` row assembled by a CUDA 12 ptxas has its resources (registers, spills, occupancy)
+from that real sm_70 code and its per-step SASS counts from the same PTX assembled for sm_75
+(``sass_from``), since no installed nvdisasm reads sm_70 cubins; see ``tools``.
 
 The MPGOS variant (:func:`mpgos_variant_ptx`) is the fused Lorenz kernel with the right-hand
 side's constants written as Python float literals (``10.0``, ``2.666``), as MPGOS's Lorenz
@@ -42,7 +48,9 @@ def _backend_block() -> int:
 
 DEFAULT_BLOCK = _backend_block()
 
-_PACKAGE_FILES = ("tools.py", "sass.py", "kernels.py", "cpu_asm.py")
+_PACKAGE_FILES = ("tools.py", "sass.py", "kernels.py", "cpu_asm.py", "cpp_kernels.py")
+#: ``source`` of the rows of Numba's fused kernels.
+NUMBA_SOURCE = "numba"
 
 
 def cache_dir() -> Path:
@@ -83,8 +91,8 @@ def _cached(key: str, compute):
 
 PROFILE_COLUMNS = (
     "kernel", "problem", "method", "mode", "dtype", "variant", "source", "arch", "assembled_for",
-    "toolchain", "registers", "spill_store_bytes", "spill_load_bytes", "local_bytes", "stack_bytes",
-    "block", "max_threads_per_block", "resident_warps", "occupancy", "loop_found", "loop_count",
+    "sass_from", "toolchain", "registers", "spill_store_bytes", "spill_load_bytes", "local_bytes", "stack_bytes",
+    "block", "max_threads_per_block", "resident_warps", "occupancy", "loop_found", "loop_count", "loop_unroll",
     *(f"step_{c}" for c in sass.CLASSES), "step_total", "kernel_instructions", "ptx_f64_lines",
     "status", "reason",
 )
@@ -103,12 +111,19 @@ def short_name(mangled: str) -> str:
     return ".".join(parts) if parts else mangled[:120]
 
 
-def _rows_from_cubin(asm: tools.Assembled, block: int, entry_filter: str | None = None) -> list[dict]:
+def _rows_from_cubin(asm: tools.Assembled, block: int, kernel: str | None = None,
+                     sass_asm: tools.Assembled | None = None) -> list[dict]:
+    """Rows of the entry functions of ``asm`` (only ``kernel`` when given, by its exact symbol):
+    resources from ``asm``'s ptxas log, SASS counts from ``sass_asm`` when given (the sm_75
+    assembly of the same PTX, for a real sm_70 cubin that nothing here disassembles)."""
     resources = sass.parse_ptxas(asm.ptxas_log)
-    funcs = sass.split_functions(tools.disassemble(asm.cubin))
+    code = sass_asm or asm
+    funcs = sass.split_functions(tools.disassemble(code.cubin))
+    toolchain = asm.toolchain if sass_asm is None else (
+        f"{asm.toolchain} ({asm.assembled_for}); SASS counts: {sass_asm.toolchain} ({sass_asm.assembled_for})")
     rows = []
     for name, lines in funcs.items():
-        if entry_filter and entry_filter not in name:
+        if kernel and name != kernel:
             continue
         res = resources.get(name)
         if res is None:  # a device subroutine, not an entry
@@ -116,24 +131,29 @@ def _rows_from_cubin(asm: tools.Assembled, block: int, entry_filter: str | None 
         lp = sass.loop_profile(lines)
         # The limits of the card asked for (sm_70's, also when sm_75 code stands in for it).
         warps, occ = sass.occupancy(res.registers, block, asm.arch)
-        row = dict(kernel=short_name(name), arch=asm.arch, assembled_for=asm.assembled_for, toolchain=asm.toolchain,
+        row = dict(kernel=short_name(name), arch=asm.arch, assembled_for=asm.assembled_for,
+                   sass_from=code.assembled_for, toolchain=toolchain,
                    registers=res.registers, spill_store_bytes=res.spill_store_bytes,
                    spill_load_bytes=res.spill_load_bytes, local_bytes=res.local_bytes,
                    stack_bytes=res.stack_bytes, block=block,
                    max_threads_per_block=sass.max_threads_per_block(res.registers, sass.limits(asm.arch)),
                    resident_warps=warps, occupancy=round(occ, 4), loop_found=lp.found,
-                   loop_count=lp.loop_count, step_total=lp.total_in_loop,
+                   loop_count=lp.loop_count, loop_unroll=lp.unroll, step_total=lp.total_in_loop,
                    kernel_instructions=lp.kernel_instructions, status="ok", reason="")
         row.update({f"step_{c}": lp.per_iteration.get(c, 0) for c in sass.CLASSES})
         rows.append(row)
     return rows
 
 
-def profile_ptx(ptx: str, arch: str, block: int = DEFAULT_BLOCK) -> list[dict]:
-    """Profile rows (one per entry function) of PTX assembled for ``arch``."""
+def profile_ptx(ptx: str, arch: str, block: int = DEFAULT_BLOCK, kernel: str | None = None) -> list[dict]:
+    """Profile rows (one per entry function, or only ``kernel``) of PTX assembled for ``arch``."""
     from solvers.fused.purity import ptx_f64_lines
 
-    rows = _rows_from_cubin(tools.assemble_ptx(ptx, arch), block)
+    asm = tools.assemble_ptx(ptx, arch)
+    sass_asm = None
+    if asm.assembled_for in tools.DROPPED_ARCHS:  # real sm_70 code: SASS counts from its proxy
+        sass_asm = tools.assemble_ptx(ptx, tools.DROPPED_ARCHS[asm.assembled_for])
+    rows = _rows_from_cubin(asm, block, kernel, sass_asm)
     n64 = len(ptx_f64_lines(ptx))
     for r in rows:
         r["ptx_f64_lines"] = n64
@@ -141,12 +161,25 @@ def profile_ptx(ptx: str, arch: str, block: int = DEFAULT_BLOCK) -> list[dict]:
     return rows
 
 
+def cuda_source_ptx(source: str, flags: tuple[str, ...] = ("-O3",)) -> tuple[str, str]:
+    """(PTX for compute_75, nvcc's version) of CUDA C++ ``source``, cached on disk by the
+    source, the flags and nvcc's version (one nvcc run serves every architecture)."""
+    nvcc = tools.find_tool("nvcc")
+    version = tools.tool_version(nvcc) if nvcc else "none"
+    digest = hashlib.sha256("\0".join((source, *flags, version)).encode()).hexdigest()[:24]
+    ptx, front = _cached(f"cuptx-{digest}", lambda: list(tools.cuda_to_ptx(source, flags)))
+    return ptx, front
+
+
 def profile_cuda_source(source: str, arch: str, block: int = DEFAULT_BLOCK,
-                        flags: tuple[str, ...] = ("-O3",)) -> list[dict]:
-    """Profile rows (one per ``__global__`` function) of CUDA C++ source compiled for ``arch``."""
-    rows = _rows_from_cubin(tools.compile_cuda_source(source, arch, flags), block)
+                        flags: tuple[str, ...] = ("-O3",), kernel: str | None = None) -> list[dict]:
+    """Profile rows (one per ``__global__`` function, or only ``kernel``, an ``extern "C"``
+    symbol) of CUDA C++ source: nvcc to PTX (compute_75), then ptxas for ``arch`` as in
+    :func:`profile_ptx` (so sm_70 gets the CUDA 12 ptxas where installed)."""
+    ptx, front = cuda_source_ptx(source, flags)
+    rows = profile_ptx(ptx, arch, block, kernel)
     for r in rows:
-        r["ptx_f64_lines"] = None
+        r["toolchain"] = f"{front} -ptx; {r['toolchain']}"
         r["source"] = "CUDA C++ (nvcc " + " ".join(flags) + ")"
     return rows
 
@@ -213,23 +246,31 @@ def profile_key(key, arch: str, block: int = DEFAULT_BLOCK, variant: str = "") -
     except (tools.ToolError, ValueError, RuntimeError) as exc:
         return _failed_row(_key_fields(key, variant), arch, " ".join(str(exc).split())[:300])
     row = dict(row)
-    row.update(_key_fields(key, variant))
+    row.update(_key_fields(key, variant), source=NUMBA_SOURCE)
     return {c: row.get(c) for c in PROFILE_COLUMNS}
 
 
-def fused_profiles(archs=ARCHS, keys=None, block: int = DEFAULT_BLOCK, include_mpgos: bool = True,
-                   progress=None) -> list[dict]:
-    """Profile rows of ``keys`` (default: every fused kernel) on every arch, plus the MPGOS variant."""
+def fused_profiles(archs=ARCHS, keys=None, block: int | None = None, include_mpgos: bool = True,
+                   progress=None, sources=(NUMBA_SOURCE, "cuda-cpp")) -> list[dict]:
+    """Profile rows of ``keys`` (default: every fused kernel) on every arch, plus the MPGOS variant;
+    with "cuda-cpp" in ``sources``, also the hand-written C++ kernel of each key it supports.
+    ``block`` None: each backend's own default block size."""
+    from harness.gpu_profile import cpp_kernels
+
     keys = fused_keys() if keys is None else list(keys)
     jobs = [(k, "") for k in keys]
-    if include_mpgos:
+    if include_mpgos and NUMBA_SOURCE in sources:
         jobs.append((mpgos_key(), MPGOS_VARIANT))
     rows = []
     for i, (key, variant) in enumerate(jobs):
         if progress:
             progress(f"[{i + 1}/{len(jobs)}] {key.problem} {key.method} {key.mode} {key.dtype} {variant}".rstrip())
+        with_cpp = cpp_kernels.SOURCE in sources and not variant and cpp_kernels.supports(key)
         for arch in archs:
-            rows.append(profile_key(key, arch, block, variant))
+            if NUMBA_SOURCE in sources:
+                rows.append(profile_key(key, arch, block or DEFAULT_BLOCK, variant))
+            if with_cpp:
+                rows.append(cpp_kernels.profile_key(key, arch, block))
     return rows
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.gpu_profile import compare, kernels, model, specs, tools
+from harness.gpu_profile import compare, kernels, model, sass, specs, tools
 
 FIXED_HEADLINE_NS = (131072, 524288, 2097152, 8388608)
 
@@ -68,13 +68,83 @@ def _profile_table(prof: pd.DataFrame) -> str:
         return "(no profile row compiled)"
     ok["kernel"] = (ok["problem"] + " " + ok["method"] + " " + ok["mode"] + " " + ok["dtype"]
                     + ok["variant"].fillna("").map(lambda v: f" [{v}]" if v else ""))
-    ok["arch"] = [a if a == b else f"{a} (as {b})" for a, b in zip(ok["arch"], ok["assembled_for"])]
+    ok["arch"] = [_arch_label(r) for _, r in ok.iterrows()]
     ok["fp32 (FFMA/FMUL/FADD)"] = [f"{a}/{b}/{c}" for a, b, c in zip(ok["step_ffma"], ok["step_fmul"], ok["step_fadd"])]
-    cols = {"kernel": "kernel", "arch": "arch", "registers": "regs", "spill_store_bytes": "spill B",
+    cols = {"kernel": "kernel", "source": "source", "arch": "arch", "registers": "regs", "spill_store_bytes": "spill B",
             "occupancy": "occupancy @256", "max_threads_per_block": "max block", "step_total": "instr/step",
             "fp32 (FFMA/FMUL/FADD)": "FFMA/FMUL/FADD", "step_fp64": "FP64", "step_mufu": "MUFU",
             "step_integer": "int", "step_control": "control", "step_global_load": "LDG", "step_global_store": "STG"}
     return _md_table(ok[list(cols)].rename(columns=cols))
+
+
+def _arch_label(r) -> str:
+    """"sm_70", "sm_70 (as sm_75)" (all from the proxy) or "sm_70 (SASS of sm_75)" (resources real)."""
+    sass_from = r.get("sass_from")
+    sass_from = r["assembled_for"] if not isinstance(sass_from, str) or not sass_from else sass_from
+    if r["assembled_for"] != r["arch"]:
+        return f"{r['arch']} (as {r['assembled_for']})"
+    return r["arch"] if sass_from == r["arch"] else f"{r['arch']} (SASS of {sass_from})"
+
+
+def _pairs(prof: pd.DataFrame) -> pd.DataFrame:
+    """One row per (kernel key, arch) that both Numba and cuda-cpp compiled, their columns suffixed."""
+    from harness.gpu_profile import cpp_kernels
+
+    ok = prof[(prof["status"] == "ok") & (prof["variant"].fillna("") == "")].copy()
+    ok["fp32"] = ok["step_ffma"] + ok["step_fmul"] + ok["step_fadd"]
+    keys = ["problem", "method", "mode", "dtype", "arch"]
+    a = ok[ok["source"] == kernels.NUMBA_SOURCE]
+    b = ok[ok["source"] == cpp_kernels.SOURCE]
+    return a.merge(b, on=keys, how="inner", suffixes=("_numba", "_cpp"))
+
+
+def _side_by_side(pairs: pd.DataFrame) -> str:
+    """Numba vs cuda-cpp per kernel and arch: registers, spills, per-step FFMA/FP32/FP64/total."""
+    rows = []
+    for _, r in pairs.iterrows():
+        def cell(c, r=r):
+            return f"{int(r[c + '_numba'])} / {int(r[c + '_cpp'])}"
+
+        rows.append({"kernel": f"{r['problem']} {r['method']} {r['mode']} {r['dtype']}",
+                     "arch": _arch_label({"arch": r["arch"], "assembled_for": r["assembled_for_numba"],
+                                          "sass_from": r["sass_from_numba"]}),
+                     "regs": cell("registers"), "spill B": cell("spill_store_bytes"),
+                     "FFMA/step": cell("step_ffma"), "FP32/step": cell("fp32"), "FP64/step": cell("step_fp64"),
+                     "instr/step": cell("step_total"),
+                     "ratio instr": f"{r['step_total_numba'] / r['step_total_cpp']:.2f}"})
+    return _md_table(pd.DataFrame(rows))
+
+
+def cpp_comparison(prof: pd.DataFrame) -> dict | None:
+    """The numbers of the Numba-vs-C++ sentence: Lorenz Tsit5 float32 on sm_90 and the H100 model."""
+    pairs = _pairs(prof)
+    sel = pairs[(pairs["problem"] == "lorenz") & (pairs["method"] == "tsit5") & (pairs["dtype"] == "float32")
+                & (pairs["arch"] == "sm_90")]
+    if sel.empty:
+        return None
+    out = {}
+    for _, r in sel.iterrows():
+        ps = {}
+        for src in ("numba", "cpp"):
+            counts = model.StepCounts({c: int(r[f"step_{c}_{src}"]) for c in sass.CLASSES})
+            ps[src] = model.ps_per_trajectory_step(counts, specs.GPUS["H100"])
+        out[r["mode"]] = dict(instr=(int(r["step_total_numba"]), int(r["step_total_cpp"])),
+                              regs=(int(r["registers_numba"]), int(r["registers_cpp"])),
+                              fp64=(int(r["step_fp64_numba"]), int(r["step_fp64_cpp"])), ps=(ps["numba"], ps["cpp"]))
+    return out
+
+
+def _cpp_sentence(cmp: dict) -> str:
+    parts = []
+    for mode, c in cmp.items():
+        ratio = c["instr"][0] / c["instr"][1]
+        pr = c["ps"][0] / c["ps"][1]
+        parts.append(f"{mode}: {c['instr'][0]} vs {c['instr'][1]} SASS instructions per step ({ratio:.2f}x), "
+                     f"{c['regs'][0]} vs {c['regs'][1]} registers, {c['fp64'][0]} vs {c['fp64'][1]} FP64, "
+                     f"model {c['ps'][0]:.2f} vs {c['ps'][1]:.2f} ps per trajectory-step on an H100 ({pr:.2f}x: "
+                     + ("within" if pr <= 1.10 else "outside") + " 10%)")
+    return ("**Numba vs hand-written C++ by machine code** (Lorenz Tsit5 float32, sm_90, Numba / cuda-cpp): "
+            + "; ".join(parts) + ".")
 
 
 def report_section(run_dir: Path, df: pd.DataFrame) -> str | None:
@@ -92,10 +162,22 @@ def report_section(run_dir: Path, df: pd.DataFrame) -> str | None:
              "Each fused kernel compiled to real GPU machine code: Numba's PTX assembled by `ptxas -v` "
              "and disassembled by `nvdisasm`; per-step counts are the SASS instructions inside the time loop "
              "(the outermost backward branch; static counts of one iteration, see `harness/gpu_profile/sass.py`). "
-             "sm_70 is assembled as sm_75 where no CUDA 12 ptxas is installed (CUDA 13 dropped sm_70); "
+             "sm_70 (CUDA 13 dropped it): registers, spills and occupancy from a CUDA 12 ptxas's real sm_70 code and "
+             "the per-step counts from the sm_75 SASS of the same PTX (\"SASS of sm_75\"; no nvdisasm here reads "
+             "sm_70), or the whole row assembled as sm_75 (\"as sm_75\") where no CUDA 12 ptxas is installed; "
              "occupancy uses sm_70's limits. Full table for every kernel: "
              "`python -m harness gpu-profile --arch sm_70,sm_75,sm_90 --out DIR`.",
              _profile_table(prof)]
+    pairs = _pairs(prof)
+    if not pairs.empty:
+        parts.append("The same solves in the hand-written C++ kernel (`cuda-cpp`, `solvers/cpp/fused.hpp`; nvcc to "
+                     "PTX for compute_75, then the same ptxas), side by side (Numba / cuda-cpp). Counts are per "
+                     "time step: where a compiler unrolled the time loop (NVVM and nvcc unroll some RK4 loops by two, "
+                     "column `loop_unroll` of the CSV) an iteration's counts are divided by the steps it holds.\n\n"
+                     + _side_by_side(pairs))
+        cmp = cpp_comparison(prof)
+        if cmp:
+            parts.append(_cpp_sentence(cmp))
     if f["ps_h100"] is not None:
         parts.append(f"**Predicted H100 (SXM5) throughput of the Lorenz Tsit5 float32 fixed kernel: "
                      f"{f['ps_h100']:.2f} ps per trajectory-step** (goal: <= {compare.GOAL_PS:g} ps; "

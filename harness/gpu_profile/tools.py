@@ -6,9 +6,13 @@ numba-cuda emits PTX ``.version 9.5``, which the system CUDA 13.0 ``ptxas`` refu
 ``$ODEBENCH_CUDA_BIN`` names another folder to try first.
 
 CUDA 13 dropped ``sm_70`` (the V100). A CUDA 12 ``ptxas`` (PyPI ``nvidia-cuda-nvcc-cu12``,
-which installs ``site-packages/nvidia/cuda_nvcc/bin``) still assembles it; where none is found,
-``sm_70`` rows are assembled for ``sm_75`` (Turing, the same register file and scheduler
-layout per SM partition) and labelled as that proxy.
+which installs ``site-packages/nvidia/cuda_nvcc/bin``) still assembles it, but that package
+has no ``nvdisasm``, and CUDA 13's refuses sm_70 cubins ("SM70 is deprecated"). So an ``sm_70``
+row takes registers, spills and local memory from the real sm_70 assembly, and the per-step
+SASS counts from the same PTX assembled for ``sm_75`` (Volta and Turing share the instruction
+set family). Where no CUDA 12 ptxas is found, the whole ``sm_70`` row is assembled for
+``sm_75`` (the same register file and scheduler layout per SM partition) and labelled as that
+proxy. The two packages install side by side (``nvidia/cu13`` and ``nvidia/cuda_nvcc``).
 """
 from __future__ import annotations
 
@@ -131,22 +135,22 @@ def assemble_ptx(ptx: str, arch: str) -> Assembled:
                          f"ptxas {tool_version(ptxas)}")
 
 
-def compile_cuda_source(source: str, arch: str, flags: tuple[str, ...] = ("-O3",)) -> Assembled:
-    """Compile CUDA C++ ``source`` to a cubin for ``arch`` with ``nvcc -cubin -Xptxas -v``.
+def cuda_to_ptx(source: str, flags: tuple[str, ...] = ("-O3",), virtual_arch: str = "compute_75") -> tuple[str, str]:
+    """(PTX, toolchain) of CUDA C++ ``source``: ``nvcc -ptx -arch=<virtual_arch>``.
 
-    Used for hand-written kernels (e.g. the cuda-cpp backend); a dropped architecture is
-    compiled for its proxy and labelled, as in :func:`assemble_ptx`.
+    Hand-written kernels go through PTX like Numba's (one PTX for compute_75, assembled by
+    :func:`assemble_ptx` for every architecture), so both kinds of kernel meet the same ptxas,
+    and sm_70 gets the CUDA 12 ptxas where it is installed.
     """
     nvcc = find_tool("nvcc")
     if nvcc is None:
         raise ToolError("nvcc not found (install nvidia-cuda-nvcc from PyPI or put CUDA on PATH)")
-    target = DROPPED_ARCHS.get(arch, arch)
     with tempfile.TemporaryDirectory(prefix="odebench-nvcc-") as tmp:
-        src, out = Path(tmp) / "k.cu", Path(tmp) / "k.cubin"
+        src, out = Path(tmp) / "k.cu", Path(tmp) / "k.ptx"
         src.write_text(source)
-        res = _run([str(nvcc), "-cubin", f"-arch={target}", "-Xptxas", "-v", *flags, "-o", str(out), str(src)],
-                   f"nvcc -arch={target}")
-        return Assembled(out.read_bytes(), res.stdout + res.stderr, arch, target, f"nvcc {tool_version(nvcc)}")
+        _run([str(nvcc), "-ptx", f"-arch={virtual_arch}", *flags, "-o", str(out), str(src)],
+             f"nvcc -ptx -arch={virtual_arch}")
+        return out.read_text(), f"nvcc {tool_version(nvcc)}"
 
 
 def disassemble(cubin: bytes) -> str:
