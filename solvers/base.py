@@ -75,6 +75,7 @@ class SolveSpec:
     saveat: tuple[float, ...] | None = None
     variant: str = ""
     controller: str = "diffeqgpu"
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         get_problem(self.problem)
