@@ -31,11 +31,9 @@ EXPECTED: dict[str, dict] = {
                     "variants": ("", "max-norm", "vmap", "compiled")},
     "torchode": {"methods": {"tsit5": ("fixed", "adaptive"), "dopri5": ("fixed", "adaptive")},
                  "variants": ("", "compiled", "jit")},
-    # "odeint" (LSODA) and "ode" (dop853): placeholder names for SciPy's Fortran paths until the
-    # peers helper's backend names them (issue 12)
     "scipy": {"methods": {m: ("adaptive",) for m in ("rk45", "dop853", "radau", "bdf", "lsoda")},
               "variants": ("", "odeint", "ode")},
-    "jax-handwritten": {"methods": _HANDWRITTEN, "variants": ("", "soa")},
+    "jax-handwritten": {"methods": _HANDWRITTEN, "variants": ("", "soa", "soa-unroll8")},
     "torch-handwritten": {"methods": _HANDWRITTEN, "variants": ("", "compiled", "cudagraph")},
     "pallas": {"methods": _HANDWRITTEN, "variants": ("",)},
 }

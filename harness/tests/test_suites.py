@@ -16,11 +16,9 @@ def test_the_expected_suites_are_shipped():
     assert set(SHIPPED) <= set(suite_names())
 
 
-#: Variant names the cpu suite uses before their backends declare them (issue 12: the peers
-#: helper adds them; SciPy's Fortran-path names are placeholders). The test below fails once a
-#: backend declares one, so this list is emptied when that work is merged.
-PENDING_VARIANTS = {("diffrax", "batched"), ("torchode", "jit"), ("torchdiffeq", "compiled"),
-                    ("scipy", "odeint"), ("scipy", "ode")}
+#: Variant names a suite may use before their backends declare them (none now). The test below
+#: fails once a backend declares one, so a name listed here cannot outlive its arrival.
+PENDING_VARIANTS: set[tuple[str, str]] = set()
 
 
 @pytest.mark.parametrize("name", SHIPPED)

@@ -17,20 +17,42 @@ Settings (all explicit, all returned by ``settings()``):
   ``jax.enable_x64(True)``, entered around every device transfer and every call, so a float64
   solve never changes the dtype of a float32 solve in the same process;
 * batching: variant "" is ``jax.jit(jax.vmap(solve_one))``; variant "vmap-of-jit" is the paper
-  script's ``jax.vmap(jax.jit(solve_one))``, re-vmapped at every call as the script did.
+  script's ``jax.vmap(jax.jit(solve_one))``, re-vmapped at every call as the script did (the
+  form that produced the published timings); variant "batched" is ONE ``diffeqsolve`` whose
+  state is the whole ensemble, laid out (n_states, N) (measured faster than (N, n_states): each
+  component is a contiguous row, so the stage sums are long vector operations). In fixed mode
+  "batched" does the same arithmetic as vmap (same steps, same final states); in adaptive mode
+  it takes ONE step size for the whole batch from the RMS of the scaled error over all
+  n_states x N entries (diffrax's default norm, torchdiffeq's default, the replica's "shared"
+  mode): step control "shared";
+* threads: on the CPU with ``spec.threads`` > 1 the ensemble is split over that many host
+  devices with ``jax.shard_map`` (``solvers.jax_sharding``; the harness exposes them through
+  ``XLA_FLAGS``); the "batched" adaptive norm is summed across devices (``lax.psum``), so the
+  step stays one step for the whole ensemble. "vmap-of-jit" gets sharded inputs and XLA's
+  automatic partitioning (the script's call structure is kept);
+* ``EQX_ON_ERROR=nan`` (diffrax's FAQ for benchmarks: no runtime error checks on the host),
+  set when this module is imported unless the environment sets it; equinox reads it once, at
+  its own import, and ``settings()`` records the value in effect.
 
 Under ``vmap`` diffrax's adaptive ``while_loop`` becomes one loop over the whole batch that runs
 until the slowest trajectory finishes (finished lanes are masked, not stopped): "lockstep".
 """
 from __future__ import annotations
 
+import os
+import sys
 from typing import Any
 
 import numpy as np
 
 from solvers.availability import framework_available
 from solvers.base import Backend, Prepared, SolveResult, SolveSpec, Status, UnsupportedError
+from solvers import jax_sharding
 from solvers.peers import _common
+
+# Before anything imports equinox (it reads the variable once, at import): diffrax's FAQ asks
+# benchmarks to turn its runtime error checks into NaNs rather than host callbacks.
+os.environ.setdefault("EQX_ON_ERROR", "nan")
 
 #: method name -> diffrax solver class name
 SOLVERS = {"tsit5": "Tsit5", "dopri5": "Dopri5", "kvaerno5": "Kvaerno5"}
@@ -44,6 +66,30 @@ ERROR_ORDER = {"tsit5": 5, "dopri5": 5, "kvaerno5": 5}
 _STATUS_CODES = (("successful", Status.SUCCESS), ("max_steps_reached", Status.MAX_STEPS),
                  ("dt_min_reached", Status.DT_UNDERFLOW), ("nonfinite", Status.NONFINITE))
 _OTHER_CODE = 99
+
+#: The error norm of variant "batched" in adaptive mode (what ``_batch_rms`` computes).
+BATCHED_NORM = ("RMS over all n_states x N entries of the scaled error "
+                "err / (atol + rtol * max(|y0|, |y1|)): one step size for the whole ensemble "
+                "(diffrax's default rms_norm applied to the batched state; torchdiffeq's default "
+                "norm; the replica's 'shared' mode); with a split ensemble the sum of squares is "
+                "added across devices (lax.psum), so it is the same norm")
+#: Layout of the ensemble state in variant "batched" (see the module docstring for why).
+BATCHED_LAYOUT = "(n_states, N)"
+
+
+_BATCHING = {
+    "": "jax.jit(jax.vmap(solve_one))",
+    "vmap-of-jit": "jax.vmap(jax.jit(solve_one)), vmapped at every call (the paper's script)",
+    "batched": f"one jax.jit(diffeqsolve) on the whole ensemble's state, laid out {BATCHED_LAYOUT}",
+}
+
+
+def _eqx_on_error() -> str:
+    """The EQX_ON_ERROR equinox runs with: read back from equinox once imported."""
+    config = sys.modules.get("equinox._config")
+    if config is not None:
+        return f"{config.EQX_ON_ERROR} (in effect in equinox)"
+    return f"{os.environ.get('EQX_ON_ERROR', 'raise')} (environment; equinox not yet imported)"
 
 
 def _x64(dtype: str):
@@ -63,7 +109,7 @@ class DiffraxBackend(Backend):
     devices = ("cpu", "gpu")
     methods = {"tsit5": ("fixed", "adaptive"), "dopri5": ("fixed", "adaptive"),
                "kvaerno5": ("adaptive",)}
-    variants = ("", "vmap-of-jit")
+    variants = ("", "vmap-of-jit", "batched")
 
     def available(self, device: str = "cpu") -> tuple[bool, str]:
         return framework_available("jax", device, "diffrax")
@@ -72,12 +118,20 @@ class DiffraxBackend(Backend):
         return _common.common_check_reason(self, spec)
 
     def step_control(self, spec: SolveSpec) -> str:
-        return "none" if spec.mode == "fixed" else "lockstep"
+        if spec.mode == "fixed":
+            return "none"
+        return "shared" if spec.variant == "batched" else "lockstep"
 
     def controller_settings(self, spec: SolveSpec) -> dict[str, Any]:
         """The step-size controller's arguments (also what ``prepare`` passes to diffrax)."""
         if spec.mode == "fixed":
             return {"class": "ConstantStepSize"}
+        ctrl = self._pid_settings(spec)
+        ctrl["norm"] = (BATCHED_NORM if spec.variant == "batched" else
+                        "diffrax default rms_norm over the trajectory's own n_states entries")
+        return ctrl
+
+    def _pid_settings(self, spec: SolveSpec) -> dict[str, Any]:
         rtol, atol = spec.tol
         if spec.controller == "default":
             return {"class": "PIDController", "rtol": rtol, "atol": atol,
@@ -115,13 +169,19 @@ class DiffraxBackend(Backend):
                        else f"SaveAt(ts={list(times)}): saveat grid plus t1"),
             "adjoint": "RecursiveCheckpointAdjoint (diffrax default; no gradients are taken)",
             "throw": False,
-            "batching": ("jax.vmap(jax.jit(solve_one)), vmapped at every call (the paper's script)"
-                         if spec.variant == "vmap-of-jit" else "jax.jit(jax.vmap(solve_one))"),
+            "batching": _BATCHING[spec.variant],
             "step_control": self.step_control(spec),
             "compilation": "XLA via jax.jit, traced and compiled on the first run() call",
             "sync": "jax.block_until_ready on every output",
-            "device_placement": f"jax.device_put onto jax.devices({spec.device!r})[0] in prepare",
+            "device_placement": "jax.device_put onto the devices below, in prepare",
+            "eqx_on_error": _eqx_on_error(),
+            "threads": spec.threads,
+            **jax_sharding.plan(spec.device, spec.threads, spec.n).settings(),
         }
+        if spec.variant == "vmap-of-jit" and s["jax_devices"] > 1:
+            s["sharding"] = (f"inputs split over {s['jax_devices']} CPU devices (NamedSharding); "
+                             f"XLA partitions the per-trajectory jit automatically (the script's "
+                             f"call structure is kept, no shard_map)")
         if spec.method == "kvaerno5":
             s["root_finder"] = "diffrax default VeryChord, rtol/atol taken from the controller"
         return s
@@ -134,7 +194,12 @@ class DiffraxBackend(Backend):
 
 
 class _DiffraxPrepared(Prepared):
-    """Inputs on the device and the callable built; compilation happens on the first ``run``."""
+    """Inputs on the device and the callable built; compilation happens on the first ``run``.
+
+    Every variant's callable returns ``(ys (N, len(times), n_states), accepted (N,),
+    rejected (N,), steps (N,), status (N,))``: the trajectory axis first, so the same code
+    splits it over devices and fetches it.
+    """
 
     dispatch = "jax"
 
@@ -149,36 +214,49 @@ class _DiffraxPrepared(Prepared):
         rhs = prob.rhs_for(jnp)
         n_states = prob.n_states
         n_params = prob.n_params
+        batched = spec.variant == "batched"
+        self.plan = jax_sharding.plan(spec.device, spec.threads, spec.n)
 
         def vector_field(t, y, args):
-            # y: (n_states,) and args: (n_params,) of ONE trajectory (vmap adds the batch).
+            # vmap variants: y (n_states,), args (n_params,) of ONE trajectory (vmap adds the
+            # batch). "batched": y (n_states, N), args (n_params, N): row i is component i of
+            # every trajectory, so the same rhs source computes whole rows.
             du = rhs(tuple(y[i] for i in range(n_states)), tuple(args[j] for j in range(n_params)), t)
-            return jnp.stack([jnp.asarray(d, dtype=y.dtype) for d in du])
+            return jnp.stack([jnp.broadcast_to(jnp.asarray(d, dtype=y.dtype), y.shape[1:])
+                              for d in du])
 
         t0, t1 = (float(x) for x in prob.tspan)
         times, self._save_index = _common.output_grid(spec)
         saveat = (diffrax.SaveAt(t1=True) if spec.saveat is None
                   else diffrax.SaveAt(ts=np.asarray(times)))
         ctrl = backend.controller_settings(spec)
+        pid_kwargs: dict[str, Any] = {}
+        if spec.mode == "adaptive" and spec.controller != "default":
+            pid_kwargs = {k: ctrl[k] for k in ("pcoeff", "icoeff", "dcoeff", "safety",
+                                               "factormin", "factormax", "error_order")}
+        if spec.mode == "adaptive" and batched:
+            plan = self.plan
+
+            def _batch_rms(x):
+                # One norm for the whole ensemble; psum makes a split ensemble's norm the same.
+                leaves = jax.tree_util.tree_leaves(x)
+                total = sum(jnp.sum(jnp.square(leaf)) for leaf in leaves)
+                count = sum(leaf.size for leaf in leaves) * plan.count
+                return jnp.sqrt(jax_sharding.psum_if_sharded(total, plan) / count)
+
+            pid_kwargs["norm"] = _batch_rms
         if spec.mode == "fixed":
             controller = diffrax.ConstantStepSize()
             max_steps = spec.n_steps
-        elif spec.controller == "default":
-            controller = diffrax.PIDController(rtol=ctrl["rtol"], atol=ctrl["atol"])
-            max_steps = spec.max_steps
         else:
-            controller = diffrax.PIDController(
-                rtol=ctrl["rtol"], atol=ctrl["atol"], pcoeff=ctrl["pcoeff"],
-                icoeff=ctrl["icoeff"], dcoeff=ctrl["dcoeff"], safety=ctrl["safety"],
-                factormin=ctrl["factormin"], factormax=ctrl["factormax"],
-                error_order=ctrl["error_order"])
+            controller = diffrax.PIDController(rtol=ctrl["rtol"], atol=ctrl["atol"], **pid_kwargs)
             max_steps = spec.max_steps
         solver = getattr(diffrax, SOLVERS[spec.method])()
         term = diffrax.ODETerm(vector_field)
         dt0 = spec.step
         results = diffrax.RESULTS
 
-        def solve_one(u0, p):
+        def diffeqsolve(u0, p):
             sol = diffrax.diffeqsolve(term, solver, t0, t1, dt0, u0, args=p, saveat=saveat,
                                       stepsize_controller=controller, max_steps=max_steps,
                                       throw=False)
@@ -188,16 +266,27 @@ class _DiffraxPrepared(Prepared):
             return (sol.ys, sol.stats["num_accepted_steps"], sol.stats["num_rejected_steps"],
                     sol.stats["num_steps"], status)
 
+        def solve_batched(u0, p):
+            # u0: (n_states, n), p: (n_params, n); ys comes back (len(times), n_states, n).
+            ys, *counts = diffeqsolve(u0, p)
+            n = u0.shape[1]
+            return (jnp.transpose(ys, (2, 0, 1)),
+                    *(jnp.broadcast_to(c, (n,)) for c in counts))
+
         u0, p = spec.ensemble()
+        if batched:
+            u0, p = np.ascontiguousarray(u0.T), np.ascontiguousarray(p.T)
+        in_axes = (1, 1) if batched else (0, 0)
         with self._x64():
-            device = jax.devices(spec.device)[0]
-            self.u0 = jax.device_put(u0, device)
-            self.p = jax.device_put(p, device)
-        # The jitted callable run() dispatches (a launch counter may wrap this attribute).
+            self.u0, self.p = jax_sharding.place((u0, p), self.plan, in_axes)
+        # The callable run() dispatches (a launch counter may wrap this attribute).
         if spec.variant == "vmap-of-jit":
-            self.fn = jax.jit(solve_one)
+            # Sharded inputs (if any) are partitioned by XLA inside the per-trajectory jit.
+            self.fn = jax.jit(diffeqsolve)
+        elif batched:
+            self.fn = jax.jit(jax_sharding.shard(solve_batched, self.plan, in_axes))
         else:
-            self.fn = jax.jit(jax.vmap(solve_one))
+            self.fn = jax.jit(jax_sharding.shard(jax.vmap(diffeqsolve), self.plan, in_axes))
 
     def run(self) -> Any:
         import jax
@@ -225,8 +314,10 @@ class _DiffraxPrepared(Prepared):
         status = np.where(other, int(Status.FAILED), codes)
         status = _common.mark_nonfinite(u_final, status)
         notes: dict[str, Any] = {
-            "step_scope": "lockstep" if self.spec.mode == "adaptive" else "none",
+            "step_scope": ("none" if self.spec.mode == "fixed" else
+                           "shared" if self.spec.variant == "batched" else "lockstep"),
             "lockstep_iterations": int(steps.max()),
+            "jax_devices": self.plan.count,
             "steps_source": "sol.stats num_accepted_steps / num_rejected_steps / num_steps",
         }
         if other.any():

@@ -13,7 +13,10 @@ Settings (all explicit, all returned by ``settings()``):
   and returns the result rounded to float32 (``settings()['arithmetic_dtype']``);
 * saving: final state only (no ``t_eval``, no dense output), or ``dense_output=True`` evaluated
   at the saveat times (so the step count stays visible);
-* step control "serial": a Python loop over trajectories, each with its own adaptive steps.
+* step control "serial": a Python loop over trajectories, each with its own adaptive steps;
+* variants: "" is ``solve_ivp`` (step loop in Python); "odeint" (method "lsoda") and "ode"
+  (methods "dop853", "rk45") run each trajectory's whole integration inside SciPy's Fortran
+  codes (``solvers.peers._scipy_fortran``): the serial-CPU baseline as a Fortran user has it.
 """
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ import numpy as np
 
 from solvers.base import Backend, Prepared, SolveResult, SolveSpec, Status, UnsupportedError
 from solvers.peers import _common
+from solvers.peers._scipy_fortran import FortranPrepared, fortran_reason, fortran_settings
 
 #: our method name -> scipy.integrate.solve_ivp method
 SCIPY_METHOD = {"rk45": "RK45", "dop853": "DOP853", "radau": "Radau", "bdf": "BDF", "lsoda": "LSODA"}
@@ -35,6 +39,7 @@ class ScipyBackend(Backend):
     name = "scipy"
     devices = ("cpu",)
     methods = {m: ("adaptive",) for m in SCIPY_METHOD}
+    variants = ("", "odeint", "ode")
 
     def available(self, device: str = "cpu") -> tuple[bool, str]:
         if device != "cpu":
@@ -44,7 +49,10 @@ class ScipyBackend(Backend):
     def check(self, spec: SolveSpec) -> str | None:
         if spec.mode == "fixed" and spec.method in self.methods:
             return "SciPy's solve_ivp has no fixed-step integrator (adaptive only)"
-        return _common.common_check_reason(self, spec)
+        reason = _common.common_check_reason(self, spec)
+        if reason is None and spec.variant:
+            reason = fortran_reason(spec)
+        return reason
 
     def step_control(self, spec: SolveSpec) -> str:
         return "serial"
@@ -52,7 +60,7 @@ class ScipyBackend(Backend):
     def settings(self, spec: SolveSpec) -> dict[str, Any]:
         rtol, atol = spec.tol
         times, _ = _common.output_grid(spec)
-        return {
+        s = {
             "library": self.available("cpu")[1],
             "method": spec.method,
             "solve_ivp_method": SCIPY_METHOD[spec.method],
@@ -73,12 +81,18 @@ class ScipyBackend(Backend):
             "compilation": "none (rhs is plain Python on floats)",
             "sync": "none needed (synchronous CPU code)",
         }
+        if spec.variant:
+            del s["solve_ivp_method"]
+            s.update(fortran_settings(spec))
+            s["saveat"] = ("final state only" if spec.saveat is None
+                           else f"integrated to each of {list(times)} in turn")
+        return s
 
     def prepare(self, spec: SolveSpec) -> Prepared:
         reason = self.check(spec)
         if reason:
             raise UnsupportedError(reason)
-        return _ScipyPrepared(spec)
+        return FortranPrepared(spec) if spec.variant else _ScipyPrepared(spec)
 
 
 def _trajectory_functions(p_row: np.ndarray, rhs, jac):

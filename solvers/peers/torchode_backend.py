@@ -22,6 +22,11 @@ Settings (all explicit, all returned by ``settings()``):
   ``torch.compile(solver).solve(...)``, but ``solve`` is not ``forward``, so that path runs
   eagerly: nothing is compiled.) Dynamo breaks the graph at the loop's data-dependent exit test
   and compiles the step and controller between breaks.
+* variant "jit": ``torch.jit.script(adjoint)``, the form torchode's documentation shows for
+  speed. TorchScript needs the right-hand side as a scriptable ``nn.Module``: it is generated
+  from the problem's one ``rhs`` (``solvers.peers._torchscript``), never hand-written. Whether
+  this torch can script torchode is probed once per mode (a tiny solve); when it cannot, the
+  cell is refused with TorchScript's own error as the reason.
 
 Step control: each sample has its own dt and controller state, but the loop iterates the whole
 batch until every sample has finished (finished samples are masked, still computed) and stops
@@ -52,7 +57,7 @@ class TorchodeBackend(Backend):
     name = "torchode"
     devices = ("cpu", "gpu")
     methods = {"tsit5": ("fixed", "adaptive"), "dopri5": ("fixed", "adaptive")}
-    variants = ("", "compiled")
+    variants = ("", "compiled", "jit")
 
     def available(self, device: str = "cpu") -> tuple[bool, str]:
         return framework_available("torch", device, "torchode")
@@ -61,7 +66,10 @@ class TorchodeBackend(Backend):
         if spec.prob.stiff:
             return (f"torchode has no stiff solver and {spec.problem} is stiff "
                     f"(its methods are explicit Runge-Kutta)")
-        return _common.common_check_reason(self, spec)
+        reason = _common.common_check_reason(self, spec)
+        if reason is None and spec.variant == "jit":
+            reason = _jit_reason(self, spec)
+        return reason
 
     def step_control(self, spec: SolveSpec) -> str:
         return "none" if spec.mode == "fixed" else "lockstep"
@@ -106,8 +114,11 @@ class TorchodeBackend(Backend):
             "batching": "one (N, n_states) batch through AutoDiffAdjoint.solve",
             "step_control": self.step_control(spec),
             "grad": "torch.no_grad()",
-            "compilation": ("torch.compile(adjoint.solve) (inductor), compiled on the first run()"
-                            if spec.variant == "compiled" else "none (eager PyTorch)"),
+            "compilation": _COMPILATION[spec.variant],
+            "rhs": ("nn.Module generated from the problem's rhs by solvers.peers._torchscript "
+                    "(SymPy trace, torch namespace), scripted with the solver"
+                    if spec.variant == "jit" else
+                    "the problem's rhs with the torch namespace, on y.unbind(1)"),
             "sync": ("torch.cuda.synchronize() on GPU; torchode's loop also syncs every step to "
                      "test for termination"),
             "torch_threads": _torch_threads(),
@@ -118,6 +129,36 @@ class TorchodeBackend(Backend):
         if reason:
             raise UnsupportedError(reason)
         return _TorchodePrepared(self, spec)
+
+
+_COMPILATION = {
+    "": "none (eager PyTorch)",
+    "compiled": "torch.compile(adjoint.solve) (inductor), compiled on the first run()",
+    "jit": "torch.jit.script(AutoDiffAdjoint(...)) in prepare (torchode's documented fast path)",
+}
+
+#: variant "jit" probe results, per (mode, method): None (torchode scripts here) or why not.
+_JIT_PROBES: dict[tuple[str, str], str | None] = {}
+
+
+def _jit_reason(backend: "TorchodeBackend", spec: SolveSpec) -> str | None:
+    """Probe once per mode and method whether torch.jit.script of torchode's solver works."""
+    key = (spec.mode, spec.method)
+    if key not in _JIT_PROBES:
+        probe = spec.with_(n=2, device="cpu", saveat=None, variant="jit")
+        try:
+            prep = _TorchodePrepared(backend, probe)
+            prep.fetch(prep.run())
+            _JIT_PROBES[key] = None
+        except Exception as exc:  # TorchScript's own message is the reason we report
+            import torch
+            import torchode
+
+            first = str(exc).strip().splitlines()
+            _JIT_PROBES[key] = (f"torch.jit.script of torchode's AutoDiffAdjoint fails with "
+                                f"torch {torch.__version__}, torchode {torchode.__version__}: "
+                                f"{type(exc).__name__}: {' '.join(first)[:300]}")
+    return _JIT_PROBES[key]
 
 
 def _torch_threads() -> int | None:
@@ -143,11 +184,16 @@ class _TorchodePrepared(Prepared):
         u0, p = spec.ensemble()
         params = tuple(torch.as_tensor(np.ascontiguousarray(p[:, j]), device=dev)
                        for j in range(p.shape[1]))
-        rhs = prob.rhs_for(torch)
+        if spec.variant == "jit":
+            from solvers.peers._torchscript import generated_rhs_class
 
-        def f(t, y):
-            # y: (N, n_states) -> (N, n_states)
-            return _common.torch_stack_columns(rhs(y.unbind(1), params, t), y)
+            f = generated_rhs_class(prob)(torch.as_tensor(p, device=dev))
+        else:
+            rhs = prob.rhs_for(torch)
+
+            def f(t, y):
+                # y: (N, n_states) -> (N, n_states)
+                return _common.torch_stack_columns(rhs(y.unbind(1), params, t), y)
 
         term = torchode.ODETerm(f)
         step_method = getattr(torchode, STEP_METHODS[spec.method])(term=term)
@@ -177,6 +223,8 @@ class _TorchodePrepared(Prepared):
         self.solve = self.adjoint.solve
         if spec.variant == "compiled":
             self.solve = torch.compile(self.adjoint.solve)
+        elif spec.variant == "jit":
+            self.solve = torch.jit.script(self.adjoint).solve
 
     def run(self) -> Any:
         import torch

@@ -73,3 +73,22 @@ def test_convergence_order(method, expected):
               for dt in (1 / 200, 1 / 400)]
     order = math.log2(errors[0] / errors[1])
     assert abs(order - expected) < 0.3, (method, errors, order)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_soa_unroll8_is_soa_bitwise_and_matches_python_stepper(dtype):
+    spec = SolveSpec("lorenz", "tsit5", "fixed", dtype, n=N, variant="soa-unroll8")
+    res = solve("jax-handwritten", spec)
+    plain = solve("jax-handwritten", spec.with_(variant="soa"))
+    np.testing.assert_array_equal(res.u_final, plain.u_final)   # unrolling reorders nothing
+    assert np.all(res.accepted == 1000)
+    ref, _, _ = python_reference("lorenz", "fixed", N)
+    assert max_rel_diff(res.u_final, ref) < (1e-12 if dtype == "float64" else 1e-4)
+
+
+def test_soa_unroll8_refuses_adaptive_mode_with_a_reason():
+    from solvers.registry import get_backend
+
+    reason = get_backend("jax-handwritten").check(
+        SolveSpec("lorenz", "tsit5", "adaptive", "float32", n=N, variant="soa-unroll8"))
+    assert reason and "fixed mode only" in reason

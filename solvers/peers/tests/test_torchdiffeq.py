@@ -106,3 +106,18 @@ def test_saveat_including_t0_keeps_outputs_aligned():
     scale = np.maximum(np.abs(ref.saved).max(axis=2, keepdims=True), 1.0)
     assert np.max(np.abs(res.saved - ref.saved) / scale) < 1e-6
     np.testing.assert_array_equal(res.saved[:, -1], res.u_final)
+
+
+@pytest.mark.parametrize("spec", [RK4_FIXED, DOPRI5], ids=["rk4_38-fixed", "dopri5-adaptive"])
+def test_compiled_variant_matches_reference_and_the_eager_counts(spec):
+    eager = solve("torchdiffeq", spec)
+    res = solve("torchdiffeq", spec.with_(variant="compiled"))
+    assert res.u_final.dtype == eager.u_final.dtype
+    if spec.mode == "fixed":
+        assert relative_error(res, spec) < 1e-4
+    else:
+        assert mixed_error(res, spec) < 1e-5
+    np.testing.assert_array_equal(res.accepted, eager.accepted)
+    np.testing.assert_array_equal(res.rhs_evals, eager.rhs_evals)
+    s = get_backend("torchdiffeq").settings(spec.with_(variant="compiled"))
+    assert s["grad"] == "torch.inference_mode()" and "torch.compile" in s["compilation"]
