@@ -173,6 +173,25 @@ def test_max_relative_error_sees_errors_and_nonfinite(tmp_path):
     assert max_relative_error(u, ref) == math.inf
 
 
+def test_max_scaled_error_sees_a_wrong_small_component(tmp_path):
+    """Robertson's y2 (~1e-10..1e-7) doubled is invisible to the relative measure (scaled by
+    y3 ~ 1) and many tolerance units off in the scaled one."""
+    from problems.reference import max_scaled_error
+
+    ref = reference(get_problem("robertson"), 8, cache_dir=tmp_path)
+    u = ref.u_final.copy()
+    assert max_scaled_error(u, ref, 1e-8, 1e-8) == 0.0
+    u[:, 1] *= 2.0
+    assert max_relative_error(u, ref) < 1e-7
+    assert max_scaled_error(u, ref, 1e-8, 1e-8) > 5.0
+    expected = np.max(np.abs(ref.u_final[:, 1]) / (1e-8 + 1e-8 * np.abs(ref.u_final[:, 1])))
+    assert max_scaled_error(u, ref, 1e-8, 1e-8) == pytest.approx(expected)
+    u[3, 0] = np.inf
+    assert max_scaled_error(u, ref, 1e-8, 1e-8) == math.inf
+    with pytest.raises(ValueError, match="tolerances"):
+        max_scaled_error(u, ref, 0.0, 0.0)
+
+
 def test_fingerprint_changes_with_definition():
     import dataclasses
 
