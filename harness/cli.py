@@ -580,6 +580,10 @@ def cmd_check(args: argparse.Namespace) -> int:
         return 1
     cells = df[df["repeat"] <= 0].groupby("status").size().to_dict()
     print(f"{path}: {len(df)} rows; cells by status: " + ", ".join(f"{k} {v}" for k, v in sorted(cells.items())))
+    ok_cells = df[(df["status"] == "ok") & (df["repeat"] == 0)]
+    if len(ok_cells):
+        print(f"{path}: max_scaled_err measured in {int(ok_cells['max_scaled_err'].notna().sum())} "
+              f"of {len(ok_cells)} ok cells")
     if not (df["status"] == "ok").any():
         print(f"error: {path}: no cell produced timings", file=sys.stderr)
         return 1

@@ -69,7 +69,7 @@ def base_row(cell: Cell, context: dict[str, Any], started_at: str) -> dict[str, 
                 "first_call_s": math.nan, "launches": math.nan, "launch_counter": "",
                 "steps_mean": math.nan, "steps_max": math.nan, "rejected_mean": math.nan,
                 "rhs_evals_mean": math.nan, "rhs_evals_max": math.nan, "max_rel_err": math.nan,
-                "failed_trajectories": math.nan})
+                "max_scaled_err": math.nan, "failed_trajectories": math.nan})
     row["settings"] = settings_json(cell, None)
     return row
 
@@ -144,13 +144,21 @@ def load_reference(cell: Cell) -> tuple[Any, str]:
         return None, one_line(f"accuracy not measured: {type(exc).__name__}: {exc}")[:MAX_REASON]
 
 
-def accuracy(ref: Any, why: str, result: SolveResult) -> tuple[float, str]:
-    """(max relative error of the final state vs the reference, note if not measured)."""
-    from problems.reference import max_relative_error
+def accuracy(ref: Any, why: str, result: SolveResult, rtol: float, atol: float) -> tuple[float, float, str]:
+    """(max relative error, max scaled error of the final state vs the reference, note if not
+    measured). The scaled error uses ``rtol``/``atol``: the solve's tolerances (see
+    ``accuracy_tolerances``)."""
+    from problems.reference import max_relative_error, max_scaled_error
 
     if ref is None:
-        return math.nan, why
-    return max_relative_error(result.u_final, ref), ""
+        return math.nan, math.nan, why
+    return max_relative_error(result.u_final, ref), max_scaled_error(result.u_final, ref, rtol, atol), ""
+
+
+def accuracy_tolerances(spec: Any) -> tuple[float, float]:
+    """The (rtol, atol) that scale ``max_scaled_err``: the adaptive solve's own tolerances; in
+    fixed mode, which has none, the problem's default adaptive tolerances (``spec.tol``)."""
+    return spec.tol
 
 
 #: Launch counting's own time limit: it runs a profiled solve, which can cost several solves.
@@ -255,7 +263,7 @@ def execute_cell(cell: Cell, context: dict[str, Any] | None = None,
         result = prepared.fetch(timing.output)
         timing.output = None
         phase("accuracy")
-        max_err, accuracy_note = accuracy(ref, ref_note, result)
+        max_err, scaled_err, accuracy_note = accuracy(ref, ref_note, result, *accuracy_tolerances(spec))
         failed, failed_note = trajectory_failures(result, spec.n)
         # the timings are measured: counting launches is bounded so that it cannot lose them
         phase("launches")
@@ -283,7 +291,7 @@ def execute_cell(cell: Cell, context: dict[str, Any] | None = None,
         "steps_mean": _stat(result.accepted, "mean"), "steps_max": _stat(result.accepted, "max"),
         "rejected_mean": _stat(result.rejected, "mean"),
         "rhs_evals_mean": _stat(result.rhs_evals, "mean"), "rhs_evals_max": _stat(result.rhs_evals, "max"),
-        "max_rel_err": max_err, "failed_trajectories": float(failed),
+        "max_rel_err": max_err, "max_scaled_err": scaled_err, "failed_trajectories": float(failed),
         "cpu_util": timing.cpu_util,
         "settings": settings_json(cell, backend_settings, result.notes, timing.device_timer,
                                   {"repeats_done": len(timing.samples), "warmup_calls": timing.warmup_calls,

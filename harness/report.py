@@ -653,7 +653,10 @@ def _read_lockstep(info: FigureInfo) -> str:
 
 def _accuracy_section(cells, speedups) -> str:
     lines = ["## Accuracy and amount of work",
-             "Max relative error of the final state against the float64 reference subsample, and "
+             "Max scaled error of the final state against the float64 reference subsample (max over "
+             "components of |u - ref| / (atol + rtol |ref|), in units of the tolerance; fixed-step "
+             "cells use the problem's default tolerances), max relative error (per trajectory, "
+             "relative to its largest component), and "
              "accepted steps per trajectory, over the cells of each backend that ran (ranges over N "
              "and settings). A speedup between rows of different accuracy or step count is labelled "
              "in the speedup table's note."]
@@ -662,12 +665,13 @@ def _accuracy_section(cells, speedups) -> str:
     for key, g in ran.groupby(["problem", "backend", "variant", "method", "mode", "dtype", "device"], sort=True):
         problem, backend, variant, method, mode, dtype, device = key
         rows.append([problem, _peer_text(backend, variant, method), mode, f"{dtype}, {device}", len(g),
-                     _range(g["max_rel_err"], _err), _range(g["steps_mean"], lambda v: f"{v:.4g}"),
+                     _range(g["max_scaled_err"], _err), _range(g["max_rel_err"], _err),
+                     _range(g["steps_mean"], lambda v: f"{v:.4g}"),
                      _range(g["steps_max"], lambda v: f"{v:.4g}"),
                      _range(g["rhs_evals_mean"], lambda v: f"{v:.4g}"), _range(g["compile_s"], _fmt_t)])
     if rows:
         lines.append(_table(["problem", "backend, method", "mode", "dtype, device", "cells",
-                             "max rel err", "steps (mean)", "steps (max)", "RHS evals (mean)",
+                             "max scaled err", "max rel err", "steps (mean)", "steps (max)", "RHS evals (mean)",
                              "compile"], rows))
     if not speedups.empty:
         flagged = speedups[speedups["note"] != ""]

@@ -47,6 +47,11 @@ COLUMNS: dict[str, str] = {
     "rhs_evals_mean": "float64",
     "rhs_evals_max": "float64",
     "max_rel_err": "float64",     # vs the float64 reference subsample (see problems.reference)
+    # The primary accuracy column: max over components and reference trajectories of
+    # |u - ref| / (atol + rtol*|ref|) (problems.reference.max_scaled_error), with the solve's
+    # rtol/atol; fixed-mode cells (no tolerances) use the problem's default rtol/atol. Absent
+    # (NaN) in runs made before it existed.
+    "max_scaled_err": "float64",
     "failed_trajectories": "float64",  # trajectories whose status is not SUCCESS
     "settings": "string",         # JSON: every setting the backend used
     "started_at": "string",       # ISO time the cell started
@@ -102,4 +107,7 @@ def validate(df: pd.DataFrame) -> pd.DataFrame:
         raise SchemaError("a failed row has no reason")
     if (df["n"] <= 0).any():
         raise SchemaError("n must be positive")
+    for col in ("max_rel_err", "max_scaled_err"):  # NaN: not measured (or an older run)
+        if (df[col] < 0).any():
+            raise SchemaError(f"{col} must not be negative")
     return df

@@ -193,3 +193,23 @@ def max_relative_error(u: np.ndarray, ref: Reference) -> float:
         return math.inf
     scale = np.maximum(np.max(np.abs(ref.u_final), axis=1), np.finfo(np.float64).tiny)
     return float(np.max(np.max(np.abs(got - ref.u_final), axis=1) / scale))
+
+
+def max_scaled_error(u: np.ndarray, ref: Reference, rtol: float, atol: float) -> float:
+    """max over the reference's trajectories and every component of
+    ``|u - ref| / (atol + rtol * |ref|)``: the error in units of the tolerance, per component.
+
+    This is how the solvers scale their own error estimate (``scaled_rms_norm``), so a small
+    component (Robertson's y2 ~ 1e-10..1e-7) is judged on its own scale, not against the
+    trajectory's largest component as ``max_relative_error`` judges it. A value of 1 is an error
+    of one tolerance unit; global errors of a well-controlled adaptive solve are a few units.
+    ``rtol``/``atol`` are the tolerances the solve used (fixed-step solves: the problem's
+    defaults). Non-finite solver output gives ``inf``.
+    """
+    if not (rtol >= 0 and atol >= 0 and rtol + atol > 0):
+        raise ValueError(f"invalid tolerances rtol={rtol!r}, atol={atol!r}: need rtol, atol >= 0, not both 0")
+    got = np.asarray(u, dtype=np.float64)[ref.indices]
+    if not np.all(np.isfinite(got)):
+        return math.inf
+    scale = atol + rtol * np.abs(ref.u_final)
+    return float(np.max(np.abs(got - ref.u_final) / scale))

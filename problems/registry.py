@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from problems.core import Problem
 from problems.lorenz import LORENZ
+from problems.prothero_robinson import PROTHERO_ROBINSON
 from problems.robertson import ROBERTSON
 from problems.sir import SIR
 
-PROBLEMS: dict[str, Problem] = {p.name: p for p in (LORENZ, ROBERTSON, SIR)}
+PROBLEMS: dict[str, Problem] = {p.name: p for p in (LORENZ, ROBERTSON, SIR, PROTHERO_ROBINSON)}
 
 
 def problem_names() -> list[str]:

@@ -74,7 +74,8 @@ def cell_table(results: pd.DataFrame) -> pd.DataFrame:
         The key columns plus: ``status`` ("ok" when every row is ok, else the first failing
         status), ``reason``, ``repeats`` (timed repeats), ``time_median_s``, ``time_min_s``,
         ``device_time_median_s``, ``compile_s``, ``launches``, ``steps_mean``, ``steps_max``,
-        ``rhs_evals_mean``, ``max_rel_err``, ``failed_trajectories``, ``step_control``,
+        ``rhs_evals_mean``, ``max_rel_err``, ``max_scaled_err`` (NaN for runs without it),
+        ``failed_trajectories``, ``step_control``,
         ``settings`` and ``success`` (ok, a positive time, and no failed trajectories).
     """
     df = _normalise_keys(results)
@@ -85,7 +86,7 @@ def cell_table(results: pd.DataFrame) -> pd.DataFrame:
     work["_time"] = _numeric(df, "time_s").where(work["_ok"])
     work["_device_time"] = _numeric(df, "device_time_s").where(work["_ok"])
     for col in ("compile_s", "launches", "steps_mean", "steps_max", "rhs_evals_mean",
-                "max_rel_err", "failed_trajectories"):
+                "max_rel_err", "max_scaled_err", "failed_trajectories"):
         work[col] = _numeric(df, col)
     for col in ("step_control", "settings", "launch_counter"):
         work[col] = _text(df, col)
@@ -109,6 +110,7 @@ def cell_table(results: pd.DataFrame) -> pd.DataFrame:
         steps_max=("steps_max", "max"),
         rhs_evals_mean=("rhs_evals_mean", "median"),
         max_rel_err=("max_rel_err", "max"),
+        max_scaled_err=("max_scaled_err", "max"),
         failed_trajectories=("failed_trajectories", "max"),
         step_control=("step_control", unique_text),
         launch_counter=("launch_counter", unique_text),

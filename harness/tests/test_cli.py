@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from harness.cli import main
@@ -180,7 +181,25 @@ def test_check_accepts_a_good_run(fake_backends, tmp_path, capsys):
     suite.write_text(GOOD_SUITE)
     assert main(["run", "--suite", str(suite), "--out", str(tmp_path / "run"), "--in-process", "--quiet"]) == 0
     assert main(["check", str(tmp_path / "run")]) == 0
-    assert "cells by status: ok 4" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "cells by status: ok 4" in out
+    # the fakes return the reference rounded to float32: measured, a few tolerance units at most
+    assert "max_scaled_err measured in 4 of 4 ok cells" in out
+    df = pd.read_csv(tmp_path / "run" / "results.csv")
+    scaled = df.loc[df["status"] == "ok", "max_scaled_err"]
+    assert scaled.notna().all() and (scaled >= 0).all() and (scaled < 100).all()
+
+
+def test_check_rejects_a_negative_scaled_error(fake_backends, tmp_path, capsys):
+    suite = tmp_path / "fake.toml"
+    suite.write_text(GOOD_SUITE)
+    assert main(["run", "--suite", str(suite), "--out", str(tmp_path / "run"), "--in-process", "--quiet"]) == 0
+    path = tmp_path / "run" / "results.csv"
+    df = pd.read_csv(path)
+    df.loc[0, "max_scaled_err"] = -1.0
+    df.to_csv(path, index=False)
+    assert main(["check", str(tmp_path / "run")]) == 1
+    assert "max_scaled_err must not be negative" in capsys.readouterr().err
 
 
 def test_report_without_the_report_module_is_one_line_exit_2(fake_backends, tmp_path, capsys, monkeypatch):

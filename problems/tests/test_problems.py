@@ -20,7 +20,7 @@ def random_inputs(problem, k=16, seed=0):
 
 
 def test_registry_lists_the_zoo():
-    assert set(NAMES) == {"lorenz", "robertson", "sir"}
+    assert set(NAMES) == {"lorenz", "robertson", "sir", "prothero_robinson"}
     for name in NAMES:
         assert get_problem(name).name == name
 
@@ -108,7 +108,23 @@ def test_derived_jacobian_matches_finite_differences(name):
             um[j] -= h
             fd[:, j] = (np.array(f(tuple(up), tuple(pi), 0.3)) - np.array(f(tuple(um), tuple(pi), 0.3))) / (2 * h)
         np.testing.assert_allclose(J, fd, rtol=1e-6, atol=1e-6 * np.abs(J).max())
-        assert np.all(np.array(tgrad(tuple(ui), tuple(pi), 0.3)) == 0.0)  # autonomous zoo
+        t, h = 0.3, 1e-6
+        T = np.array(tgrad(tuple(ui), tuple(pi), t), dtype=float)
+        fd_t = (np.array(f(tuple(ui), tuple(pi), t + h)) - np.array(f(tuple(ui), tuple(pi), t - h))) / (2 * h)
+        np.testing.assert_allclose(T, fd_t, rtol=1e-6, atol=1e-6 * max(1.0, np.abs(T).max()))
+        if name != "prothero_robinson":  # the one non-autonomous problem of the zoo
+            assert np.all(T == 0.0)
+
+
+def test_prothero_robinson_reference_is_the_closed_form(tmp_path):
+    from problems.prothero_robinson import exact_solution
+
+    prob = get_problem("prothero_robinson")
+    ref = reference(prob, 8, cache_dir=tmp_path)
+    u0, p = prob.ensemble(8)
+    exact = np.array([exact_solution(u0[i], p[i], prob.tspan[1]) for i in ref.indices])
+    np.testing.assert_allclose(ref.u_final, exact, rtol=0, atol=1e-12)
+    assert any(e != 0 for e in prob.derivatives().tgrad_exprs)
 
 
 def test_derived_code_keeps_float32_in_numba():
@@ -137,7 +153,8 @@ def test_reference_invariants_and_independent_method(name, tmp_path):
     n = 6
     saveat = tuple(np.linspace(*prob.tspan, 5))
     ref = reference(prob, n, saveat=saveat, cache_dir=tmp_path)
-    assert ref.u_final.shape == (n, 3) and ref.saved.shape == (n, 5, 3)
+    k = prob.n_states
+    assert ref.u_final.shape == (n, k) and ref.saved.shape == (n, 5, k)
     np.testing.assert_allclose(ref.saved[:, -1], ref.u_final, rtol=1e-12)
     u0_run, _ = prob.ensemble(n, prob.default_dtype)  # the inputs, rounded as the solver sees them
     for inv in prob.invariants:
@@ -171,6 +188,25 @@ def test_max_relative_error_sees_errors_and_nonfinite(tmp_path):
     assert max_relative_error(u, ref) == pytest.approx(1e-3 / np.abs(ref.u_final[2]).max())
     u[0, 0] = np.nan
     assert max_relative_error(u, ref) == math.inf
+
+
+def test_max_scaled_error_sees_a_wrong_small_component(tmp_path):
+    """Robertson's y2 (~1e-10..1e-7) doubled is invisible to the relative measure (scaled by
+    y3 ~ 1) and many tolerance units off in the scaled one."""
+    from problems.reference import max_scaled_error
+
+    ref = reference(get_problem("robertson"), 8, cache_dir=tmp_path)
+    u = ref.u_final.copy()
+    assert max_scaled_error(u, ref, 1e-8, 1e-8) == 0.0
+    u[:, 1] *= 2.0
+    assert max_relative_error(u, ref) < 1e-7
+    assert max_scaled_error(u, ref, 1e-8, 1e-8) > 5.0
+    expected = np.max(np.abs(ref.u_final[:, 1]) / (1e-8 + 1e-8 * np.abs(ref.u_final[:, 1])))
+    assert max_scaled_error(u, ref, 1e-8, 1e-8) == pytest.approx(expected)
+    u[3, 0] = np.inf
+    assert max_scaled_error(u, ref, 1e-8, 1e-8) == math.inf
+    with pytest.raises(ValueError, match="tolerances"):
+        max_scaled_error(u, ref, 0.0, 0.0)
 
 
 def test_fingerprint_changes_with_definition():

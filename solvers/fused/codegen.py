@@ -261,14 +261,17 @@ def _solve_one_fixed(P: _Parts, save: str) -> list[str]:
     if save == "grid":
         body += ["ns = save_i.shape[0]", "j = 0", "while j < ns and save_i[j] == 0:"]
         body += ["    " + x for x in _write_saved(P, "j", "i", y)] + ["    j += 1"]
-    body += ["for s in range(n_steps):",
+    # Counters by increments where the work happens (tests count independently).
+    body += ["nacc = 0", "nfe = 0",
+             "for s in range(n_steps):",
              "    t = t0 + _T(s) * dt",
-             f"    {targets(y)} = _step({', '.join(y + p)}, t, dt)"]
+             f"    {targets(y)} = _step({', '.join(y + p)}, t, dt)",
+             "    nacc += 1", f"    nfe += {P.mc.step_evals}"]
     if save == "grid":
         body += ["    while j < ns and save_i[j] == s + 1:"]
         body += ["        " + x for x in _write_saved(P, "j", "i", y)] + ["        j += 1"]
     body += [f"out_u[{s}, i] = y{s}" for s in range(n)]
-    body += ["stats[0, i] = n_steps", "stats[1, i] = 0", f"stats[2, i] = n_steps * {P.mc.step_evals}",
+    body += ["stats[0, i] = nacc", "stats[1, i] = 0", "stats[2, i] = nfe",
              f"status[i] = {int(Status.SUCCESS)} if {_finite_expr(P, y)} else {int(Status.NONFINITE)}"]
     return body
 
@@ -287,7 +290,8 @@ def _solve_one_adaptive(P: _Parts, save: str) -> list[str]:
     body = _load_lines(P, "i") + ["t = t0", "dtc = dt", "lq = _LQ_INIT"]
     if x:
         body.append(f"{targets(x)} = _init({', '.join(y + p)}, t)")
-    body += ["nacc = 0", "nrej = 0", f"st = {RUNNING} if t < tf else {int(Status.SUCCESS)}"]
+    body += ["nacc = 0", "nrej = 0", f"nfe = {mc.init_evals}",
+             f"st = {RUNNING} if t < tf else {int(Status.SUCCESS)}"]
     if save != "final":
         body += ["ns = save_t.shape[0]", "j = 0", "while j < ns and save_t[j] <= t:"]
         body += ["    " + v for v in _write_saved(P, "j", "i", y)] + ["    j += 1"]
@@ -303,6 +307,7 @@ def _solve_one_adaptive(P: _Parts, save: str) -> list[str]:
         f"    st = {int(Status.DT_UNDERFLOW)}",
         "    break",
         f"{targets(yn + xn + ['eest'] + dv)} = _attempt({', '.join(y + x + p)}, t, h, rtol, atol)",
+        f"nfe += {mc.attempt_evals}",
         f"if not ((eest == eest) & {_finite_expr(P, yn)}):",
     ]
     loop += [f"    {a} = {b}" for a, b in zip(y, yn)]
@@ -326,8 +331,7 @@ def _solve_one_adaptive(P: _Parts, save: str) -> list[str]:
              "else:", "    dtc = dtr", "    nrej += 1"]
     body += [f"while st == {RUNNING}:"] + ["    " + v for v in loop]
     body += [f"out_u[{s}, i] = y{s}" for s in range(n)]
-    body += ["stats[0, i] = nacc", "stats[1, i] = nrej",
-             f"stats[2, i] = {mc.init_evals} + {mc.attempt_evals} * (nacc + nrej)", "status[i] = st"]
+    body += ["stats[0, i] = nacc", "stats[1, i] = nrej", "stats[2, i] = nfe", "status[i] = st"]
     return body
 
 
@@ -347,8 +351,11 @@ def _block_fixed(P: _Parts, save: str, lanes: int) -> list[str]:
     save_block += ["            " + v for v in _write_saved(P, "j", "base + l", sy)]
     if save == "grid":
         body += ["ns = save_i.shape[0]", "j = 0", "while j < ns and save_i[j] == 0:"] + save_block + ["    j += 1"]
-    body += ["for s in range(n_steps):",
+    # every lane of a fixed block takes the same steps: one counter per block, by increments
+    body += ["nacc = 0", "nfe = 0",
+             "for s in range(n_steps):",
              "    t = t0 + _T(s) * dt",
+             "    nacc += 1", f"    nfe += {P.mc.step_evals}",
              "    for l in range(_L):",
              f"        {targets(y)} = _step({', '.join(sy + sp)}, t, dt)"]
     body += [f"        {sy[s]} = y{s}" for s in range(n)]
@@ -356,8 +363,7 @@ def _block_fixed(P: _Parts, save: str, lanes: int) -> list[str]:
         body += ["    while j < ns and save_i[j] == s + 1:"] + ["    " + v for v in save_block] + ["        j += 1"]
     body += ["for l in range(_L):", "    i = base + l", "    if i < N:"]
     body += [f"        out_u[{s}, i] = {sy[s]}" for s in range(n)]
-    body += ["        stats[0, i] = n_steps", "        stats[1, i] = 0",
-             f"        stats[2, i] = n_steps * {P.mc.step_evals}",
+    body += ["        stats[0, i] = nacc", "        stats[1, i] = 0", "        stats[2, i] = nfe",
              f"        status[i] = {int(Status.SUCCESS)} if {_finite_expr(P, sy)} else {int(Status.NONFINITE)}"]
     return ["@_jit", f"def _block(b, {_ARGS}):"] + ["    " + v for v in body] + [""]
 
@@ -384,8 +390,8 @@ def _block_adaptive(P: _Parts, save: str, lanes: int) -> list[str]:
     running = C.add("ST_RUNNING", RUNNING)
     # Rows of S: states, carried values, parameters, then the scalars below.
     R_X, R_P = n, n + nx
-    R_T, R_DT, R_LQ, R_NX, R_ACC, R_REJ, R_ST, R_SV = range(n + nx + npar, n + nx + npar + 8)
-    n_rows = R_SV + 1
+    R_T, R_DT, R_LQ, R_NX, R_ACC, R_REJ, R_ST, R_SV, R_NFE = range(n + nx + npar, n + nx + npar + 9)
+    n_rows = R_NFE + 1
     S = lambda r: f"S[{r}, l]"  # noqa: E731
     sy, sx, sp = [S(r) for r in range(n)], [S(R_X + r) for r in range(nx)], [S(R_P + r) for r in range(npar)]
     body = ["N = u0.shape[1]", "base = b * _L", f"S = np.empty(({n_rows}, _L), _T)",
@@ -399,6 +405,7 @@ def _block_adaptive(P: _Parts, save: str, lanes: int) -> list[str]:
     body += [f"    {sy[s]} = u0[{s}, i]" for s in range(n)] + [f"    {sp[s]} = p[{s}, i]" for s in range(npar)]
     body += [f"    {S(R_T)} = t0", f"    {S(R_DT)} = dt", f"    {S(R_LQ)} = _LQ_INIT",
              f"    {S(R_ACC)} = {zero}", f"    {S(R_REJ)} = {zero}", f"    {S(R_SV)} = {zero}",
+             f"    {S(R_NFE)} = {C.add('INIT_EVALS', mc.init_evals)}",
              f"    {S(R_NX)} = {inf}",
              f"    {S(R_ST)} = {running} if t0 < tf else {code[Status.SUCCESS]}"]
     if nx:
@@ -439,6 +446,7 @@ def _block_adaptive(P: _Parts, save: str, lanes: int) -> list[str]:
         f"{S(R_LQ)} = _sel(acc, lqn, lq)",
         f"{S(R_ACC)} = _sel(acc, nacc + {one}, nacc)",
         f"{S(R_REJ)} = _sel(rej | bad, nrej + {one}, nrej)",
+        f"{S(R_NFE)} = _sel(go, {S(R_NFE)} + {C.add('ATTEMPT_EVALS', mc.attempt_evals)}, {S(R_NFE)})",
         f"st = _sel(run & maxed, {code[Status.MAX_STEPS]}, st)",
         f"st = _sel(run & (not maxed) & under, {code[Status.DT_UNDERFLOW]}, st)",
         f"st = _sel(bad, {code[Status.NONFINITE]}, st)",
@@ -476,7 +484,7 @@ def _block_adaptive(P: _Parts, save: str, lanes: int) -> list[str]:
     body += ["for l in range(_L):", "    i = base + l", "    if i < N:"]
     body += [f"        out_u[{s}, i] = {sy[s]}" for s in range(n)]
     body += [f"        stats[0, i] = int({S(R_ACC)})", f"        stats[1, i] = int({S(R_REJ)})",
-             f"        stats[2, i] = {mc.init_evals} + {mc.attempt_evals} * (int({S(R_ACC)}) + int({S(R_REJ)}))",
+             f"        stats[2, i] = int({S(R_NFE)})",
              f"        status[i] = int({S(R_ST)})"]
     return ["@_jit", f"def _block(b, {_ARGS}):"] + ["    " + v for v in body] + [""]
 

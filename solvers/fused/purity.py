@@ -18,13 +18,15 @@ import numba
 from solvers.fused.build import kernel_args, load_module, make_inputs, make_outputs
 from solvers.fused.codegen import KernelKey
 
-# LLVM: any instruction producing, converting to or calling with a double (scalar or vector).
-_LLVM_F64 = re.compile(
-    r"\b(fadd|fsub|fmul|fdiv|frem|fneg|fcmp\s+\w+)\s+(contract\s+|fast\s+|\w+\s+)*(<\d+ x )?double\b"
-    r"|\bfpext\b|\bto\s+(<\d+ x )?double\b|\bcall\b[^=]*\bdouble\b|@llvm\.\w+\.(v\d+)?f64\b"
-)
-# PTX: any instruction with an f64 type (add.f64, fma.rn.f64, cvt.f64.f32, setp.lt.f64, ...).
-_PTX_F64 = re.compile(r"^\s*[a-z][\w.]*\.f64\b|\bcvt\.[\w.]*f64\b")
+# LLVM: any double anywhere in a compute function: arithmetic, compares, conversions (fpext,
+# fptrunc, sitofp ... to double), and moves of doubles that compute nothing themselves but
+# show a double value exists (select, phi, load, store, alloca, call arguments, vector
+# doubles), plus f64 intrinsics.
+_LLVM_F64 = re.compile(r"\bdouble\b|\bfpext\b|@llvm\.[\w.]*\bf64\b|@llvm\.[\w.]*\.v\d+f64\b")
+# PTX: any f64 instruction (add.f64, fma.rn.f64, cvt.f64.f32, setp.lt.f64, predicated
+# ``@%p1 add.f64``), any f64 register declaration or use (``.reg .f64 %fd<4>``, ``mov.b64 %fd1``,
+# ``ld.param.f64``): a ``.f64`` type or a ``%fd`` register anywhere in a non-comment line.
+_PTX_F64 = re.compile(r"\.f64\b|%fd\d*\b|%fd<")
 
 
 def sample_args(key: KernelKey, n: int = 4) -> tuple:

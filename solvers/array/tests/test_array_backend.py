@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from harness.launches import count_launches
-from problems.reference import max_relative_error, reference
+from problems.reference import max_scaled_error, reference
 from solvers.array.backend import ArrayBackend, namespace
 from solvers.array.drivers import solve_fixed, solve_lockstep, solve_shared
 from solvers.array.steppers import Ensemble, ExplicitStepper, tsit5_dense_weights_lanes
@@ -153,14 +153,16 @@ def test_shared_step_count_is_not_bounded_by_the_slowest_trajectory():
 # ---- accuracy against the float64 SciPy references ----------------------------------------------
 
 ACCURACY_CASES = [
-    # problem, method, mode, dtype, tolerance, bound on max relative error
-    ("lorenz", "tsit5", "fixed", "float32", None, 1e-4),
-    ("lorenz", "rk4", "fixed", "float64", None, 1e-7),
-    ("lorenz", "tsit5", "adaptive", "float64", 1e-8, 1e-5),
-    ("sir", "tsit5", "fixed", "float32", None, 1e-4),
-    ("sir", "rk4", "fixed", "float64", None, 1e-6),
-    ("sir", "tsit5", "adaptive", "float32", 1e-6, 1e-3),
-    ("robertson", "rosenbrock23", "adaptive", "float64", 1e-6, 1e-3),
+    # problem, method, mode, dtype, tolerance, bound on the max scaled error (per component, in
+    # units of atol + rtol*|ref|; fixed mode: the problem's default tolerances). Seen: 1400,
+    # 0.05, 0.15 (shared 0.59), 1.5, 5e-5, 0.28, 4.2 (shared 5.5).
+    ("lorenz", "tsit5", "fixed", "float32", None, 1e4),
+    ("lorenz", "rk4", "fixed", "float64", None, 1.0),
+    ("lorenz", "tsit5", "adaptive", "float64", 1e-8, 5.0),
+    ("sir", "tsit5", "fixed", "float32", None, 5.0),
+    ("sir", "rk4", "fixed", "float64", None, 0.01),
+    ("sir", "tsit5", "adaptive", "float32", 1e-6, 5.0),
+    ("robertson", "rosenbrock23", "adaptive", "float64", 1e-6, 20.0),
 ]
 
 
@@ -171,7 +173,7 @@ def test_final_states_match_the_reference(problem, method, mode, dtype, tol, bou
     spec = SolveSpec(problem, method, mode, dtype, 8, rtol=tol, atol=tol, variant=variant)
     result = solve(spec)
     assert (result.status == Status.SUCCESS).all()
-    assert max_relative_error(result.u_final, reference(spec.prob, spec.n, dtype)) < bound
+    assert max_scaled_error(result.u_final, reference(spec.prob, spec.n, dtype), *spec.tol) < bound
 
 
 # ---- saving -------------------------------------------------------------------------------------
@@ -263,10 +265,9 @@ def test_operation_count_per_fixed_step_is_the_hand_count_at_any_n(method, per_s
     assert counts[4, 0.5] == counts[64, 0.5] and counts[4, 0.25] == counts[64, 0.25]
 
 
-# ---- the fused solver (skipped only while solvers/fused does not exist) -------------------------
+# ---- the fused solver (imported, not skipped: a broken fused import must fail these tests) ------
 
 def fused_backend():
-    pytest.importorskip("solvers.fused.backend", reason="solvers/fused/backend.py is not written yet")
     return get_backend("fused")
 
 
@@ -302,7 +303,6 @@ def test_fixed_step_matches_the_fused_cpu_kernel(method, dtype):
 @pytest.mark.parametrize("method, dtype", [("tsit5", "float32"), ("rk4_38", "float64")])
 def test_fixed_step_is_bitwise_the_fused_kernel_compiled_without_fma(method, dtype):
     """With FMA contraction off, the fused kernel and the array replica round identically."""
-    pytest.importorskip("solvers.fused.build", reason="solvers/fused is not written yet")
     from solvers.fused.build import make_inputs, run_cpu
     from solvers.fused.codegen import KernelKey
 
@@ -315,7 +315,8 @@ def test_fixed_step_is_bitwise_the_fused_kernel_compiled_without_fma(method, dty
 
 
 @pytest.mark.parametrize("problem, method, tol", [("lorenz", "tsit5", 1e-6), ("sir", "tsit5", 1e-6),
-                                                  ("robertson", "rosenbrock23", 1e-5)])
+                                                  ("robertson", "rosenbrock23", 1e-5),
+                                                  ("prothero_robinson", "rosenbrock23", 1e-4)])
 def test_per_trajectory_steps_match_the_fused_cpu_kernel(problem, method, tol):
     spec = SolveSpec(problem, method, "adaptive", "float64", 16, rtol=tol, atol=tol)
     expected = run_fused(spec)

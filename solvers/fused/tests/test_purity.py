@@ -112,3 +112,63 @@ def test_ptx_checker_flags_a_float_literal():
     bad = ptx_f64_lines(cuda.compile_ptx(promoted, sig, cc=(9, 0))[0])
     assert any("f64" in line for line in bad), bad
     assert not ptx_f64_lines(cuda.compile_ptx(typed, sig, cc=(9, 0))[0])
+
+
+# Synthetic lines for each pattern the checkers must catch, and look-alikes they must not.
+PTX_F64_LINES = [
+    "@%p1 add.f64 %fd3, %fd1, %fd2;",      # predicated f64 instruction
+    "@!%p2 fma.rn.f64 %fd4, %fd1, %fd2, %fd3;",
+    "mov.b64 %fd1, %rd4;",                 # a bit move into an f64 register
+    ".reg .f64 %fd<4>;",                   # an f64 register declared
+    "st.global.b64 [%rd1], %fd2;",         # an f64 register stored with an untyped store
+    "cvt.rn.f32.f64 %f1, %fd1;",
+    "setp.lt.f64 %p1, %fd1, %fd2;",
+]
+PTX_F32_LINES = ["@%p1 add.f32 %f3, %f1, %f2;", "mov.b64 %rd1, %rd2;", ".reg .f32 %f<8>;",
+                 "// add.f64 in a comment", "st.global.f32 [%rd1], %f2;", "mov.b32 %f1, %r4;"]
+LLVM_F64_LINES = [
+    "%.5 = select i1 %.4, double %.2, double %.3",
+    "%.7 = phi double [ %.1, %B0 ], [ %.6, %B1 ]",
+    "%.8 = load double, ptr %.9, align 8",
+    "store double %.8, ptr %.10, align 8",
+    "%.11 = fptrunc double %.8 to float",
+    "%.12 = sitofp i64 %.3 to double",
+    "%.13 = select i1 %.4, <8 x double> %.a, <8 x double> %.b",
+    "%.14 = call float @llvm.fma.f64(double %.1, double %.2, double %.3)",
+    "%.15 = alloca double, align 8",
+]
+LLVM_F32_LINES = ["%.5 = select i1 %.4, float %.2, float %.3", "%.7 = phi float [ %.1, %B0 ]",
+                  "%.8 = load float, ptr %.9, align 4", "; a comment about double",
+                  "%.14 = call float @llvm.fma.f32(float %.1, float %.2, float %.3)"]
+
+
+@pytest.mark.parametrize("line", PTX_F64_LINES)
+def test_ptx_checker_flags_every_f64_form(line):
+    assert ptx_f64_lines(line) == [line]
+
+
+@pytest.mark.parametrize("line", PTX_F32_LINES)
+def test_ptx_checker_passes_float32_look_alikes(line):
+    assert ptx_f64_lines(line) == []
+
+
+@pytest.mark.parametrize("line", LLVM_F64_LINES)
+def test_llvm_checker_flags_every_double_form(line):
+    assert llvm_f64_lines(line) == [line]
+
+
+@pytest.mark.parametrize("line", LLVM_F32_LINES)
+def test_llvm_checker_passes_float32_look_alikes(line):
+    assert llvm_f64_lines(line) == []
+
+
+def test_llvm_checker_flags_a_double_that_is_only_selected_and_truncated():
+    """No double arithmetic, only a double chosen and rounded to float32: still flagged."""
+    @numba.njit
+    def chooses(c, a, b, x):
+        return np.float32(a if c else b) * x
+
+    sig = (numba.boolean, numba.float64, numba.float64, numba.float32)
+    chooses.compile(sig)
+    bad = llvm_f64_lines(compute_functions(chooses.inspect_llvm(sig)))
+    assert any("fptrunc" in line or "select" in line for line in bad), bad

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from solvers.base import SolveSpec, Status, UnsupportedError
-from solvers.peers.tests.helpers import mixed_error, norm_relative_error, relative_error, solve
+from solvers.peers.tests.helpers import mixed_error, relative_error, scaled_error, solve
 from solvers.registry import get_backend
 
 pytest.importorskip("diffrax")
@@ -68,7 +68,8 @@ def test_robertson_kvaerno5_float64(robertson_result):
     res = robertson_result
     assert res.u_final.dtype == np.float64
     assert np.all(res.status == Status.SUCCESS)
-    assert norm_relative_error(res, ROBERTSON) < 1e-5
+    # seen 0.22 tolerance units
+    assert scaled_error(res, ROBERTSON) < 2.0
     assert np.all(res.accepted > 0)
     assert res.rhs_evals is None and "Newton" in res.notes["rhs_evals"]
 

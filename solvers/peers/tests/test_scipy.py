@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from solvers.base import SolveSpec, Status
-from solvers.peers.tests.helpers import mixed_error, norm_relative_error, relative_error, solve
+from solvers.peers.tests.helpers import mixed_error, relative_error, scaled_error, solve
 from solvers.registry import get_backend
 
 LORENZ = SolveSpec(problem="lorenz", method="rk45", mode="adaptive", dtype="float64", n=8,
@@ -26,7 +26,8 @@ def test_stiff_methods_on_robertson_use_the_derived_jacobian(method):
     spec = SolveSpec(problem="robertson", method=method, mode="adaptive", dtype="float64", n=4,
                      dt=1e-3, rtol=1e-8, atol=1e-8)
     res = solve("scipy", spec)
-    assert norm_relative_error(res, spec) < 1e-5
+    # seen radau 0.003, bdf 2.8, lsoda 2.2 tolerance units
+    assert scaled_error(res, spec) < 10.0
     assert np.all(res.status == Status.SUCCESS)
     assert res.notes["njev_mean"] > 0  # the Jacobian was used
 
