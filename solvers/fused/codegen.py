@@ -40,7 +40,7 @@ import numpy as np
 from problems.registry import get_problem
 from solvers.base import Status
 from solvers.fused.bits import bit_format
-from solvers.fused.emit import Constants, Inliner, free_globals, names, targets
+from solvers.fused.emit import Constants, Inliner, free_globals, interleave_lane_loops, names, targets
 from solvers.fused.methods import MethodCode, Shape, method_code
 from solvers.tableaus import PIController, get_controller
 
@@ -410,11 +410,22 @@ def _block_adaptive(P: _Parts, save: str, lanes: int) -> list[str]:
         body += ["            " + v for v in _write_saved(P, "j", "base + l", sy)]
         body += ["        j += 1", "    J[l] = j", f"    {S(R_NX)} = save_t[j] if j < ns else {inf}"]
 
-    lane = [f"st = {S(R_ST)}", f"nacc = {S(R_ACC)}", f"nrej = {S(R_REJ)}",
-            f"t = {S(R_T)}", f"dtc = {S(R_DT)}", f"lq = {S(R_LQ)}"]
-    lane += [f"{y[s]} = {sy[s]}" for s in range(n)] + [f"{x[s]} = {sx[s]}" for s in range(nx)]
-    lane += [f"p{s} = {sp[s]}" for s in range(npar)]
-    lane += [
+    # Pass 1, attempt: every lane makes one step attempt from its state and writes a record
+    # of it (rows of S from n_rows on): the state it started from, the candidate, EEst, h, the
+    # end time and the status after the pre-attempt checks. Pass 2, decide: the controller and
+    # the masked update, from the record alone. Two loops, not one: each body is short enough
+    # for the core to overlap consecutive vector iterations (one loop's body was longer than
+    # the reorder window, so its long attempt -> norm -> log/exp chain ran unhidden), and pass 2
+    # never reads a row it writes, so its selects stay plain stores (a select between a new
+    # value and the value loaded from the same address becomes a masked store, slow on AVX2).
+    rec_names = y + x + yn + xn + ["eest", "h", "tn", "t", "dtc", "lq", "nacc", "nrej", "st"]
+    R = {v: n_rows + k for k, v in enumerate(rec_names)}
+    n_rows_all = n_rows + len(rec_names)
+    attempt = [f"st = {S(R_ST)}", f"nacc = {S(R_ACC)}", f"nrej = {S(R_REJ)}",
+               f"t = {S(R_T)}", f"dtc = {S(R_DT)}", f"lq = {S(R_LQ)}"]
+    attempt += [f"{y[s]} = {sy[s]}" for s in range(n)] + [f"{x[s]} = {sx[s]}" for s in range(nx)]
+    attempt += [f"p{s} = {sp[s]}" for s in range(npar)]
+    attempt += [
         (f"tstop = min({S(R_NX)}, tf)" if save == "stop" else "tstop = tf"),
         "rem = tstop - t",
         "last = dtc >= rem",
@@ -422,36 +433,46 @@ def _block_adaptive(P: _Parts, save: str, lanes: int) -> list[str]:
         f"run = st == {running}",
         "maxed = nacc + nrej >= msteps",
         f"under = (not last) & ((h < {dtmin}) | (t + h == t))",
+        # Lanes stopped here are not running in pass 2 (go == (st == RUNNING) there).
+        f"st = _sel(run & maxed, {code[Status.MAX_STEPS]}, st)",
+        f"st = _sel(run & (not maxed) & under, {code[Status.DT_UNDERFLOW]}, st)",
         f"{targets(yn + xn + ['eest'] + dv)} = _attempt({', '.join(y + x + names('p', npar))}, t, h, rtol, atol)",
+        "tn = _sel(last, tstop, t + h)",
+    ]
+    attempt += [f"{S(R[v])} = {v}" for v in rec_names]
+    if save == "dense":
+        for r, v in enumerate(y + dv + xn + ["t", "h"]):
+            attempt.append(f"D[{r}, l] = {v}")
+
+    decide = [f"{v} = {S(R[v])}" for v in rec_names]
+    decide += [
         f"fin = (eest == eest) & {_finite_expr(P, yn)}",
         "dta, dtr, lqn = _control(eest, lq, h)",
-        "go = run & (not maxed) & (not under)",
+        f"go = st == {running}",
         f"acc = go & fin & (eest <= {one})",
         f"rej = go & fin & (not (eest <= {one}))",
         "bad = go & (not fin)",
-        "tn = _sel(last, tstop, t + h)",
     ]
-    lane += [f"{sy[s]} = _sel(acc | bad, {yn[s]}, {y[s]})" for s in range(n)]
-    lane += [f"{sx[s]} = _sel(acc, {xn[s]}, {x[s]})" for s in range(nx)]
-    lane += [
+    decide += [f"{sy[s]} = _sel(acc | bad, {yn[s]}, {y[s]})" for s in range(n)]
+    decide += [f"{sx[s]} = _sel(acc, {xn[s]}, {x[s]})" for s in range(nx)]
+    decide += [
         f"{S(R_T)} = _sel(acc, tn, t)",
         f"{S(R_DT)} = _sel(acc, dta, _sel(rej, dtr, dtc))",
         f"{S(R_LQ)} = _sel(acc, lqn, lq)",
         f"{S(R_ACC)} = _sel(acc, nacc + {one}, nacc)",
         f"{S(R_REJ)} = _sel(rej | bad, nrej + {one}, nrej)",
-        f"st = _sel(run & maxed, {code[Status.MAX_STEPS]}, st)",
-        f"st = _sel(run & (not maxed) & under, {code[Status.DT_UNDERFLOW]}, st)",
         f"st = _sel(bad, {code[Status.NONFINITE]}, st)",
         f"st = _sel(acc & (tn >= tf), {code[Status.SUCCESS]}, st)",
         f"{S(R_ST)} = st",
         f"anyrun = anyrun | (st == {running})",
     ]
     if save != "final":
-        lane.append(f"{S(R_SV)} = _sel(acc & ({S(R_NX)} <= tn), {one}, {zero})")
-    if save == "dense":
-        for r, v in enumerate(y + dv + xn + ["t", "h"]):
-            lane.append(f"D[{r}, l] = {v}")
-    body += ["while True:", "    anyrun = False", "    for l in range(_L):"] + ["        " + v for v in lane]
+        decide.append(f"{S(R_SV)} = _sel(acc & ({S(R_NX)} <= tn), {one}, {zero})")
+    body[2] = f"S = np.empty(({n_rows_all}, _L), _T)"
+    # Both passes are straight-line lane loops over range(_L_PASS): interleaved in pairs of
+    # lanes by ``emit.interleave_lane_loops`` when _L is even (see generate_source).
+    body += ["while True:", "    for l in range(_L_PASS):"] + ["        " + v for v in attempt]
+    body += ["    anyrun = False", "    for l in range(_L_PASS):"] + ["        " + v for v in decide]
 
     if save != "final":
         dl = lambda r: f"D[{r}, l]"  # noqa: E731
@@ -531,6 +552,8 @@ def _header(key: KernelKey, P: _Parts) -> list[str]:
             "_kernel = numba.njit(parallel=True, cache=True, fastmath=_FASTMATH, error_model='numpy')",
             f"_mant, _expo, _pow2, _floor = cpu_helpers({key.dtype!r})",
             f"_L = {key.lanes}  # trajectories per lane block",
+            "_L_PASS = _L  # lanes of an adaptive pass loop (when not interleaved)",
+            "_L_HALF = _L // 2  # interleaved adaptive pass loops: lanes l and l + _L_HALF",
             "_STRANDS = 256  # interleaved block sequences the threads share (balance; see solve_lanes)",
             "_sqrt = math.sqrt",
             "",
@@ -644,7 +667,10 @@ def generate_source(key: KernelKey) -> str:
         funcs += [""] + deco + [inliner.add(_join(snip)), ""]
     if key.target == "cpu":
         funcs += ["", "@_jit", inliner.expand(_join([f"def _solve_one(i, {_ARGS}):"] + _indent(one))), ""]
-        funcs += ["", inliner.expand(_join(block(P, key.save, key.lanes))), ""]
+        blk = inliner.expand(_join(block(P, key.save, key.lanes)))
+        if key.mode == "adaptive" and key.lanes % 2 == 0:
+            blk = interleave_lane_loops(blk, "_L_PASS", "_L_HALF", keep=("anyrun",))
+        funcs += ["", blk, ""]
         funcs += [
             "",
             "@_kernel",
