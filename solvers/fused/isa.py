@@ -25,8 +25,10 @@ from pathlib import Path
 
 from solvers.fused.codegen import KernelKey
 
-#: LLVM CPUs worth comparing and the features to force (empty: the CPU's defaults).
-TARGETS = {"znver3": "", "znver4": "+avx512f", "skylake-avx512": "+avx512f"}
+#: LLVM CPUs worth comparing: the features to force (empty: the CPU's defaults) and the
+#: adaptive lane layout ``KernelKey.lane_layout="auto"`` picks on such a machine.
+TARGETS = {"znver3": ("", "two-pass"), "znver4": ("+avx512f", "one-pass"),
+           "skylake-avx512": ("+avx512f", "one-pass")}
 
 _KINDS = [  # (kind, pattern on the mnemonic), first match wins
     ("fma", r"^vf(n)?m(add|sub)"),
@@ -35,7 +37,7 @@ _KINDS = [  # (kind, pattern on the mnemonic), first match wins
     ("div/sqrt", r"^v(div|sqrt)[ps][sd]$"),
     ("min/max", r"^v(min|max)[ps][sd]$"),
     ("compare", r"^v(p?cmp|ucomis|comis)"),
-    ("blend/select", r"^v(p?blend|pternlog|movdq[au](32|64)?.*k)"),
+    ("blend/select", r"^v(p?blend|pternlog)"),
     ("masked store", r"^v(p?maskmov)"),
     ("gather", r"^v(p?gather)"),
     ("logic", r"^v(p?and|p?or|p?xor|p?andn)"),
@@ -67,7 +69,7 @@ def block_asm(key: KernelKey, cpu: str | None = None) -> str:
         return _block_asm_here(key)
     env = dict(os.environ)
     env["NUMBA_CPU_NAME"] = cpu
-    env["NUMBA_CPU_FEATURES"] = TARGETS.get(cpu, "") or "+sse2"
+    env["NUMBA_CPU_FEATURES"] = TARGETS.get(cpu, ("",))[0] or "+sse2"
     root = Path(__file__).resolve().parents[2]
     env["PYTHONPATH"] = str(root) + os.pathsep + env.get("PYTHONPATH", "")
     with tempfile.TemporaryDirectory() as tmp:
@@ -104,14 +106,26 @@ def _instructions(asm: str) -> tuple[list[str], dict[str, int]]:
     return lines, labels
 
 
+def _operands(ops: str) -> list[str]:
+    """AT&T operands split at top-level commas (not inside ``disp(base,index)``)."""
+    out, depth, cur = [], 0, ""
+    for ch in ops:
+        depth += (ch == "(") - (ch == ")")
+        if ch == "," and depth == 0:
+            out.append(cur.strip())
+            cur = ""
+        else:
+            cur += ch
+    return out + [cur.strip()]
+
+
 def classify(mnemonic: str, operands: str) -> str:
+    """Kind of one instruction; for moves ``operands`` is the destination only."""
     for kind, pat in _KINDS:
         if re.search(pat, mnemonic):
             return kind
     if mnemonic.startswith(("vmov", "vbroadcast")):
-        if "(" in operands.split(",")[-1]:
-            return "store"
-        return "load" if "(" in operands else "move"
+        return "store" if "(" in operands else "load or move"
     return "scalar/other"
 
 
@@ -135,18 +149,19 @@ def loop_profile(asm: str) -> list[dict]:
         for s in body:
             parts = s.split(None, 1)
             mn, ops = parts[0], (parts[1].strip() if len(parts) > 1 else "")
-            k = classify(mn, ops)
+            dst = _operands(ops)[-1] if ops else ""
+            k = classify(mn, dst if mn.startswith(("vmov", "vbroadcast")) else ops)
+            if k == "store" and "{%k" in dst:
+                k = "masked store"  # AVX-512: vmovups %zmm, mem {%k}
+            elif k == "load or move" and "{%k" in dst and "(" not in ops:
+                k = "blend/select"  # AVX-512: vmovaps %zmm, %zmm {%k}
             kinds[k] += 1
-            if "(" in ops:
-                dst_mem = "(" in ops.split(",")[-1] and (mn.startswith(("vmov", "vmaskmov", "mov")) or k == "masked store")
-                if dst_mem and "{%k" not in ops.split(",")[-1] or k == "masked store":
-                    stores += 1
-                    stack_st += "(%rsp)" in ops.split(",")[-1]
-                else:
-                    loads += 1
-                    stack_ld += "(%rsp)" in ops
-            if "{%k" in ops and "(" in ops.split(",")[-1]:
-                kinds["masked store"] += 1
+            if k in ("store", "masked store"):
+                stores += 1
+                stack_st += "(%rsp)" in dst
+            elif "(" in ops:
+                loads += 1
+                stack_ld += "(%rsp)" in ops
         width = 512 if any("zmm" in s for s in body) else 256 if any("ymm" in s for s in body) else 128
         out.append({"start": a, "end": b, "instructions": len(body), "kinds": dict(kinds), "loads": loads,
                     "stores": stores, "stack_loads": stack_ld, "stack_stores": stack_st, "vector_bits": width})
@@ -167,7 +182,7 @@ def per_lane_step(key: KernelKey, asm: str, interleave: int | None = None) -> di
     """
     itemsize = 4 if key.dtype == "float32" else 8
     if interleave is None:
-        interleave = 2 if key.mode == "adaptive" and key.lanes % 2 == 0 else 1
+        interleave = 2 if (key.mode == "adaptive" and key.lane_layout == "two-pass" and key.lanes % 2 == 0) else 1
     lanes_loops = [lp for lp in loop_profile(asm)
                    if lp["inner"] and lp["depth"] >= 1 and sum(v for k, v in lp["kinds"].items()
                                                              if k not in ("scalar/other",)) >= 30]
@@ -198,14 +213,17 @@ def main(argv=None) -> int:
     ap.add_argument("--cpu", nargs="+", default=["host", "znver4"], help="LLVM CPU names, or 'host'")
     ap.add_argument("--asm-dir", help="also write each assembly listing here")
     ap.add_argument("--asm-in", help="read listings written by --asm-dir instead of compiling")
+    ap.add_argument("--layout", choices=("one-pass", "two-pass"),
+                    help="adaptive lane layout (default: what 'auto' picks on that CPU)")
     ap.add_argument("--interleave", type=int, help="lanes loops interleaved in this many groups "
                     "(default: the generator's rule; 1 for kernels generated before interleaving)")
     args = ap.parse_args(argv)
     rows = []
     for cpu in args.cpu:
         for mode in args.mode:
-            key = KernelKey(args.problem, args.method, mode, args.dtype, lanes=args.lanes)
-            name = f"{key.problem}_{key.method}_{mode}_{key.dtype}_L{key.lanes}_{cpu}.s"
+            layout = args.layout or ("auto" if cpu == "host" else TARGETS.get(cpu, ("", "two-pass"))[1])
+            key = KernelKey(args.problem, args.method, mode, args.dtype, lanes=args.lanes, lane_layout=layout)
+            name = f"{key.problem}_{key.method}_{mode}_{key.dtype}_L{key.lanes}_{cpu}_{key.lane_layout}.s"
             try:
                 asm = (Path(args.asm_in, name).read_text() if args.asm_in
                        else block_asm(key, None if cpu == "host" else cpu))
@@ -216,8 +234,8 @@ def main(argv=None) -> int:
                 Path(args.asm_dir).mkdir(parents=True, exist_ok=True)
                 (Path(args.asm_dir) / name).write_text(asm)
             r = per_lane_step(key, asm, args.interleave)
-            rows.append({"cpu": cpu, "mode": mode, **r})
-            print(f"{cpu:>15} {mode:<9} {r['vector_bits']:>4}-bit lanes/iter {r['lanes_per_iteration']}: "
+            rows.append({"cpu": cpu, "mode": mode, "lane_layout": key.lane_layout if mode == "adaptive" else "", **r})
+            print(f"{cpu:>15} {mode:<9}{'' if mode == 'fixed' else ' ' + key.lane_layout:<9} {r['vector_bits']:>4}-bit lanes/iter {r['lanes_per_iteration']}: "
                   f"{r['instructions_per_lane_step']:7.2f} instructions per lane-step "
                   f"(loads {r.get('loads', 0):.1f}, stores {r.get('stores', 0):.1f}, "
                   f"stack {r.get('stack_loads', 0):.1f}/{r.get('stack_stores', 0):.1f})")
