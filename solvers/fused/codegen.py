@@ -412,7 +412,10 @@ def _block_adaptive(P: _Parts, save: str, lanes: int) -> list[str]:
     n_rows = R_SV + 1
     S = lambda r: f"S[{r}, l]"  # noqa: E731
     sy, sx, sp = [S(r) for r in range(n)], [S(R_X + r) for r in range(nx)], [S(R_P + r) for r in range(npar)]
-    body = ["N = u0.shape[1]", "base = b * _L", f"S = np.empty(({n_rows}, _L), _T)",
+    # Two-pass layout: rows from n_rows on hold the attempt's record (see below).
+    rec_names = y + x + yn + xn + ["eest", "h", "tn", "t", "dtc", "lq", "nacc", "nrej", "st"]
+    n_alloc = n_rows + (len(rec_names) if P.lane_layout == "two-pass" else 0)
+    body = ["N = u0.shape[1]", "base = b * _L", f"S = np.empty(({n_alloc}, _L), _T)",
             "J = np.zeros(_L, np.int64)  # next save index per lane",
             "ns = save_t.shape[0]", "msteps = _T(max_steps)"]
     # Dense output needs the step's start, stages and size once the lane loop has moved on.
@@ -489,9 +492,7 @@ def _block_adaptive(P: _Parts, save: str, lanes: int) -> list[str]:
         # the reorder window, so its long attempt -> norm -> log/exp chain ran unhidden), and pass 2
         # never reads a row it writes, so its selects stay plain stores (a select between a new
         # value and the value loaded from the same address becomes a masked store, slow on AVX2).
-        rec_names = y + x + yn + xn + ["eest", "h", "tn", "t", "dtc", "lq", "nacc", "nrej", "st"]
         R = {v: n_rows + k for k, v in enumerate(rec_names)}
-        n_rows_all = n_rows + len(rec_names)
         attempt = [f"st = {S(R_ST)}", f"nacc = {S(R_ACC)}", f"nrej = {S(R_REJ)}",
                    f"t = {S(R_T)}", f"dtc = {S(R_DT)}", f"lq = {S(R_LQ)}"]
         attempt += [f"{y[s]} = {sy[s]}" for s in range(n)] + [f"{x[s]} = {sx[s]}" for s in range(nx)]
@@ -539,7 +540,6 @@ def _block_adaptive(P: _Parts, save: str, lanes: int) -> list[str]:
         ]
         if save != "final":
             decide.append(f"{S(R_SV)} = _sel(acc & ({S(R_NX)} <= tn), {one}, {zero})")
-        body[2] = f"S = np.empty(({n_rows_all}, _L), _T)"
         # Both passes are straight-line lane loops over range(_L_PASS): interleaved in pairs of
         # lanes by ``emit.interleave_lane_loops`` when _L is even (see generate_source).
         body += ["while True:", "    for l in range(_L_PASS):"] + ["        " + v for v in attempt]
