@@ -4,11 +4,20 @@ import numpy as np
 import pytest
 
 from problems.registry import get_problem
-from solvers.fused.build import make_inputs, run_cpu
+from solvers.fused.build import collect, cpu_kernel, kernel_args, make_inputs, make_outputs
 from solvers.fused.codegen import LANE_LAYOUTS, KernelKey, default_lane_layout
 from solvers.fused.emit import interleave_lane_loops
 from solvers.fused.isa import loop_profile, per_lane_step
 from solvers.fused.peak import cpu_isa, fma_peak
+
+
+def _run(key, inputs, variant):
+    """Like ``run_cpu``, with the save buffer filled with NaN first: a trajectory that stops
+    early leaves its later saves unwritten, and np.empty's leftovers must not be compared."""
+    outputs = make_outputs(inputs)
+    outputs["saved"][...] = np.nan
+    cpu_kernel(key, variant)(*kernel_args(inputs, outputs))
+    return collect(outputs, inputs.save_t.shape[0] > 0)
 
 
 @pytest.mark.parametrize("layout", LANE_LAYOUTS)
@@ -16,7 +25,7 @@ from solvers.fused.peak import cpu_isa, fma_peak
     ("lorenz", "tsit5", "float32", "final", 32),
     ("lorenz", "tsit5", "float64", "dense", 6),   # even, not a multiple of the vector width
     ("lorenz", "tsit5", "float32", "final", 7),   # odd: not interleaved
-    ("robertson", "rosenbrock23", "float64", "stop", 8),
+    ("robertson", "rosenbrock23", "float64", "stop", 8),  # every trajectory stops early here
 ])
 def test_layouts_equal_serial(layout, problem, method, dtype, save, lanes):
     prob = get_problem(problem)
@@ -26,8 +35,8 @@ def test_layouts_equal_serial(layout, problem, method, dtype, save, lanes):
     inputs = make_inputs(u0, p, prob.tspan, dtype, mode="adaptive", dt=prob.dt, rtol=1e-6, atol=1e-6,
                          saveat=saveat)
     key = KernelKey(problem, method, "adaptive", dtype, save=save, lanes=lanes, lane_layout=layout)
-    a = run_cpu(key, inputs, "lanes")
-    b = run_cpu(key, inputs, "serial")
+    a = _run(key, inputs, "lanes")
+    b = _run(key, inputs, "serial")
     np.testing.assert_array_equal(a.u_final, b.u_final)
     if saveat is not None:
         np.testing.assert_array_equal(a.saved, b.saved)
@@ -67,7 +76,7 @@ def test_interleave_runs_both_lanes_in_order():
 
 def test_loop_profile_counts_one_lane_loop():
     asm = "\n".join([
-        "_ZN5block:", "\tmovq\t$0, %rax", ".LBB0_1:", ".LBB0_2:",
+        "_ZN5block:", "\tmovq\t$0, %rax", ".LBB0_1:", "\txorl\t%ecx, %ecx", ".LBB0_2:",
         "\tvmovups\t(%r13,%rax), %ymm0",
         "\tvfmadd213ps\t8(%rsp), %ymm1, %ymm0",
         "\tvmaskmovps\t%ymm0, %ymm2, 128(%r13,%rax)",
@@ -82,7 +91,7 @@ def test_loop_profile_counts_one_lane_loop():
     key = KernelKey("lorenz", "tsit5", "fixed", "float32")
     r = per_lane_step(key, asm)
     assert r["lane_loops"] == 1 and r["vector_bits"] == 512
-    assert r["instructions_per_lane_step"] == pytest.approx(inner["instructions"] / 16)
+    assert r["instructions_per_lane_step"] == pytest.approx(inner["instructions"] / 16, abs=0.01)  # rounded
 
 
 def test_peak_and_isa_are_reported():
