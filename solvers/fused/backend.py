@@ -241,6 +241,8 @@ class FusedBackend(Backend):
             import numba
 
             out["lanes"] = self.lanes
+            if spec.mode == "adaptive" and spec.variant != "serial":
+                out["lane_layout"] = self.kernel_key(spec).lane_layout  # chosen per ISA (codegen)
             out["threads"] = numba.get_num_threads()
             out["fastmath"] = ",".join(self.fastmath) or "none"
         if spec.mode == "fixed":

@@ -9,6 +9,13 @@ timed ``run``+``sync`` calls; the median (and min) time is divided by the number
 taken, summed over trajectories (accepted + rejected attempts; exactly N * n_steps in fixed
 mode). Each row also reports the steps per trajectory and the accuracy against the float64
 reference, so a faster row is never a row doing less work or reaching a worse answer.
+
+Also per row: ``core-ns`` (process CPU time per step: on a machine shared with other
+processes it moves less than the wall time) and the lane blocks' efficiency (steps taken /
+(lanes x the block's largest step count), summed over blocks: 1 when every lane of a block
+takes as many steps as its slowest). The header gives the ISA the kernels were compiled for
+and this core's measured FMA peak (``solvers.fused.peak``), and the last lines the adaptive
+cost per step taken relative to the fixed step's.
 """
 from __future__ import annotations
 
@@ -30,22 +37,34 @@ CASES = {
 }
 
 
-def measure(spec: SolveSpec, backend: FusedBackend, repeats: int) -> dict:
-    """Time one spec; returns the row printed by ``main``."""
+def block_efficiency(steps: np.ndarray, lanes: int) -> float:
+    """Steps taken / steps the lane blocks run (each block runs ``lanes`` x its largest
+    per-trajectory step count; the last block counts its real trajectories only)."""
+    steps = np.asarray(steps)
+    run = sum(int(steps[b:b + lanes].max()) * len(steps[b:b + lanes]) for b in range(0, len(steps), lanes))
+    return float(steps.sum() / run) if run else float("nan")
+
+
+def measure(spec: SolveSpec, backend: FusedBackend, repeats: int, lanes: int = 1) -> dict:
+    """Time one spec; returns the row printed by ``main`` (``lanes``: for the block efficiency;
+    1 for the serial kernel)."""
     prep = backend.prepare(spec)
     t = time.perf_counter()
     out = prep.run()
     prep.sync(out)
     first = time.perf_counter() - t
-    samples = []
+    samples, cpu = [], []
     for _ in range(repeats):
+        c = time.process_time()
         t = time.perf_counter()
         out = prep.run()
         prep.sync(out)
         samples.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
     res = prep.fetch(out)
     prep.close()
-    steps = int(res.accepted.sum() + res.rejected.sum())
+    per_traj = res.accepted + res.rejected
+    steps = int(per_traj.sum())
     ref = reference(spec.prob, spec.n, spec.dtype)
     return {
         "first_s": first,
@@ -54,6 +73,8 @@ def measure(spec: SolveSpec, backend: FusedBackend, repeats: int) -> dict:
         "steps": steps,
         "ns_per_step": statistics.median(samples) / steps * 1e9,
         "ns_per_step_min": min(samples) / steps * 1e9,
+        "core_ns_per_step": statistics.median(cpu) / steps * 1e9,
+        "block_efficiency": block_efficiency(per_traj, lanes),
         "steps_mean": steps / spec.n,
         "steps_max": int((res.accepted + res.rejected).max()),
         "max_rel_err": max_relative_error(res.u_final, ref),
@@ -76,11 +97,19 @@ def main(argv=None) -> int:
 
     import numba
 
+    from solvers.fused.peak import cpu_isa, fma_peak
+
+    isa = cpu_isa()
+    peak = fma_peak(args.dtype)
     print(f"# fused CPU kernels: {args.problem} {args.method} {args.dtype} N={args.n}, "
           f"{numba.get_num_threads()} threads, cpu_count={os.cpu_count()}, "
           f"median of {args.repeats} after one warm-up run")
-    print(f"{'case':<15}{'variant':<9}{'lanes':>6}{'fastmath':>10}{'ns/step':>10}{'(min)':>8}"
-          f"{'steps/traj':>12}{'max':>6}{'first s':>9}{'max rel err':>13}")
+    print(f"# ISA: {isa['isa']} ({isa['cpu_name']}, {isa['vector_bits']}-bit vectors); measured "
+          f"{args.dtype} FMA peak {peak['lane_fma_per_ns']:.1f} lane-FMA/ns per core "
+          f"(solvers.fused.peak)")
+    print(f"{'case':<15}{'variant':<9}{'lanes':>6}{'fastmath':>10}{'ns/step':>10}{'(min)':>8}{'core-ns':>9}"
+          f"{'blk eff':>8}{'steps/traj':>12}{'max':>6}{'first s':>9}{'max rel err':>13}")
+    rows = []
     for case in args.cases:
         for variant in args.variants:
             for fm in args.fastmath:
@@ -88,11 +117,20 @@ def main(argv=None) -> int:
                     backend = FusedBackend(lanes=lanes, fastmath=(() if fm == "none" else ("contract",)))
                     spec = SolveSpec(problem=args.problem, method=args.method, dtype=args.dtype, n=args.n,
                                      variant="serial" if variant == "serial" else "", **CASES[case])
-                    r = measure(spec, backend, args.repeats)
+                    r = measure(spec, backend, args.repeats, lanes if variant == "lanes" else 1)
+                    rows.append((case, variant, lanes, fm, r))
                     print(f"{case:<15}{variant:<9}{lanes if variant == 'lanes' else '-':>6}{fm:>10}"
-                          f"{r['ns_per_step']:>10.3f}{r['ns_per_step_min']:>8.3f}{r['steps_mean']:>12.1f}"
+                          f"{r['ns_per_step']:>10.3f}{r['ns_per_step_min']:>8.3f}{r['core_ns_per_step']:>9.3f}"
+                          f"{r['block_efficiency']:>8.3f}{r['steps_mean']:>12.1f}"
                           f"{r['steps_max']:>6d}{r['first_s']:>9.2f}{r['max_rel_err']:>13.2e}"
                           + ("" if r["all_success"] else "  (some trajectories failed)"), flush=True)
+    fixed = {(v, L, fm): r for c, v, L, fm, r in rows if c == "fixed"}
+    for c, v, L, fm, r in rows:
+        f = fixed.get((v, L, fm))
+        if c != "fixed" and f:
+            print(f"# {c} / fixed per step taken ({v}, {L if v == 'lanes' else '-'} lanes, {fm}): "
+                  f"{r['ns_per_step'] / f['ns_per_step']:.2f}x wall, "
+                  f"{r['core_ns_per_step'] / f['core_ns_per_step']:.2f}x CPU time")
     return 0
 
 

@@ -40,13 +40,21 @@ import numpy as np
 from problems.registry import get_problem
 from solvers.base import Status
 from solvers.fused.bits import bit_format
-from solvers.fused.emit import Constants, Inliner, free_globals, names, targets
+from solvers.fused.emit import Constants, Inliner, free_globals, interleave_lane_loops, names, targets
 from solvers.fused.methods import MethodCode, Shape, method_code
 from solvers.tableaus import PIController, get_controller
 
 SAVE_MODES = ("final", "grid", "dense", "stop")
 TARGETS = ("cpu", "cuda")
 RUNNING = -1  # internal status of a trajectory still integrating
+LANE_LAYOUTS = ("two-pass", "one-pass")
+
+
+def default_lane_layout() -> str:
+    """The CPU adaptive lane layout for this machine: "one-pass" with AVX-512F, else "two-pass"."""
+    from solvers.fused.peak import cpu_isa
+
+    return "one-pass" if cpu_isa()["isa"] == "avx512" else "two-pass"
 
 #: Argument order of every generated kernel (see ``solvers.fused.build.kernel_args``).
 KERNEL_ARGS = ("u0", "p", "t0", "tf", "dt", "n_steps", "rtol", "atol", "max_steps",
@@ -73,6 +81,13 @@ class KernelKey:
     fastmath: LLVM fast-math flags of the CPU kernels (CUDA keeps Numba's default, which
         lets NVVM contract a*b+c into fma, as {"contract"} does on the CPU).
     controller: step-controller preset of ``solvers.tableaus`` (order-scaled betas).
+    lane_layout: the CPU adaptive lane loop. "two-pass": an attempt loop writing a record and
+        a decide loop updating the state from it, lanes interleaved in pairs (no masked
+        stores: AVX2's VMASKMOVPS is slow, and a load after it cannot take the stored value
+        from the store buffer); "one-pass": one loop with masked updates of the state (cheap
+        with AVX-512 mask registers, and the fewest instructions there); "auto" (default):
+        "one-pass" where this machine has AVX-512F, else "two-pass" (resolved on creation,
+        so the module name records it). Ignored by CUDA and fixed-step kernels.
     """
 
     problem: str
@@ -84,8 +99,14 @@ class KernelKey:
     lanes: int = 32
     fastmath: tuple[str, ...] = ("contract",)
     controller: str = "diffeqgpu"
+    lane_layout: str = "auto"
 
     def __post_init__(self) -> None:
+        if self.lane_layout == "auto":
+            object.__setattr__(self, "lane_layout", default_lane_layout())
+        if self.lane_layout not in LANE_LAYOUTS:
+            raise ValueError(f"invalid lane_layout {self.lane_layout!r}: choose one of auto, "
+                             f"{', '.join(LANE_LAYOUTS)}")
         if self.save not in SAVE_MODES:
             raise ValueError(f"invalid save mode {self.save!r}: choose one of {', '.join(SAVE_MODES)}")
         if self.target not in TARGETS:
@@ -130,6 +151,7 @@ class _Parts:
     sh: Shape
     C: Constants
     ctrl: PIController | None
+    lane_layout: str = "two-pass"  # of the CPU adaptive lane loop (KernelKey.lane_layout)
 
 
 def controller_for(method: str, controller: str) -> PIController:
@@ -374,9 +396,11 @@ def _block_adaptive(P: _Parts, save: str, lanes: int) -> list[str]:
     Every pass of the ``while`` loop makes one step attempt in every lane; a lane's state
     changes only where its masks say so (``_sel``), a finished lane keeps computing on its
     frozen state and ignores the result, and the block ends when no lane is running. The
-    lane loop holds only floats (counters and status too: exact integers below 2**24) and a
-    boolean "any lane running" reduction, so LLVM vectorises it at the full float width. Saving, whose loops differ per lane, runs in
-    a scalar pass after the vector loop.
+    lane loops hold only floats (counters and status too: exact integers below 2**24) and a
+    boolean "any lane running" reduction, so LLVM vectorises them at the full float width.
+    ``P.lane_layout`` chooses one lane loop or an attempt and a decide loop (see
+    ``KernelKey.lane_layout``); both compute the same values lane by lane. Saving, whose loops
+    differ per lane, runs in a scalar pass after the vector loops.
     """
     n, npar, mc = P.sh.n, P.sh.n_params, P.mc
     x, dv = mc.extras(P.sh), mc.dense_values(P.sh)
@@ -392,9 +416,13 @@ def _block_adaptive(P: _Parts, save: str, lanes: int) -> list[str]:
     R_X, R_P = n, n + nx
     R_T, R_DT, R_LQ, R_NX, R_ACC, R_REJ, R_ST, R_SV, R_NFE = range(n + nx + npar, n + nx + npar + 9)
     n_rows = R_NFE + 1
+    attempt_evals = C.add("ATTEMPT_EVALS", mc.attempt_evals)
     S = lambda r: f"S[{r}, l]"  # noqa: E731
     sy, sx, sp = [S(r) for r in range(n)], [S(R_X + r) for r in range(nx)], [S(R_P + r) for r in range(npar)]
-    body = ["N = u0.shape[1]", "base = b * _L", f"S = np.empty(({n_rows}, _L), _T)",
+    # Two-pass layout: rows from n_rows on hold the attempt's record (see below).
+    rec_names = y + x + yn + xn + ["eest", "h", "tn", "t", "dtc", "lq", "nacc", "nrej", "nfe", "st"]
+    n_alloc = n_rows + (len(rec_names) if P.lane_layout == "two-pass" else 0)
+    body = ["N = u0.shape[1]", "base = b * _L", f"S = np.empty(({n_alloc}, _L), _T)",
             "J = np.zeros(_L, np.int64)  # next save index per lane",
             "ns = save_t.shape[0]", "msteps = _T(max_steps)"]
     # Dense output needs the step's start, stages and size once the lane loop has moved on.
@@ -417,49 +445,115 @@ def _block_adaptive(P: _Parts, save: str, lanes: int) -> list[str]:
         body += ["            " + v for v in _write_saved(P, "j", "base + l", sy)]
         body += ["        j += 1", "    J[l] = j", f"    {S(R_NX)} = save_t[j] if j < ns else {inf}"]
 
-    lane = [f"st = {S(R_ST)}", f"nacc = {S(R_ACC)}", f"nrej = {S(R_REJ)}",
-            f"t = {S(R_T)}", f"dtc = {S(R_DT)}", f"lq = {S(R_LQ)}"]
-    lane += [f"{y[s]} = {sy[s]}" for s in range(n)] + [f"{x[s]} = {sx[s]}" for s in range(nx)]
-    lane += [f"p{s} = {sp[s]}" for s in range(npar)]
-    lane += [
-        (f"tstop = min({S(R_NX)}, tf)" if save == "stop" else "tstop = tf"),
-        "rem = tstop - t",
-        "last = dtc >= rem",
-        "h = _sel(last, rem, dtc)",
-        f"run = st == {running}",
-        "maxed = nacc + nrej >= msteps",
-        f"under = (not last) & ((h < {dtmin}) | (t + h == t))",
-        f"{targets(yn + xn + ['eest'] + dv)} = _attempt({', '.join(y + x + names('p', npar))}, t, h, rtol, atol)",
-        f"fin = (eest == eest) & {_finite_expr(P, yn)}",
-        "dta, dtr, lqn = _control(eest, lq, h)",
-        "go = run & (not maxed) & (not under)",
-        f"acc = go & fin & (eest <= {one})",
-        f"rej = go & fin & (not (eest <= {one}))",
-        "bad = go & (not fin)",
-        "tn = _sel(last, tstop, t + h)",
-    ]
-    lane += [f"{sy[s]} = _sel(acc | bad, {yn[s]}, {y[s]})" for s in range(n)]
-    lane += [f"{sx[s]} = _sel(acc, {xn[s]}, {x[s]})" for s in range(nx)]
-    lane += [
-        f"{S(R_T)} = _sel(acc, tn, t)",
-        f"{S(R_DT)} = _sel(acc, dta, _sel(rej, dtr, dtc))",
-        f"{S(R_LQ)} = _sel(acc, lqn, lq)",
-        f"{S(R_ACC)} = _sel(acc, nacc + {one}, nacc)",
-        f"{S(R_REJ)} = _sel(rej | bad, nrej + {one}, nrej)",
-        f"{S(R_NFE)} = _sel(go, {S(R_NFE)} + {C.add('ATTEMPT_EVALS', mc.attempt_evals)}, {S(R_NFE)})",
-        f"st = _sel(run & maxed, {code[Status.MAX_STEPS]}, st)",
-        f"st = _sel(run & (not maxed) & under, {code[Status.DT_UNDERFLOW]}, st)",
-        f"st = _sel(bad, {code[Status.NONFINITE]}, st)",
-        f"st = _sel(acc & (tn >= tf), {code[Status.SUCCESS]}, st)",
-        f"{S(R_ST)} = st",
-        f"anyrun = anyrun | (st == {running})",
-    ]
-    if save != "final":
-        lane.append(f"{S(R_SV)} = _sel(acc & ({S(R_NX)} <= tn), {one}, {zero})")
-    if save == "dense":
-        for r, v in enumerate(y + dv + xn + ["t", "h"]):
-            lane.append(f"D[{r}, l] = {v}")
-    body += ["while True:", "    anyrun = False", "    for l in range(_L):"] + ["        " + v for v in lane]
+    if P.lane_layout == "one-pass":
+        # One lane loop: attempt, control and a masked update of the state rows. LLVM turns
+        # each ``S[r, l] = _sel(m, new, S[r, l])`` into a masked store: one instruction with
+        # AVX-512's mask registers, but a slow VMASKMOVPS on AVX2 (see KernelKey.lane_layout).
+        lane = [f"st = {S(R_ST)}", f"nacc = {S(R_ACC)}", f"nrej = {S(R_REJ)}", f"nfe = {S(R_NFE)}",
+                f"t = {S(R_T)}", f"dtc = {S(R_DT)}", f"lq = {S(R_LQ)}"]
+        lane += [f"{y[s]} = {sy[s]}" for s in range(n)] + [f"{x[s]} = {sx[s]}" for s in range(nx)]
+        lane += [f"p{s} = {sp[s]}" for s in range(npar)]
+        lane += [
+            (f"tstop = min({S(R_NX)}, tf)" if save == "stop" else "tstop = tf"),
+            "rem = tstop - t",
+            "last = dtc >= rem",
+            "h = _sel(last, rem, dtc)",
+            f"run = st == {running}",
+            "maxed = nacc + nrej >= msteps",
+            f"under = (not last) & ((h < {dtmin}) | (t + h == t))",
+            f"{targets(yn + xn + ['eest'] + dv)} = _attempt({', '.join(y + x + names('p', npar))}, t, h, rtol, atol)",
+            f"fin = (eest == eest) & {_finite_expr(P, yn)}",
+            "dta, dtr, lqn = _control(eest, lq, h)",
+            "go = run & (not maxed) & (not under)",
+            f"acc = go & fin & (eest <= {one})",
+            f"rej = go & fin & (not (eest <= {one}))",
+            "bad = go & (not fin)",
+            "tn = _sel(last, tstop, t + h)",
+        ]
+        lane += [f"{sy[s]} = _sel(acc | bad, {yn[s]}, {y[s]})" for s in range(n)]
+        lane += [f"{sx[s]} = _sel(acc, {xn[s]}, {x[s]})" for s in range(nx)]
+        lane += [
+            f"{S(R_T)} = _sel(acc, tn, t)",
+            f"{S(R_DT)} = _sel(acc, dta, _sel(rej, dtr, dtc))",
+            f"{S(R_LQ)} = _sel(acc, lqn, lq)",
+            f"{S(R_ACC)} = _sel(acc, nacc + {one}, nacc)",
+            f"{S(R_REJ)} = _sel(rej | bad, nrej + {one}, nrej)",
+            f"{S(R_NFE)} = _sel(go, nfe + {attempt_evals}, nfe)",
+            f"st = _sel(run & maxed, {code[Status.MAX_STEPS]}, st)",
+            f"st = _sel(run & (not maxed) & under, {code[Status.DT_UNDERFLOW]}, st)",
+            f"st = _sel(bad, {code[Status.NONFINITE]}, st)",
+            f"st = _sel(acc & (tn >= tf), {code[Status.SUCCESS]}, st)",
+            f"{S(R_ST)} = st",
+            f"anyrun = anyrun | (st == {running})",
+        ]
+        if save != "final":
+            lane.append(f"{S(R_SV)} = _sel(acc & ({S(R_NX)} <= tn), {one}, {zero})")
+        if save == "dense":
+            for r, v in enumerate(y + dv + xn + ["t", "h"]):
+                lane.append(f"D[{r}, l] = {v}")
+        body += ["while True:", "    anyrun = False", "    for l in range(_L):"] + ["        " + v for v in lane]
+    else:
+        # Pass 1, attempt: every lane makes one step attempt from its state and writes a record
+        # of it (rows of S from n_rows on): the state it started from, the candidate, EEst, h, the
+        # end time and the status after the pre-attempt checks. Pass 2, decide: the controller and
+        # the masked update, from the record alone. Two loops, not one: each body is short enough
+        # for the core to overlap consecutive vector iterations (one loop's body was longer than
+        # the reorder window, so its long attempt -> norm -> log/exp chain ran unhidden), and pass 2
+        # never reads a row it writes, so its selects stay plain stores (a select between a new
+        # value and the value loaded from the same address becomes a masked store, slow on AVX2).
+        R = {v: n_rows + k for k, v in enumerate(rec_names)}
+        attempt = [f"st = {S(R_ST)}", f"nacc = {S(R_ACC)}", f"nrej = {S(R_REJ)}", f"nfe = {S(R_NFE)}",
+                   f"t = {S(R_T)}", f"dtc = {S(R_DT)}", f"lq = {S(R_LQ)}"]
+        attempt += [f"{y[s]} = {sy[s]}" for s in range(n)] + [f"{x[s]} = {sx[s]}" for s in range(nx)]
+        attempt += [f"p{s} = {sp[s]}" for s in range(npar)]
+        attempt += [
+            (f"tstop = min({S(R_NX)}, tf)" if save == "stop" else "tstop = tf"),
+            "rem = tstop - t",
+            "last = dtc >= rem",
+            "h = _sel(last, rem, dtc)",
+            f"run = st == {running}",
+            "maxed = nacc + nrej >= msteps",
+            f"under = (not last) & ((h < {dtmin}) | (t + h == t))",
+            # Lanes stopped here are not running in pass 2 (go == (st == RUNNING) there).
+            f"st = _sel(run & maxed, {code[Status.MAX_STEPS]}, st)",
+            f"st = _sel(run & (not maxed) & under, {code[Status.DT_UNDERFLOW]}, st)",
+            f"{targets(yn + xn + ['eest'] + dv)} = _attempt({', '.join(y + x + names('p', npar))}, t, h, rtol, atol)",
+            "tn = _sel(last, tstop, t + h)",
+        ]
+        attempt += [f"{S(R[v])} = {v}" for v in rec_names]
+        if save == "dense":
+            for r, v in enumerate(y + dv + xn + ["t", "h"]):
+                attempt.append(f"D[{r}, l] = {v}")
+
+        decide = [f"{v} = {S(R[v])}" for v in rec_names]
+        decide += [
+            f"fin = (eest == eest) & {_finite_expr(P, yn)}",
+            "dta, dtr, lqn = _control(eest, lq, h)",
+            f"go = st == {running}",
+            f"acc = go & fin & (eest <= {one})",
+            f"rej = go & fin & (not (eest <= {one}))",
+            "bad = go & (not fin)",
+        ]
+        decide += [f"{sy[s]} = _sel(acc | bad, {yn[s]}, {y[s]})" for s in range(n)]
+        decide += [f"{sx[s]} = _sel(acc, {xn[s]}, {x[s]})" for s in range(nx)]
+        decide += [
+            f"{S(R_T)} = _sel(acc, tn, t)",
+            f"{S(R_DT)} = _sel(acc, dta, _sel(rej, dtr, dtc))",
+            f"{S(R_LQ)} = _sel(acc, lqn, lq)",
+            f"{S(R_ACC)} = _sel(acc, nacc + {one}, nacc)",
+            f"{S(R_REJ)} = _sel(rej | bad, nrej + {one}, nrej)",
+            f"{S(R_NFE)} = _sel(go, nfe + {attempt_evals}, nfe)",
+            f"st = _sel(bad, {code[Status.NONFINITE]}, st)",
+            f"st = _sel(acc & (tn >= tf), {code[Status.SUCCESS]}, st)",
+            f"{S(R_ST)} = st",
+            f"anyrun = anyrun | (st == {running})",
+        ]
+        if save != "final":
+            decide.append(f"{S(R_SV)} = _sel(acc & ({S(R_NX)} <= tn), {one}, {zero})")
+        # Both passes are straight-line lane loops over range(_L_PASS): interleaved in pairs of
+        # lanes by ``emit.interleave_lane_loops`` when _L is even (see generate_source).
+        body += ["while True:", "    for l in range(_L_PASS):"] + ["        " + v for v in attempt]
+        body += ["    anyrun = False", "    for l in range(_L_PASS):"] + ["        " + v for v in decide]
 
     if save != "final":
         dl = lambda r: f"D[{r}, l]"  # noqa: E731
@@ -539,6 +633,8 @@ def _header(key: KernelKey, P: _Parts) -> list[str]:
             "_kernel = numba.njit(parallel=True, cache=True, fastmath=_FASTMATH, error_model='numpy')",
             f"_mant, _expo, _pow2, _floor = cpu_helpers({key.dtype!r})",
             f"_L = {key.lanes}  # trajectories per lane block",
+            "_L_PASS = _L  # lanes of an adaptive pass loop (when not interleaved)",
+            "_L_HALF = _L // 2  # interleaved adaptive pass loops: lanes l and l + _L_HALF",
             "_STRANDS = 256  # interleaved block sequences the threads share (balance; see solve_lanes)",
             "_sqrt = math.sqrt",
             "",
@@ -622,7 +718,7 @@ def generate_source(key: KernelKey) -> str:
     sh = Shape(prob.n_states, prob.n_params, tgrad_zero)
     C = Constants(key.dtype)
     ctrl = controller_for(key.method, key.controller) if key.mode == "adaptive" else None
-    P = _Parts(mc, sh, C, ctrl)
+    P = _Parts(mc, sh, C, ctrl, key.lane_layout)
 
     # Snippets: straight-line functions spliced into the trajectory loops (emit.Inliner).
     inliner = Inliner()
@@ -652,7 +748,10 @@ def generate_source(key: KernelKey) -> str:
         funcs += [""] + deco + [inliner.add(_join(snip)), ""]
     if key.target == "cpu":
         funcs += ["", "@_jit", inliner.expand(_join([f"def _solve_one(i, {_ARGS}):"] + _indent(one))), ""]
-        funcs += ["", inliner.expand(_join(block(P, key.save, key.lanes))), ""]
+        blk = inliner.expand(_join(block(P, key.save, key.lanes)))
+        if key.mode == "adaptive" and key.lane_layout == "two-pass" and key.lanes % 2 == 0:
+            blk = interleave_lane_loops(blk, "_L_PASS", "_L_HALF", keep=("anyrun",))
+        funcs += ["", blk, ""]
         funcs += [
             "",
             "@_kernel",

@@ -277,3 +277,66 @@ def free_globals(source: str) -> list[str]:
     bound = _assigned_names(fn)
     return sorted({node.id for node in ast.walk(fn)
                    if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id not in bound})
+
+
+# ================================================================================================
+# Interleaving lane loops
+# ================================================================================================
+
+class _LaneCopy(ast.NodeTransformer):
+    """Second copy of a loop body: locals get ``suffix``, the lane index becomes ``lane2``."""
+
+    def __init__(self, local: set[str], index: str, lane2: str, suffix: str) -> None:
+        self.local, self.index, self.lane2, self.suffix = local, index, lane2, suffix
+
+    def visit_Name(self, node: ast.Name) -> ast.Name:
+        if node.id == self.index:
+            return ast.copy_location(ast.Name(id=self.lane2, ctx=node.ctx), node)
+        if node.id in self.local:
+            return ast.copy_location(ast.Name(id=node.id + self.suffix, ctx=node.ctx), node)
+        return node
+
+
+def interleave_lane_loops(source: str, marker: str, half: str, keep: tuple[str, ...] = ()) -> str:
+    """Rewrite every ``for l in range(<marker>):`` loop of ``source`` (one function) so that
+    each iteration runs the body for lane ``l`` and for lane ``l + <half>``, statement by
+    statement interleaved, over ``range(<half>)``.
+
+    Why: a lane loop of an adaptive step is one long dependency chain per vector of lanes
+    (stages, error norm, controller), and its body is longer than the core's reorder window,
+    so consecutive vector iterations barely overlap and the chain's latency is not hidden.
+    Two independent chains, interleaved in program order, give the core twice the
+    independent work within the same window. The body must be straight-line assignments;
+    names in ``keep`` (loop-carried reductions such as ``anyrun``) are shared by both copies.
+    The result computes exactly what the plain loop computes, lane by lane.
+    """
+    fn = Inliner._parse(source)
+
+    class Rewrite(ast.NodeTransformer):
+        def visit_For(self, node: ast.For) -> ast.AST:
+            self.generic_visit(node)
+            it = node.iter
+            if not (isinstance(it, ast.Call) and isinstance(it.func, ast.Name) and it.func.id == "range"
+                    and len(it.args) == 1 and isinstance(it.args[0], ast.Name) and it.args[0].id == marker):
+                return node
+            if not all(isinstance(s, (ast.Assign, ast.AugAssign)) for s in node.body):
+                raise ValueError("interleaved lane loops must hold straight-line assignments only")
+            index = node.target.id
+            lane2 = f"{index}_2"
+            local = set()
+            for st in node.body:
+                for t in (st.targets if isinstance(st, ast.Assign) else [st.target]):
+                    elts = t.elts if isinstance(t, ast.Tuple) else [t]
+                    local |= {e.id for e in elts if isinstance(e, ast.Name)}  # not S in S[r, l] = ...
+            local -= set(keep)
+            copy2 = _LaneCopy(local, index, lane2, "__2")
+            body = [ast.parse(f"{lane2} = {index} + {half}").body[0]]
+            for st in node.body:
+                body += [st, copy2.visit(copy.deepcopy(st))]
+            node.body = body
+            node.iter = ast.Call(func=ast.Name(id="range", ctx=ast.Load()),
+                                 args=[ast.Name(id=half, ctx=ast.Load())], keywords=[])
+            return ast.fix_missing_locations(node)
+
+    fn = Rewrite().visit(fn)
+    return ast.unparse(fn)

@@ -66,6 +66,8 @@ def test_settings_record_everything():
     assert ada["save_mode"] == "stop" and ada["step_control"] == "per-trajectory"
     assert b.settings(SolveSpec(problem="robertson", method="rosenbrock23", mode="adaptive", dtype="float64",
                                 n=8))["beta1"] == 7 / 20  # order 2
+    cpu = b.settings(SolveSpec(problem="lorenz", method="tsit5", mode="adaptive", dtype="float32", n=8))
+    assert cpu["lane_layout"] in ("one-pass", "two-pass")
 
 
 def test_prepared_dispatches_a_kernel():

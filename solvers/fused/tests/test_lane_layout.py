@@ -1,0 +1,101 @@
+"""The adaptive lane layouts (one-pass, two-pass with interleaved lane pairs) compute exactly
+what the serial kernel computes; the interleaving rewrite; the ISA and peak tools."""
+import numpy as np
+import pytest
+
+from problems.registry import get_problem
+from solvers.fused.build import collect, cpu_kernel, kernel_args, make_inputs, make_outputs
+from solvers.fused.codegen import LANE_LAYOUTS, KernelKey, default_lane_layout
+from solvers.fused.emit import interleave_lane_loops
+from solvers.fused.isa import loop_profile, per_lane_step
+from solvers.fused.peak import cpu_isa, fma_peak
+
+
+def _run(key, inputs, variant):
+    """Like ``run_cpu``, with the save buffer filled with NaN first: a trajectory that stops
+    early leaves its later saves unwritten, and np.empty's leftovers must not be compared."""
+    outputs = make_outputs(inputs)
+    outputs["saved"][...] = np.nan
+    cpu_kernel(key, variant)(*kernel_args(inputs, outputs))
+    return collect(outputs, inputs.save_t.shape[0] > 0)
+
+
+@pytest.mark.parametrize("layout", LANE_LAYOUTS)
+@pytest.mark.parametrize("problem,method,dtype,save,lanes", [
+    ("lorenz", "tsit5", "float32", "final", 32),
+    ("lorenz", "tsit5", "float64", "dense", 6),   # even, not a multiple of the vector width
+    ("lorenz", "tsit5", "float32", "final", 7),   # odd: not interleaved
+    ("robertson", "rosenbrock23", "float64", "stop", 8),  # every trajectory stops early here
+])
+def test_layouts_equal_serial(layout, problem, method, dtype, save, lanes):
+    prob = get_problem(problem)
+    n = 19  # a partial last block
+    u0, p = prob.ensemble(n, dtype)
+    saveat = None if save == "final" else np.linspace(*prob.tspan, 5)
+    inputs = make_inputs(u0, p, prob.tspan, dtype, mode="adaptive", dt=prob.dt, rtol=1e-6, atol=1e-6,
+                         saveat=saveat)
+    key = KernelKey(problem, method, "adaptive", dtype, save=save, lanes=lanes, lane_layout=layout)
+    a = _run(key, inputs, "lanes")
+    b = _run(key, inputs, "serial")
+    np.testing.assert_array_equal(a.u_final, b.u_final)
+    if saveat is not None:
+        np.testing.assert_array_equal(a.saved, b.saved)
+    for name in ("accepted", "rejected", "rhs_evals", "status"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+
+
+def test_auto_layout_follows_the_isa():
+    assert KernelKey("lorenz", "tsit5", "adaptive", "float32").lane_layout == default_lane_layout()
+    assert default_lane_layout() == ("one-pass" if cpu_isa()["isa"] == "avx512" else "two-pass")
+    with pytest.raises(ValueError, match="lane_layout"):
+        KernelKey("lorenz", "tsit5", "adaptive", "float32", lane_layout="three-pass")
+
+
+def test_interleave_runs_both_lanes_in_order():
+    src = ("def f(S, out):\n"
+           "    acc = False\n"
+           "    for l in range(_LP):\n"
+           "        a = S[l] * 2.0\n"
+           "        b = a + 1.0\n"
+           "        out[l] = b\n"
+           "        acc = acc | (b > 4.0)\n"
+           "    return acc\n")
+    new = interleave_lane_loops(src, "_LP", "_LH", keep=("acc",))
+    assert "range(_LH)" in new and "a__2 = S[l_2] * 2.0" in new
+    ns_plain, ns_new = {"_LP": 6}, {"_LH": 3}
+    exec(src, ns_plain)
+    exec(new, ns_new)
+    S = np.arange(6.0)
+    o1, o2 = np.zeros(6), np.zeros(6)
+    assert ns_plain["f"](S, o1) == ns_new["f"](S, o2)
+    np.testing.assert_array_equal(o1, o2)
+    with pytest.raises(ValueError, match="straight-line"):
+        interleave_lane_loops(src.replace("        b = a + 1.0\n", "        if a:\n            b = 1.0\n"),
+                              "_LP", "_LH")
+
+
+def test_loop_profile_counts_one_lane_loop():
+    asm = "\n".join([
+        "_ZN5block:", "\tmovq\t$0, %rax", ".LBB0_1:", "\txorl\t%ecx, %ecx", ".LBB0_2:",
+        "\tvmovups\t(%r13,%rax), %ymm0",
+        "\tvfmadd213ps\t8(%rsp), %ymm1, %ymm0",
+        "\tvmaskmovps\t%ymm0, %ymm2, 128(%r13,%rax)",
+        "\tvmovups\t%zmm0, 64(%r13,%rax) {%k1}",
+        "\tvmovups\t%ymm0, 32(%rsp)",
+    ] + ["\tvaddps\t%ymm0, %ymm0, %ymm0"] * 30 + [
+        "\taddq\t$32, %rax", "\tjne\t.LBB0_2", "\tjmp\t.LBB0_1", "_ZN5other:", "\tretq"])
+    loops = loop_profile(asm)
+    inner = [lp for lp in loops if lp["inner"]][0]
+    assert inner["kinds"]["masked store"] == 2 and inner["kinds"]["fma"] == 1
+    assert inner["stores"] == 3 and inner["stack_stores"] == 1 and inner["stack_loads"] == 1
+    key = KernelKey("lorenz", "tsit5", "fixed", "float32")
+    r = per_lane_step(key, asm)
+    assert r["lane_loops"] == 1 and r["vector_bits"] == 512
+    assert r["instructions_per_lane_step"] == pytest.approx(inner["instructions"] / 16, abs=0.01)  # rounded
+
+
+def test_peak_and_isa_are_reported():
+    info = cpu_isa()
+    assert info["isa"] in ("avx512", "avx2", "avx", "sse") and info["vector_bits"] in (128, 256, 512)
+    r = fma_peak("float32", seconds=0.01, repeats=1)
+    assert r["lane_fma_per_ns"] > 0 and r["vector_lanes"] == info["vector_bits"] // 32
