@@ -60,6 +60,9 @@ class SolveSpec:
         saveat: times at which to save states; None saves the final state only.
         variant: a backend's named option (e.g. diffrax "vmap-of-jit"); "" is its default.
         controller: named step-controller preset (see solvers.tableaus), "diffeqgpu" by default.
+        seed: the seed of the noise (SDE problems; ignored by ODEs). Trajectory i draws its
+            increments from the counter-based generator keyed by (i, seed) (problems.brownian),
+            so one seed names the same ensemble of paths for every N, sharding and device.
     """
 
     problem: str
@@ -75,6 +78,7 @@ class SolveSpec:
     saveat: tuple[float, ...] | None = None
     variant: str = ""
     controller: str = "diffeqgpu"
+    seed: int = 0
 
     def __post_init__(self) -> None:
         get_problem(self.problem)
@@ -88,6 +92,8 @@ class SolveSpec:
             v = getattr(self, name)
             if v is not None and not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
                 raise ValueError(f"invalid {name} {v!r}: must be a positive finite number")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2 ** 32:
+            raise ValueError(f"invalid seed {self.seed!r}: an integer in 0 .. 2**32 - 1")
         if isinstance(self.max_steps, bool) or not isinstance(self.max_steps, int) or self.max_steps <= 0:
             raise ValueError(f"invalid max_steps {self.max_steps!r}: must be a positive integer")
         if self.saveat is not None:
@@ -217,6 +223,10 @@ class Backend(ABC):
     devices: ClassVar[tuple[str, ...]] = ("cpu",)
     methods: ClassVar[dict[str, tuple[str, ...]]] = {}
     variants: ClassVar[tuple[str, ...]] = ("",)
+    #: Problem kinds this backend solves ("ode", "sde"); other kinds are "unsupported".
+    kinds: ClassVar[tuple[str, ...]] = ("ode",)
+    #: Where a backend serves several kinds: the methods of each (a kind not listed: all methods).
+    kind_methods: ClassVar[dict[str, frozenset[str]]] = {}
     stiff_methods: ClassVar[frozenset[str]] = frozenset({"rosenbrock23", "rodas4", "rodas5p", "kvaerno5", "radau", "bdf", "lsoda"})
 
     @abstractmethod
@@ -225,6 +235,11 @@ class Backend(ABC):
 
     def check(self, spec: SolveSpec) -> str | None:
         """None if ``spec`` can run; otherwise the reason it cannot (recorded as 'unsupported')."""
+        kind = getattr(spec.prob, "kind", "ode")
+        if kind not in self.kinds:
+            return f"{self.name} does not solve {kind} problems (solves: {', '.join(self.kinds)})"
+        if kind in self.kind_methods and spec.method not in self.kind_methods[kind]:
+            return f"{self.name} has no {kind} method {spec.method!r} (has: {', '.join(sorted(self.kind_methods[kind]))})"
         if spec.device not in self.devices:
             return f"{self.name} has no {spec.device} path"
         if spec.method not in self.methods:
