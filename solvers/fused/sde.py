@@ -142,7 +142,9 @@ def generate_source(key: SDEKernelKey) -> str:
             "_kernel = numba.njit(parallel=True, fastmath={'contract'}, error_model='numpy')",
         ]
     else:
-        head += ["from numba import cuda", "_jit = cuda.jit(device=True)"]
+        # register_jitable: plain functions the kernel compiles for its own target (no device
+        # dispatcher, so compile_ptx needs no driver and the simulator runs them as Python)
+        head += ["from numba import cuda", "from numba.core.extending import register_jitable as _jit"]
     head += [
         "_philox = _jit(philox4x32_10)",
         "_bm = _jit(box_muller_for(_T))",
