@@ -238,12 +238,12 @@ class Backend(ABC):
         kind = getattr(spec.prob, "kind", "ode")
         if kind not in self.kinds:
             return f"{self.name} does not solve {kind} problems (solves: {', '.join(self.kinds)})"
-        if kind in self.kind_methods and spec.method not in self.kind_methods[kind]:
-            return f"{self.name} has no {kind} method {spec.method!r} (has: {', '.join(sorted(self.kind_methods[kind]))})"
         if spec.device not in self.devices:
             return f"{self.name} has no {spec.device} path"
         if spec.method not in self.methods:
             return f"{self.name} has no method {spec.method!r} (has: {', '.join(self.methods)})"
+        if kind in self.kind_methods and spec.method not in self.kind_methods[kind]:
+            return f"{self.name} has no {kind} method {spec.method!r} (has: {', '.join(sorted(self.kind_methods[kind]))})"
         if spec.mode not in self.methods[spec.method]:
             return f"{self.name} {spec.method} has no {spec.mode} mode"
         if spec.variant not in self.variants:
