@@ -135,11 +135,11 @@ REFERENCE_PHASE = "reference"
 
 def load_reference(cell: Cell) -> tuple[Any, str]:
     """(the float64 reference for ``cell``'s ensemble, "") or (None, why it is unavailable)."""
-    from problems.reference import reference
-
     spec = cell.spec
     try:
-        return reference(spec.prob, spec.n, spec.dtype, spec.saveat), ""
+        # The problem supplies its own reference (ODE: the float64 SciPy reference; SDE: its
+        # moment/path measure, problems.sde_core) so that this runner stays kind-agnostic.
+        return spec.prob.reference_for(spec), ""
     except Exception as exc:  # noqa: BLE001 - a reference failure must not lose the timings
         return None, one_line(f"accuracy not measured: {type(exc).__name__}: {exc}")[:MAX_REASON]
 
@@ -152,6 +152,10 @@ def accuracy(ref: Any, why: str, result: SolveResult, rtol: float, atol: float) 
 
     if ref is None:
         return math.nan, math.nan, why
+    own_measure = getattr(ref, "accuracy", None)  # a problem kind's own measure (problems.sde_core)
+    if own_measure is not None:
+        err, note = own_measure(result)
+        return err, math.nan, note
     return max_relative_error(result.u_final, ref), max_scaled_error(result.u_final, ref, rtol, atol), ""
 
 

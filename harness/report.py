@@ -92,6 +92,7 @@ SECTION_PROVIDERS: list[str] = [
     "harness.stats:report_section",              # noise: spread of the repeats, noisy cells
     "solvers.cpp.report:report_section",         # hand-written C++ fused solver vs the Numba kernel
     "harness.gpu_profile.section:report_section",  # GPU machine code, time model, paper check
+    "harness.sde_report:report_section",         # SDE ensembles beside the paper's GPUEM series
 ]
 
 #: Figures the short report shows (in order); the others go to the appendix.

@@ -28,7 +28,7 @@ import inspect
 import math
 import types
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, ClassVar, Sequence
 
 import numpy as np
 
@@ -104,6 +104,9 @@ class Problem:
         invariants: conserved quantities, used by tests and reference checks.
         citation: where the problem and its protocol come from.
     """
+
+    #: The problem kind backends and accuracy measures dispatch on (problems.sde_core: "sde").
+    kind: ClassVar[str] = "ode"
 
     name: str
     rhs: Callable[..., tuple]
@@ -194,6 +197,12 @@ class Problem:
 
             self._cache["derivatives"] = derive(self)
         return self._cache["derivatives"]
+
+    def reference_for(self, spec: Any):
+        """The accuracy reference of a solve of ``spec``: the float64 SciPy reference."""
+        from problems.reference import reference
+
+        return reference(self, spec.n, spec.dtype, spec.saveat)
 
     def fingerprint(self) -> str:
         """A content hash of the definition: source of rhs and every number that matters."""

@@ -2,12 +2,16 @@
 from __future__ import annotations
 
 from problems.core import Problem
+from problems.crn_sigmagen import CRN_SIGMAGEN, CRN_SIGMAGEN_SHORT
+from problems.linear_sde import LINEAR_SDE
 from problems.lorenz import LORENZ
 from problems.prothero_robinson import PROTHERO_ROBINSON
 from problems.robertson import ROBERTSON
 from problems.sir import SIR
 
 PROBLEMS: dict[str, Problem] = {p.name: p for p in (LORENZ, ROBERTSON, SIR, PROTHERO_ROBINSON)}
+#: SDE problems (problems.sde_core.SDEProblem, kind "sde"), served by backends whose kinds list it.
+PROBLEMS.update({p.name: p for p in (LINEAR_SDE, CRN_SIGMAGEN, CRN_SIGMAGEN_SHORT)})
 
 
 def problem_names() -> list[str]:

@@ -63,6 +63,9 @@ class SolveSpec:
         threads: CPU threads the solve may use (Numba's pool, torch's intra-op pool, JAX host
             devices); None means every core. The harness resolves None to ``os.cpu_count()``
             and configures each worker process for it before any library is imported.
+        seed: the seed of the noise (SDE problems; ignored by ODEs). Trajectory i draws its
+            increments from the counter-based generator keyed by (i, seed) (problems.brownian),
+            so one seed names the same ensemble of paths for every N, sharding and device.
     """
 
     problem: str
@@ -79,6 +82,7 @@ class SolveSpec:
     variant: str = ""
     controller: str = "diffeqgpu"
     threads: int | None = None
+    seed: int = 0
 
     def __post_init__(self) -> None:
         get_problem(self.problem)
@@ -95,6 +99,8 @@ class SolveSpec:
         if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
                                          or self.threads <= 0):
             raise ValueError(f"invalid threads {self.threads!r}: must be a positive integer")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2 ** 32:
+            raise ValueError(f"invalid seed {self.seed!r}: an integer in 0 .. 2**32 - 1")
         if isinstance(self.max_steps, bool) or not isinstance(self.max_steps, int) or self.max_steps <= 0:
             raise ValueError(f"invalid max_steps {self.max_steps!r}: must be a positive integer")
         if self.saveat is not None:
@@ -224,6 +230,10 @@ class Backend(ABC):
     devices: ClassVar[tuple[str, ...]] = ("cpu",)
     methods: ClassVar[dict[str, tuple[str, ...]]] = {}
     variants: ClassVar[tuple[str, ...]] = ("",)
+    #: Problem kinds this backend solves ("ode", "sde"); other kinds are "unsupported".
+    kinds: ClassVar[tuple[str, ...]] = ("ode",)
+    #: Where a backend serves several kinds: the methods of each (a kind not listed: all methods).
+    kind_methods: ClassVar[dict[str, frozenset[str]]] = {}
     stiff_methods: ClassVar[frozenset[str]] = frozenset({"rosenbrock23", "rodas4", "rodas5p", "kvaerno5", "radau", "bdf", "lsoda"})
 
     @abstractmethod
@@ -232,10 +242,15 @@ class Backend(ABC):
 
     def check(self, spec: SolveSpec) -> str | None:
         """None if ``spec`` can run; otherwise the reason it cannot (recorded as 'unsupported')."""
+        kind = getattr(spec.prob, "kind", "ode")
+        if kind not in self.kinds:
+            return f"{self.name} does not solve {kind} problems (solves: {', '.join(self.kinds)})"
         if spec.device not in self.devices:
             return f"{self.name} has no {spec.device} path"
         if spec.method not in self.methods:
             return f"{self.name} has no method {spec.method!r} (has: {', '.join(self.methods)})"
+        if kind in self.kind_methods and spec.method not in self.kind_methods[kind]:
+            return f"{self.name} has no {kind} method {spec.method!r} (has: {', '.join(sorted(self.kind_methods[kind]))})"
         if spec.mode not in self.methods[spec.method]:
             return f"{self.name} {spec.method} has no {spec.mode} mode"
         if spec.variant not in self.variants:

@@ -12,6 +12,7 @@ BACKENDS: dict[str, str] = {
     "diffrax": "solvers.peers.diffrax_backend:DiffraxBackend",
     "torchdiffeq": "solvers.peers.torchdiffeq_backend:TorchdiffeqBackend",
     "torchode": "solvers.peers.torchode_backend:TorchodeBackend",
+    "torchsde": "solvers.peers.torchsde_backend:TorchsdeBackend",
     "scipy": "solvers.peers.scipy_backend:ScipyBackend",
     "jax-handwritten": "solvers.handwritten.jax_backend:JaxHandwrittenBackend",
     "torch-handwritten": "solvers.handwritten.torch_backend:TorchHandwrittenBackend",

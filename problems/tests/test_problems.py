@@ -9,7 +9,8 @@ from problems import PROBLEMS, get_problem, problem_names, reference, subsample_
 from problems.core import check_n
 from problems.reference import max_relative_error, solve_one
 
-NAMES = problem_names()
+#: The ODE problems (the SDE kind has its own tests: test_sde_problems.py).
+NAMES = [n for n in problem_names() if get_problem(n).kind == "ode"]
 
 
 def random_inputs(problem, k=16, seed=0):
@@ -21,7 +22,9 @@ def random_inputs(problem, k=16, seed=0):
 
 def test_registry_lists_the_zoo():
     assert set(NAMES) == {"lorenz", "robertson", "sir", "prothero_robinson"}
-    for name in NAMES:
+    assert {n for n in problem_names() if get_problem(n).kind == "sde"} == {
+        "linear_sde", "crn_sigmagen", "crn_sigmagen_short"}
+    for name in problem_names():
         assert get_problem(name).name == name
 
 

@@ -89,8 +89,10 @@ class ArrayBackend(Backend):
 
     name = "array"
     devices = ("cpu", "gpu")
-    methods = METHODS
-    variants = ("", "shared")
+    methods = {**METHODS, "em": ("fixed",)}  # em: Euler-Maruyama for SDE problems (solvers/array/sde.py)
+    variants = ("", "shared", "philox")
+    kinds = ("ode", "sde")
+    kind_methods = {"ode": frozenset(METHODS), "sde": frozenset({"em"})}
 
     def available(self, device: str = "cpu") -> tuple[bool, str]:
         if device == "cpu":
@@ -113,6 +115,14 @@ class ArrayBackend(Backend):
         reason = super().check(spec)
         if reason is not None:
             return reason
+        if spec.prob.kind == "sde":  # the SDE replica: solvers/array/sde.py
+            from solvers.array import sde
+
+            if spec.variant not in sde.VARIANTS:
+                return f"SDE variants are {', '.join(map(repr, sde.VARIANTS))}"
+            return "the SDE replica saves the final state only" if spec.saveat is not None else None
+        if spec.variant == "philox":
+            return "variant 'philox' is an SDE variant"
         if spec.mode == "fixed" and spec.variant != "":
             return f"variant {spec.variant!r} is a step-control choice; fixed mode has none (use '')"
         if spec.saveat is not None:
@@ -132,6 +142,10 @@ class ArrayBackend(Backend):
         return "shared" if spec.variant == "shared" else "lockstep"
 
     def settings(self, spec: SolveSpec) -> dict[str, Any]:
+        if spec.prob.kind == "sde":
+            from solvers.array import sde
+
+            return sde.settings(spec)
         out: dict[str, Any] = {
             "step_control": self.step_control(spec),
             "namespace": "numpy" if spec.device == "cpu" else "cupy",
@@ -168,6 +182,10 @@ class ArrayBackend(Backend):
         ok, why = self.available(spec.device)
         if not ok:
             raise UnsupportedError(why)
+        if spec.prob.kind == "sde":
+            from solvers.array import sde
+
+            return sde.ArraySDEPrepared(spec, namespace(spec.device))
         return ArrayPrepared(spec)
 
 

@@ -156,8 +156,12 @@ class FusedBackend(Backend):
         "rosenbrock23": ("adaptive",),
         "rodas4": ("adaptive",),
         "rodas5p": ("adaptive",),
+        "em": ("fixed",),  # Euler-Maruyama, SDE problems (solvers/fused/sde.py)
     }
     variants = ("", "serial")
+    kinds = ("ode", "sde")
+    kind_methods = {"ode": frozenset({"tsit5", "rk4", "rk4_38", "rosenbrock23", "rodas4", "rodas5p"}),
+                    "sde": frozenset({"em"})}
 
     def __init__(self, lanes: int = 32, threads_per_block: int = 256,
                  fastmath: tuple[str, ...] = ("contract",)) -> None:
@@ -200,6 +204,8 @@ class FusedBackend(Backend):
             return reason
         if spec.variant == "serial" and spec.device != "cpu":
             return "variant 'serial' is a CPU variant"
+        if spec.prob.kind == "sde":  # the SDE kernels: solvers/fused/sde.py
+            return "the fused SDE kernels save the final state only" if spec.saveat is not None else None
         if spec.dtype == "float32" and spec.max_steps > MAX_STEPS_FLOAT32:
             return f"float32 kernels count steps in float32: max_steps must be <= {MAX_STEPS_FLOAT32}"
         if spec.saveat is not None and spec.mode == "fixed":
@@ -218,6 +224,10 @@ class FusedBackend(Backend):
         )
 
     def settings(self, spec: SolveSpec) -> dict[str, Any]:
+        if spec.prob.kind == "sde":
+            from solvers.fused import sde
+
+            return sde.settings(spec, spec.variant, self.threads_per_block, sde.LANES)
         tab = get_tableau(spec.method)
         mc = method_code(spec.method)
         out: dict[str, Any] = {
@@ -269,6 +279,10 @@ class FusedBackend(Backend):
             ok, why = self.available("gpu")
             if not ok:
                 raise UnsupportedError(why)
+        if spec.prob.kind == "sde":
+            from solvers.fused import sde
+
+            return sde.FusedSDEPrepared(spec, spec.variant, self.threads_per_block, sde.LANES)
         key = self.kernel_key(spec)
         module_path(key)  # generate (untimed) the module source before the first run
         u0, p = spec.ensemble()

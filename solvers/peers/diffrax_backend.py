@@ -108,14 +108,20 @@ class DiffraxBackend(Backend):
     name = "diffrax"
     devices = ("cpu", "gpu")
     methods = {"tsit5": ("fixed", "adaptive"), "dopri5": ("fixed", "adaptive"),
-               "kvaerno5": ("adaptive",)}
+               "kvaerno5": ("adaptive",),
+               "em": ("fixed",)}  # Euler-Maruyama on SDE problems (solvers/peers/diffrax_sde.py)
     variants = ("", "vmap-of-jit", "batched")
+    kinds = ("ode", "sde")
+    kind_methods = {"ode": frozenset({"tsit5", "dopri5", "kvaerno5"}), "sde": frozenset({"em"})}
 
     def available(self, device: str = "cpu") -> tuple[bool, str]:
         return framework_available("jax", device, "diffrax")
 
     def check(self, spec: SolveSpec) -> str | None:
-        return _common.common_check_reason(self, spec)
+        reason = _common.common_check_reason(self, spec)
+        if reason is None and spec.prob.kind == "sde" and (spec.variant or spec.saveat is not None):
+            reason = "diffrax SDE solves: default variant, final state only"
+        return reason
 
     def step_control(self, spec: SolveSpec) -> str:
         if spec.mode == "fixed":
@@ -154,6 +160,10 @@ class DiffraxBackend(Backend):
         }
 
     def settings(self, spec: SolveSpec) -> dict[str, Any]:
+        if spec.prob.kind == "sde":
+            from solvers.peers.diffrax_sde import settings
+
+            return {"library": self.available(spec.device)[1], **settings(spec)}
         times, _ = _common.output_grid(spec)
         s: dict[str, Any] = {
             "library": self.available(spec.device)[1],
@@ -190,6 +200,10 @@ class DiffraxBackend(Backend):
         reason = self.check(spec)
         if reason:
             raise UnsupportedError(reason)
+        if spec.prob.kind == "sde":
+            from solvers.peers.diffrax_sde import DiffraxSDEPrepared
+
+            return DiffraxSDEPrepared(spec, lambda: _x64(spec.dtype))
         return _DiffraxPrepared(self, spec)
 
 
