@@ -28,6 +28,11 @@ METHOD_REL_FACTOR: dict[str, float] = {}
 FIXED_BOUND = {"float32": 1e-3, "float64": 1e-6}
 #: max_scaled_err bound (tolerance units).
 SCALED_BOUND = 1000.0
+#: SDE rows (problems.sde_core): max_scaled_err is the weak check in units of its own allowed
+#: deviation (5 standard errors + the Euler-Maruyama bias), so 1 is the bound; max_rel_err of a
+#: path-checked SDE (same increments, float64 NumPy path) at most SDE_PATH_BOUND.
+SDE_SCALED_BOUND = 1.0
+SDE_PATH_BOUND = 1e-3
 
 
 def _f(v: Any) -> float:
@@ -35,6 +40,16 @@ def _f(v: Any) -> float:
         return float(v)
     except (TypeError, ValueError):
         return math.nan
+
+
+def _kind(problem: Any) -> str:
+    """The problem's kind ("ode", "sde"); "ode" for a name this checkout does not know."""
+    from problems.registry import get_problem
+
+    try:
+        return get_problem(str(problem)).kind
+    except ValueError:
+        return "ode"
 
 
 def rel_bound(method: str, mode: str, dtype: str, rtol: float) -> float:
@@ -53,6 +68,12 @@ def violation(row: dict[str, Any]) -> str | None:
         return f"{int(failed)} failed trajectories"
     rel, scaled = _f(row.get("max_rel_err")), _f(row.get("max_scaled_err"))
     dtype, mode, method = str(row.get("dtype")), str(row.get("mode")), str(row.get("method"))
+    if _kind(row.get("problem")) == "sde":
+        if not math.isnan(scaled):
+            return None if scaled <= SDE_SCALED_BOUND else f"weak check: {scaled:.3g} allowed deviations"
+        if not math.isnan(rel) and rel > SDE_PATH_BOUND:
+            return f"max_rel_err {rel:.3g} > bound {SDE_PATH_BOUND:g} (same-increments float64 path)"
+        return None
     floor = ROUNDING_FLOOR.get(dtype, ROUNDING_FLOOR["float32"])
     if not math.isnan(scaled) and mode == "adaptive":
         if scaled <= SCALED_BOUND or rel <= floor:

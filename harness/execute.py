@@ -155,7 +155,8 @@ def accuracy(ref: Any, why: str, result: SolveResult, rtol: float, atol: float) 
     own_measure = getattr(ref, "accuracy", None)  # a problem kind's own measure (problems.sde_core)
     if own_measure is not None:
         err, note = own_measure(result)
-        return err, math.nan, note
+        scaled = getattr(ref, "scaled_accuracy", None)  # in units of the kind's own tolerance
+        return err, (scaled(result) if scaled is not None else math.nan), note
     return max_relative_error(result.u_final, ref), max_scaled_error(result.u_final, ref, rtol, atol), ""
 
 

@@ -197,6 +197,18 @@ class SDEAccuracy:
             notes.append(note)
         return err, "; ".join(x for x in notes if x)
 
+    def scaled_accuracy(self, result: Any) -> float:
+        """The weak check in units of its own allowed deviation: max over states of
+        |sample mean - mean| / tol_mean and |sample var - var| / tol_var (<= 1 passes; the
+        ``max_scaled_err`` of an SDE row). NaN where the problem has no closed-form moments."""
+        u = np.asarray(result.u_final, dtype=np.float64)
+        u = u[np.isfinite(u).all(axis=1)]
+        if self.problem.moments is None or u.shape[0] < 2:
+            return math.nan
+        c = self.weak_check(u)
+        return float(max(np.max(np.abs(c["sample_mean"] - c["mean"]) / c["tol_mean"]),
+                         np.max(np.abs(c["sample_var"] - c["var"]) / c["tol_var"])))
+
     def weak_check(self, u: np.ndarray) -> dict[str, np.ndarray]:
         """Sample moments, closed form, EM-chain moments and the allowed deviation, per state."""
         prob, spec = self.problem, self.spec

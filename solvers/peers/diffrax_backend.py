@@ -39,6 +39,8 @@ until the slowest trajectory finishes (finished lanes are masked, not stopped): 
 """
 from __future__ import annotations
 
+import dataclasses
+
 import os
 import sys
 from typing import Any
@@ -102,6 +104,17 @@ def _x64(dtype: str):
     from jax.experimental import disable_x64, enable_x64  # older jax
 
     return enable_x64() if enable else disable_x64()
+
+
+def _shard_plan(spec: SolveSpec) -> "jax_sharding.ShardPlan":
+    """The devices a solve uses. Kvaerno5 runs unsplit: inside ``jax.shard_map`` its implicit
+    stage solve fails to trace here ("pytree does not match out_structure", diffrax 0.7.2), so
+    it gets one CPU device, said in its settings (and its cpu_util shows it)."""
+    if spec.method == "kvaerno5" and spec.device == "cpu" and spec.threads != 1:
+        p = jax_sharding.plan(spec.device, 1, spec.n)
+        return dataclasses.replace(p, note="kvaerno5: one CPU device, no split (its implicit solve "
+                                           "does not trace under jax.shard_map in diffrax 0.7.2)")
+    return jax_sharding.plan(spec.device, spec.threads, spec.n)
 
 
 class DiffraxBackend(Backend):
@@ -186,7 +199,7 @@ class DiffraxBackend(Backend):
             "device_placement": "jax.device_put onto the devices below, in prepare",
             "eqx_on_error": _eqx_on_error(),
             "threads": spec.threads,
-            **jax_sharding.plan(spec.device, spec.threads, spec.n).settings(),
+            **_shard_plan(spec).settings(),
         }
         if spec.variant == "vmap-of-jit" and s["jax_devices"] > 1:
             s["sharding"] = (f"inputs split over {s['jax_devices']} CPU devices (NamedSharding); "
@@ -229,7 +242,7 @@ class _DiffraxPrepared(Prepared):
         n_states = prob.n_states
         n_params = prob.n_params
         batched = spec.variant == "batched"
-        self.plan = jax_sharding.plan(spec.device, spec.threads, spec.n)
+        self.plan = _shard_plan(spec)
 
         def vector_field(t, y, args):
             # vmap variants: y (n_states,), args (n_params,) of ONE trajectory (vmap adds the
