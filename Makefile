@@ -61,9 +61,13 @@ setup: $(SETUP_STAMP)
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# The run prints its folder on stdout; a headline suite's run also refreshes figures/.
 reproduce: setup
 	$(PY) -m harness env --check
-	$(PY) -m harness run --suite $${SUITE:-$$($(PY) -m harness default-suite)} --report $(RUN_ARGS)
+	@suite=$${SUITE:-$$($(PY) -m harness default-suite)}; \
+	run_dir=$$($(PY) -m harness run --suite $$suite --report $(RUN_ARGS)) || exit $$?; \
+	echo "$$run_dir"; \
+	case $$suite in cpu|gpu-quick|paper|nightly) $(PY) -m harness figures "$$run_dir" ;; esac
 
 smoke: setup
 	$(PY) -m harness run --suite smoke $(RUN_ARGS)

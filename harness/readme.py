@@ -46,6 +46,31 @@ def top_figure_name(device: str, name: str) -> str:
     return f"{device}-{name.split('_', 1)[1]}.png"
 
 
+#: Generated paragraphs of the feature sections, appended to the block in order: each
+#: "module:function" takes (run_dir, results) and returns Markdown, or None to add nothing.
+README_PARAGRAPHS = (
+    "solvers.cpp.report:readme_paragraph",          # hand-written C++ vs the Numba kernel
+    "harness.gpu_profile.section:readme_paragraph_for_run",  # GPU machine code and time model
+)
+
+
+def feature_paragraphs(run_dir: Path, results) -> list[str]:
+    """The README_PARAGRAPHS that have something to say about this run (a provider that cannot
+    be imported or fails says so in one line instead: the block is still written)."""
+    import importlib
+
+    out = []
+    for entry in README_PARAGRAPHS:
+        module_name, _, func_name = entry.partition(":")
+        try:
+            text = getattr(importlib.import_module(module_name), func_name)(run_dir, results)
+        except Exception as exc:  # noqa: BLE001 - one broken feature must not lose the block
+            text = f"_{entry}: not generated ({type(exc).__name__})._"
+        if text:
+            out += [text, ""]
+    return out
+
+
 def readme_block(run_dir: Path) -> str:
     """The Markdown block (markers included) for the run in ``run_dir``."""
     from harness.report import load_environment, load_results
@@ -110,7 +135,9 @@ def readme_block(run_dir: Path) -> str:
         lines += ["‡ mean step counts differ by more than 1.2× (different work; see the report).", ""]
     if table["notes"].str.contains("XLA:CPU").any():
         lines += [f"† {XLA_CAVEAT}.", ""]
-    lines += [verdict(table), END]
+    lines += [verdict(table), ""]
+    lines += feature_paragraphs(run_dir, results)
+    lines.append(END)
     return "\n".join(lines)
 
 

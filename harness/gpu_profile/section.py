@@ -261,6 +261,11 @@ def readme_paragraph(df: pd.DataFrame | None = None) -> str:
     return text
 
 
+def readme_paragraph_for_run(run_dir: Path, df: pd.DataFrame) -> str:
+    """:func:`readme_paragraph` with the README generator's signature (harness.readme)."""
+    return readme_paragraph(df)
+
+
 def _same_machine(run_dir: Path) -> bool:
     """True when the run folder's environment.json describes this machine: same host name, CPU
     model, ISA flags and core count (VMs of one kind share host names but not CPUs)."""

@@ -93,9 +93,7 @@ def test_two_threads_are_offered_to_torch_and_jax(rows):
     assert "--xla_force_host_platform_device_count=2" in flags
 
 
-@pytest.mark.xfail(strict=True, reason="XLA:CPU runs the hand-written JAX solve on one core until "
-                   "the backend shards the ensemble over the host devices (peers helper, issue 12); "
-                   "remove this mark when that is merged")
 def test_two_threads_let_jax_use_two_cores(rows):
+    # the backend shards the ensemble over the host devices (solvers/jax_sharding.py)
     r = _two(rows, "jax-handwritten")
     assert r["cpu_util"].iloc[0] > 1.2, f"jax cpu_util {r['cpu_util'].iloc[0]:.2f} at threads=2"

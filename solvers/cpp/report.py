@@ -100,3 +100,25 @@ def report_section(run_dir: Path, df: pd.DataFrame) -> str | None:
                         + _verdict(g) + ".")
     lines += ["Is the Numba kernel within 10% of the hand-written C++ one (measured here)?", ""] + verdicts
     return "\n".join(lines) + "\n"
+
+
+def readme_paragraph(run_dir: Path, df: pd.DataFrame) -> str | None:
+    """One generated README paragraph: the Numba kernel against the hand-written C++ one at the
+    largest N of each Lorenz Tsit5 series run at every core (None when the run has no pair)."""
+    if df is None or df.empty or "backend" not in df or not (df["backend"] == "cuda-cpp").any():
+        return None
+    pairs = paired(df)
+    if pairs.empty:
+        return None
+    if "threads" in pairs.columns:
+        top = pd.to_numeric(pairs["threads"], errors="coerce")
+        pairs = pairs[top.isna() | (top == top.max())]
+    parts = []
+    for (mode, rtol), g in pairs.groupby(["mode", "rtol"], sort=True):
+        big = g.loc[g["n"].astype(int).idxmax()]
+        tol = "fixed step" if mode == "fixed" else f"adaptive {_fmt(float(rtol), 'g')}"
+        parts.append(f"{tol}: {1.0 / big['ratio']:.2f}x at N={int(big['n']):,} "
+                     f"({(1.0 / g['ratio']).min():.2f}x to {(1.0 / g['ratio']).max():.2f}x over N)")
+    return ("**Hand-written C++ control (`cuda-cpp`).** Time of the Numba fused kernel over the "
+            "hand-written C++ solver (same tableau, controller and lane blocking; g++ -O3 -march=native, "
+            "OpenMP) on this CPU, median of the repeats (below 1: Numba faster): " + "; ".join(parts) + ".")
