@@ -65,8 +65,8 @@ test: setup
 reproduce: setup
 	$(PY) -m harness env --check
 	@suite=$${SUITE:-$$($(PY) -m harness default-suite)}; \
-	run_dir=$$($(PY) -m harness run --suite $$suite --report $(RUN_ARGS)) || exit $$?; \
-	echo "$$run_dir"; \
+	out=$$($(PY) -m harness run --suite $$suite --report $(RUN_ARGS)) || exit $$?; \
+	echo "$$out"; run_dir=$$(echo "$$out" | head -n 1); \
 	case $$suite in cpu|gpu-quick|paper|nightly) $(PY) -m harness figures "$$run_dir" ;; esac
 
 smoke: setup

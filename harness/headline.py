@@ -73,7 +73,7 @@ def _num(df: pd.DataFrame, col: str) -> pd.Series:
 
 def cell_stats(results: pd.DataFrame) -> pd.DataFrame:
     """One row per cell (key columns + threads): median, min and max time over the timed repeats,
-    accuracy (max_scaled_err where measured, else max_rel_err), steps, cpu_util, success."""
+    accuracy (adaptive: max_scaled_err where measured; else max_rel_err), steps, cpu_util, success."""
     df = results.copy()
     for col in STRING_KEYS:
         df[col] = (df[col].astype("object").where(df[col].notna(), "").astype(str)
@@ -102,8 +102,11 @@ def cell_stats(results: pd.DataFrame) -> pd.DataFrame:
     for col in tuple(dict.fromkeys((*FLOAT_KEYS, "threads"))):
         cells[col] = cells[col].where(cells[col] != -1.0)
     cells["success"] = cells["all_ok"] & (cells["t_med"] > 0) & ~(cells["failed"].fillna(0) > 0)
-    cells["err"] = cells["max_scaled_err"].where(cells["max_scaled_err"].notna(), cells["max_rel_err"])
-    cells["err_kind"] = np.where(cells["max_scaled_err"].notna(), "scaled", "rel")
+    # A fixed-step solve has no tolerance of its own (its scaled error would be in units of the
+    # problem's adaptive tolerance, below float32's rounding for Lorenz): relative error there.
+    scaled = cells["max_scaled_err"].notna() & cells["mode"].eq("adaptive")
+    cells["err"] = cells["max_scaled_err"].where(scaled, cells["max_rel_err"])
+    cells["err_kind"] = np.where(scaled, "scaled", "rel")
     return cells
 
 
