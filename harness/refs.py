@@ -13,11 +13,13 @@ from problems.reference import SHIPPED_DIR, _default_cache_dir, is_shipped, refe
 
 
 def needed(cells: Iterable) -> list[tuple]:
-    """The distinct (problem, N, dtype, saveat) of ``cells``, in first-seen order."""
+    """The distinct (problem, N, dtype, saveat) of ``cells`` whose problem keeps a stored
+    reference (``Problem.stored_reference``), in first-seen order."""
     out: dict[tuple, None] = {}
     for c in cells:
         s = c.spec
-        out[(s.problem, s.n, s.dtype, s.saveat)] = None
+        if s.prob.stored_reference:
+            out[(s.problem, s.n, s.dtype, s.saveat)] = None
     return list(out)
 
 

@@ -107,6 +107,8 @@ class Problem:
 
     #: The problem kind backends and accuracy measures dispatch on (problems.sde_core: "sde").
     kind: ClassVar[str] = "ode"
+    #: Its accuracy needs a stored float64 reference (computed by SciPy, shipped in problems/refs).
+    stored_reference: ClassVar[bool] = True
 
     name: str
     rhs: Callable[..., tuple]

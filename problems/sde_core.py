@@ -54,6 +54,8 @@ class SDEProblem:
     """
 
     kind: ClassVar[str] = "sde"
+    #: Accuracy from closed-form moments or a same-increments NumPy path, computed per solve.
+    stored_reference: ClassVar[bool] = False
     stiff: ClassVar[bool] = False
     dt0: ClassVar[None] = None
     #: Unused by fixed-step SDE solves; present because specs resolve tolerances uniformly.

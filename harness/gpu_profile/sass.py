@@ -224,15 +224,16 @@ def unroll_factor(real: list[Instr], labels: dict[str, int], loop: Loop) -> int:
         m = _RE_TARGET.search(ins.text) if ins.opcode.startswith("BRA") else None
         return labels.get(m.group(1)) if m else None
 
+    # Every block outside the loop that a forward branch skips: the peeled step may sit right
+    # before the head, right after the back-branch, or further out (seen once the kernels count
+    # their steps by increments: the counters' code moves the peeled block).
     blocks = []
-    for ins in reversed([i for i in real if i.addr < loop.start]):  # prologue
+    for ins in real:
         t = target(ins)
-        if t is not None and ins.addr < t <= loop.start:
+        if t is None or t <= ins.addr or (loop.start <= ins.addr <= loop.end):
+            continue
+        if t <= loop.start or ins.addr > loop.end:
             blocks.append((ins.addr, t))
-            break
-    after = [i for i in real if i.addr > loop.end]
-    if after and target(after[0]) is not None and target(after[0]) > after[0].addr:  # epilogue
-        blocks.append((after[0].addr, target(after[0])))
     for lo, hi in blocks:
         block = count_classes([i for i in real if lo < i.addr < hi])
         if block["ffma"] == 0 or body["ffma"] % block["ffma"]:

@@ -35,7 +35,7 @@ _FALLBACK_COLOURS = ("#bcbd22", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b
 BACKEND_LABELS: dict[str, str] = {
     "fused": "fused kernel (ours)",
     "array": "array-style replica (ours)",
-    "diffrax": "diffrax vmap (JAX)",
+    "diffrax": "diffrax (JAX)",
     "torchdiffeq": "torchdiffeq batched (PyTorch)",
     "torchode": "torchode (PyTorch)",
     "scipy": "SciPy solve_ivp (serial)",

@@ -45,8 +45,12 @@ def test_numbers_outside_the_block_are_not_results():
 def test_fma_claim_only_with_a_measured_peak(named_run):
     run, _ = named_run
     text = (ROOT / "README.md").read_text(encoding="utf-8")
-    if not (ROOT / run / "peak.json").is_file():
-        assert "FMA" not in text, "a throughput claim needs a measured peak in the run folder"
+    measured = any((ROOT / run / name).is_file() for name in ("peak.json", "cpu_peak.json"))
+    if not measured:
+        # a claim like "95% of this CPU's FMA throughput" (instruction counts such as "75 FFMA"
+        # in the generated GPU paragraph are machine-code facts, not throughput claims)
+        claim = re.search(r"\d+(\.\d+)?\s*%\s+of\s+[^.]*\b(FMA|peak)", text)
+        assert claim is None, f"a throughput claim needs a measured peak in the run folder: {claim.group(0)}"
 
 
 def test_check_detects_a_hand_edit_and_rewrite_restores(tmp_path, named_run):

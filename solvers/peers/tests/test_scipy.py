@@ -94,7 +94,7 @@ def test_odeint_lsoda_on_robertson_uses_the_derived_jacobian():
     spec = SolveSpec(problem="robertson", method="lsoda", mode="adaptive", dtype="float64", n=4,
                      dt=1e-3, rtol=1e-8, atol=1e-8, variant="odeint")
     res = solve("scipy", spec)
-    assert norm_relative_error(res, spec) < 1e-5
+    assert scaled_error(res, spec) < 10.0  # every component, in units of the tolerance
     assert np.all(res.status == Status.SUCCESS)
     assert "Dfun" in get_backend("scipy").settings(spec)["jacobian"]
 
