@@ -445,22 +445,26 @@ def _block_adaptive(P: _Parts, save: str, lanes: int) -> list[str]:
         body += ["            " + v for v in _write_saved(P, "j", "base + l", sy)]
         body += ["        j += 1", "    J[l] = j", f"    {S(R_NX)} = save_t[j] if j < ns else {inf}"]
 
+    # Both layouts start a lane's attempt alike: read its row of S, choose h, pre-checks.
+    prelude = [f"st = {S(R_ST)}", f"nacc = {S(R_ACC)}", f"nrej = {S(R_REJ)}", f"nfe = {S(R_NFE)}",
+               f"t = {S(R_T)}", f"dtc = {S(R_DT)}", f"lq = {S(R_LQ)}"]
+    prelude += [f"{y[s]} = {sy[s]}" for s in range(n)] + [f"{x[s]} = {sx[s]}" for s in range(nx)]
+    prelude += [f"p{s} = {sp[s]}" for s in range(npar)]
+    prelude += [
+        (f"tstop = min({S(R_NX)}, tf)" if save == "stop" else "tstop = tf"),
+        "rem = tstop - t",
+        "last = dtc >= rem",
+        "h = _sel(last, rem, dtc)",
+        f"run = st == {running}",
+        "maxed = nacc + nrej >= msteps",
+        f"under = (not last) & ((h < {dtmin}) | (t + h == t))",
+    ]
     if P.lane_layout == "one-pass":
         # One lane loop: attempt, control and a masked update of the state rows. LLVM turns
         # each ``S[r, l] = _sel(m, new, S[r, l])`` into a masked store: one instruction with
         # AVX-512's mask registers, but a slow VMASKMOVPS on AVX2 (see KernelKey.lane_layout).
-        lane = [f"st = {S(R_ST)}", f"nacc = {S(R_ACC)}", f"nrej = {S(R_REJ)}", f"nfe = {S(R_NFE)}",
-                f"t = {S(R_T)}", f"dtc = {S(R_DT)}", f"lq = {S(R_LQ)}"]
-        lane += [f"{y[s]} = {sy[s]}" for s in range(n)] + [f"{x[s]} = {sx[s]}" for s in range(nx)]
-        lane += [f"p{s} = {sp[s]}" for s in range(npar)]
+        lane = list(prelude)
         lane += [
-            (f"tstop = min({S(R_NX)}, tf)" if save == "stop" else "tstop = tf"),
-            "rem = tstop - t",
-            "last = dtc >= rem",
-            "h = _sel(last, rem, dtc)",
-            f"run = st == {running}",
-            "maxed = nacc + nrej >= msteps",
-            f"under = (not last) & ((h < {dtmin}) | (t + h == t))",
             f"{targets(yn + xn + ['eest'] + dv)} = _attempt({', '.join(y + x + names('p', npar))}, t, h, rtol, atol)",
             f"fin = (eest == eest) & {_finite_expr(P, yn)}",
             "dta, dtr, lqn = _control(eest, lq, h)",
@@ -502,18 +506,8 @@ def _block_adaptive(P: _Parts, save: str, lanes: int) -> list[str]:
         # never reads a row it writes, so its selects stay plain stores (a select between a new
         # value and the value loaded from the same address becomes a masked store, slow on AVX2).
         R = {v: n_rows + k for k, v in enumerate(rec_names)}
-        attempt = [f"st = {S(R_ST)}", f"nacc = {S(R_ACC)}", f"nrej = {S(R_REJ)}", f"nfe = {S(R_NFE)}",
-                   f"t = {S(R_T)}", f"dtc = {S(R_DT)}", f"lq = {S(R_LQ)}"]
-        attempt += [f"{y[s]} = {sy[s]}" for s in range(n)] + [f"{x[s]} = {sx[s]}" for s in range(nx)]
-        attempt += [f"p{s} = {sp[s]}" for s in range(npar)]
+        attempt = list(prelude)
         attempt += [
-            (f"tstop = min({S(R_NX)}, tf)" if save == "stop" else "tstop = tf"),
-            "rem = tstop - t",
-            "last = dtc >= rem",
-            "h = _sel(last, rem, dtc)",
-            f"run = st == {running}",
-            "maxed = nacc + nrej >= msteps",
-            f"under = (not last) & ((h < {dtmin}) | (t + h == t))",
             # Lanes stopped here are not running in pass 2 (go == (st == RUNNING) there).
             f"st = _sel(run & maxed, {code[Status.MAX_STEPS]}, st)",
             f"st = _sel(run & (not maxed) & under, {code[Status.DT_UNDERFLOW]}, st)",

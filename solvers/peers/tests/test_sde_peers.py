@@ -6,24 +6,17 @@ import pytest
 from problems.registry import get_problem
 from problems.sde_core import SDEAccuracy
 from solvers.base import SolveSpec
+from solvers.peers.tests.helpers import solve
 from solvers.registry import get_backend
 
 LIN = get_problem("linear_sde")
 
 
 def _run(backend, spec):
-    be = get_backend(backend)
-    ok, why = be.available(spec.device)
+    ok, why = get_backend(backend).available(spec.device)
     if not ok:
         pytest.skip(why)
-    assert be.check(spec) is None
-    prep = be.prepare(spec)
-    try:
-        out = prep.run()
-        prep.sync(out)
-        return prep.fetch(out)
-    finally:
-        prep.close()
+    return solve(backend, spec)
 
 
 @pytest.mark.slow
