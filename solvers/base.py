@@ -234,6 +234,11 @@ class Backend(ABC):
     kinds: ClassVar[tuple[str, ...]] = ("ode",)
     #: Where a backend serves several kinds: the methods of each (a kind not listed: all methods).
     kind_methods: ClassVar[dict[str, frozenset[str]]] = {}
+    #: kind -> module serving that kind for this backend (SDE, nonlinear, ...): a module of its own
+    #: with ``check(backend, spec) -> str | None``, ``settings(backend, spec) -> dict`` and
+    #: ``prepare(backend, spec) -> Prepared``, imported on first use. A new workload kind plugs in
+    #: here instead of branching through the backend.
+    kind_modules: ClassVar[dict[str, str]] = {}
     stiff_methods: ClassVar[frozenset[str]] = frozenset({"rosenbrock23", "rodas4", "rodas5p", "kvaerno5", "radau", "bdf", "lsoda"})
 
     @abstractmethod
@@ -258,6 +263,14 @@ class Backend(ABC):
         if spec.prob.stiff and spec.method not in self.stiff_methods:
             return f"{spec.problem} is stiff and {spec.method} is an explicit method"
         return None
+
+    def kind_module(self, spec: SolveSpec) -> Any:
+        """The module serving ``spec``'s problem kind (see :attr:`kind_modules`), or None for the
+        backend's own kind."""
+        import importlib
+
+        module = self.kind_modules.get(getattr(spec.prob, "kind", "ode"))
+        return None if module is None else importlib.import_module(module)
 
     def step_control(self, spec: SolveSpec) -> str:
         return "none" if spec.mode == "fixed" else "per-trajectory"

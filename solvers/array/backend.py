@@ -93,6 +93,7 @@ class ArrayBackend(Backend):
     variants = ("", "shared", "philox")
     kinds = ("ode", "sde")
     kind_methods = {"ode": frozenset(METHODS), "sde": frozenset({"em"})}
+    kind_modules = {"sde": "solvers.array.sde"}
 
     def available(self, device: str = "cpu") -> tuple[bool, str]:
         if device == "cpu":
@@ -115,12 +116,8 @@ class ArrayBackend(Backend):
         reason = super().check(spec)
         if reason is not None:
             return reason
-        if spec.prob.kind == "sde":  # the SDE replica: solvers/array/sde.py
-            from solvers.array import sde
-
-            if spec.variant not in sde.VARIANTS:
-                return f"SDE variants are {', '.join(map(repr, sde.VARIANTS))}"
-            return "the SDE replica saves the final state only" if spec.saveat is not None else None
+        if (kind := self.kind_module(spec)) is not None:
+            return kind.check(self, spec)
         if spec.variant == "philox":
             return "variant 'philox' is an SDE variant"
         if spec.mode == "fixed" and spec.variant != "":
@@ -142,10 +139,8 @@ class ArrayBackend(Backend):
         return "shared" if spec.variant == "shared" else "lockstep"
 
     def settings(self, spec: SolveSpec) -> dict[str, Any]:
-        if spec.prob.kind == "sde":
-            from solvers.array import sde
-
-            return sde.settings(spec)
+        if (kind := self.kind_module(spec)) is not None:
+            return kind.settings(self, spec)
         out: dict[str, Any] = {
             "step_control": self.step_control(spec),
             "namespace": "numpy" if spec.device == "cpu" else "cupy",
@@ -182,10 +177,8 @@ class ArrayBackend(Backend):
         ok, why = self.available(spec.device)
         if not ok:
             raise UnsupportedError(why)
-        if spec.prob.kind == "sde":
-            from solvers.array import sde
-
-            return sde.ArraySDEPrepared(spec, namespace(spec.device))
+        if (kind := self.kind_module(spec)) is not None:
+            return kind.prepare(self, spec)
         return ArrayPrepared(spec)
 
 

@@ -105,7 +105,20 @@ class ArraySDEPrepared:
         self.u0 = self.params = self.traj = None
 
 
-def settings(spec: Any) -> dict[str, Any]:
+def check(backend: Any, spec: Any) -> str | None:
+    """The array backend's SDE-specific check (after its generic one)."""
+    if spec.variant not in VARIANTS:
+        return f"SDE variants are {', '.join(map(repr, VARIANTS))}"
+    return "the SDE replica saves the final state only" if spec.saveat is not None else None
+
+
+def prepare(backend: Any, spec: Any) -> ArraySDEPrepared:
+    from solvers.array.backend import namespace
+
+    return ArraySDEPrepared(spec, namespace(spec.device))
+
+
+def settings(backend: Any, spec: Any) -> dict[str, Any]:
     prob = spec.prob
     out = {
         "step_control": "none", "method": "euler-maruyama", "namespace": "numpy" if spec.device == "cpu" else "cupy",

@@ -162,6 +162,7 @@ class FusedBackend(Backend):
     kinds = ("ode", "sde")
     kind_methods = {"ode": frozenset({"tsit5", "rk4", "rk4_38", "rosenbrock23", "rodas4", "rodas5p"}),
                     "sde": frozenset({"em"})}
+    kind_modules = {"sde": "solvers.fused.sde"}
 
     def __init__(self, lanes: int = 32, threads_per_block: int = 256,
                  fastmath: tuple[str, ...] = ("contract",)) -> None:
@@ -204,8 +205,8 @@ class FusedBackend(Backend):
             return reason
         if spec.variant == "serial" and spec.device != "cpu":
             return "variant 'serial' is a CPU variant"
-        if spec.prob.kind == "sde":  # the SDE kernels: solvers/fused/sde.py
-            return "the fused SDE kernels save the final state only" if spec.saveat is not None else None
+        if (kind := self.kind_module(spec)) is not None:
+            return kind.check(self, spec)
         if spec.dtype == "float32" and spec.max_steps > MAX_STEPS_FLOAT32:
             return f"float32 kernels count steps in float32: max_steps must be <= {MAX_STEPS_FLOAT32}"
         if spec.saveat is not None and spec.mode == "fixed":
@@ -224,10 +225,8 @@ class FusedBackend(Backend):
         )
 
     def settings(self, spec: SolveSpec) -> dict[str, Any]:
-        if spec.prob.kind == "sde":
-            from solvers.fused import sde
-
-            return sde.settings(spec, spec.variant, self.threads_per_block, sde.LANES)
+        if (kind := self.kind_module(spec)) is not None:
+            return kind.settings(self, spec)
         tab = get_tableau(spec.method)
         mc = method_code(spec.method)
         out: dict[str, Any] = {
@@ -279,10 +278,8 @@ class FusedBackend(Backend):
             ok, why = self.available("gpu")
             if not ok:
                 raise UnsupportedError(why)
-        if spec.prob.kind == "sde":
-            from solvers.fused import sde
-
-            return sde.FusedSDEPrepared(spec, spec.variant, self.threads_per_block, sde.LANES)
+        if (kind := self.kind_module(spec)) is not None:
+            return kind.prepare(self, spec)
         key = self.kernel_key(spec)
         module_path(key)  # generate (untimed) the module source before the first run
         u0, p = spec.ensemble()

@@ -260,8 +260,17 @@ class FusedSDEPrepared:
         self._out = None
 
 
-def settings(spec: Any, variant: str, threads_per_block: int, lanes: int) -> dict[str, Any]:
-    prob = spec.prob
+def check(backend: Any, spec: Any) -> str | None:
+    """The fused backend's SDE-specific check (after its generic one)."""
+    return "the fused SDE kernels save the final state only" if spec.saveat is not None else None
+
+
+def prepare(backend: Any, spec: Any) -> FusedSDEPrepared:
+    return FusedSDEPrepared(spec, spec.variant, backend.threads_per_block, LANES)
+
+
+def settings(backend: Any, spec: Any) -> dict[str, Any]:
+    prob, variant, threads_per_block, lanes = spec.prob, spec.variant, backend.threads_per_block, LANES
     out = {
         "step_control": "none", "method": "euler-maruyama", "strong_order": 0.5, "weak_order": 1.0,
         "noise": f"{prob.noise}, {prob.n_noise} Wiener processes", "dt": spec.step, "n_steps": spec.n_steps,
