@@ -29,6 +29,7 @@ import sys
 from pathlib import Path
 
 from harness.gpu_profile import sass, tools
+from solvers.cache import cache_root
 
 ARCHS = ("sm_70", "sm_75", "sm_90")
 #: PTX is generated once per kernel for this compute capability and assembled for every arch
@@ -54,9 +55,7 @@ NUMBA_SOURCE = "numba"
 
 
 def cache_dir() -> Path:
-    env = os.environ.get("ODEBENCH_CACHE")
-    root = Path(env) if env else Path(__file__).resolve().parents[2] / ".cache"
-    return root / "gpu_profile"
+    return cache_root("gpu_profile")
 
 
 def _package_digest() -> str:

@@ -21,6 +21,9 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from solvers.cache import cache_root as shared_cache_root
+from solvers.cache import writable_cache
+
 #: g++ flags: -fno-math-errno / -fno-trapping-math let sqrt and floor become vector instructions
 #: (no errno, no FP-exception side effects: nothing here reads either); no -ffast-math:
 #: the NaN / overflow checks of the status codes must stay exact. GCC contracts a*b+c into fma
@@ -36,8 +39,7 @@ _libraries: dict[str, ctypes.CDLL] = {}
 
 
 def cache_root() -> Path:
-    env = os.environ.get("ODEBENCH_CACHE")
-    return (Path(env) if env else Path(__file__).resolve().parents[2] / ".cache") / "cpp"
+    return shared_cache_root("cpp")
 
 
 def compiler() -> str | None:
@@ -72,19 +74,6 @@ class HostBuild:
     digest: str
 
 
-def _writable(d: Path) -> Path:
-    try:
-        d.mkdir(parents=True, exist_ok=True)
-        probe = d / f".probe-{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
-        return d
-    except OSError:  # read-only checkout: build in a private temporary directory
-        d = Path(tempfile.gettempdir()) / f"odebench-cpp-{os.getuid()}"
-        d.mkdir(parents=True, exist_ok=True)
-        return d
-
-
 def build_host(source: str) -> HostBuild:
     """Compile ``source`` into a shared library (or find it in the disk cache)."""
     cxx = compiler()
@@ -95,7 +84,7 @@ def build_host(source: str) -> HostBuild:
         blob.update(part.encode())
         blob.update(b"\0")
     digest = blob.hexdigest()[:16]
-    folder = _writable(cache_root()) / digest
+    folder = writable_cache("cpp") / digest
     lib, report = folder / "solver.so", folder / "vectorisation.txt"
     if lib.exists():
         return HostBuild(lib, report, digest)

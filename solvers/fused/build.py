@@ -14,7 +14,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from types import ModuleType
 
 import numpy as np
 
+from solvers.cache import cache_root, writable_cache
 from solvers.fused.codegen import KERNEL_ARGS, KernelKey, generate_source
 
 _lock = threading.Lock()
@@ -30,23 +30,11 @@ _modules: dict[KernelKey, ModuleType] = {}
 
 def cache_dir() -> Path:
     """Where generated modules (and Numba's compiled objects for them) live."""
-    env = os.environ.get("ODEBENCH_CACHE")
-    root = Path(env) if env else Path(__file__).resolve().parents[2] / ".cache"
-    return root / "fused"
+    return cache_root("fused")
 
 
 def _writable_dir() -> Path:
-    d = cache_dir()
-    try:
-        d.mkdir(parents=True, exist_ok=True)
-        probe = d / f".probe-{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
-        return d
-    except OSError:  # read-only checkout: compile from a private temporary directory
-        d = Path(tempfile.gettempdir()) / f"odebench-fused-{os.getuid()}"
-        d.mkdir(parents=True, exist_ok=True)
-        return d
+    return writable_cache("fused")
 
 
 def module_path(key: KernelKey) -> Path:
