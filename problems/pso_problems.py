@@ -23,7 +23,7 @@ PSO_FITZHUGH_NAGUMO = PSOProblem(
     optimum=(0.7, 0.8, 0.08, 0.5),
     fit=ODEFit("fitzhugh_nagumo", "tsit5"),
     default_dtype="float32",
-    tolerance=1e-2,
+    tolerance=5e-2,  # (a, b, tau_inv) lie in a flat valley on t in [0, 3] (see the recovery test)
     citation=f"{_PPS} benchmarks/Fitzhugh_Nagumo/ode_estimation.jl (parameters in [0, 5]^4, data on "
              "0:0.01:3, sum of squares, 10,000 particles, 100 iterations, GPUTsit5 fixed step)",
     description="fit (a, b, tau_inv, l) of FitzHugh-Nagumo to 301 noiseless points on [0, 3]; "

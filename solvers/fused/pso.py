@@ -29,6 +29,11 @@ from problems.brownian import philox4x32_10
 from problems.pso_core import GENERATOR, PSO_TAG, UNIFORM_SCALE, pso_velocity
 from solvers.pso_result import pso_result
 
+try:  # a module global, so Numba's CUDA simulator can swap it in the kernels (it swaps globals only)
+    from numba import cuda
+except ImportError:  # numba-cuda missing: the CPU kernels still work
+    cuda = None
+
 _lock = threading.Lock()
 _kernels: dict[tuple, dict] = {}
 
@@ -55,7 +60,6 @@ def _build(objective, dtype: str, target: str) -> dict:
         kernel = numba.njit(parallel=True, fastmath=False, error_model="numpy")
         prange = numba.prange
     else:
-        from numba import cuda
         from numba.core.extending import register_jitable as jit
 
         prange = range
@@ -158,8 +162,6 @@ def _build(objective, dtype: str, target: str) -> dict:
         return out
 
     # ---- CUDA: one thread per particle --------------------------------------------------------
-    from numba import cuda
-
     if f is not None:
         @cuda.jit
         def init(X, V, PB, PBC, P, seed, lo, hi):
