@@ -135,3 +135,11 @@ def test_simulated_cuda_swarm_matches_array_replica():
     assert report["rosenbrock-sync"]["max_abs_position"] == 0.0, report
     assert report["rosenbrock-async"]["max_abs_position"] == 0.0, report
     assert report["fhn-sync"]["max_abs_position"] <= 1e-12 and report["fhn-sync"]["finite"], report
+
+
+def test_fused_fit_loss_is_the_loss_of_its_position():
+    """The fused ODE kernel inside the loss: the reported best cost equals the float64 SciPy loss of
+    the reported position to Tsit5's error at dt = 0.01."""
+    f, spec = solve("fused", "pso_fitzhugh_nagumo", "pso", 16, 2)
+    want = spec.prob.fit.loss(f.u_final)[0]
+    assert abs(f.notes["best_cost"] - want) <= 1e-6 * want + 1e-12
