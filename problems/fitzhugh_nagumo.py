@@ -5,11 +5,10 @@ dv = v - v^3/3 - w + l, dw = tau_inv (v + a - b w), u0 = (1, 1), true parameters
 SciML/ParallelParticleSwarms.jl benchmarks/Fitzhugh_Nagumo/ode_estimation.jl (also the
 SciMLBenchmarks "FitzHugh-Nagumo Parameter Estimation" page, same model and bounds [0, 5]).
 
-The 1/3 is a parameter-free constant written as a ratio of states' own arithmetic
-(v*v*v / 3 needs a literal): it is carried as the fixed fifth parameter ``third`` so that no
-float literal reaches a float32 kernel (problems.core rules). As an ODE ensemble the sweep
-varies the input current l over [0.3, 0.7]; the particle-swarm problem
-(problems.pso_problems) varies all four parameters per particle.
+The 1/3 of v^3/3 would be a literal: it is carried as a fixed fifth parameter ``third`` so that
+no float64 constant reaches a float32 kernel (problems.core rules). As an ODE ensemble the sweep
+varies the input current l over [0.3, 0.7]; the particle-swarm problem (problems.pso_problems)
+sets the first four parameters per particle and keeps ``third``.
 """
 from problems.core import Problem, Sweep, m  # noqa: F401  (m: math namespace, rebound per backend)
 
