@@ -36,6 +36,7 @@ EXPECTED: dict[str, dict] = {
     "jax-handwritten": {"methods": _HANDWRITTEN, "variants": ("", "soa", "soa-unroll8")},
     "torch-handwritten": {"methods": _HANDWRITTEN, "variants": ("", "compiled", "cudagraph")},
     "pallas": {"methods": _HANDWRITTEN, "variants": ("",)},
+    "jax-pso": {"methods": {"pso": ("fixed",), "pso-async": ("fixed",)}, "variants": ("", "evosax")},
 }
 
 

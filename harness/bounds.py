@@ -52,6 +52,17 @@ def _kind(problem: Any) -> str:
         return "ode"
 
 
+def _bounded(problem: Any) -> bool:
+    """False for a problem kind whose error is a result rather than a correctness bound (its class
+    sets ``accuracy_bounded = False``: particle swarms, problems.pso_core)."""
+    from problems.registry import get_problem
+
+    try:
+        return bool(getattr(get_problem(str(problem)), "accuracy_bounded", True))
+    except ValueError:
+        return True
+
+
 def rel_bound(method: str, mode: str, dtype: str, rtol: float) -> float:
     """The largest max_rel_err an ok cell of this method, mode, dtype and rtol may have."""
     floor = ROUNDING_FLOOR.get(dtype, ROUNDING_FLOOR["float32"])
@@ -66,6 +77,8 @@ def violation(row: dict[str, Any]) -> str | None:
     failed = _f(row.get("failed_trajectories"))
     if failed > 0:
         return f"{int(failed)} failed trajectories"
+    if not _bounded(row.get("problem")):
+        return None
     rel, scaled = _f(row.get("max_rel_err")), _f(row.get("max_scaled_err"))
     dtype, mode, method = str(row.get("dtype")), str(row.get("mode")), str(row.get("method"))
     if _kind(row.get("problem")) == "sde":

@@ -3,15 +3,20 @@ from __future__ import annotations
 
 from problems.core import Problem
 from problems.crn_sigmagen import CRN_SIGMAGEN, CRN_SIGMAGEN_SHORT
+from problems.fitzhugh_nagumo import FITZHUGH_NAGUMO
 from problems.linear_sde import LINEAR_SDE
 from problems.lorenz import LORENZ
 from problems.prothero_robinson import PROTHERO_ROBINSON
+from problems.pso_problems import PSO_FITZHUGH_NAGUMO, PSO_ROSENBROCK
 from problems.robertson import ROBERTSON
 from problems.sir import SIR
 
 PROBLEMS: dict[str, Problem] = {p.name: p for p in (LORENZ, ROBERTSON, SIR, PROTHERO_ROBINSON)}
 #: SDE problems (problems.sde_core.SDEProblem, kind "sde"), served by backends whose kinds list it.
 PROBLEMS.update({p.name: p for p in (LINEAR_SDE, CRN_SIGMAGEN, CRN_SIGMAGEN_SHORT)})
+PROBLEMS[FITZHUGH_NAGUMO.name] = FITZHUGH_NAGUMO
+#: Particle-swarm problems (problems.pso_core.PSOProblem, kind "pso").
+PROBLEMS.update({p.name: p for p in (PSO_ROSENBROCK, PSO_FITZHUGH_NAGUMO)})
 
 
 def problem_names() -> list[str]:

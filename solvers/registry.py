@@ -18,6 +18,7 @@ BACKENDS: dict[str, str] = {
     "torch-handwritten": "solvers.handwritten.torch_backend:TorchHandwrittenBackend",
     "pallas": "solvers.handwritten.pallas_backend:PallasBackend",
     "cuda-cpp": "solvers.cpp.backend:CppBackend",
+    "jax-pso": "solvers.peers.jax_pso_backend:JaxPSOBackend",
 }
 
 _instances: dict[str, Backend] = {}

@@ -21,7 +21,8 @@ def random_inputs(problem, k=16, seed=0):
 
 
 def test_registry_lists_the_zoo():
-    assert set(NAMES) == {"lorenz", "robertson", "sir", "prothero_robinson"}
+    assert set(NAMES) == {"lorenz", "robertson", "sir", "prothero_robinson", "fitzhugh_nagumo"}
+    assert {n for n in problem_names() if get_problem(n).kind == "pso"} == {"pso_rosenbrock", "pso_fitzhugh_nagumo"}
     assert {n for n in problem_names() if get_problem(n).kind == "sde"} == {
         "linear_sde", "crn_sigmagen", "crn_sigmagen_short"}
     for name in problem_names():

@@ -89,11 +89,12 @@ class ArrayBackend(Backend):
 
     name = "array"
     devices = ("cpu", "gpu")
-    methods = {**METHODS, "em": ("fixed",)}  # em: Euler-Maruyama for SDE problems (solvers/array/sde.py)
+    methods = {**METHODS, "em": ("fixed",),  # em: Euler-Maruyama for SDE problems (solvers/array/sde.py)
+               "pso": ("fixed",), "pso-async": ("fixed",)}  # particle swarms (solvers/array/pso.py)
     variants = ("", "shared", "philox")
-    kinds = ("ode", "sde")
-    kind_methods = {"ode": frozenset(METHODS), "sde": frozenset({"em"})}
-    kind_modules = {"sde": "solvers.array.sde"}
+    kinds = ("ode", "sde", "pso")
+    kind_methods = {"ode": frozenset(METHODS), "sde": frozenset({"em"}), "pso": frozenset({"pso", "pso-async"})}
+    kind_modules = {"sde": "solvers.array.sde", "pso": "solvers.array.pso"}
 
     def available(self, device: str = "cpu") -> tuple[bool, str]:
         if device == "cpu":

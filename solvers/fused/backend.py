@@ -157,12 +157,14 @@ class FusedBackend(Backend):
         "rodas4": ("adaptive",),
         "rodas5p": ("adaptive",),
         "em": ("fixed",),  # Euler-Maruyama, SDE problems (solvers/fused/sde.py)
+        "pso": ("fixed",),  # particle swarms (solvers/fused/pso.py): synchronised per iteration
+        "pso-async": ("fixed",),  # one launch for the whole run
     }
     variants = ("", "serial")
-    kinds = ("ode", "sde")
+    kinds = ("ode", "sde", "pso")
     kind_methods = {"ode": frozenset({"tsit5", "rk4", "rk4_38", "rosenbrock23", "rodas4", "rodas5p"}),
-                    "sde": frozenset({"em"})}
-    kind_modules = {"sde": "solvers.fused.sde"}
+                    "sde": frozenset({"em"}), "pso": frozenset({"pso", "pso-async"})}
+    kind_modules = {"sde": "solvers.fused.sde", "pso": "solvers.fused.pso"}
 
     def __init__(self, lanes: int = 32, threads_per_block: int = 256,
                  fastmath: tuple[str, ...] = ("contract",)) -> None:

@@ -1,0 +1,53 @@
+"""The particle-swarm report section: built from the rows alone, ratios computed from them, no
+section without swarm rows; swarm errors are results, not accuracy violations."""
+import json
+
+import numpy as np
+import pandas as pd
+
+from harness.bounds import violation
+from harness.pso_report import comparison_lines, ratios, report_section, summary, pso_rows
+
+
+def rows():
+    out = []
+    for backend, t in (("fused", 0.01), ("array", 0.5), ("jax-pso", 0.05)):
+        for n, scale in ((100, 1.0), (1000, 4.0)):
+            for rep in (0, 1):
+                out.append({"problem": "pso_rosenbrock", "backend": backend, "variant": "", "method": "pso",
+                            "mode": "fixed", "dtype": "float32", "n": n, "device": "cpu", "status": "ok",
+                            "repeat": rep, "time_s": t * scale * (1 + rep), "steps_mean": 500.0,
+                            "max_rel_err": 0.3, "max_scaled_err": 30.0, "launches": 501.0 if backend == "fused" else 9000.0,
+                            "failed_trajectories": 0.0, "settings": json.dumps({"notes": {"best_cost": 1.5}})})
+    out.append({**out[0], "problem": "lorenz", "method": "tsit5"})
+    return pd.DataFrame(out)
+
+
+def test_summary_and_ratios_come_from_the_rows():
+    summ = summary(pso_rows(rows()))
+    assert set(summ["problem"]) == {"pso_rosenbrock"}
+    fused100 = summ[(summ.backend == "fused") & (summ.n == 100)].iloc[0]
+    assert np.isclose(fused100.median_s, 0.015) and fused100.best_cost == 1.5 and fused100.iterations == 500
+    rat = ratios(summ)
+    assert np.allclose(rat.sort_values("n")["ratio"], [50.0, 50.0])
+    cpu = pd.DataFrame([{"problem": "lorenz", "backend": b, "variant": "", "method": "tsit5", "mode": "fixed",
+                         "dtype": "float32", "n": 128, "dt": 1e-3, "threads": 2, "status": "ok", "time_s": t}
+                        for b, t in (("fused", 0.001), ("array", 0.2))])
+    text = "\n".join(comparison_lines(summ, cpu))
+    assert "100 particles 50x (ODE at N=128: 200x)" in text
+    assert "smaller than the ODE's at 2 of 2 sizes" in text
+
+
+def test_section_and_figure(tmp_path):
+    md = report_section(tmp_path, rows())
+    assert "| pso_rosenbrock | fused | pso | float32 | 100 | 500 |" in md
+    assert (tmp_path / "figures" / "pso_time_vs_particles.png").exists()
+    plotted = pd.read_csv(tmp_path / "figures" / "pso_time_vs_particles.csv")
+    assert len(plotted) == 6
+    assert report_section(tmp_path, rows()[lambda d: d.problem == "lorenz"]) is None
+
+
+def test_swarm_error_is_a_result_not_a_violation():
+    row = rows().iloc[0].to_dict()
+    assert violation(row) is None
+    assert violation({**row, "failed_trajectories": 1.0}) == "1 failed trajectories"
