@@ -36,6 +36,8 @@ FAKES = {
     "fake-noop": "harness.tests.fakes:NoopBackend",
     "fake-unsupported": "harness.tests.fakes:UnsupportedBackend",
     "fake-busy": "harness.tests.fakes:BusyBackend",
+    "fake-killworker": "harness.tests.fakes:WorkerKillingBackend",
+    "fake-killworker-always": "harness.tests.fakes:AlwaysWorkerKillingBackend",
 }
 
 
@@ -171,6 +173,30 @@ class DyingBackend(FakeBackend):
 
     def on_run(self, spec, call) -> None:
         os._exit(3)
+
+
+class WorkerKillingBackend(FakeBackend):
+    """Mid-cell, SIGKILLs the process that started this one (in a clustered sweep: the Dask
+    worker whose task runs the cell; harness.cluster), once per marker; then waits to be ended."""
+
+    name = "fake-killworker"
+
+    def on_run(self, spec, call) -> None:
+        if self.kills():
+            os.kill(os.getppid(), signal.SIGKILL)
+            time.sleep(30)  # mid-cell: ended by harness.worker's exit-with-parent watch
+
+    def kills(self) -> bool:
+        return _first_time()
+
+
+class AlwaysWorkerKillingBackend(WorkerKillingBackend):
+    """Kills the worker running it every time (the cell must end as an "error" row)."""
+
+    name = "fake-killworker-always"
+
+    def kills(self) -> bool:
+        return True
 
 
 class PartlyFailingBackend(FakeBackend):
