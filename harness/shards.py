@@ -20,8 +20,9 @@ What a sharded cell's row measures (``shards`` = K):
   call and the solve time (run + sync, timed on the worker) of every repeat; the overhead of
   distribution is ``time_s`` minus the slowest shard's solve time of that repeat
   (``settings.harness.overhead_s``).
-* ``first_call_s`` / ``compile_s``: the slowest shard's first call / its excess over its warm
-  solve. Accuracy, steps, RHS evaluations and failed trajectories: of the gathered ensemble,
+* ``first_call_s`` / ``compile_s``: the slowest shard's first call / its excess over that
+  shard's median timed solve. Warm-ups: ``warmups`` untimed calls per shard (no stabilisation
+  loop: large shards are what sharding is for). Accuracy, steps, RHS evaluations and failed trajectories: of the gathered ensemble,
   exactly as for an unsharded cell. Launches are not counted (a per-shard property).
 
 A shard whose worker dies is run again on another worker by Dask (up to the cluster's
@@ -96,11 +97,10 @@ def _use_registry(backends: dict[str, str]) -> None:
 
 
 def setup_shard(token: str, cell: Cell, start: int, stop: int, backends: dict[str, str]) -> dict:
-    """Prepare shard ``start:stop`` of ``cell`` on this worker and make its first call and
-    warm-ups (harness.clock); kept under ``token`` for ``solve_shard``. Returns its status
-    ("ok" or a failure status with a reason), first call and backend settings."""
+    """Prepare shard ``start:stop`` of ``cell`` on this worker and make its first call (timed)
+    and ``cell.warmups`` untimed calls; kept under ``token`` for ``solve_shard``. Returns its
+    status ("ok" or a failure status with a reason), first call and backend settings."""
     from harness.backends import load_backend
-    from harness.clock import time_solve
     from harness.cluster import worker_info
     from harness.threads import apply_to_libraries
     from harness.threads import resolve as resolve_threads
@@ -122,12 +122,15 @@ def setup_shard(token: str, cell: Cell, start: int, stop: int, backends: dict[st
         settings = backend.settings(part.spec)
         step_control = str(settings.get("step_control") or backend.step_control(part.spec))
         prepared = backend.prepare(part.spec)
-        timing = time_solve(prepared, 1, cell.warmups)
+        t0 = time.perf_counter()
+        prepared.sync(prepared.run())
+        first_call_s = time.perf_counter() - t0
+        for _ in range(cell.warmups):
+            prepared.sync(prepared.run())
     except Exception as exc:  # noqa: BLE001 - every failure becomes a row on the client
         status, reason = classify_exception(exc)
         return dict(info, status=status, reason=reason)
-    info.update(status="ok", reason="", first_call_s=timing.first_call_s,
-                warm_solve_s=statistics.median(timing.samples), settings=settings,
+    info.update(status="ok", reason="", first_call_s=first_call_s, settings=settings,
                 step_control=step_control)
     release_shard(token)
     _PREPARED[token] = (prepared, info)
@@ -148,8 +151,10 @@ def solve_shard(token: str, cell: Cell, start: int, stop: int, backends: dict[st
     prepared.sync(out)
     solve_s = time.perf_counter() - t0
     result = prepared.fetch(out)
+    from harness.cluster import brief
+
     return {"start": start, "stop": stop, "status": "ok", "solve_s": solve_s, "reprepared": reprepared,
-            "worker": info["worker"], "u_final": np.asarray(result.u_final),
+            "worker": brief(info["worker"]), "u_final": np.asarray(result.u_final),
             "traj_status": result.status, "accepted": result.accepted, "rejected": result.rejected,
             "rhs_evals": result.rhs_evals, "notes": result.notes}
 
@@ -213,17 +218,15 @@ def run_sharded_cell(cell: Cell, cluster: Any, context: dict[str, Any],
             client.cancel(futures)
             cluster.restart_workers(workers)  # a shard may be stuck in native code
             return "timeout", f"exceeded the cell time limit of {cell.timeout_s:g} s during {what}"
-        out = []
-        for k, f in enumerate(futures):
-            try:
-                out.append(f.result())
-            except Exception as exc:  # noqa: BLE001 - KilledWorker and the like become the row
-                status, reason = classify_exception(exc)
-                if type(exc).__name__ == "KilledWorker":
-                    reason = (f"shard {k} ({bounds[k][0]}:{bounds[k][1]}): its worker died "
-                              f"{cluster.max_worker_deaths} times; {reason}")
-                return status, reason
-        return out
+        try:
+            return client.gather(futures)  # one round trip for all shards
+        except Exception as exc:  # noqa: BLE001 - KilledWorker and the like become the row
+            status, reason = classify_exception(exc)
+            k = next((i for i, f in enumerate(futures) if f.status == "error"), None)
+            where = "" if k is None else f"shard {k} ({bounds[k][0]}:{bounds[k][1]}): "
+            if type(exc).__name__ == "KilledWorker":
+                reason = f"its worker died {cluster.max_worker_deaths} times; {reason}"
+            return status, where + reason
 
     try:
         phase("setup shards")
@@ -264,7 +267,9 @@ def run_sharded_cell(cell: Cell, cluster: Any, context: dict[str, Any],
 
     slowest = max(range(len(infos)), key=lambda k: infos[k]["first_call_s"])
     overhead = [t - max(s[r] for s in per_shard) for r, t in enumerate(samples)]
-    shards_info = [{"start": a, "stop": b, "worker": cluster.note_worker(parts[k]["worker"]),
+    for info in infos:
+        cluster.note_worker(info["worker"])  # its fingerprint into workers.json
+    shards_info = [{"start": a, "stop": b, "worker": parts[k]["worker"],
                     "first_call_s": infos[k]["first_call_s"],
                     "solve_s": per_shard[k]} for k, (a, b) in enumerate(bounds)]
     timing = {"repeats_done": len(samples), "warmup_calls": cell.warmups, "shards": shards_info,
@@ -276,7 +281,7 @@ def run_sharded_cell(cell: Cell, cluster: Any, context: dict[str, Any],
     shared.update({
         "step_control": infos[0]["step_control"],
         "first_call_s": first_call,
-        "compile_s": max(0.0, first_call - infos[slowest]["warm_solve_s"]),
+        "compile_s": max(0.0, first_call - statistics.median(per_shard[slowest])),
         "launch_counter": "not counted: sharded cell",
         "steps_mean": _stat(result.accepted, "mean"), "steps_max": _stat(result.accepted, "max"),
         "rejected_mean": _stat(result.rejected, "mean"),

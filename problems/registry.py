@@ -4,7 +4,7 @@ from __future__ import annotations
 from problems.core import Problem
 from problems.crn_sigmagen import CRN_SIGMAGEN, CRN_SIGMAGEN_SHORT
 from problems.linear_sde import LINEAR_SDE
-from problems.lorenz import LORENZ
+from problems.lorenz import LORENZ, LORENZ_MPI
 from problems.prothero_robinson import PROTHERO_ROBINSON
 from problems.robertson import ROBERTSON
 from problems.sir import SIR
@@ -12,6 +12,8 @@ from problems.sir import SIR
 PROBLEMS: dict[str, Problem] = {p.name: p for p in (LORENZ, ROBERTSON, SIR, PROTHERO_ROBINSON)}
 #: SDE problems (problems.sde_core.SDEProblem, kind "sde"), served by backends whose kinds list it.
 PROBLEMS.update({p.name: p for p in (LINEAR_SDE, CRN_SIGMAGEN, CRN_SIGMAGEN_SHORT)})
+#: The paper's multi-node Lorenz run (t in [0, 10], dt0 = 0.1): the scaling suite (harness.shards).
+PROBLEMS[LORENZ_MPI.name] = LORENZ_MPI
 
 
 def problem_names() -> list[str]:
