@@ -38,6 +38,7 @@ FAKES = {
     "fake-busy": "harness.tests.fakes:BusyBackend",
     "fake-killworker": "harness.tests.fakes:WorkerKillingBackend",
     "fake-killworker-always": "harness.tests.fakes:AlwaysWorkerKillingBackend",
+    "fake-killself": "harness.tests.fakes:SelfKillingBackend",
 }
 
 
@@ -197,6 +198,17 @@ class AlwaysWorkerKillingBackend(WorkerKillingBackend):
 
     def kills(self) -> bool:
         return True
+
+
+class SelfKillingBackend(FakeBackend):
+    """SIGKILLs its own process on its first solve, once per marker: run as a shard inside a Dask
+    worker (harness.shards), that kills the worker mid-shard."""
+
+    name = "fake-killself"
+
+    def on_run(self, spec, call) -> None:
+        if _first_time():
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 class PartlyFailingBackend(FakeBackend):

@@ -110,6 +110,16 @@ def test_a_worker_killed_mid_cell_is_retried_elsewhere_then_given_up(fake_backen
     validate(read_results(tmp_path))
 
 
+def test_a_shard_whose_worker_is_killed_runs_again_on_another_worker(fake_backends, tmp_path):
+    with local() as cluster:
+        run_sweep([cell("fake-killself", 8, shards=2)], tmp_path, run_id="r", suite="t", how="isolate",
+                  progress=False, cluster=cluster)
+    rows = read_rows(tmp_path / "results.csv")
+    assert [(r["status"], r["shards"], r["repeat"]) for r in rows] == [("ok", "2", "0"), ("ok", "2", "1")]
+    shards = json.loads(rows[0]["settings"])["harness"]["shards"]
+    assert [(s["start"], s["stop"]) for s in shards] == [(0, 4), (4, 8)]
+
+
 def test_sharded_fused_cell_equals_the_unsharded_one(tmp_path):
     cells = [cell("fused", 24), cell("fused", 24, shards=3)]
     with local(3) as cluster:
