@@ -119,6 +119,13 @@ def build_parser() -> argparse.ArgumentParser:
                           "cells left out become 'skipped' rows that --resume runs (harness.schedule)")
     run.add_argument("--preflight", type=Path, metavar="JSON",
                      help="preflight.json of `preflight`: backends that failed it are not run")
+    run.add_argument("--cluster", metavar="ADDRESS",
+                     help="run cells on a Dask cluster: 'local' (a LocalCluster here, or LocalCUDACluster "
+                          "with GPUs), 'local:W' (W workers) or a scheduler address tcp://host:8786 "
+                          "(harness.cluster; needs dask[distributed])")
+    run.add_argument("--shards", type=_nonnegative_int_arg, metavar="K",
+                     help="split every cell's ensemble into K shards solved on K Dask workers and gathered "
+                          "(harness.shards; 0: unsharded; overrides the suite; without --cluster: local)")
     run.add_argument("--quiet", action="store_true", help="no progress output")
     run.add_argument("--report", action="store_true", help="build the report when the sweep is done")
 
@@ -374,6 +381,14 @@ def _plan_run(args: argparse.Namespace, command: list[str]) -> RunPlan:
     filters = _validated_filters(args)
     if args.threads:
         given["threads"] = _threads_arg(args.threads)
+    for opt in ("cluster", "shards"):  # a resumed run keeps them unless given again
+        if getattr(args, opt, None) is not None:
+            from harness.cluster import parse_address, require_dask
+
+            require_dask(f"--{opt}")
+            if opt == "cluster":
+                parse_address(args.cluster)
+            given[opt] = getattr(args, opt)
     request.update(given)
     if filters or "suite" in given:
         request["filters"] = filters
@@ -391,6 +406,13 @@ def _plan_run(args: argparse.Namespace, command: list[str]) -> RunPlan:
     if request.get("threads"):
         cells = list(dict((x.key, x) for x in (dataclasses.replace(c, spec=c.spec.with_(threads=t))
                                                  for c in cells for t in request["threads"])).values())
+    if request.get("shards") is not None:
+        cells = list(dict((x.key, x) for x in (dataclasses.replace(c, shards=request["shards"] or None)
+                                                 for c in cells)).values())
+    if any(c.shards for c in cells) or request.get("cluster"):
+        from harness.cluster import require_dask
+
+        require_dask("--cluster" if request.get("cluster") else "a sharded cell (shards)")
     cells = _select(cells, request.get("filters", {}))
     if not cells:
         raise UsageError(f"no cell of suite {suite.name!r} matches the filters "
@@ -458,8 +480,9 @@ def _run_plan(plan: RunPlan, args: argparse.Namespace) -> int:
     interrupted = False
     try:
         cells, gates = _sweep_order_and_gates(plan, args)
-        summary = run_sweep(cells, run_dir, run_id=plan.run_id, suite=suite.name, how=plan.how,
-                            progress=not args.quiet, gates=gates, keep_order=True)
+        with _cluster_for(plan, session) as cluster:
+            summary = run_sweep(cells, run_dir, run_id=plan.run_id, suite=suite.name, how=plan.how,
+                                progress=not args.quiet, gates=gates, keep_order=True, cluster=cluster)
     except KeyboardInterrupt:
         interrupted = True
         summary = None
@@ -488,6 +511,23 @@ def _run_plan(plan: RunPlan, args: argparse.Namespace) -> int:
     if args.report:
         code = max(code, cmd_report(argparse.Namespace(run_dir=run_dir)))
     return code
+
+
+def _cluster_for(plan: RunPlan, session: dict):
+    """The Dask cluster of this run (harness.cluster), started, or a null context: --cluster,
+    or 'local' when a cell is sharded. Its description goes into the session's record."""
+    from contextlib import nullcontext
+
+    address = plan.request.get("cluster") or ("local" if any(c.shards for c in plan.cells) else None)
+    if address is None:
+        return nullcontext(None)
+    from harness.cluster import Cluster
+
+    cluster = Cluster.for_cells(address, plan.cells)
+    cluster.start()
+    session["cluster"] = cluster.description
+    print(f"cluster: {json.dumps(cluster.description)}", file=sys.stderr)
+    return cluster
 
 
 def _check_schema(run_dir: Path) -> None:

@@ -23,7 +23,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 LIBRARIES = ("numpy", "scipy", "numba", "numba-cuda", "llvmlite", "jax", "jaxlib",
              "jax-cuda12-plugin", "jax-cuda13-plugin", "diffrax", "equinox", "torch",
              "torchdiffeq", "torchode", "cupy", "cupy-cuda12x", "cupy-cuda13x", "pandas",
-             "pyarrow", "sympy", "rich")
+             "pyarrow", "sympy", "rich", "dask", "distributed", "dask-cuda")
 
 #: Environment variables that change how the libraries run (prefix match unless exact).
 ENV_PREFIXES = ("XLA_", "JAX_", "NUMBA_", "OPENBLAS_", "MKL_", "TORCH_", "PYTORCH_", "CUPY_",

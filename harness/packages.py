@@ -23,6 +23,7 @@ OPTIONAL = {
     "jax": "diffrax, jax-handwritten, pallas", "diffrax": "diffrax", "equinox": "diffrax",
     "torch": "torch-handwritten, torchdiffeq, torchode", "torchdiffeq": "torchdiffeq",
     "torchode": "torchode", "cupy": "array backend on a GPU", "cupti": "launch counting (CUPTI)",
+    "distributed": "run --cluster / --shards (Dask)",
 }
 #: What `make` installs into a venv (pyproject's dependencies): present = a complete environment.
 CORE = ("numpy", "scipy", "sympy", "pandas", "matplotlib", "numba", "jax", "diffrax", "equinox",

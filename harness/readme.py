@@ -52,6 +52,7 @@ README_PARAGRAPHS = (
     "solvers.cpp.report:readme_paragraph",          # hand-written C++ vs the Numba kernel
     "harness.gpu_profile.section:readme_paragraph_for_run",  # GPU machine code and time model
     "harness.pso_report:readme_paragraph",          # particle swarms (latest_run("pso"))
+    "harness.scaling_report:readme_paragraph",      # sharded ensembles on Dask (scaling suite)
 )
 
 

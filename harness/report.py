@@ -100,6 +100,7 @@ SECTION_PROVIDERS: list[str] = [   # in order of priority for report.md's line b
     "harness.stats:report_section",              # noise: spread of the repeats, noisy cells
     "solvers.cpp.report:report_section",         # hand-written C++ fused solver vs the Numba kernel
     "harness.pso_report:report_section",         # particle swarms: fused vs array vs JAX (issue 18)
+    "harness.scaling_report:report_section",     # sharded ensembles on Dask: strong/weak scaling
 ]
 
 #: Figures the short report shows (in order); the others go to the appendix.

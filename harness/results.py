@@ -52,7 +52,7 @@ def cell_key(fields: Mapping[str, Any]) -> tuple:
         v = fields.get(col)
         if col == "n":
             out.append(int(float(v)))
-        elif col == "threads":  # absent in runs written before it existed
+        elif col in ("threads", "shards"):  # absent in runs written before they existed
             out.append(_canon_threads(v))
         elif col in FLOAT_KEYS:
             out.append(_canon_float(v))

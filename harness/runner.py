@@ -179,7 +179,8 @@ def _group(cell: Cell, how: str) -> tuple:
 
 
 def run_sweep(cells: Sequence[Cell], out_dir: Path, *, run_id: str, suite: str, how: str = "shared",
-              progress: bool = True, gates: Sequence = (), keep_order: bool = False) -> SweepSummary:
+              progress: bool = True, gates: Sequence = (), keep_order: bool = False,
+              cluster: Any = None) -> SweepSummary:
     """Run ``cells`` and append their rows to ``out_dir/results.csv`` (created if missing).
 
     Cells already complete in that file are skipped. On KeyboardInterrupt the child is killed,
@@ -195,6 +196,9 @@ def run_sweep(cells: Sequence[Cell], out_dir: Path, *, run_id: str, suite: str, 
             each is built with the same context (run_id, suite) as the rows.
         keep_order: run ``cells`` exactly in the order given (the caller ordered them, e.g.
             headline-first for a budget); else ``order_cells`` groups them for "isolate".
+        cluster: a started harness.cluster.Cluster: cells run on its Dask workers (each in an
+            isolated child there) and sharded cells over several workers (harness.shards);
+            None: here, as ``how`` says (sharded cells then need a cluster).
     """
     started = time.monotonic()
     path = Path(out_dir) / CSV_NAME
@@ -210,19 +214,34 @@ def run_sweep(cells: Sequence[Cell], out_dir: Path, *, run_id: str, suite: str, 
     bar = Progress(len(todo), enabled=progress)
     if summary.skipped:
         bar.message(f"resuming: {summary.skipped} cells already done, {len(todo)} to run")
+    def prepare(cell: Cell):
+        """(cell, rows): rows when the cell is not run (blocked series, a gate said so)."""
+        rows = _blocked_rows(cell, blocked, context)
+        return (cell, rows) if rows is not None else admit_cell(gates, cell)
+
+    def record(cell: Cell, rows: list[dict[str, Any]]) -> None:
+        writer.append(rows)
+        _note_blocking(blocked, cell.key, rows[0]["status"])
+        summary.run += 1
+        summary.statuses[rows[0]["status"]] = summary.statuses.get(rows[0]["status"], 0) + 1
+        bar.finish(cell.label, summarize(rows))
+
     try:
-        for cell in todo:
+        if cluster is not None:
+            from harness.cluster import run_on_cluster
+
+            run_on_cluster(cluster, todo, context=context, run_dir=Path(out_dir), record=record,
+                           prepare=prepare, begin=lambda c: bar.begin(c.label),
+                           finish_gates=lambda c, rows: after_cell(gates, c, rows))
+        for cell in (todo if cluster is None else []):
             bar.begin(cell.label)
-            rows = _blocked_rows(cell, blocked, context)
-            if rows is None:
-                cell, rows = admit_cell(gates, cell)
+            cell, rows = prepare(cell)
+            if rows is None and cell.shards:
+                rows = [failure_row(cell, context, now_iso(), "unsupported",
+                                    "shards: a sharded cell needs a Dask cluster (run --cluster)")]
             if rows is None:
                 rows = after_cell(gates, cell, executor.run(cell))
-            writer.append(rows)
-            _note_blocking(blocked, cell.key, rows[0]["status"])
-            summary.run += 1
-            summary.statuses[rows[0]["status"]] = summary.statuses.get(rows[0]["status"], 0) + 1
-            bar.finish(cell.label, summarize(rows))
+            record(cell, rows)
     except BaseException:
         executor.kill()
         raise

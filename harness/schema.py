@@ -11,7 +11,7 @@ SCHEMA_VERSION = 1
 
 #: What identifies a cell. Figures and comparisons join on these, never on row order.
 KEY_COLUMNS = ("problem", "backend", "variant", "method", "mode", "dtype", "n", "device",
-               "dt", "rtol", "atol", "threads")
+               "dt", "rtol", "atol", "threads", "shards")
 
 #: Every column, with its pandas dtype. "string" columns may be empty; floats may be NaN.
 COLUMNS: dict[str, str] = {
@@ -31,6 +31,10 @@ COLUMNS: dict[str, str] = {
     "rtol": "float64",
     "atol": "float64",
     "threads": "Int64",           # CPU threads the cell was given (resolved; <NA> in older runs)
+    # K: the ensemble was split into K contiguous shards, each solved on a Dask worker, and the
+    # time is the client's wall time including dispatch and gather (harness.shards); <NA>: solved
+    # whole in one process (every run written before it existed).
+    "shards": "Int64",
     "status": "string",           # see STATUSES
     "reason": "string",           # why a cell is not "ok"
     "repeat": "int64",            # 0..repeats-1; -1 for a failed cell's single row

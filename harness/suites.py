@@ -10,6 +10,8 @@ A suite file::
     threads = 2               # CPU threads per cell, or a list to sweep; absent: every core
     min_repeats = 3           # with repeat_budget_s: the repeats stop once they have taken
     repeat_budget_s = 10      #   that many seconds, but never before min_repeats
+    shards = 4                # split each cell's ensemble into 4 shards on Dask workers
+                              #   (harness.shards); 0 or absent: solved whole; a list sweeps
 
     [[entries]]
     problem = "lorenz"                        # a name from problems.problem_names()
@@ -24,7 +26,7 @@ A suite file::
     atol = [1e-6, 1e-8]                       #   element by element (a scalar applies to all)
     variant = ""                              # optional, or a list
     # optional: max_steps, saveat (list of times), controller, device, repeats, warmups,
-    # cell_timeout_s, threads, min_repeats, repeat_budget_s (per-entry overrides)
+    # cell_timeout_s, threads, min_repeats, repeat_budget_s, shards (per-entry overrides)
 
 Expansion is deterministic: entries in file order; inside an entry backends, variants,
 threads, methods, modes, dtypes, dt, (rtol, atol) pairs in the order written, and N ascending.
@@ -54,13 +56,14 @@ from solvers.base import DEVICES, MODES, SolveSpec
 
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
 
-TIMING_KEYS = {"repeats", "warmups", "cell_timeout_s", "threads", "min_repeats", "repeat_budget_s"}
+TIMING_KEYS = {"repeats", "warmups", "cell_timeout_s", "threads", "min_repeats", "repeat_budget_s",
+               "shards"}
 TOP_KEYS = {"description", "device", "entries"} | TIMING_KEYS
 ENTRY_KEYS = {"problem", "backends", "methods", "modes", "dtype", "n", "n_range", "n_max", "dt",
               "rtol", "atol", "variant", "max_steps", "saveat", "controller", "device"} | TIMING_KEYS
 N_RANGE_KEYS = {"min", "max", "factor"}
 DEFAULTS = {"repeats": 5, "warmups": 1, "cell_timeout_s": 600.0, "threads": None,
-            "min_repeats": None, "repeat_budget_s": None}
+            "min_repeats": None, "repeat_budget_s": None, "shards": None}
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,8 @@ class Cell:
             None: all ``repeats`` are made.
         count_launches: count launches in this cell (the runner counts once per series:
             harness.schedule.LaunchesOncePerSeries).
+        shards: None: the ensemble is solved whole in one process; K: split into K contiguous
+            shards, each solved on a Dask worker, final states gathered (harness.shards).
     """
 
     backend: str
@@ -87,6 +92,7 @@ class Cell:
     min_repeats: int | None = None
     repeat_budget_s: float | None = None
     count_launches: bool = True
+    shards: int | None = None
 
     @property
     def key(self) -> tuple:
@@ -108,7 +114,7 @@ class Cell:
         return {"problem": d["problem"], "backend": self.backend, "variant": d["variant"],
                 "method": d["method"], "mode": d["mode"], "dtype": d["dtype"], "n": d["n"],
                 "device": d["device"], "dt": d["dt"], "rtol": d["rtol"], "atol": d["atol"],
-                "threads": resolve_threads(d["threads"])}
+                "threads": resolve_threads(d["threads"]), "shards": self.shards}
 
     @property
     def label(self) -> str:
@@ -120,6 +126,8 @@ class Cell:
             parts.append("tol=%g" % s.tol[0])
         if s.threads is not None:
             parts.append(f"threads={s.threads}")
+        if self.shards is not None:
+            parts.append(f"shards={self.shards}")
         return " ".join(parts) + f" N={s.n}"
 
 
@@ -273,6 +281,17 @@ def _threads(w: _Where, where: str, v: Any) -> list[int]:
     return list(dict.fromkeys(_positive_int(w, where, x) for x in items))
 
 
+def _shards(w: _Where, where: str, v: Any) -> list[int | None]:
+    """``shards``: K (split each cell into K shards on Dask workers), 0 (solved whole, the default)
+    or a list of them to sweep (e.g. [0, 1, 2, 4]: unsharded, then 1, 2 and 4 workers)."""
+    if v is None:
+        return [None]
+    items = v if isinstance(v, list) else [v]
+    if not items:
+        raise w.fail(where, "must be an integer >= 0 or a non-empty list of them")
+    return list(dict.fromkeys(_positive_int(w, where, x, zero_ok=True) or None for x in items))
+
+
 def _optional(w: _Where, where: str, v: Any, check) -> Any:
     return None if v is None else check(w, where, v)
 
@@ -303,6 +322,7 @@ def _build(path: Path, data: dict, sha256: str) -> Suite:
         "threads": _threads(w, "threads", data.get("threads")),
         "min_repeats": _optional(w, "min_repeats", data.get("min_repeats"), _positive_int),
         "repeat_budget_s": _optional(w, "repeat_budget_s", data.get("repeat_budget_s"), _positive_number),
+        "shards": _shards(w, "shards", data.get("shards")),
     }
     entries = data["entries"]
     if not isinstance(entries, list) or not entries or not all(isinstance(e, dict) for e in entries):
@@ -381,17 +401,18 @@ def _expand_entry(w: _Where, where: str, entry: dict, suite_device: str, default
                             if "repeat_budget_s" in entry else defaults["repeat_budget_s"]),
     }
     threads_list = _threads(w, where + ".threads", entry["threads"]) if "threads" in entry else defaults["threads"]
+    shards_list = _shards(w, where + ".shards", entry["shards"]) if "shards" in entry else defaults["shards"]
 
     out: list[Cell] = []
-    for backend, threads, variant, method, mode, dtype, dt in itertools.product(
-            backends, threads_list, variants, methods, modes, dtypes, dts):
+    for backend, threads, shards, variant, method, mode, dtype, dt in itertools.product(
+            backends, threads_list, shards_list, variants, methods, modes, dtypes, dts):
         for rtol, atol in (tols if mode == "adaptive" else [(None, None)]):
             for n in ns:
                 if n > caps.get(backend, n):
                     continue
                 spec = _spec(w, where, entry["problem"], method, mode, dtype, n,
                              device, dt, rtol, atol, variant, dict(extra, threads=threads))
-                out.append(Cell(backend=backend, spec=spec, **timing))
+                out.append(Cell(backend=backend, spec=spec, shards=shards, **timing))
     return out
 
 

@@ -41,6 +41,7 @@ def worker_main(conn, backends: dict[str, str], context: dict[str, Any], threads
         pin_process(threads)
     # Ctrl-C reaches the whole process group: the parent decides, and kills us if it must.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _exit_with_parent()
     # Libraries that print would otherwise write to the parent's stdout; data goes to files only.
     os.dup2(2, 1)
     from solvers import registry
@@ -61,6 +62,22 @@ def worker_main(conn, backends: dict[str, str], context: dict[str, Any], threads
         rows = execute_cell(cell, context, on_phase=lambda name: conn.send(("phase", name)))
         conn.send(("rows", rows))
         gc.collect()  # free the cell's arrays (and their device memory) before the next cell
+
+
+def _exit_with_parent(poll_s: float = 1.0) -> None:
+    """End this child when its parent dies (a killed Dask worker, harness.cluster): otherwise it
+    would finish its cell as an orphan, using cores the cell's retry on another worker is timed on."""
+    import threading
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(poll_s)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 class WorkerDied(Exception):

@@ -67,9 +67,21 @@ class Sweep:
     lo: float
     hi: float
 
-    def values(self, n: int) -> np.ndarray:
+    def values(self, n: int, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """``linspace(lo, hi, n)[start:stop]``, computed for the slice only (a shard of a large
+        ensemble need not build the whole sweep) and bit-identical to the slice of the whole:
+        element i is ``i * step + lo`` and the last one ``hi``, as NumPy's linspace computes it."""
         n = check_n(n)
-        return np.linspace(self.lo, self.hi, n, dtype=np.float64)
+        stop = n if stop is None else stop
+        if not 0 <= start <= stop <= n:
+            raise ValueError(f"invalid slice {start}:{stop} of a {n}-trajectory sweep")
+        if start == 0 and stop == n:
+            return np.linspace(self.lo, self.hi, n, dtype=np.float64)
+        step = (self.hi - self.lo) / (n - 1)
+        y = np.arange(start, stop, dtype=np.float64) * step + self.lo
+        if stop == n and n > 1:
+            y[-1] = self.hi
+        return y
 
 
 @dataclass(frozen=True)
@@ -154,17 +166,21 @@ class Problem:
         return self.param_names.index(self.sweep.param)
 
     # ---- the ensemble ------------------------------------------------------------------
-    def ensemble(self, n: int, dtype: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Initial states (N, n_states) and parameters (N, n_params) of the N-trajectory sweep.
+    def ensemble(self, n: int, dtype: str | None = None, start: int = 0,
+                 stop: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Initial states (N, n_states) and parameters (N, n_params) of the N-trajectory sweep;
+        with ``start``/``stop``, only trajectories start .. stop-1 of it (a shard).
 
         Values are rounded to ``dtype`` (default: the problem's), so a float64 reference built
         from ``ensemble(n, "float32")`` integrates exactly the inputs a float32 solver sees.
         """
         n = check_n(n)
         dt = np.dtype(check_dtype(dtype or self.default_dtype))
-        u0 = np.tile(np.asarray(self.u0, dtype=np.float64), (n, 1)).astype(dt)
-        p = np.tile(np.asarray(self.params, dtype=np.float64), (n, 1))
-        p[:, self.sweep_index] = self.sweep.values(n)
+        values = self.sweep.values(n, start, stop)
+        k = len(values)
+        u0 = np.tile(np.asarray(self.u0, dtype=np.float64), (k, 1)).astype(dt)
+        p = np.tile(np.asarray(self.params, dtype=np.float64), (k, 1))
+        p[:, self.sweep_index] = values
         return np.ascontiguousarray(u0), np.ascontiguousarray(p.astype(dt))
 
     # ---- translation -------------------------------------------------------------------

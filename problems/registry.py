@@ -5,7 +5,7 @@ from problems.core import Problem
 from problems.crn_sigmagen import CRN_SIGMAGEN, CRN_SIGMAGEN_SHORT
 from problems.fitzhugh_nagumo import FITZHUGH_NAGUMO
 from problems.linear_sde import LINEAR_SDE
-from problems.lorenz import LORENZ
+from problems.lorenz import LORENZ, LORENZ_MPI
 from problems.prothero_robinson import PROTHERO_ROBINSON
 from problems.pso_problems import PSO_FITZHUGH_NAGUMO, PSO_ROSENBROCK
 from problems.robertson import ROBERTSON
@@ -17,6 +17,8 @@ PROBLEMS.update({p.name: p for p in (LINEAR_SDE, CRN_SIGMAGEN, CRN_SIGMAGEN_SHOR
 PROBLEMS[FITZHUGH_NAGUMO.name] = FITZHUGH_NAGUMO
 #: Particle-swarm problems (problems.pso_core.PSOProblem, kind "pso").
 PROBLEMS.update({p.name: p for p in (PSO_ROSENBROCK, PSO_FITZHUGH_NAGUMO)})
+#: The paper's multi-node Lorenz run (t in [0, 10], dt0 = 0.1): the scaling suite (harness.shards).
+PROBLEMS[LORENZ_MPI.name] = LORENZ_MPI
 
 
 def problem_names() -> list[str]:

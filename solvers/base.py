@@ -66,6 +66,9 @@ class SolveSpec:
         seed: the seed of the noise (SDE problems; ignored by ODEs). Trajectory i draws its
             increments from the counter-based generator keyed by (i, seed) (problems.brownian),
             so one seed names the same ensemble of paths for every N, sharding and device.
+        shard_of: (start, total) when this solve is one shard of a larger ensemble: its ``n``
+            trajectories are trajectories start .. start+n-1 of the ``total``-trajectory
+            ensemble (harness.shards splits a cell so); None: the whole n-trajectory ensemble.
     """
 
     problem: str
@@ -83,6 +86,7 @@ class SolveSpec:
     controller: str = "diffeqgpu"
     threads: int | None = None
     seed: int = 0
+    shard_of: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         get_problem(self.problem)
@@ -111,6 +115,12 @@ class SolveSpec:
             object.__setattr__(self, "saveat", s)
         if self.mode == "fixed":
             self.n_steps  # validates that dt divides the time span
+        if self.shard_of is not None:
+            start, total = (int(x) for x in self.shard_of)
+            if not (0 <= start and start + self.n <= total):
+                raise ValueError(f"invalid shard_of {self.shard_of!r}: trajectories {start}.."
+                                 f"{start + self.n - 1} are not inside an ensemble of {total}")
+            object.__setattr__(self, "shard_of", (start, total))
 
     # ---- resolved settings ---------------------------------------------------------------
     @property
@@ -153,8 +163,11 @@ class SolveSpec:
         return np.dtype(self.dtype)
 
     def ensemble(self) -> tuple[np.ndarray, np.ndarray]:
-        """(u0 (N, n_states), p (N, n_params)) in this spec's dtype."""
-        return self.prob.ensemble(self.n, self.dtype)
+        """(u0 (N, n_states), p (N, n_params)) in this spec's dtype (a shard: its slice only)."""
+        if self.shard_of is None:
+            return self.prob.ensemble(self.n, self.dtype)
+        start, total = self.shard_of
+        return self.prob.ensemble(total, self.dtype, start, start + self.n)
 
     def with_(self, **changes) -> "SolveSpec":
         return replace(self, **changes)

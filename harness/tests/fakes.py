@@ -36,6 +36,9 @@ FAKES = {
     "fake-noop": "harness.tests.fakes:NoopBackend",
     "fake-unsupported": "harness.tests.fakes:UnsupportedBackend",
     "fake-busy": "harness.tests.fakes:BusyBackend",
+    "fake-killworker": "harness.tests.fakes:WorkerKillingBackend",
+    "fake-killworker-always": "harness.tests.fakes:AlwaysWorkerKillingBackend",
+    "fake-killself": "harness.tests.fakes:SelfKillingBackend",
 }
 
 
@@ -171,6 +174,41 @@ class DyingBackend(FakeBackend):
 
     def on_run(self, spec, call) -> None:
         os._exit(3)
+
+
+class WorkerKillingBackend(FakeBackend):
+    """Mid-cell, SIGKILLs the process that started this one (in a clustered sweep: the Dask
+    worker whose task runs the cell; harness.cluster), once per marker; then waits to be ended."""
+
+    name = "fake-killworker"
+
+    def on_run(self, spec, call) -> None:
+        if self.kills():
+            os.kill(os.getppid(), signal.SIGKILL)
+            time.sleep(30)  # mid-cell: ended by harness.worker's exit-with-parent watch
+
+    def kills(self) -> bool:
+        return _first_time()
+
+
+class AlwaysWorkerKillingBackend(WorkerKillingBackend):
+    """Kills the worker running it every time (the cell must end as an "error" row)."""
+
+    name = "fake-killworker-always"
+
+    def kills(self) -> bool:
+        return True
+
+
+class SelfKillingBackend(FakeBackend):
+    """SIGKILLs its own process on its first solve, once per marker: run as a shard inside a Dask
+    worker (harness.shards), that kills the worker mid-shard."""
+
+    name = "fake-killself"
+
+    def on_run(self, spec, call) -> None:
+        if _first_time():
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 class PartlyFailingBackend(FakeBackend):

@@ -21,7 +21,7 @@ def random_inputs(problem, k=16, seed=0):
 
 
 def test_registry_lists_the_zoo():
-    assert set(NAMES) == {"lorenz", "robertson", "sir", "prothero_robinson", "fitzhugh_nagumo"}
+    assert set(NAMES) == {"lorenz", "robertson", "sir", "prothero_robinson", "fitzhugh_nagumo", "lorenz_mpi"}
     assert {n for n in problem_names() if get_problem(n).kind == "pso"} == {"pso_rosenbrock", "pso_fitzhugh_nagumo"}
     assert {n for n in problem_names() if get_problem(n).kind == "sde"} == {
         "linear_sde", "crn_sigmagen", "crn_sigmagen_short"}
@@ -168,7 +168,9 @@ def test_reference_invariants_and_independent_method(name, tmp_path):
     u0, p = prob.ensemble(n, prob.default_dtype)
     for i in (0, n - 1):
         uf, _ = solve_one(prob, u0[i].astype(float), p[i].astype(float), settings=other)
-        scale = np.abs(ref.u_final[i]).max()
+        # floored at atol: a state that decays to ~1e-16 (lorenz_mpi, rho = 0, at t = 10) has no
+        # relative accuracy to compare
+        scale = max(np.abs(ref.u_final[i]).max(), prob.atol)
         assert np.abs(uf - ref.u_final[i]).max() / scale < 1e-8
 
 

@@ -1,0 +1,149 @@
+"""Sweeps on a Dask LocalCluster (harness.cluster, harness.shards): the same cells and statuses
+as without a cluster, --resume after an interrupted clustered run, a worker killed mid-cell, a
+sharded fused cell equal to the unsharded one, and the one-line errors of --cluster/--shards.
+
+These start LocalClusters (a few seconds each): few, small (N = 8), time-limited."""
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from harness.results import read_results, read_rows
+from harness.runner import run_sweep
+from harness.schema import validate
+from harness.suites import Cell
+from harness.tests.fakes import fake_backends  # noqa: F401 - fixture
+from solvers.base import SolveSpec
+
+pytest.importorskip("distributed", reason="dask[distributed] is not installed (the extras install it)")
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+
+
+def cell(backend: str, n: int = 8, mode: str = "fixed", shards: int | None = None) -> Cell:
+    spec = SolveSpec(problem="lorenz", method="tsit5", mode=mode, dtype="float32", n=n, threads=1)
+    return Cell(backend=backend, spec=spec, repeats=2, warmups=0, timeout_s=60, shards=shards)
+
+
+def outcome(run_dir: Path) -> dict:
+    """cell -> (status, rows) from results.csv."""
+    rows = read_rows(run_dir / "results.csv")
+    status = {(r["backend"], r["n"], r["mode"], r["shards"]): r["status"] for r in rows}
+    count = Counter((r["backend"], r["n"], r["mode"], r["shards"]) for r in rows)
+    return {k: (status[k], count[k]) for k in status}
+
+
+def local(workers: int = 2):
+    from harness.cluster import Cluster
+
+    return Cluster(f"local:{workers}")
+
+
+def test_clustered_sweep_gives_the_cells_and_statuses_of_a_local_one(fake_backends, tmp_path):
+    cells = [cell("fake-ok"), cell("fake-ok", 16), cell("fake-raise"), cell("fake-unsupported"),
+             cell("fake-ok", mode="adaptive")]
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "dask").mkdir()
+    run_sweep(cells, tmp_path / "plain", run_id="r", suite="t", how="isolate", progress=False)
+    with local() as cluster:
+        run_sweep(cells, tmp_path / "dask", run_id="r", suite="t", how="isolate", progress=False,
+                  cluster=cluster)
+    assert outcome(tmp_path / "dask") == outcome(tmp_path / "plain")
+    df = validate(read_results(tmp_path / "dask"))
+    workers = json.loads((tmp_path / "dask" / "workers.json").read_text())
+    for s in df["settings"]:
+        who = json.loads(s)["harness"]["worker"]
+        assert who["address"].startswith("tcp://") and who["fingerprint_id"] in workers
+
+
+class InterruptAfter:
+    """A gate that interrupts the sweep (as Ctrl-C would) when the k-th cell finishes."""
+
+    def __init__(self, k: int) -> None:
+        self.k, self.seen = k, 0
+
+    def admit(self, cell):
+        return cell, None
+
+    def after(self, cell, rows):
+        self.seen += 1
+        if self.seen == self.k:
+            raise KeyboardInterrupt("test")
+        return rows
+
+
+def test_interrupted_clustered_run_resumes_without_loss_or_duplicates(fake_backends, tmp_path):
+    cells = [cell("fake-ok", n) for n in (8, 16, 32, 64)] + [cell("fake-raise")]
+    with local() as cluster:
+        with pytest.raises(KeyboardInterrupt):
+            run_sweep(cells, tmp_path, run_id="r", suite="t", how="isolate", progress=False,
+                      gates=[InterruptAfter(3)], cluster=cluster)
+    first = outcome(tmp_path)
+    assert len(first) == 2 and all(n == 2 or s != "ok" for s, n in first.values())
+    with local() as cluster:
+        summary = run_sweep(cells, tmp_path, run_id="r", suite="t", how="isolate", progress=False,
+                            cluster=cluster)
+    assert summary.skipped == 2 and summary.run == 3
+    final = outcome(tmp_path)
+    assert len(final) == 5
+    assert all(n == (2 if s == "ok" else 1) for s, n in final.values())
+    assert {k: v for k, v in final.items() if k in first} == first
+
+
+def test_a_worker_killed_mid_cell_is_retried_elsewhere_then_given_up(fake_backends, tmp_path):
+    cells = [cell("fake-killworker"), cell("fake-killworker-always"), cell("fake-ok")]
+    with local() as cluster:
+        summary = run_sweep(cells, tmp_path, run_id="r", suite="t", how="isolate", progress=False,
+                            cluster=cluster)
+    assert summary.run == 3
+    rows = read_rows(tmp_path / "results.csv")
+    by = Counter(r["backend"] for r in rows)
+    assert by == {"fake-killworker": 2, "fake-killworker-always": 1, "fake-ok": 2}  # no half rows
+    status = {r["backend"]: (r["status"], r["reason"]) for r in rows}
+    assert status["fake-killworker"][0] == "ok"  # killed once, run again on another worker
+    assert status["fake-killworker-always"][0] == "error"
+    assert "died 2 times" in status["fake-killworker-always"][1]
+    validate(read_results(tmp_path))
+
+
+def test_a_shard_whose_worker_is_killed_runs_again_on_another_worker(fake_backends, tmp_path):
+    with local() as cluster:
+        run_sweep([cell("fake-killself", 8, shards=2)], tmp_path, run_id="r", suite="t", how="isolate",
+                  progress=False, cluster=cluster)
+    rows = read_rows(tmp_path / "results.csv")
+    assert [(r["status"], r["shards"], r["repeat"]) for r in rows] == [("ok", "2", "0"), ("ok", "2", "1")]
+    shards = json.loads(rows[0]["settings"])["harness"]["shards"]
+    assert [(s["start"], s["stop"]) for s in shards] == [(0, 4), (4, 8)]
+
+
+def test_sharded_fused_cell_equals_the_unsharded_one(tmp_path):
+    cells = [cell("fused", 24), cell("fused", 24, shards=3)]
+    with local(3) as cluster:
+        run_sweep(cells, tmp_path, run_id="r", suite="t", how="isolate", progress=False, cluster=cluster)
+    df = validate(read_results(tmp_path))
+    assert set(df["status"]) == {"ok"}
+    whole, sharded = df[df["shards"].isna()].iloc[0], df[df["shards"] == 3].iloc[0]
+    for col in ("max_rel_err", "max_scaled_err", "steps_mean", "rhs_evals_mean"):
+        assert whole[col] == sharded[col]  # bitwise-equal final states give equal errors
+    harness = json.loads(sharded["settings"])["harness"]
+    assert [(s["start"], s["stop"]) for s in harness["shards"]] == [(0, 8), (8, 16), (16, 24)]
+    assert len({s["worker"]["address"] for s in harness["shards"]}) == 3
+    assert all(len(s["solve_s"]) == 2 for s in harness["shards"])
+    assert all(o >= 0 for o in harness["overhead_s"])
+
+
+def test_cluster_options_fail_in_one_line(tmp_path, monkeypatch, capsys):
+    from harness.cli import main
+
+    assert main(["run", "--suite", "smoke", "--cluster", "nowhere", "--out", str(tmp_path / "a")]) == 2
+    assert "invalid --cluster 'nowhere'" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "distributed", None)  # as if dask were not installed
+    for opt in (["--cluster", "local"], ["--shards", "2"]):
+        assert main(["run", "--suite", "smoke", *opt, "--out", str(tmp_path / "b")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: --") and "pip install 'dask[distributed]'" in err and "\n" not in err
+    assert not (tmp_path / "b").exists()
