@@ -152,6 +152,18 @@ def threads_info(threads: list[int] | None = None) -> dict[str, Any]:
             "worker_environment": {str(t): worker_environment(t) for t in values}}
 
 
+def cpu_vector() -> dict[str, Any]:
+    """The vector ISA the fused CPU kernels compile for here and one core's measured FMA peak
+    (``solvers.fused.peak.cpu_fingerprint``, about 0.2 s): what a CPU kernel's ns per step is
+    compared with. A failure is recorded as its reason."""
+    try:
+        from solvers.fused.peak import cpu_fingerprint
+
+        return cpu_fingerprint(seconds=0.02)
+    except Exception as exc:  # noqa: BLE001 - the fingerprint never fails a run
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
 def fingerprint(threads: list[int] | None = None) -> dict[str, Any]:
     """The machine and software this process runs on (see module docstring); ``threads``: the
     thread counts the run's cells use (default: every core)."""
@@ -162,6 +174,7 @@ def fingerprint(threads: list[int] | None = None) -> dict[str, Any]:
         "python": {"version": sys.version.split()[0], "implementation": platform.python_implementation(),
                    "executable": sys.executable},
         "cpu": cpu_info(),
+        "cpu_vector": cpu_vector(),
         "memory_bytes": memory_bytes(),
         "gpu": gpu_info(),
         "libraries": library_versions(),

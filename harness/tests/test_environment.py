@@ -15,6 +15,9 @@ def test_fingerprint_records_machine_software_and_settings(monkeypatch):
     monkeypatch.setenv("BLIS_NUM_THREADS", "1")
     fp = fingerprint([1, 2])
     assert fp["cpu"]["logical_cores"] >= 1 and isinstance(fp["cpu"]["flags"], list)
+    # the fused CPU kernels' ISA and this core's measured FMA peak (or the reason it failed)
+    vec = fp["cpu_vector"]
+    assert vec["isa"] in ("avx512", "avx2", "avx", "sse") and vec["fma_peak_f32_per_ns"] > 0, vec
     assert fp["python"]["version"].count(".") == 2
     assert fp["libraries"]["numpy"] and "torch" in fp["libraries"] and "cupy-cuda13x" in fp["libraries"]
     env = fp["environment_variables"]

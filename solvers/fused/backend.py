@@ -17,7 +17,7 @@ from solvers.fused.build import (
     KernelInputs, collect, cpu_kernel, grid_indices, kernel_args, load_module, make_inputs,
     make_outputs, module_path,
 )
-from solvers.fused.codegen import KernelKey, controller_domain, controller_for
+from solvers.fused.codegen import LANE_LAYOUTS, KernelKey, controller_domain, controller_for
 from solvers.fused.methods import method_code
 from solvers.tableaus import get_tableau
 
@@ -145,6 +145,8 @@ class FusedBackend(Backend):
         fastmath: LLVM fast-math flags of the CPU kernels. The default, ``("contract",)``,
             only lets a*b+c become one fused multiply-add, which NVVM also does by default on
             the GPU; no reassociation, no finite-math assumptions (NaN checks stay exact).
+        lane_layout: the CPU adaptive lane loop (``KernelKey.lane_layout``); "auto" picks it
+            from this machine's ISA.
     """
 
     name = "fused"
@@ -167,7 +169,7 @@ class FusedBackend(Backend):
     kind_modules = {"sde": "solvers.fused.sde", "pso": "solvers.fused.pso"}
 
     def __init__(self, lanes: int = 32, threads_per_block: int = 256,
-                 fastmath: tuple[str, ...] = ("contract",)) -> None:
+                 fastmath: tuple[str, ...] = ("contract",), lane_layout: str = "auto") -> None:
         if isinstance(lanes, bool) or not isinstance(lanes, int) or not 1 <= lanes <= 1024:
             raise ValueError(f"invalid lanes {lanes!r}: an integer in 1..1024 (16 fills a 512-bit float32 vector)")
         if (isinstance(threads_per_block, bool) or not isinstance(threads_per_block, int)
@@ -179,6 +181,9 @@ class FusedBackend(Backend):
         self.lanes = lanes
         self.threads_per_block = threads_per_block
         self.fastmath = tuple(fastmath)
+        if lane_layout not in ("auto",) + LANE_LAYOUTS:
+            raise ValueError(f"invalid lane_layout {lane_layout!r}: choose one of auto, {', '.join(LANE_LAYOUTS)}")
+        self.lane_layout = lane_layout
 
     def available(self, device: str = "cpu") -> tuple[bool, str]:
         import numba
@@ -224,6 +229,7 @@ class FusedBackend(Backend):
             problem=spec.problem, method=spec.method, mode=spec.mode, dtype=spec.dtype,
             save=save_mode(spec), target="cuda" if spec.device == "gpu" else "cpu",
             lanes=self.lanes, fastmath=self.fastmath, controller=spec.controller,
+            lane_layout=self.lane_layout,
         )
 
     def settings(self, spec: SolveSpec) -> dict[str, Any]:

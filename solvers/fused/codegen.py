@@ -82,7 +82,8 @@ class KernelKey:
         lets NVVM contract a*b+c into fma, as {"contract"} does on the CPU).
     controller: step-controller preset of ``solvers.tableaus`` (order-scaled betas).
     lane_layout: the CPU adaptive lane loop. "two-pass": an attempt loop writing a record and
-        a decide loop updating the state from it, lanes interleaved in pairs (no masked
+        a decide pass (a controller loop, then a commit loop) updating the state from it,
+        lanes interleaved in pairs (no masked
         stores: AVX2's VMASKMOVPS is slow, and a load after it cannot take the stored value
         from the store buffer); "one-pass": one loop with masked updates of the state (cheap
         with AVX-512 mask registers, and the fewest instructions there); "auto" (default):
@@ -398,7 +399,7 @@ def _block_adaptive(P: _Parts, save: str, lanes: int) -> list[str]:
     frozen state and ignores the result, and the block ends when no lane is running. The
     lane loops hold only floats (counters and status too: exact integers below 2**24) and a
     boolean "any lane running" reduction, so LLVM vectorises them at the full float width.
-    ``P.lane_layout`` chooses one lane loop or an attempt and a decide loop (see
+    ``P.lane_layout`` chooses one lane loop or an attempt loop and a decide pass (see
     ``KernelKey.lane_layout``); both compute the same values lane by lane. Saving, whose loops
     differ per lane, runs in a scalar pass after the vector loops.
     """
@@ -421,7 +422,8 @@ def _block_adaptive(P: _Parts, save: str, lanes: int) -> list[str]:
     sy, sx, sp = [S(r) for r in range(n)], [S(R_X + r) for r in range(nx)], [S(R_P + r) for r in range(npar)]
     # Two-pass layout: rows from n_rows on hold the attempt's record (see below).
     rec_names = y + x + yn + xn + ["eest", "h", "tn", "t", "dtc", "lq", "nacc", "nrej", "nfe", "st"]
-    n_alloc = n_rows + (len(rec_names) if P.lane_layout == "two-pass" else 0)
+    ctl_names = ["dta", "dtr", "lqn"]  # written by the two-pass layout's control loop
+    n_alloc = n_rows + (len(rec_names) + len(ctl_names) if P.lane_layout == "two-pass" else 0)
     body = ["N = u0.shape[1]", "base = b * _L", f"S = np.empty(({n_alloc}, _L), _T)",
             "J = np.zeros(_L, np.int64)  # next save index per lane",
             "ns = save_t.shape[0]", "msteps = _T(max_steps)"]
@@ -505,7 +507,10 @@ def _block_adaptive(P: _Parts, save: str, lanes: int) -> list[str]:
         # the reorder window, so its long attempt -> norm -> log/exp chain ran unhidden), and pass 2
         # never reads a row it writes, so its selects stay plain stores (a select between a new
         # value and the value loaded from the same address becomes a masked store, slow on AVX2).
-        R = {v: n_rows + k for k, v in enumerate(rec_names)}
+        # Pass 2 is itself two loops: the controller alone (EEst -> log -> exp -> new step sizes,
+        # the longest dependency chain of the step, in a body short enough that the core overlaps
+        # several vectors of lanes), then the commit (selects and counters) from the record.
+        R = {v: n_rows + k for k, v in enumerate(rec_names + ctl_names)}
         attempt = list(prelude)
         attempt += [
             # Lanes stopped here are not running in pass 2 (go == (st == RUNNING) there).
@@ -519,10 +524,11 @@ def _block_adaptive(P: _Parts, save: str, lanes: int) -> list[str]:
             for r, v in enumerate(y + dv + xn + ["t", "h"]):
                 attempt.append(f"D[{r}, l] = {v}")
 
-        decide = [f"{v} = {S(R[v])}" for v in rec_names]
+        control = [f"{v} = {S(R[v])}" for v in ("eest", "lq", "h")]
+        control += ["dta, dtr, lqn = _control(eest, lq, h)"] + [f"{S(R[v])} = {v}" for v in ctl_names]
+        decide = [f"{v} = {S(R[v])}" for v in rec_names + ctl_names]
         decide += [
             f"fin = (eest == eest) & {_finite_expr(P, yn)}",
-            "dta, dtr, lqn = _control(eest, lq, h)",
             f"go = st == {running}",
             f"acc = go & fin & (eest <= {one})",
             f"rej = go & fin & (not (eest <= {one}))",
@@ -544,9 +550,10 @@ def _block_adaptive(P: _Parts, save: str, lanes: int) -> list[str]:
         ]
         if save != "final":
             decide.append(f"{S(R_SV)} = _sel(acc & ({S(R_NX)} <= tn), {one}, {zero})")
-        # Both passes are straight-line lane loops over range(_L_PASS): interleaved in pairs of
-        # lanes by ``emit.interleave_lane_loops`` when _L is even (see generate_source).
+        # All three loops are straight-line lane loops over range(_L_PASS): interleaved in pairs
+        # of lanes by ``emit.interleave_lane_loops`` when _L is even (see generate_source).
         body += ["while True:", "    for l in range(_L_PASS):"] + ["        " + v for v in attempt]
+        body += ["    for l in range(_L_PASS):"] + ["        " + v for v in control]
         body += ["    anyrun = False", "    for l in range(_L_PASS):"] + ["        " + v for v in decide]
 
     if save != "final":

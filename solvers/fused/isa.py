@@ -10,6 +10,13 @@ spends on one step (fixed) or one step attempt (adaptive), comparable across ISA
 
     python -m solvers.fused.isa                          # host, Lorenz Tsit5 float32 adaptive
     python -m solvers.fused.isa --cpu znver4 --mode fixed --lanes 64
+    python -m solvers.fused.isa --cpu host --mca     # + llvm-mca's cycles (if on PATH)
+
+``--mca`` feeds each lane loop to ``llvm-mca`` (LLVM's machine-code analyser, for the same
+CPU model) for the cycles per lane-step the execution ports allow (a floor, no dependencies)
+and its steady-state estimate with dependencies: the floor of a kernel on that ISA, in
+cycles; divide by the clock (``solvers.fused.peak``: the measured FMA peak over the FMA
+ports' lanes) for nanoseconds.
 """
 from __future__ import annotations
 
@@ -196,11 +203,47 @@ def per_lane_step(key: KernelKey, asm: str, interleave: int | None = None) -> di
             kinds[k] += v * w
         for k in ("loads", "stores", "stack_loads", "stack_stores"):
             extra[k] += lp[k] * w
-    return {"lane_loops": len(lanes_loops), "instructions_per_lane_step": round(total, 2),
+    return {"lane_loops": len(lanes_loops), "loops": lanes_loops, "instructions_per_lane_step": round(total, 2),
             "vector_bits": max((lp["vector_bits"] for lp in lanes_loops), default=0),
             "lanes_per_iteration": [lp["lanes_per_iteration"] for lp in lanes_loops],
             "by_kind": {k: round(v, 2) for k, v in sorted(kinds.items(), key=lambda kv: -kv[1])},
             **{k: round(v, 2) for k, v in extra.items()}}
+
+
+def mca_cycles(asm: str, lp: dict, mcpu: str) -> dict | None:
+    """llvm-mca's model of one iteration of loop ``lp`` (from ``loop_profile(asm)``) on LLVM
+    CPU ``mcpu``: ``block_rthroughput`` (cycles if only the execution ports limited it: the
+    port-pressure floor) and ``cycles`` (its steady-state estimate with dependencies, 100
+    iterations back to back). None when ``llvm-mca`` is not on PATH or does not know ``mcpu``.
+    Branches are dropped (their targets are not in the snippet)."""
+    import shutil
+
+    exe = shutil.which("llvm-mca")
+    if exe is None:
+        return None
+    ins, _ = _instructions(asm)
+    body = "\n".join(s for s in ins[lp["start"]:lp["end"]] if not re.match(r"^j\w+\s", s)) + "\n"
+    out = subprocess.run([exe, f"-mcpu={mcpu}", "-iterations=100"], input=body, capture_output=True,
+                         text=True, timeout=120)
+    rt = re.search(r"Block RThroughput:\s+([\d.]+)", out.stdout)
+    cyc = re.search(r"Total Cycles:\s+(\d+)", out.stdout)
+    if out.returncode or rt is None or cyc is None or "not a recognized processor" in out.stderr:
+        return None
+    return {"block_rthroughput": float(rt.group(1)), "cycles": int(cyc.group(1)) / 100}
+
+
+def mca_per_lane_step(key: KernelKey, asm: str, mcpu: str, interleave: int | None = None) -> dict | None:
+    """Cycles per lane-step (attempt) from llvm-mca over the lane loops of ``per_lane_step``:
+    ``floor_cycles`` (port pressure only) and ``model_cycles`` (with dependencies)."""
+    r = per_lane_step(key, asm, interleave)
+    floor = model = 0.0
+    for lp in r["loops"]:
+        m = mca_cycles(asm, lp, mcpu)
+        if m is None:
+            return None
+        floor += m["block_rthroughput"] / lp["lanes_per_iteration"]
+        model += m["cycles"] / lp["lanes_per_iteration"]
+    return {"mcpu": mcpu, "floor_cycles": round(floor, 2), "model_cycles": round(model, 2)}
 
 
 def main(argv=None) -> int:
@@ -217,6 +260,8 @@ def main(argv=None) -> int:
                     help="adaptive lane layout (default: what 'auto' picks on that CPU)")
     ap.add_argument("--interleave", type=int, help="lanes loops interleaved in this many groups "
                     "(default: the generator's rule; 1 for kernels generated before interleaving)")
+    ap.add_argument("--mca", action="store_true", help="also llvm-mca's cycles per lane-step (port-"
+                    "pressure floor and dependency model) for the same CPU ('host': this one)")
     args = ap.parse_args(argv)
     rows = []
     for cpu in args.cpu:
@@ -234,12 +279,25 @@ def main(argv=None) -> int:
                 Path(args.asm_dir).mkdir(parents=True, exist_ok=True)
                 (Path(args.asm_dir) / name).write_text(asm)
             r = per_lane_step(key, asm, args.interleave)
+            r.pop("loops")
+            if args.mca:
+                mcpu = cpu
+                if cpu == "host":
+                    from solvers.fused.peak import cpu_isa
+
+                    mcpu = cpu_isa()["cpu_name"]
+                r["mca"] = mca_per_lane_step(key, asm, mcpu, args.interleave)
             rows.append({"cpu": cpu, "mode": mode, "lane_layout": key.lane_layout if mode == "adaptive" else "", **r})
             print(f"{cpu:>15} {mode:<9}{'' if mode == 'fixed' else ' ' + key.lane_layout:<9} {r['vector_bits']:>4}-bit lanes/iter {r['lanes_per_iteration']}: "
                   f"{r['instructions_per_lane_step']:7.2f} instructions per lane-step "
                   f"(loads {r.get('loads', 0):.1f}, stores {r.get('stores', 0):.1f}, "
                   f"stack {r.get('stack_loads', 0):.1f}/{r.get('stack_stores', 0):.1f})")
             print("      " + ", ".join(f"{k} {v}" for k, v in r["by_kind"].items()))
+            if args.mca:
+                m = r["mca"]
+                print(f"      llvm-mca ({m['mcpu']}): {m['floor_cycles']} cycles per lane-step at the ports' "
+                      f"throughput, {m['model_cycles']} with dependencies" if m else
+                      "      llvm-mca: not available for this CPU (not on PATH, or unknown to its LLVM)")
     if len({r["mode"] for r in rows}) == 2:
         for cpu in args.cpu:
             f = [r for r in rows if r["cpu"] == cpu and r["mode"] == "fixed"]
@@ -247,6 +305,10 @@ def main(argv=None) -> int:
             if f and a and f[0]["instructions_per_lane_step"]:
                 print(f"{cpu:>15} adaptive/fixed instructions per lane-step: "
                       f"{a[0]['instructions_per_lane_step'] / f[0]['instructions_per_lane_step']:.2f}")
+                if f[0].get("mca") and a[0].get("mca"):
+                    print(f"{cpu:>15} adaptive/fixed llvm-mca cycles per lane-step: "
+                          f"{a[0]['mca']['floor_cycles'] / f[0]['mca']['floor_cycles']:.2f} (ports), "
+                          f"{a[0]['mca']['model_cycles'] / f[0]['mca']['model_cycles']:.2f} (with dependencies)")
     print(json.dumps(rows) if os.environ.get("ISA_JSON") else "", end="")
     return 0
 

@@ -99,3 +99,32 @@ def test_peak_and_isa_are_reported():
     assert info["isa"] in ("avx512", "avx2", "avx", "sse") and info["vector_bits"] in (128, 256, 512)
     r = fma_peak("float32", seconds=0.01, repeats=1)
     assert r["lane_fma_per_ns"] > 0 and r["vector_lanes"] == info["vector_bits"] // 32
+
+
+def test_backend_passes_the_lane_layout_on():
+    from solvers.base import SolveSpec
+    from solvers.fused.backend import FusedBackend
+
+    spec = SolveSpec(problem="lorenz", method="tsit5", dtype="float32", n=8, mode="adaptive")
+    assert FusedBackend().kernel_key(spec).lane_layout == default_lane_layout()
+    for layout in LANE_LAYOUTS:
+        assert FusedBackend(lane_layout=layout).kernel_key(spec).lane_layout == layout
+    with pytest.raises(ValueError, match="lane_layout"):
+        FusedBackend(lane_layout="three-pass")
+
+
+def test_mca_floor_when_llvm_mca_is_installed():
+    """llvm-mca's cycles for a lane loop (None without llvm-mca: the tool says so, no number)."""
+    import shutil
+
+    from solvers.fused.isa import mca_cycles
+
+    body = ["_ZN5block:", ".LBB0_1:"] + ["\tvfmadd231ps\t%ymm1, %ymm2, %ymm0"] * 40 + ["\tjne\t.LBB0_1"]
+    asm = "\n".join(body)
+    lp = [lp for lp in loop_profile(asm) if lp["inner"]][0]
+    m = mca_cycles(asm, lp, "znver3")
+    if shutil.which("llvm-mca") is None:
+        assert m is None
+    else:  # 40 FMAs on one accumulator: the chain (latency >= 3 cycles each) sets the pace
+        assert 0 < m["block_rthroughput"] <= m["cycles"]
+        assert m["cycles"] >= 40 * 3
