@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from problems.pso_core import COGNITIVE, INERTIA, SOCIAL
+
 KEYS = ["problem", "backend", "variant", "method", "dtype", "n"]
 #: The ODE series the swarms' fused-vs-array ratio is compared with (cpu reference run).
 ODE_SERIES = {"problem": "lorenz", "mode": "fixed", "dtype": "float32", "method": "tsit5"}
@@ -187,7 +189,8 @@ def report_section(run_dir: Path, df: pd.DataFrame) -> str | None:
     if fig is not None:
         lines += [f"![PSO time vs particles](figures/{fig.name})", ""]
     lines += [
-        "ParallelParticleSwarms.jl's PSO (w = 0.7298, c1 = c2 = 1.4962, positions clamped to the box). "
+        f"ParallelParticleSwarms.jl's PSO (w = {INERTIA}, c1 = {COGNITIVE}, c2 = {SOCIAL}, positions "
+        "clamped to the box). "
         "`pso`: synchronised (global best reduced between launches); `pso-async`: one launch for the "
         "whole run, each particle with its own copy of the global best. fused: one lane/thread per "
         "particle (the FitzHugh-Nagumo loss through the fused ODE kernel, one ODE solve per particle per "
