@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from problems.core import Problem
 from problems.crn_sigmagen import CRN_SIGMAGEN, CRN_SIGMAGEN_SHORT
+from problems.generalized_rosenbrock import GENERALIZED_ROSENBROCK
 from problems.linear_sde import LINEAR_SDE
 from problems.lorenz import LORENZ
 from problems.prothero_robinson import PROTHERO_ROBINSON
@@ -12,6 +13,8 @@ from problems.sir import SIR
 PROBLEMS: dict[str, Problem] = {p.name: p for p in (LORENZ, ROBERTSON, SIR, PROTHERO_ROBINSON)}
 #: SDE problems (problems.sde_core.SDEProblem, kind "sde"), served by backends whose kinds list it.
 PROBLEMS.update({p.name: p for p in (LINEAR_SDE, CRN_SIGMAGEN, CRN_SIGMAGEN_SHORT)})
+#: Batched nonlinear systems (problems.nonlinear_core.NonlinearProblem, kind "nonlinear").
+PROBLEMS[GENERALIZED_ROSENBROCK.name] = GENERALIZED_ROSENBROCK
 
 
 def problem_names() -> list[str]:

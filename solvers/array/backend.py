@@ -90,10 +90,12 @@ class ArrayBackend(Backend):
     name = "array"
     devices = ("cpu", "gpu")
     methods = {**METHODS, "em": ("fixed",)}  # em: Euler-Maruyama for SDE problems (solvers/array/sde.py)
+    methods.update({"newton": ("adaptive",), "trust-region": ("adaptive",)})  # solvers/array/nonlinear.py
     variants = ("", "shared", "philox")
-    kinds = ("ode", "sde")
-    kind_methods = {"ode": frozenset(METHODS), "sde": frozenset({"em"})}
-    kind_modules = {"sde": "solvers.array.sde"}
+    kinds = ("ode", "sde", "nonlinear")
+    kind_methods = {"ode": frozenset(METHODS), "sde": frozenset({"em"}),
+                    "nonlinear": frozenset({"newton", "trust-region"})}
+    kind_modules = {"sde": "solvers.array.sde", "nonlinear": "solvers.array.nonlinear"}
 
     def available(self, device: str = "cpu") -> tuple[bool, str]:
         if device == "cpu":

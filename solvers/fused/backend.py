@@ -157,12 +157,14 @@ class FusedBackend(Backend):
         "rodas4": ("adaptive",),
         "rodas5p": ("adaptive",),
         "em": ("fixed",),  # Euler-Maruyama, SDE problems (solvers/fused/sde.py)
+        "newton": ("adaptive",),        # nonlinear systems (solvers/fused/nonlinear.py)
+        "trust-region": ("adaptive",),
     }
     variants = ("", "serial")
-    kinds = ("ode", "sde")
+    kinds = ("ode", "sde", "nonlinear")
     kind_methods = {"ode": frozenset({"tsit5", "rk4", "rk4_38", "rosenbrock23", "rodas4", "rodas5p"}),
-                    "sde": frozenset({"em"})}
-    kind_modules = {"sde": "solvers.fused.sde"}
+                    "sde": frozenset({"em"}), "nonlinear": frozenset({"newton", "trust-region"})}
+    kind_modules = {"sde": "solvers.fused.sde", "nonlinear": "solvers.fused.nonlinear"}
 
     def __init__(self, lanes: int = 32, threads_per_block: int = 256,
                  fastmath: tuple[str, ...] = ("contract",)) -> None:
