@@ -36,6 +36,9 @@ EXPECTED: dict[str, dict] = {
     "jax-handwritten": {"methods": _HANDWRITTEN, "variants": ("", "soa", "soa-unroll8")},
     "torch-handwritten": {"methods": _HANDWRITTEN, "variants": ("", "compiled", "cudagraph")},
     "pallas": {"methods": _HANDWRITTEN, "variants": ("",)},
+    "optimistix": {"methods": {"newton": ("adaptive",)}, "variants": ("",)},    # nonlinear systems
+    "scipy-root": {"methods": {"hybr": ("adaptive",)}, "variants": ("",)},      # nonlinear systems
+    "torch-newton": {"methods": {"newton": ("adaptive",)}, "variants": ("", "compiled")},  # nonlinear systems
 }
 
 

@@ -51,6 +51,7 @@ def top_figure_name(device: str, name: str) -> str:
 README_PARAGRAPHS = (
     "solvers.cpp.report:readme_paragraph",          # hand-written C++ vs the Numba kernel
     "harness.gpu_profile.section:readme_paragraph_for_run",  # GPU machine code and time model
+    "harness.nonlinear_report:readme_paragraph",    # batched nonlinear solves (suite nonlinear)
 )
 
 

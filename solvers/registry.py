@@ -18,6 +18,9 @@ BACKENDS: dict[str, str] = {
     "torch-handwritten": "solvers.handwritten.torch_backend:TorchHandwrittenBackend",
     "pallas": "solvers.handwritten.pallas_backend:PallasBackend",
     "cuda-cpp": "solvers.cpp.backend:CppBackend",
+    "optimistix": "solvers.peers.optimistix_backend:OptimistixBackend",      # nonlinear systems only
+    "scipy-root": "solvers.peers.scipy_root_backend:ScipyRootBackend",      # nonlinear systems only
+    "torch-newton": "solvers.peers.torch_newton_backend:TorchNewtonBackend",  # nonlinear systems only
 }
 
 _instances: dict[str, Backend] = {}

@@ -105,8 +105,9 @@ class ArrayNonlinearPrepared:
             x[...] = xp.where(live[:, None] & ~singular[:, None], y, x)
             acc += live
             evals += live
-            new = xp.where(singular, int(Status.FAILED), xp.where(~finite, int(Status.NONFINITE),
-                           xp.where(conv, int(Status.SUCCESS), _RUNNING)))
+            f_finite = xp.isfinite(F).all(axis=1)  # a non-finite residual first, then a singular J
+            new = xp.where(~f_finite, int(Status.NONFINITE), xp.where(singular, int(Status.FAILED), xp.where(
+                ~finite, int(Status.NONFINITE), xp.where(conv, int(Status.SUCCESS), _RUNNING))))
             code[...] = xp.where(live, new, code)
 
     def _trust_region(self, res, jac, p, x, code, acc, rej, evals, rtol, atol):

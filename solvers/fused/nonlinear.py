@@ -12,7 +12,7 @@ runs the whole iteration of one system with its state, residual and Jacobian in 
   lower-bidiagonal Rosenbrock Jacobian is solved as a full matrix);
 * the iteration (``solvers.nonlinear_methods``): Newton, or the dogleg trust region.
 
-Targets: ``solve_serial`` (CPU: ``prange`` over systems, one system per loop iteration; no
+Targets: ``solve_serial`` (CPU: ``prange`` over blocks of systems, one system at a time; no
 lane vectorisation yet: the ODE kernels' lane layout is not ported to this kind) and
 ``solve_kernel`` (CUDA: one thread per system, scratch in ``cuda.local.array``: small fixed-size
 loops the compiler unrolls into registers). The source is written to the fused backend's cache
@@ -132,6 +132,8 @@ def _newton(x, pp, rtol, atol, max_iter, A, F, S, Y, counts):
         _eval_residual(x, pp, F)
         counts[0] += 1
         counts[2] += 1
+        if not _finite(F):
+            return _NONFINITE
         for k in range(_D):
             A[k, _D] = -F[k]
         singular = _linsolve(A)
@@ -266,25 +268,29 @@ def _problem_source(prob) -> list[str]:
     return lines
 
 
+#: Systems per block of the CPU kernel: one set of scratch arrays is allocated per block.
+CPU_BLOCK = 64
+_SCRATCH = ("x", "A", "JJ", "F", "S", "Y", "H", "G", "PN", "counts")
+
+
 def _driver_source(key: NonlinearKernelKey, npar: int) -> list[str]:
-    """``_solve_one``: one system from its start to its status, scratch in local arrays; and the
-    target's entry points. Entry-point arguments: u0 (D, N) starts, p (npar, N), out (D, N),
-    stats (3, N) int32 (accepted, rejected, residual evaluations), status (N,) int32, rtol, atol,
-    max_iter, radius0."""
+    """``_solve_one``: one system from its start to its status, in caller-provided scratch
+    arrays; and the target's entry points. Entry-point arguments: u0 (D, N) starts, p (npar, N),
+    out (D, N), stats (3, N) int32 (accepted, rejected, residual evaluations), status (N,) int32,
+    rtol, atol, max_iter, radius0."""
     if key.target == "cuda":
         alloc = lambda shape, t="_T": f"cuda.local.array({shape}, {t})"  # noqa: E731
     else:
         alloc = lambda shape, t="_T": f"np.empty({shape}, {t})"  # noqa: E731
+    shapes = {"x": "_D", "A": "(_D, _D1)", "JJ": "(_D, _D)", "F": "_D", "S": "_D", "Y": "_D", "H": "_D",
+              "G": "_D", "PN": "_D"}
+    allocs = [f"{name} = {alloc(shape)}" for name, shape in shapes.items()] + [f"counts = {alloc('3', 'np.int64')}"]
+    scratch = ", ".join(_SCRATCH)
     pp = "(" + ", ".join(f"p[{j}, i]" for j in range(npar)) + ("," if npar == 1 else "") + ")"
+    args = "u0, p, out, stats, status, rtol, atol, max_iter, radius0"
     lines = [
         "@_jit",
-        "def _solve_one(i, u0, p, out, stats, status, rtol, atol, max_iter, radius0):",
-        f"    x = {alloc('_D')}",
-        f"    A = {alloc('(_D, _D + 1)')}",
-        f"    F = {alloc('_D')}",
-        f"    S = {alloc('_D')}",
-        f"    Y = {alloc('_D')}",
-        f"    counts = {alloc('3', 'np.int64')}",
+        f"def _solve_one(i, {args}, {scratch}):",
         "    counts[0] = 0",
         "    counts[1] = 0",
         "    counts[2] = 0",
@@ -293,9 +299,7 @@ def _driver_source(key: NonlinearKernelKey, npar: int) -> list[str]:
         f"    pp = {pp}",
     ]
     if key.method == "trust-region":
-        lines += [f"    JJ = {alloc('(_D, _D)')}", f"    H = {alloc('_D')}", f"    G = {alloc('_D')}",
-                  f"    PN = {alloc('_D')}",
-                  "    code = _trust_region(x, pp, rtol, atol, max_iter, radius0, A, JJ, F, S, Y, H, G, PN, counts)"]
+        lines += ["    code = _trust_region(x, pp, rtol, atol, max_iter, radius0, A, JJ, F, S, Y, H, G, PN, counts)"]
     else:
         lines += ["    code = _newton(x, pp, rtol, atol, max_iter, A, F, S, Y, counts)"]
     lines += ["    for k in range(_D):", "        out[k, i] = x[k]",
@@ -303,15 +307,19 @@ def _driver_source(key: NonlinearKernelKey, npar: int) -> list[str]:
               "    status[i] = code", ""]
     if key.target == "cuda":
         lines += ["@cuda.jit",
-                  "def solve_kernel(u0, p, out, stats, status, rtol, atol, max_iter, radius0):",
+                  f"def solve_kernel({args}):",
                   "    i = cuda.grid(1)  # one thread per system, the whole iteration inside it",
-                  "    if i < u0.shape[1]:",
-                  "        _solve_one(i, u0, p, out, stats, status, rtol, atol, max_iter, radius0)"]
+                  "    if i < u0.shape[1]:"]
+        lines += [f"        {a}" for a in allocs]
+        lines += [f"        _solve_one(i, {args}, {scratch})"]
     else:
         lines += ["@_kernel",
-                  "def solve_serial(u0, p, out, stats, status, rtol, atol, max_iter, radius0):",
-                  "    for i in prange(u0.shape[1]):",
-                  "        _solve_one(i, u0, p, out, stats, status, rtol, atol, max_iter, radius0)"]
+                  f"def solve_serial({args}):",
+                  "    n = u0.shape[1]",
+                  f"    for b in prange((n + {CPU_BLOCK} - 1) // {CPU_BLOCK}):  # scratch once per block, not per system"]
+        lines += [f"        {a}" for a in allocs]
+        lines += [f"        for i in range(b * {CPU_BLOCK}, min(b * {CPU_BLOCK} + {CPU_BLOCK}, n)):",
+                  f"            _solve_one(i, {args}, {scratch})"]
     return lines
 
 
@@ -331,6 +339,7 @@ def generate_source(key: NonlinearKernelKey) -> str:
         f"_T = {np_t}",
         "_c = _T  # typed constants of the printed residual and Jacobian",
         f"_D = {prob.n_states}",
+        "_D1 = _D + 1  # columns of the augmented matrix (a constant: CUDA local arrays need one)",
         "_ZERO, _HALF, _TWO, _FOUR = _T(0), _T(0.5), _T(2), _T(4)",
         f"_ETA, _RHO_LOW, _RHO_HIGH = _T({tr.eta!r}), _T({tr.rho_low!r}), _T({tr.rho_high!r})",
         f"_SHRINK, _EXPAND, _MAX_RADIUS = _T({tr.shrink!r}), _T({tr.expand!r}), _T({tr.max_radius!r})",
@@ -473,7 +482,7 @@ def settings(backend: Any, spec: Any) -> dict[str, Any]:
         "jacobian": "SymPy-derived from the residual (problem.derivatives())",
         "linear_solver": f"unrolled Gaussian elimination with partial pivoting, dense {prob.n_states}x{prob.n_states}",
         "kernel": ("one thread per system (CUDA)" if spec.device == "gpu"
-                   else "prange over systems, one system per loop iteration (no lane vectorisation)"),
+                   else f"prange over blocks of {CPU_BLOCK} systems, one system at a time (no lane vectorisation)"),
         **method_settings(spec.method, spec.step),
     }
     if spec.device == "gpu":
