@@ -34,7 +34,7 @@ def nonlinear_rows(df: pd.DataFrame) -> pd.DataFrame:
 
 def summary(rows: pd.DataFrame) -> pd.DataFrame:
     r = rows.copy()
-    r["variant"] = r["variant"].fillna("").astype(str)
+    r["variant"] = r["variant"].astype(object).fillna("").astype(str)
     for col in ("failed_trajectories", "max_scaled_err", "steps_mean", "steps_max", "max_rel_err"):
         if col not in r:
             r[col] = math.nan

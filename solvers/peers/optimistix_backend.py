@@ -42,9 +42,12 @@ class OptimistixPrepared:
 
         def solve_one(y0, args):
             sol = optx.root_find(fn, solver, y0, args, max_steps=spec.max_steps, throw=False)
-            code = jnp.where(sol.result == optx.RESULTS.successful, int(Status.SUCCESS),
-                             jnp.where(sol.result == optx.RESULTS.max_steps_reached, int(Status.NOT_CONVERGED),
-                                       int(Status.FAILED)))
+            R = optx.RESULTS
+            capped = (sol.result == R.nonlinear_max_steps_reached) | (sol.result == R.max_steps_reached)
+            nonfinite = (sol.result == R.nonfinite) | (sol.result == R.nonfinite_input)
+            code = jnp.where(sol.result == R.successful, int(Status.SUCCESS),
+                             jnp.where(capped, int(Status.NOT_CONVERGED),
+                                       jnp.where(nonfinite, int(Status.NONFINITE), int(Status.FAILED))))
             return sol.value, code, sol.stats["num_steps"]
 
         with _x64(spec.dtype):
@@ -63,8 +66,8 @@ class OptimistixPrepared:
 
     def fetch(self, out: Any) -> SolveResult:
         x, code, steps = (np.asarray(v) for v in out)
-        code = np.where(np.isfinite(x).all(axis=1) | (code != int(Status.SUCCESS)), code, int(Status.NONFINITE))
-        code = np.where(~np.isfinite(x).all(axis=1) & (code == int(Status.FAILED)), int(Status.NONFINITE), code)
+        # a non-finite root is NONFINITE whatever optimistix called it (e.g. a singular LU of inf/nan)
+        code = np.where(np.isfinite(x).all(axis=1), code, int(Status.NONFINITE))
         steps = steps.astype(np.int64)
         return SolveResult(u_final=x, status=code.astype(np.int64), accepted=steps, rejected=np.zeros_like(steps),
                            rhs_evals=steps, notes={"iterations": "optimistix num_steps per system"})
@@ -96,7 +99,9 @@ class OptimistixBackend(Backend):
         rtol, atol = spec.tol
         return {"step_control": "lockstep", "method": "optx.Newton(rtol, atol), defaults otherwise",
                 "linear_solver": "lineax.AutoLinearSolver(well_posed=None) (LU)", "norm": "optx.max_norm",
-                "termination": "Cauchy (step and residual)", "jacobian": "jax.jacfwd inside optimistix",
+                "termination": "Cauchy (step and residual)",
+                "status_map": "successful -> SUCCESS; (nonlinear_)max_steps_reached -> NOT_CONVERGED; nonfinite(_input) or "
+                              "a non-finite root -> NONFINITE; other results (singular, divergence, ...) -> FAILED", "jacobian": "jax.jacfwd inside optimistix",
                 "batching": "jax.jit(jax.vmap(root_find)) over systems", "rtol": rtol, "atol": atol,
                 "max_steps": spec.max_steps, "throw": False, "x64": spec.dtype == "float64"}
 
