@@ -147,9 +147,39 @@ def comparison_lines(summ: pd.DataFrame, cpu_df: pd.DataFrame | None) -> list[st
         r = array_over_fused(summ, method=method, dtype=dtype)
         if r:
             out.append(f"- {method} {dtype}: array replica / fused = {_ratio_text(r)}.")
-    for label, r in ode_ratios(cpu_df).items():
+    ode = ode_ratios(cpu_df)
+    for label, r in ode.items():
         out.append(f"- ODE (cpu reference run, Lorenz Tsit5 float32 {label}): array / fused = {_ratio_text(r)}.")
+    out += why_lines(summ, cpu_df, ode)
     return out
+
+
+def why_lines(summ: pd.DataFrame, cpu_df: pd.DataFrame | None, ode: dict) -> list[str]:
+    """Whether the gap looks like the ODE one, and the measured quantities that explain it."""
+    nl = array_over_fused(summ, method="newton", dtype="float32")
+    fixed = ode.get("fixed", [])
+    if not nl or not fixed:
+        return []
+    fused = summ[(summ["backend"] == "fused") & (summ["method"] == "newton") & (summ["dtype"] == "float32")]
+    iters = float(fused["iters_mean"].mean())
+    steps = math.nan
+    if cpu_df is not None and "steps_mean" in cpu_df:
+        sel = cpu_df[(cpu_df["problem"] == "lorenz") & (cpu_df["mode"] == "fixed") & (cpu_df["status"] == "ok")
+                     & (cpu_df["backend"] == "fused")]
+        steps = float(sel["steps_mean"].median()) if len(sel) else math.nan
+    (n_nl, g_nl), (n_ode, g_ode) = nl[-1], fixed[-1]
+    verdict = "smaller than" if g_nl < g_ode / 2 else ("larger than" if g_nl > 2 * g_ode else "about the same as")
+    return [
+        "",
+        f"At the largest N both ran, the nonlinear gap ({g_nl:.1f}x at N={n_nl}) is {verdict} the ODE gap "
+        f"({g_ode:.1f}x at N={n_ode}). What sets it: the replica pays a fixed sequence of whole-batch "
+        f"operations per lockstep iteration, and a system here needs {iters:.1f} Newton iterations (mean, fused "
+        f"float32) against {steps:.0f} steps per Lorenz trajectory, so far fewer rounds of dispatch; and each "
+        "iteration's dominant work, a dense 10x10 LU solve per system, runs inside one batched LAPACK call "
+        "(compiled code, as in the fused kernel) instead of as many small array operations. Lockstep costs "
+        "little because the iteration counts hardly vary (see iterations mean / max). The fused CPU kernel "
+        "here is not lane-vectorised (one system per loop iteration), unlike the ODE lane kernels.",
+    ]
 
 
 def report_section(run_dir: Path, df: pd.DataFrame) -> str | None:
@@ -168,7 +198,11 @@ def report_section(run_dir: Path, df: pd.DataFrame) -> str | None:
         "over the whole batch in lockstep, one batched LAPACK solve per iteration. optimistix: "
         "`jit(vmap(root_find(Newton)))`. scipy-root: `optimize.root(method='hybr')` per system "
         "(MINPACK, float64). Iterations are per system; `failed` counts systems that ended "
-        "NOT_CONVERGED / NONFINITE / FAILED (singular); errors are over the converged systems.",
+        "NOT_CONVERGED / NONFINITE / FAILED (singular); errors are over the converged systems. Plain "
+        "Newton is exact after d = 10 steps in exact arithmetic, but from some starts its intermediate "
+        "iterates grow to ~1e12, where float32 elimination can overflow or meet a zero pivot: those "
+        "systems end NONFINITE / FAILED in float32 LU (fused, torch), while NumPy's float32 solve runs in "
+        "float64 LAPACK (numpy.linalg computes in double) and the trust region avoids the large steps.",
         "",
         "Fused-vs-array ratio here and for ODEs (median times from the results):",
         "",
