@@ -37,6 +37,9 @@ EXPECTED: dict[str, dict] = {
     "torch-handwritten": {"methods": _HANDWRITTEN, "variants": ("", "compiled", "cudagraph")},
     "pallas": {"methods": _HANDWRITTEN, "variants": ("",)},
     "jax-pso": {"methods": {"pso": ("fixed",), "pso-async": ("fixed",)}, "variants": ("", "evosax")},
+    "optimistix": {"methods": {"newton": ("adaptive",)}, "variants": ("",)},    # nonlinear systems
+    "scipy-root": {"methods": {"hybr": ("adaptive",)}, "variants": ("",)},      # nonlinear systems
+    "torch-newton": {"methods": {"newton": ("adaptive",)}, "variants": ("", "compiled")},  # nonlinear systems
 }
 
 

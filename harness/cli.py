@@ -722,7 +722,7 @@ def cmd_list() -> int:
     print("problems:")
     for name in problem_names():
         p = get_problem(name)
-        print(f"  {name:<10} {'stiff' if p.stiff else 'non-stiff'}, {p.default_dtype}, tspan {p.tspan}"
+        print(f"  {name:<10} {'stiff' if p.stiff else 'non-stiff'}, {p.default_dtype}, tspan {getattr(p, 'tspan', 'n/a')}"
               f"{', dt ' + repr(p.dt) if p.dt else ''}, rtol {p.rtol:g}, atol {p.atol:g}")
     print("backends (available on cpu / gpu; methods: modes; variants):")
     for name in backend_names():

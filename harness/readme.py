@@ -53,6 +53,7 @@ README_PARAGRAPHS = (
     "harness.gpu_profile.section:readme_paragraph_for_run",  # GPU machine code and time model
     "harness.pso_report:readme_paragraph",          # particle swarms (latest_run("pso"))
     "harness.scaling_report:readme_paragraph",      # sharded ensembles on Dask (scaling suite)
+    "harness.nonlinear_report:readme_paragraph",    # batched nonlinear solves (suite nonlinear)
 )
 
 

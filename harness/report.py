@@ -101,6 +101,7 @@ SECTION_PROVIDERS: list[str] = [   # in order of priority for report.md's line b
     "solvers.cpp.report:report_section",         # hand-written C++ fused solver vs the Numba kernel
     "harness.pso_report:report_section",         # particle swarms: fused vs array vs JAX (issue 18)
     "harness.scaling_report:report_section",     # sharded ensembles on Dask: strong/weak scaling
+    "harness.nonlinear_report:report_section",   # batched nonlinear solves, fused vs array vs peers
 ]
 
 #: Figures the short report shows (in order); the others go to the appendix.

@@ -4,6 +4,7 @@ from __future__ import annotations
 from problems.core import Problem
 from problems.crn_sigmagen import CRN_SIGMAGEN, CRN_SIGMAGEN_SHORT
 from problems.fitzhugh_nagumo import FITZHUGH_NAGUMO
+from problems.generalized_rosenbrock import GENERALIZED_ROSENBROCK
 from problems.linear_sde import LINEAR_SDE
 from problems.lorenz import LORENZ, LORENZ_MPI
 from problems.prothero_robinson import PROTHERO_ROBINSON
@@ -19,6 +20,8 @@ PROBLEMS[FITZHUGH_NAGUMO.name] = FITZHUGH_NAGUMO
 PROBLEMS.update({p.name: p for p in (PSO_ROSENBROCK, PSO_FITZHUGH_NAGUMO)})
 #: The paper's multi-node Lorenz run (t in [0, 10], dt0 = 0.1): the scaling suite (harness.shards).
 PROBLEMS[LORENZ_MPI.name] = LORENZ_MPI
+#: Batched nonlinear systems (problems.nonlinear_core.NonlinearProblem, kind "nonlinear").
+PROBLEMS[GENERALIZED_ROSENBROCK.name] = GENERALIZED_ROSENBROCK
 
 
 def problem_names() -> list[str]:

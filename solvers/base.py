@@ -36,6 +36,7 @@ class Status(IntEnum):
     DT_UNDERFLOW = 2   # the step size fell below what the dtype can resolve
     NONFINITE = 3      # a state or error estimate became inf/nan
     FAILED = 4         # any other failure a library reports (e.g. a nonlinear solve diverged)
+    NOT_CONVERGED = 5  # a nonlinear solve stopped at its iteration cap without meeting its tolerance
 
 
 class UnsupportedError(Exception):

@@ -19,6 +19,9 @@ BACKENDS: dict[str, str] = {
     "pallas": "solvers.handwritten.pallas_backend:PallasBackend",
     "cuda-cpp": "solvers.cpp.backend:CppBackend",
     "jax-pso": "solvers.peers.jax_pso_backend:JaxPSOBackend",
+    "optimistix": "solvers.peers.optimistix_backend:OptimistixBackend",      # nonlinear systems only
+    "scipy-root": "solvers.peers.scipy_root_backend:ScipyRootBackend",      # nonlinear systems only
+    "torch-newton": "solvers.peers.torch_newton_backend:TorchNewtonBackend",  # nonlinear systems only
 }
 
 _instances: dict[str, Backend] = {}

@@ -90,11 +90,13 @@ class ArrayBackend(Backend):
     name = "array"
     devices = ("cpu", "gpu")
     methods = {**METHODS, "em": ("fixed",),  # em: Euler-Maruyama for SDE problems (solvers/array/sde.py)
-               "pso": ("fixed",), "pso-async": ("fixed",)}  # particle swarms (solvers/array/pso.py)
+               "pso": ("fixed",), "pso-async": ("fixed",),  # particle swarms (solvers/array/pso.py)
+               "newton": ("adaptive",), "trust-region": ("adaptive",)}  # solvers/array/nonlinear.py
     variants = ("", "shared", "philox")
-    kinds = ("ode", "sde", "pso")
-    kind_methods = {"ode": frozenset(METHODS), "sde": frozenset({"em"}), "pso": frozenset({"pso", "pso-async"})}
-    kind_modules = {"sde": "solvers.array.sde", "pso": "solvers.array.pso"}
+    kinds = ("ode", "sde", "pso", "nonlinear")
+    kind_methods = {"ode": frozenset(METHODS), "sde": frozenset({"em"}), "pso": frozenset({"pso", "pso-async"}),
+                    "nonlinear": frozenset({"newton", "trust-region"})}
+    kind_modules = {"sde": "solvers.array.sde", "pso": "solvers.array.pso", "nonlinear": "solvers.array.nonlinear"}
 
     def available(self, device: str = "cpu") -> tuple[bool, str]:
         if device == "cpu":

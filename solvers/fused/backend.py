@@ -161,12 +161,15 @@ class FusedBackend(Backend):
         "em": ("fixed",),  # Euler-Maruyama, SDE problems (solvers/fused/sde.py)
         "pso": ("fixed",),  # particle swarms (solvers/fused/pso.py): synchronised per iteration
         "pso-async": ("fixed",),  # one launch for the whole run
+        "newton": ("adaptive",),        # nonlinear systems (solvers/fused/nonlinear.py)
+        "trust-region": ("adaptive",),
     }
     variants = ("", "serial")
-    kinds = ("ode", "sde", "pso")
+    kinds = ("ode", "sde", "pso", "nonlinear")
     kind_methods = {"ode": frozenset({"tsit5", "rk4", "rk4_38", "rosenbrock23", "rodas4", "rodas5p"}),
-                    "sde": frozenset({"em"}), "pso": frozenset({"pso", "pso-async"})}
-    kind_modules = {"sde": "solvers.fused.sde", "pso": "solvers.fused.pso"}
+                    "sde": frozenset({"em"}), "pso": frozenset({"pso", "pso-async"}),
+                    "nonlinear": frozenset({"newton", "trust-region"})}
+    kind_modules = {"sde": "solvers.fused.sde", "pso": "solvers.fused.pso", "nonlinear": "solvers.fused.nonlinear"}
 
     def __init__(self, lanes: int = 32, threads_per_block: int = 256,
                  fastmath: tuple[str, ...] = ("contract",), lane_layout: str = "auto") -> None:

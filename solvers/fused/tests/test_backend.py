@@ -12,9 +12,11 @@ def test_registered_as_fused():
     b = get_backend("fused")
     assert isinstance(b, FusedBackend) and b.name == "fused"
     assert b.available("cpu")[0]
-    assert set(b.methods) == {"tsit5", "rk4", "rk4_38", "rosenbrock23", "rodas4", "rodas5p", "em", "pso", "pso-async"}
+    assert set(b.methods) == {"tsit5", "rk4", "rk4_38", "rosenbrock23", "rodas4", "rodas5p", "em", "pso", "pso-async",
+                              "newton", "trust-region"}
     assert b.kind_methods["sde"] == {"em"} and "em" not in b.kind_methods["ode"]
     assert b.kind_methods["pso"] == {"pso", "pso-async"} and "pso" not in b.kind_methods["ode"]
+    assert b.kind_methods["nonlinear"] == {"newton", "trust-region"}
 
 
 def test_gpu_availability_has_a_reason():
