@@ -5,6 +5,7 @@ from problems.core import Problem
 from problems.crn_sigmagen import CRN_SIGMAGEN, CRN_SIGMAGEN_SHORT
 from problems.linear_sde import LINEAR_SDE
 from problems.lorenz import LORENZ
+from problems import lorenz96
 from problems.prothero_robinson import PROTHERO_ROBINSON
 from problems.robertson import ROBERTSON
 from problems.sir import SIR
@@ -14,8 +15,27 @@ PROBLEMS: dict[str, Problem] = {p.name: p for p in (LORENZ, ROBERTSON, SIR, PROT
 PROBLEMS.update({p.name: p for p in (LINEAR_SDE, CRN_SIGMAGEN, CRN_SIGMAGEN_SHORT)})
 
 
+#: Families of problems made on demand from their name (``lorenz96-<d>``): not in PROBLEMS, so
+#: loops over the zoo (``problem_names()``) stay finite; ``is_problem_name`` accepts them.
+FAMILIES = {"lorenz96-<d>": lorenz96.from_name}
+
+
 def problem_names() -> list[str]:
     return list(PROBLEMS)
+
+
+def problem_choices() -> list[str]:
+    """Every valid name, families as patterns (for error messages)."""
+    return list(PROBLEMS) + list(FAMILIES)
+
+
+def is_problem_name(name: str) -> bool:
+    """Whether ``name`` names a problem of the zoo or of a family (``lorenz96-64``)."""
+    try:
+        get_problem(name)
+    except ValueError:
+        return False
+    return True
 
 
 def get_problem(name: str) -> Problem:
@@ -23,4 +43,9 @@ def get_problem(name: str) -> Problem:
     try:
         return PROBLEMS[name]
     except (KeyError, TypeError):
-        raise ValueError(f"unknown problem {name!r}: choose one of {', '.join(PROBLEMS)}") from None
+        pass
+    for make in FAMILIES.values():
+        prob = make(name)
+        if prob is not None:
+            return prob
+    raise ValueError(f"unknown problem {name!r}: choose one of {', '.join(problem_choices())}")
