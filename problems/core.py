@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import math
+import sys
 import types
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Sequence
@@ -187,16 +188,27 @@ class Problem:
         """``rhs_array`` with ``m`` bound to ``namespace`` (ValueError if the problem has none)."""
         if self.rhs_array is None:
             raise ValueError(f"{self.name} has no vectorised right-hand side (rhs_array)")
-        return self._bind(self.rhs_array, "rhs_array", namespace)
+        return self._bind(self.rhs_array, "rhs_array", namespace, as_module=True)
 
-    def _bind(self, f: Callable, which: str, namespace: Any) -> Callable:
+    def _bind(self, f: Callable, which: str, namespace: Any, as_module: bool = False) -> Callable:
         key = (which, getattr(namespace, "__name__", id(namespace)))
         if key not in self._cache:
             glb = dict(f.__globals__)
             glb["m"] = namespace
+            if as_module:
+                # The globals of a module of their own in sys.modules: torch.compile (dynamo)
+                # evaluates its guards on `m.roll` in the function's module, not in __globals__.
+                name = f"{f.__module__}._bound_{which}_{key[1]}".replace(".", "_").replace("-", "_")
+                mod = sys.modules.get(name) or types.ModuleType(name)
+                mod.__dict__.update(glb)
+                mod.__dict__["__name__"] = name
+                sys.modules[name] = mod
+                glb = mod.__dict__
             g = types.FunctionType(f.__code__, glb, f.__name__, f.__defaults__, f.__closure__)
             g.__qualname__ = f.__qualname__
             g.__doc__ = f.__doc__
+            if as_module:
+                g.__module__ = glb["__name__"]
             self._cache[key] = g
         return self._cache[key]
 

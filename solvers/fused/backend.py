@@ -206,6 +206,11 @@ class FusedBackend(Backend):
             return "variant 'serial' is a CPU variant"
         if spec.prob.kind == "sde":  # the SDE kernels: solvers/fused/sde.py
             return "the fused SDE kernels save the final state only" if spec.saveat is not None else None
+        from solvers.fused import looped
+
+        why = looped.unsupported_reason(spec.prob, spec.method, spec.mode, save_mode(spec))
+        if why:
+            return why
         if spec.dtype == "float32" and spec.max_steps > MAX_STEPS_FLOAT32:
             return f"float32 kernels count steps in float32: max_steps must be <= {MAX_STEPS_FLOAT32}"
         if spec.saveat is not None and spec.mode == "fixed":
