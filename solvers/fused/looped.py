@@ -306,7 +306,7 @@ def generate_source(key) -> str:
         for snip in cg._log_exp_source(C, key.dtype) + [cg._controller_source(C, ctrl)]:
             funcs += ["", inliner.add(cg._join(snip)), ""]
         body = body_adaptive(tab, d, npar, rhs_src)
-    arrays = [f"{name} = np.asarray({values.tolist()!r}, dtype=_T)"
+    arrays = [f"{name} = np.asarray({values.tolist()!r}, dtype=np.{key.dtype})"
               for name, values in _arrays(tab, key.mode).items()]
     if key.target == "cpu":
         alloc = [f"y = np.empty({d}, _T)", f"w = np.empty({d}, _T)",

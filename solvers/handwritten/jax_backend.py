@@ -112,8 +112,13 @@ def build_solve(spec: SolveSpec, K: StepConstants, variant: str, unroll: int = 1
 
     if variant in ("soa", "soa-unroll8"):
         def all_trajectories(u0, p):
-            return integrate((u0,) if K.blocked else tuple(u0[i] for i in range(n_states)),
-                             tuple(p[j] for j in range(n_params)), lambda s: jnp.any(s.active))
+            out = integrate((u0,) if K.blocked else tuple(u0[i] for i in range(n_states)),
+                            tuple(p[j] for j in range(n_params)), lambda s: jnp.any(s.active))
+            if K.blocked:  # the (n_states, N) block goes out trajectory-first, as sharding needs
+                if spec.mode == "fixed":
+                    return (out[0].T,)
+                return ((out[0][0].T,), *out[1:])
+            return out
 
         return all_trajectories
     raise ValueError(f"invalid variant {variant!r}: choose one of {', '.join(map(repr, VARIANTS))}")
@@ -161,7 +166,7 @@ class JaxHandwrittenPrepared(Prepared):
         def cols(u):  # (N, n_states)
             if not self.constants.blocked:
                 return np.stack([np.asarray(x) for x in u], axis=1)
-            return np.asarray(u[0]) if self.spec.variant == "" else np.asarray(u[0]).T
+            return np.asarray(u[0])  # (N, n_states) in both layouts (see build_solve)
 
         if self.spec.mode == "fixed":
             return fixed_result(cols(out), self.constants, notes)
