@@ -165,6 +165,7 @@ def report_section(run_dir: Path, df: pd.DataFrame) -> str | None:
               "measures dispatch and vectorisation, not GPU registers; the GPU side is the "
               "register/spill/occupancy model of `python -m harness gpu-profile` (docs/sizes.md).", ""]
     lines += [f"![{Path(f).stem}]({f})" for f in figs] + [""]
+    lines += gpu_lines()
     lines += ["| mode | d | N | fastest | lead | best other | fused speed-up over it |",
               "|---|---|---|---|---|---|---|"]
     for _, r in w.iterrows():
@@ -195,3 +196,31 @@ def readme_paragraph(run_dir: Path, df: pd.DataFrame) -> str | None:
     return (f"**System size (Lorenz-96, issue 15).** [`{run.name}`]({run.relative_to(run.parents[1])}/report.md) "
             f"on this CPU: " + "; ".join(parts) + f". The rule of thumb it tests is ~{RULE_OF_THUMB} "
             "ODEs on a GPU (register space); the GPU side is modelled, not measured (docs/sizes.md).")
+
+
+#: The committed static GPU profile vs d (``python -m harness.gpu_profile.sizes --out ...``).
+GPU_PROFILE = Path(__file__).resolve().parent.parent / "results" / "gpu-sizes-sm_90" / "gpu_sizes.csv"
+
+
+def gpu_lines(path: Path = GPU_PROFILE) -> list[str]:
+    """Markdown lines: registers, spills, local memory and occupancy of the fused CUDA kernel vs d
+    (machine code read statically; no GPU time)."""
+    if not Path(path).is_file():
+        return []
+    g = pd.read_csv(path)
+    g = g[g.get("status", "ok").eq("ok")] if "status" in g else g
+    if g.empty:
+        return []
+    spill = g[(g["local_bytes"] > 0) | (g["spill_store_bytes"] > 0)]
+    first = int(spill["d"].min()) if len(spill) else None
+    out = [f"GPU machine code (sm_90, `{Path(path).parent.name}/{Path(path).name}`, static, no GPU time): "
+           + (f"the fused kernel's state first leaves the registers at d = {first} "
+              f"(local memory); the modelled H100 crossover with the array style is where that happens "
+              f"(docs/sizes.md), against the rule of thumb's ~{RULE_OF_THUMB}." if first else
+              "no kernel spilled to local memory."), "",
+           "| d | mode | layout | registers | local bytes | spill bytes (st/ld) | occupancy |",
+           "|---|---|---|---|---|---|---|"]
+    for _, r in g.sort_values(["d", "mode"]).iterrows():
+        out.append(f"| {r['d']} | {r['mode']} | {r['layout']} | {r['registers']} | {r['local_bytes']} | "
+                   f"{r['spill_store_bytes']}/{r['spill_load_bytes']} | {r['occupancy']:.3g} |")
+    return out + [""]
