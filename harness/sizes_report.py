@@ -193,9 +193,23 @@ def readme_paragraph(run_dir: Path, df: pd.DataFrame) -> str | None:
         return None
     w = winners(summary(rows))
     parts = [crossover(w, mode)[1] for mode in dict.fromkeys(w["mode"])]
+    first = first_spill_d()
+    gpu = (f" On sm_90 the fused kernel's state first leaves the registers at d = {first} (static "
+           f"machine code, results/gpu-sizes-sm_90); the model puts the H100 crossover with the array "
+           f"style there" if first else " No sm_90 kernel spilled up to the largest d profiled")
     return (f"**System size (Lorenz-96, issue 15).** [`{run.name}`]({run.relative_to(run.parents[1])}/report.md) "
-            f"on this CPU: " + "; ".join(parts) + f". The rule of thumb it tests is ~{RULE_OF_THUMB} "
-            "ODEs on a GPU (register space); the GPU side is modelled, not measured (docs/sizes.md).")
+            f"on this CPU: " + "; ".join(parts) + "." + gpu + f", against the rule of thumb of "
+            f"~{RULE_OF_THUMB} ODEs (modelled, not measured on a GPU: docs/sizes.md).")
+
+
+def first_spill_d(path: Path | None = None) -> int | None:
+    """The smallest d whose sm_90 fused kernel spills or uses local memory (None: none/no file)."""
+    path = Path(path or GPU_PROFILE)
+    if not path.is_file():
+        return None
+    g = pd.read_csv(path)
+    spill = g[(g["local_bytes"] > 0) | (g["spill_store_bytes"] > 0)]
+    return int(spill["d"].min()) if len(spill) else None
 
 
 #: The committed static GPU profile vs d (``python -m harness.gpu_profile.sizes --out ...``).

@@ -43,3 +43,11 @@ def test_no_crossover_is_said(tmp_path):
     w = sizes_report.winners(sizes_report.summary(sizes_report.size_rows(df)))
     cross, text = sizes_report.crossover(w, "fixed")
     assert cross is None and "fastest at every d measured up to 1024" in text
+
+
+def test_gpu_profile_table_and_first_spill():
+    # the committed static profile (results/gpu-sizes-sm_90): the unrolled d = 4 kernel fits
+    d = sizes_report.first_spill_d()
+    assert d is None or d > 4
+    lines = sizes_report.gpu_lines()
+    assert not lines or lines[2].startswith("| d | mode | layout | registers")
