@@ -247,6 +247,9 @@ class FusedBackend(Backend):
                 "serial: prange over trajectories" if spec.variant == "serial"
                 else f"lanes: prange over blocks of {self.lanes}, lanes vectorised"),
             "rhs_evals_per_step": mc.step_evals if spec.mode == "fixed" else mc.attempt_evals,
+            **({"layout": "looped (solvers/fused/looped.py): state and stages in local arrays, one "
+                          "trajectory per prange iteration / CUDA thread, loops over the state"}
+               if _looped(spec) else {}),
             "disk_cache": "numba cache=True on the CPU kernels" if spec.device == "cpu" else "none",
         }
         if spec.device == "gpu":
@@ -299,3 +302,9 @@ class FusedBackend(Backend):
         )
         variant = "gpu" if spec.device == "gpu" else ("serial" if spec.variant == "serial" else "lanes")
         return FusedPrepared(spec, key, inputs, variant, self.threads_per_block)
+
+
+def _looped(spec: SolveSpec) -> bool:
+    from solvers.fused.looped import uses_looped
+
+    return uses_looped(spec.prob)
