@@ -228,7 +228,7 @@ def _threads_arg(values: list[str]) -> list[int]:
 def _validated_filters(args: argparse.Namespace) -> dict[str, list]:
     """The --problem/--backend/--method/--mode/--n values, checked against the known names."""
     from harness.backends import all_method_names, backend_names, is_method_name
-    from problems.registry import problem_names
+    from problems.registry import is_problem_name, problem_names
     from solvers.base import MODES
 
     filters: dict[str, list] = {}
@@ -238,6 +238,8 @@ def _validated_filters(args: argparse.Namespace) -> dict[str, list]:
         for v in values:
             if opt == "method" and not is_method_name(v):
                 raise UsageError(f"unknown method {v!r}; valid choices: {', '.join(all_method_names())}")
+            if opt == "problem" and is_problem_name(v):  # the zoo, or a family (lorenz96-<d>)
+                continue
             if opt != "method" and v not in valid:
                 raise UsageError(f"unknown {opt} {v!r}; valid choices: {', '.join(valid)}")
         if values:

@@ -51,6 +51,7 @@ def top_figure_name(device: str, name: str) -> str:
 README_PARAGRAPHS = (
     "solvers.cpp.report:readme_paragraph",          # hand-written C++ vs the Numba kernel
     "harness.gpu_profile.section:readme_paragraph_for_run",  # GPU machine code and time model
+    "harness.sizes_report:readme_paragraph",        # system size: the fused-vs-array crossover in d
     "harness.pso_report:readme_paragraph",          # particle swarms (latest_run("pso"))
     "harness.scaling_report:readme_paragraph",      # sharded ensembles on Dask (scaling suite)
     "harness.nonlinear_report:readme_paragraph",    # batched nonlinear solves (suite nonlinear)

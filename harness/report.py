@@ -99,6 +99,7 @@ SECTION_PROVIDERS: list[str] = [   # in order of priority for report.md's line b
     "harness.sde_report:report_section",         # SDE ensembles beside the paper's GPUEM series
     "harness.stats:report_section",              # noise: spread of the repeats, noisy cells
     "solvers.cpp.report:report_section",         # hand-written C++ fused solver vs the Numba kernel
+    "harness.sizes_report:report_section",       # Lorenz-96 d = 4..1024: where fused stops winning
     "harness.pso_report:report_section",         # particle swarms: fused vs array vs JAX (issue 18)
     "harness.scaling_report:report_section",     # sharded ensembles on Dask: strong/weak scaling
     "harness.nonlinear_report:report_section",   # batched nonlinear solves, fused vs array vs peers

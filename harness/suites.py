@@ -50,7 +50,7 @@ from harness.backends import (EXPECTED, backend_names, declared_methods, declare
                               method_known, variant_known)
 from harness.errors import UsageError
 from problems.core import VALID_DTYPES
-from problems.registry import problem_names
+from problems.registry import is_problem_name, problem_choices, problem_names  # noqa: F401
 from harness.threads import resolve as resolve_threads
 from solvers.base import DEVICES, MODES, SolveSpec
 
@@ -352,7 +352,8 @@ def _expand_entry(w: _Where, where: str, entry: dict, suite_device: str, default
             raise w.fail(where, f"missing required key {key!r}")
     if not isinstance(entry["problem"], str):
         raise w.fail(where + ".problem", f"must be a string, got {entry['problem']!r}")
-    _choose(w, where + ".problem", [entry["problem"]], problem_names())
+    if not is_problem_name(entry["problem"]):  # the zoo, or a family such as lorenz96-<d>
+        _choose(w, where + ".problem", [entry["problem"]], problem_choices())
     backends = _str_list(w, where + ".backends", entry["backends"], allow_scalar=False)
     _choose(w, where + ".backends", backends, backend_names())
     methods = _str_list(w, where + ".methods", entry["methods"], allow_scalar=False)

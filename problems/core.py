@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import math
+import sys
 import types
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Sequence
@@ -139,6 +140,12 @@ class Problem:
     invariants: tuple[Invariant, ...] = ()
     citation: str = ""
     description: str = ""
+    #: Optional vectorised form of the same right-hand side, ``rhs_array(u, p, t)`` with the state
+    #: on axis 0 of ``u`` (math from ``m``, as ``rhs``): for systems too large to spell out as
+    #: tuples of components (problems.lorenz96). Array-style backends use it where given.
+    rhs_array: Callable[..., Any] | None = None
+    #: Trajectories a float64 reference integrates at most (problems.reference).
+    reference_size: int = 512
     _cache: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -191,14 +198,33 @@ class Problem:
         ``cupy`` or ``sympy``. The code object is shared, only the globals differ, so Numba
         can compile the result like any module-level function.
         """
-        key = ("rhs", getattr(namespace, "__name__", id(namespace)))
+        return self._bind(self.rhs, "rhs", namespace)
+
+    def rhs_array_for(self, namespace: Any) -> Callable[..., Any]:
+        """``rhs_array`` with ``m`` bound to ``namespace`` (ValueError if the problem has none)."""
+        if self.rhs_array is None:
+            raise ValueError(f"{self.name} has no vectorised right-hand side (rhs_array)")
+        return self._bind(self.rhs_array, "rhs_array", namespace, as_module=True)
+
+    def _bind(self, f: Callable, which: str, namespace: Any, as_module: bool = False) -> Callable:
+        key = (which, getattr(namespace, "__name__", id(namespace)))
         if key not in self._cache:
-            f = self.rhs
             glb = dict(f.__globals__)
             glb["m"] = namespace
+            if as_module:
+                # The globals of a module of their own in sys.modules: torch.compile (dynamo)
+                # evaluates its guards on `m.roll` in the function's module, not in __globals__.
+                name = f"{f.__module__}._bound_{which}_{key[1]}".replace(".", "_").replace("-", "_")
+                mod = sys.modules.get(name) or types.ModuleType(name)
+                mod.__dict__.update(glb)
+                mod.__dict__["__name__"] = name
+                sys.modules[name] = mod
+                glb = mod.__dict__
             g = types.FunctionType(f.__code__, glb, f.__name__, f.__defaults__, f.__closure__)
             g.__qualname__ = f.__qualname__
             g.__doc__ = f.__doc__
+            if as_module:
+                g.__module__ = glb["__name__"]
             self._cache[key] = g
         return self._cache[key]
 
@@ -228,6 +254,8 @@ class Problem:
             src = inspect.getsource(self.rhs)
             blob = repr((self.name, src, self.state_names, self.param_names, self.u0, self.params,
                          self.tspan, self.sweep, self.default_dtype, self.dt, self.dt0))
+            if self.rhs_array is not None:  # only then: older problems keep their hashes
+                blob += inspect.getsource(self.rhs_array)
             self._cache["fingerprint"] = hashlib.sha256(blob.encode()).hexdigest()[:16]
         return self._cache["fingerprint"]
 

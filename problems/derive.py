@@ -92,8 +92,9 @@ def _function_source(name: str, n_states: int, n_params: int, body: str) -> str:
 
 def derive(problem) -> Derivatives:
     """Trace ``problem.rhs`` with SymPy symbols and differentiate it."""
-    u = sp.symbols(" ".join(f"_u{i}" for i in range(problem.n_states)) + " ", real=True)
-    p = sp.symbols(" ".join(f"_p{i}" for i in range(problem.n_params)) + " ", real=True)
+    # seq=True: a tuple even for one name (Lorenz-96 has the single parameter F)
+    u = sp.symbols(" ".join(f"_u{i}" for i in range(problem.n_states)), real=True, seq=True)
+    p = sp.symbols(" ".join(f"_p{i}" for i in range(problem.n_params)), real=True, seq=True)
     t = sp.Symbol("_t", real=True)
     f = problem.rhs_for(sp)(tuple(u), tuple(p), t)
     if len(f) != problem.n_states:

@@ -91,11 +91,17 @@ def _cache_key(problem: Problem, n: int, dtype: str, indices: np.ndarray,
 def solve_one(problem: Problem, u0: np.ndarray, p: np.ndarray, saveat=None, settings=None):
     """Integrate one trajectory in float64 with SciPy; returns (u_final, saved or None)."""
     settings = _settings(problem, settings)
-    f = problem.rhs_for(math)
     pt = tuple(float(v) for v in p)
+    if problem.rhs_array is not None:  # large systems: the vectorised form (same formula, tested)
+        fa = problem.rhs_array_for(np)
 
-    def fun(t, y):
-        return f(tuple(y), pt, t)
+        def fun(t, y):
+            return fa(y, pt, t)
+    else:
+        f = problem.rhs_for(math)
+
+        def fun(t, y):
+            return f(tuple(y), pt, t)
 
     from scipy.integrate import solve_ivp  # only here: a box with shipped references needs no SciPy
 
@@ -119,10 +125,11 @@ def solve_one(problem: Problem, u0: np.ndarray, p: np.ndarray, saveat=None, sett
 
 
 def reference_file_name(problem: Problem, n: int, dtype: str | None = None,
-                        saveat: tuple[float, ...] | None = None, *, max_size: int = MAX_REFERENCE_SIZE,
+                        saveat: tuple[float, ...] | None = None, *, max_size: int | None = None,
                         settings: dict | None = None) -> str:
     """The file name (content hash included) under which this reference is cached or shipped."""
     n = check_n(n)
+    max_size = max_size or problem.reference_size
     dtype = check_dtype(dtype or problem.default_dtype)
     saveat = None if saveat is None else tuple(float(s) for s in saveat)
     idx = subsample_indices(n, max_size)
@@ -136,7 +143,7 @@ def is_shipped(problem: Problem, n: int, dtype: str | None = None,
 
 
 def reference(problem: Problem, n: int, dtype: str | None = None,
-              saveat: tuple[float, ...] | None = None, *, max_size: int = MAX_REFERENCE_SIZE,
+              saveat: tuple[float, ...] | None = None, *, max_size: int | None = None,
               settings: dict | None = None, cache_dir: Path | None = None) -> Reference:
     """The float64 reference for the N-trajectory ensemble of ``problem``.
 
@@ -144,6 +151,7 @@ def reference(problem: Problem, n: int, dtype: str | None = None,
     it first, so the reference integrates exactly what that solver integrates.
     """
     n = check_n(n)
+    max_size = max_size or problem.reference_size  # MAX_REFERENCE_SIZE unless the problem is large
     dtype = check_dtype(dtype or problem.default_dtype)
     saveat = None if saveat is None else tuple(float(s) for s in saveat)
     settings = _settings(problem, settings)

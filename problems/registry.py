@@ -7,6 +7,7 @@ from problems.fitzhugh_nagumo import FITZHUGH_NAGUMO
 from problems.generalized_rosenbrock import GENERALIZED_ROSENBROCK
 from problems.linear_sde import LINEAR_SDE
 from problems.lorenz import LORENZ, LORENZ_MPI
+from problems import lorenz96
 from problems.prothero_robinson import PROTHERO_ROBINSON
 from problems.pso_problems import PSO_FITZHUGH_NAGUMO, PSO_ROSENBROCK
 from problems.robertson import ROBERTSON
@@ -24,8 +25,27 @@ PROBLEMS[LORENZ_MPI.name] = LORENZ_MPI
 PROBLEMS[GENERALIZED_ROSENBROCK.name] = GENERALIZED_ROSENBROCK
 
 
+#: Families of problems made on demand from their name (``lorenz96-<d>``): not in PROBLEMS, so
+#: loops over the zoo (``problem_names()``) stay finite; ``is_problem_name`` accepts them.
+FAMILIES = {"lorenz96-<d>": lorenz96.from_name}
+
+
 def problem_names() -> list[str]:
     return list(PROBLEMS)
+
+
+def problem_choices() -> list[str]:
+    """Every valid name, families as patterns (for error messages)."""
+    return list(PROBLEMS) + list(FAMILIES)
+
+
+def is_problem_name(name: str) -> bool:
+    """Whether ``name`` names a problem of the zoo or of a family (``lorenz96-64``)."""
+    try:
+        get_problem(name)
+    except ValueError:
+        return False
+    return True
 
 
 def get_problem(name: str) -> Problem:
@@ -33,4 +53,9 @@ def get_problem(name: str) -> Problem:
     try:
         return PROBLEMS[name]
     except (KeyError, TypeError):
-        raise ValueError(f"unknown problem {name!r}: choose one of {', '.join(PROBLEMS)}") from None
+        pass
+    for make in FAMILIES.values():
+        prob = make(name)
+        if prob is not None:
+            return prob
+    raise ValueError(f"unknown problem {name!r}: choose one of {', '.join(problem_choices())}")

@@ -234,7 +234,8 @@ class ArrayPrepared(Prepared):
         u0 = xp.asarray(self.u0)
         params = xp.asarray(self.params)
         ens = Ensemble(xp=xp, rhs=self.problem.rhs_for(xp), params=tuple(params),
-                       n_lanes=spec.n, dtype=self.dtype)
+                       n_lanes=spec.n, dtype=self.dtype,
+                       rhs_array=None if self.problem.rhs_array is None else self.problem.rhs_array_for(xp))
         stepper = self._stepper(ens)
         n_states = self.problem.n_states
         with np.errstate(all="ignore"):  # masked lanes may overflow; status codes report it

@@ -40,6 +40,9 @@ class Ensemble:
     params: tuple
     n_lanes: int
     dtype: Any
+    #: The problem's vectorised form (``Problem.rhs_array``), used instead of ``rhs`` where given:
+    #: one operation per term on the whole (n_states, N) array, not one per component.
+    rhs_array: Callable | None = None
 
     def lane_array(self, value: Any) -> Any:
         """``value`` as an ``(N,)`` array: derived functions return constant entries as scalars."""
@@ -49,6 +52,8 @@ class Ensemble:
 
     def derivative(self, u: Any, t: Any) -> Any:
         """``f(u, t)`` for every trajectory: an ``(n_states, N)`` array (one RHS evaluation)."""
+        if self.rhs_array is not None:
+            return self.rhs_array(u, self.params, t)
         return self.stack_rows(self.rhs(tuple(u), self.params, t))
 
     def stack_rows(self, rows: Sequence[Any]) -> Any:

@@ -217,6 +217,11 @@ class FusedBackend(Backend):
             return "variant 'serial' is a CPU variant"
         if (kind := self.kind_module(spec)) is not None:
             return kind.check(self, spec)
+        from solvers.fused import looped
+
+        why = looped.unsupported_reason(spec.prob, spec.method, spec.mode, save_mode(spec))
+        if why:
+            return why
         if spec.dtype == "float32" and spec.max_steps > MAX_STEPS_FLOAT32:
             return f"float32 kernels count steps in float32: max_steps must be <= {MAX_STEPS_FLOAT32}"
         if spec.saveat is not None and spec.mode == "fixed":
@@ -252,6 +257,9 @@ class FusedBackend(Backend):
                 "serial: prange over trajectories" if spec.variant == "serial"
                 else f"lanes: prange over blocks of {self.lanes}, lanes vectorised"),
             "rhs_evals_per_step": mc.step_evals if spec.mode == "fixed" else mc.attempt_evals,
+            **({"layout": "looped (solvers/fused/looped.py): state and stages in local arrays, one "
+                          "trajectory per prange iteration / CUDA thread, loops over the state"}
+               if _looped(spec) else {}),
             "disk_cache": "numba cache=True on the CPU kernels" if spec.device == "cpu" else "none",
         }
         if spec.device == "gpu":
@@ -302,3 +310,9 @@ class FusedBackend(Backend):
         )
         variant = "gpu" if spec.device == "gpu" else ("serial" if spec.variant == "serial" else "lanes")
         return FusedPrepared(spec, key, inputs, variant, self.threads_per_block)
+
+
+def _looped(spec: SolveSpec) -> bool:
+    from solvers.fused.looped import uses_looped
+
+    return uses_looped(spec.prob)

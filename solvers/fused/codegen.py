@@ -40,6 +40,7 @@ import numpy as np
 from problems.registry import get_problem
 from solvers.base import Status
 from solvers.fused.bits import bit_format
+from solvers.fused import looped
 from solvers.fused.emit import Constants, Inliner, free_globals, interleave_lane_loops, names, targets
 from solvers.fused.methods import MethodCode, Shape, method_code
 from solvers.tableaus import PIController, get_controller
@@ -65,7 +66,8 @@ _ARGS = ", ".join(KERNEL_ARGS)
 #: key: the generator, the tableaus, the status codes and the Jacobian derivation. A change
 #: to any of them gives every kernel a new module and a fresh compile.
 GENERATOR_FILES = ("solvers/fused/codegen.py", "solvers/fused/methods.py", "solvers/fused/emit.py",
-                   "solvers/fused/bits.py", "solvers/tableaus.py", "solvers/base.py", "problems/derive.py")
+                   "solvers/fused/bits.py", "solvers/tableaus.py", "solvers/base.py", "problems/derive.py",
+                   "solvers/fused/looped.py")
 
 
 @dataclass(frozen=True)
@@ -708,6 +710,8 @@ def _indent(lines: list[str], k: int = 1) -> list[str]:
 def generate_source(key: KernelKey) -> str:
     """The Python source of the module for ``key`` (see the module docstring)."""
     prob = get_problem(key.problem)
+    if looped.uses_looped(prob):  # large systems: local arrays, loops over the state
+        return looped.generate_source(key)
     mc = method_code(key.method)
     if key.mode == "adaptive" and not mc.attempt_evals:
         raise ValueError(f"method {key.method!r} has no adaptive mode")

@@ -32,7 +32,8 @@ from solvers import jax_sharding
 from solvers.availability import framework_available
 from solvers.base import Backend, Prepared, SolveResult, SolveSpec, UnsupportedError
 from solvers.handwritten.common import METHODS, adaptive_result, check_common, common_settings, fixed_result
-from solvers.handwritten.rk import StepConstants, adaptive_attempt, fixed_step, initial_state, step_constants
+from solvers.handwritten.rk import (StepConstants, adaptive_attempt, fixed_step, initial_state, state_rhs,
+                                   step_constants)
 
 VARIANTS = ("", "soa", "soa-unroll8")
 #: variant -> ``lax.fori_loop`` unroll factor of the fixed-step loop (measured: 8 steps per loop
@@ -85,7 +86,7 @@ def build_solve(spec: SolveSpec, K: StepConstants, variant: str, unroll: int = 1
 
     from solvers.handwritten.ops import JaxOps
 
-    f = spec.prob.rhs_for(jnp)
+    f = state_rhs(spec, jnp)  # tuples of components, or one block with the states on axis 0
     ops = JaxOps()
     n_states, n_params = spec.prob.n_states, spec.prob.n_params
     dtype = jnp.dtype(spec.dtype)
@@ -104,15 +105,20 @@ def build_solve(spec: SolveSpec, K: StepConstants, variant: str, unroll: int = 1
 
     if variant == "":
         def one_trajectory(u0, p):
-            return integrate(tuple(u0[i] for i in range(n_states)),
+            return integrate((u0,) if K.blocked else tuple(u0[i] for i in range(n_states)),
                              tuple(p[j] for j in range(n_params)), lambda s: s.active)
 
         return jax.vmap(one_trajectory)
 
     if variant in ("soa", "soa-unroll8"):
         def all_trajectories(u0, p):
-            return integrate(tuple(u0[i] for i in range(n_states)),
-                             tuple(p[j] for j in range(n_params)), lambda s: jnp.any(s.active))
+            out = integrate((u0,) if K.blocked else tuple(u0[i] for i in range(n_states)),
+                            tuple(p[j] for j in range(n_params)), lambda s: jnp.any(s.active))
+            if K.blocked:  # the (n_states, N) block goes out trajectory-first, as sharding needs
+                if spec.mode == "fixed":
+                    return (out[0].T,)
+                return ((out[0][0].T,), *out[1:])
+            return out
 
         return all_trajectories
     raise ValueError(f"invalid variant {variant!r}: choose one of {', '.join(map(repr, VARIANTS))}")
@@ -156,10 +162,16 @@ class JaxHandwrittenPrepared(Prepared):
 
     def fetch(self, out: Any) -> SolveResult:
         notes = {"variant": self.spec.variant or "vmap", "jax_devices": self.plan.count}
+
+        def cols(u):  # (N, n_states)
+            if not self.constants.blocked:
+                return np.stack([np.asarray(x) for x in u], axis=1)
+            return np.asarray(u[0])  # (N, n_states) in both layouts (see build_solve)
+
         if self.spec.mode == "fixed":
-            return fixed_result(np.stack([np.asarray(x) for x in out], axis=1), self.constants, notes)
+            return fixed_result(cols(out), self.constants, notes)
         comps, accepted, rejected, status = out
-        return adaptive_result(np.stack([np.asarray(x) for x in comps], axis=1), np.asarray(accepted),
+        return adaptive_result(cols(comps), np.asarray(accepted),
                                np.asarray(rejected), np.asarray(status), self.constants, notes)
 
     def close(self) -> None:

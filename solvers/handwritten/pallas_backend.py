@@ -189,7 +189,10 @@ class PallasBackend(Backend):
         return True, why + (f" ({INTERPRET_NOTE})" if device == "cpu" else " (Triton lowering)")
 
     def check(self, spec: SolveSpec) -> str | None:
-        return super().check(spec) or check_common(spec)
+        reason = super().check(spec) or check_common(spec)
+        if reason is None and getattr(spec.prob, "rhs_array", None) is not None:
+            reason = "pallas kernels take the component form only (a vectorised-form problem, e.g. Lorenz-96)"
+        return reason
 
     def step_control(self, spec: SolveSpec) -> str:
         return "none" if spec.mode == "fixed" else "lockstep"

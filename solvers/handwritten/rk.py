@@ -82,6 +82,10 @@ class StepConstants:
     dtmin: float
     end_tol: float
     max_steps: int
+    #: The state is one block (a 1-tuple of an array with the states on axis 0) evaluated by the
+    #: problem's vectorised form (``Problem.rhs_array``), not a tuple of components.
+    blocked: bool = False
+    n_states: int = 0
 
     @property
     def stages(self) -> int:
@@ -122,7 +126,23 @@ def step_constants(spec: SolveSpec) -> StepConstants:
         inv_qmin=float(dt(1) / dt(ctrl.qmin)), inv_qmax=float(dt(1) / dt(ctrl.qmax)),
         gamma=r(ctrl.gamma), qold_init=r(ctrl.qold_init), dtmin=r(ctrl.dtmin),
         end_tol=r(END_TOLERANCE), max_steps=spec.max_steps,
+        blocked=spec.prob.rhs_array is not None, n_states=spec.prob.n_states,
     )
+
+
+def state_rhs(spec: SolveSpec, namespace: Any) -> Callable:
+    """The right-hand side on this module's states: ``problem.rhs_for(namespace)`` on tuples of
+    components, or, for a problem with a vectorised form, ``rhs_array`` on a 1-tuple block."""
+    prob = spec.prob
+    if prob.rhs_array is None:
+        return prob.rhs_for(namespace)
+    fa = prob.rhs_array_for(namespace)
+    return lambda u, p, t: (fa(u[0], p, t),)
+
+
+def _over_states(x: Any, K: StepConstants, reduce: str) -> Any:
+    """A lane-shaped value from a per-state one: a block's axis 0 is reduced (sum / any)."""
+    return getattr(x, reduce)(0) if K.blocked else x
 
 
 # ---- tuple arithmetic ------------------------------------------------------------------------
@@ -193,7 +213,7 @@ class AdaptiveState(NamedTuple):
 
 def initial_state(f: Callable, u0: tuple, p: tuple, K: StepConstants, ops: Any) -> AdaptiveState:
     """The loop state at t0: one evaluation of ``f`` for the first stage."""
-    like = u0[0]
+    like = u0[0][0] if K.blocked else u0[0]   # one lane-shaped value
     t = ops.full_like(like, K.t0)
     return AdaptiveState(
         t=t, dt=ops.full_like(like, K.dt), u=tuple(u0), k1=tuple(f(u0, p, t)),
@@ -227,10 +247,10 @@ def adaptive_attempt(f: Callable, p: tuple, s: AdaptiveState, K: StepConstants, 
 
     scaled = [e / (K.atol + ops.maximum(ops.abs(a), ops.abs(b)) * K.rtol)
               for e, a, b in zip(err, u, u_new)]
-    total = scaled[0] * scaled[0]
+    total = _over_states(scaled[0] * scaled[0], K, "sum")
     for x in scaled[1:]:
         total = total + x * x
-    eest = ops.sqrt(total / len(scaled))
+    eest = ops.sqrt(total / (K.n_states if K.blocked else len(scaled)))
 
     q11 = eest ** K.beta1
     q = ops.where(eest == 0, K.inv_qmax, q11 / s.qold ** K.beta2)
@@ -243,7 +263,7 @@ def adaptive_attempt(f: Callable, p: tuple, s: AdaptiveState, K: StepConstants, 
     dt_accept = ops.minimum(ops.abs(h / factor), ops.abs(remaining))
     t_accept = ops.where(remaining < K.end_tol, ops.full_like(t, K.t1), t + h)
 
-    u_bad = ~ops.isfinite(u_new[0])
+    u_bad = _over_states(~ops.isfinite(u_new[0]), K, "any")
     for x in u_new[1:]:
         u_bad = u_bad | ~ops.isfinite(x)
     nonfinite = trying & (ops.isnan(eest) | (accept & u_bad))

@@ -31,7 +31,8 @@ import numpy as np
 from solvers.availability import framework_available
 from solvers.base import Backend, Prepared, SolveResult, SolveSpec, UnsupportedError
 from solvers.handwritten.common import METHODS, adaptive_result, check_common, common_settings, fixed_result
-from solvers.handwritten.rk import AdaptiveState, StepConstants, adaptive_attempt, fixed_step, initial_state, step_constants
+from solvers.handwritten.rk import (AdaptiveState, StepConstants, adaptive_attempt, fixed_step, initial_state,
+                                   state_rhs, step_constants)
 
 VARIANTS = ("", "compiled", "cudagraph")
 
@@ -101,11 +102,12 @@ class _Solve:
         self.K: StepConstants = step_constants(spec)
         self.device = torch_device(spec.device)
         self.dtype = getattr(torch, spec.dtype)
-        self.f = spec.prob.rhs_for(torch)
+        self.f = state_rhs(spec, torch)  # tuples of components, or one (n_states, N) block
         self.ops = TorchOps()
         u0, p = spec.ensemble()
         # Structure-of-arrays: rows of an (n, N) tensor are contiguous (N,) tensors.
-        self.u0 = tuple(torch.from_numpy(np.ascontiguousarray(u0.T)).to(self.device).unbind(0))
+        rows = torch.from_numpy(np.ascontiguousarray(u0.T)).to(self.device)
+        self.u0 = (rows,) if self.K.blocked else tuple(rows.unbind(0))
         self.p = tuple(torch.from_numpy(np.ascontiguousarray(p.T)).to(self.device).unbind(0))
         self.h = torch.tensor(self.K.dt, dtype=self.dtype, device=self.device)
         if spec.mode == "fixed":
@@ -126,9 +128,10 @@ class _Solve:
     def fetch(self, out: Any, notes: dict) -> SolveResult:
         import torch
 
+        cols = (lambda u: u[0].T) if self.K.blocked else (lambda u: torch.stack(u, dim=1))
         if self.spec.mode == "fixed":
-            return fixed_result(torch.stack(out, dim=1).cpu().numpy(), self.K, notes)
-        return adaptive_result(torch.stack(out.u, dim=1).cpu().numpy(), out.accepted.cpu().numpy(),
+            return fixed_result(cols(out).cpu().numpy(), self.K, notes)
+        return adaptive_result(cols(out.u).cpu().numpy(), out.accepted.cpu().numpy(),
                                out.rejected.cpu().numpy(), out.status.cpu().numpy(), self.K, notes)
 
     def sync(self) -> None:

@@ -244,7 +244,13 @@ class _DiffraxPrepared(Prepared):
         batched = spec.variant == "batched"
         self.plan = _shard_plan(spec)
 
+        rhs_array = None if prob.rhs_array is None else prob.rhs_array_for(jnp)
+
         def vector_field(t, y, args):
+            if rhs_array is not None:
+                # A large system: its vectorised form (jnp.roll over the state axis 0), as a
+                # diffrax user writes it; works on (n_states,) and on (n_states, N) alike.
+                return rhs_array(y, tuple(args[j] for j in range(n_params)), t)
             # vmap variants: y (n_states,), args (n_params,) of ONE trajectory (vmap adds the
             # batch). "batched": y (n_states, N), args (n_params, N): row i is component i of
             # every trajectory, so the same rhs source computes whole rows.

@@ -32,6 +32,9 @@ CASES = {
                                       dtype="float64", rtol=1e-4, atol=1e-8),
     "rodas4-adaptive-f32-stop": dict(problem="robertson", method="rodas4", mode="adaptive", dtype="float32",
                                      rtol=1e-4, atol=1e-8, saveat=(0.0, 1.0, 1e3, 1e5)),
+    # the looped layout of large systems (solvers/fused/looped.py): local arrays in the thread
+    "lorenz96-16-adaptive-f32-looped": dict(problem="lorenz96-16", method="tsit5", mode="adaptive",
+                                            dtype="float32", rtol=1e-4, atol=1e-4),
 }
 
 

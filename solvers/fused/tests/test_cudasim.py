@@ -28,7 +28,7 @@ def report():
 
 
 CASES = ["tsit5-fixed-f32", "tsit5-adaptive-f32-dense", "tsit5-adaptive-f64",
-         "rosenbrock23-adaptive-f64", "rodas4-adaptive-f32-stop"]
+         "rosenbrock23-adaptive-f64", "rodas4-adaptive-f32-stop", "lorenz96-16-adaptive-f32-looped"]
 
 
 @pytest.mark.cudasim
