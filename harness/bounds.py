@@ -55,12 +55,19 @@ def _kind(problem: Any) -> str:
 def _bounded(problem: Any) -> bool:
     """False for a problem kind whose error is a result rather than a correctness bound (its class
     sets ``accuracy_bounded = False``: particle swarms, problems.pso_core)."""
+    return _problem_flag(problem, "accuracy_bounded", True)
+
+
+def _problem_flag(problem: Any, name: str, default: bool) -> bool:
+    """A problem class's policy flag (``accuracy_bounded``; ``failures_are_results``: systems that
+    do not converge are a measured outcome of the algorithm, counted in the row, not a harness
+    error: Newton from random starts, problems.nonlinear_core)."""
     from problems.registry import get_problem
 
     try:
-        return bool(getattr(get_problem(str(problem)), "accuracy_bounded", True))
+        return bool(getattr(get_problem(str(problem)), name, default))
     except ValueError:
-        return True
+        return default
 
 
 def rel_bound(method: str, mode: str, dtype: str, rtol: float) -> float:
@@ -75,7 +82,7 @@ def violation(row: dict[str, Any]) -> str | None:
     """Why an ok row fails its accuracy bound or reports failed trajectories, else None.
     A row without a measured error (reference missing: its reason says so) is not a violation."""
     failed = _f(row.get("failed_trajectories"))
-    if failed > 0:
+    if failed > 0 and not _problem_flag(row.get("problem"), "failures_are_results", False):
         return f"{int(failed)} failed trajectories"
     if not _bounded(row.get("problem")):
         return None

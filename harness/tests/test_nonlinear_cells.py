@@ -76,3 +76,10 @@ def test_readme_paragraph_needs_a_committed_run(tmp_path, monkeypatch):
     _fake_run(tmp_path).to_csv(run / "results.csv", index=False)
     text = readme_paragraph(tmp_path, pd.DataFrame())
     assert "5.0x at N=8" in text and run.name in text and not math.isnan(len(text))
+
+
+def test_systems_that_do_not_converge_are_a_result_for_nonlinear_rows_only():
+    row = {"problem": "generalized_rosenbrock", "status": "ok", "failed_trajectories": 70.0,
+           "max_rel_err": 0.0, "max_scaled_err": 0.0}
+    assert violation(row) is None  # counted in the row and the report, not a harness error
+    assert violation({**row, "problem": "lorenz"}) == "70 failed trajectories"
