@@ -68,12 +68,13 @@ def test_missing_reference_is_not_computed_when_shipped_only(tmp_path, monkeypat
     assert time.monotonic() - started < 5
 
 
-def test_missing_reference_leaves_accuracy_empty_with_a_reason(monkeypatch):
+def test_missing_reference_leaves_accuracy_empty_with_a_reason(monkeypatch, tmp_path):
     from harness.execute import load_reference
     from harness.suites import Cell
     from solvers.base import SolveSpec
 
     monkeypatch.setenv(refmod.POLICY_ENV, "shipped")
+    monkeypatch.setenv("ODEBENCH_CACHE", str(tmp_path))  # an empty cache: earlier tests may have filled the default one
     cell = Cell("fused", SolveSpec(problem="lorenz", method="tsit5", mode="fixed", dtype="float32", n=24),
                 repeats=1, warmups=0, timeout_s=10)
     ref, why = load_reference(cell)
