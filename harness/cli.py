@@ -1,16 +1,16 @@
 """Command line: ``python -m harness COMMAND``.
 
 Commands: ``run`` (a suite, or part of it, into a run folder; ``--resume`` continues one;
-``--budget-s``/``--preflight``/``--device`` for a short GPU session: harness.schedule),
-``report`` (figures and report of a run folder, by harness.report), ``check`` (exit 1 unless a
-run folder holds a valid results table with timings whose ok cells meet harness.bounds),
+``--budget-s``/``--preflight``/``--device`` for a short GPU session: harness.run.gates),
+``report`` (figures and report of a run folder, by harness.report.markdown), ``check`` (exit 1 unless a
+run folder holds a valid results table with timings whose ok cells meet harness.measure.accuracy),
 ``refs`` (the references a suite needs, into problems/refs/), ``preflight`` (quick checks
-before a GPU session: harness.preflight), ``list`` (problems, backends and their
+before a GPU session: harness.run.preflight), ``list`` (problems, backends and their
 availability, methods, suites), ``env`` (the environment fingerprint; ``--check``: required and
 optional packages, harness.packages), ``default-suite`` (gpu-quick where a GPU is usable, else
 cpu) and ``bench-compare`` (a pytest-benchmark JSON against a baseline, by harness.bench_compare),
 ``readme`` (README.md's results block from a run; ``--check`` compares) and ``figures`` (the
-reference runs' headline figures into figures/), both by harness.readme.
+reference runs' headline figures into figures/), both by harness.report.readme.
 
 Bad input (an unknown name, N <= 0, a malformed suite, an output folder that cannot be
 written) gives one line ``error: ...`` on stderr and exit code 2, before anything is written.
@@ -116,16 +116,16 @@ def build_parser() -> argparse.ArgumentParser:
                      help="run every cell on this device (e.g. a GPU suite's dry run on a CPU)")
     run.add_argument("--budget-s", type=_positive_float_arg, metavar="SECONDS",
                      help="time budget of this session: headline cells first, shared among backends; "
-                          "cells left out become 'skipped' rows that --resume runs (harness.schedule)")
+                          "cells left out become 'skipped' rows that --resume runs (harness.run.gates)")
     run.add_argument("--preflight", type=Path, metavar="JSON",
                      help="preflight.json of `preflight`: backends that failed it are not run")
     run.add_argument("--cluster", metavar="ADDRESS",
                      help="run cells on a Dask cluster: 'local' (a LocalCluster here, or LocalCUDACluster "
                           "with GPUs), 'local:W' (W workers) or a scheduler address tcp://host:8786 "
-                          "(harness.cluster; needs dask[distributed])")
+                          "(harness.run.cluster; needs dask[distributed])")
     run.add_argument("--shards", type=_nonnegative_int_arg, metavar="K",
                      help="split every cell's ensemble into K shards solved on K Dask workers and gathered "
-                          "(harness.shards; 0: unsharded; overrides the suite; without --cluster: local)")
+                          "(harness.run.shards; 0: unsharded; overrides the suite; without --cluster: local)")
     run.add_argument("--quiet", action="store_true", help="no progress output")
     run.add_argument("--report", action="store_true", help="build the report when the sweep is done")
 
@@ -180,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "refs":
             return cmd_refs(args)
         if args.command == "preflight":
-            from harness.preflight import cmd_preflight
+            from harness.run.preflight import cmd_preflight
 
             return cmd_preflight(args)
         if args.command == "list":
@@ -227,7 +227,7 @@ def _threads_arg(values: list[str]) -> list[int]:
 
 def _validated_filters(args: argparse.Namespace) -> dict[str, list]:
     """The --problem/--backend/--method/--mode/--n values, checked against the known names."""
-    from harness.backends import all_method_names, backend_names, is_method_name
+    from harness.run.backends import all_method_names, backend_names, is_method_name
     from problems.registry import is_problem_name, problem_names
     from solvers.base import MODES
 
@@ -351,9 +351,9 @@ def _terminate_as_interrupt():
 
 
 def _sweep_order_and_gates(plan: RunPlan, args: argparse.Namespace) -> tuple[list, list]:
-    """The cells in run order and the harness.schedule gates for this session."""
-    from harness.runner import order_cells
-    from harness.schedule import Budget, BrokenBackend, LaunchesOncePerSeries, Preflight, headline_first
+    """The cells in run order and the harness.run.gates gates for this session."""
+    from harness.run.sweep import order_cells
+    from harness.run.gates import Budget, BrokenBackend, LaunchesOncePerSeries, Preflight, headline_first
 
     context = {"run_id": plan.run_id, "suite": plan.suite.name}
     budget_s = getattr(args, "budget_s", None)
@@ -370,8 +370,8 @@ def _sweep_order_and_gates(plan: RunPlan, args: argparse.Namespace) -> tuple[lis
 
 def _plan_run(args: argparse.Namespace, command: list[str]) -> RunPlan:
     """Validate everything ``run`` was given; the only thing written is the new run folder."""
-    from harness.environment import device_tag, fingerprint
-    from harness.suites import load_suite
+    from harness.measure.environment import device_tag, fingerprint
+    from harness.run.suites import load_suite
 
     saved: dict[str, Any] = {}
     if args.resume is not None:
@@ -385,7 +385,7 @@ def _plan_run(args: argparse.Namespace, command: list[str]) -> RunPlan:
         given["threads"] = _threads_arg(args.threads)
     for opt in ("cluster", "shards"):  # a resumed run keeps them unless given again
         if getattr(args, opt, None) is not None:
-            from harness.cluster import parse_address, require_dask
+            from harness.run.cluster import parse_address, require_dask
 
             require_dask(f"--{opt}")
             if opt == "cluster":
@@ -412,7 +412,7 @@ def _plan_run(args: argparse.Namespace, command: list[str]) -> RunPlan:
         cells = list(dict((x.key, x) for x in (dataclasses.replace(c, shards=request["shards"] or None)
                                                  for c in cells)).values())
     if any(c.shards for c in cells) or request.get("cluster"):
-        from harness.cluster import require_dask
+        from harness.run.cluster import require_dask
 
         require_dask("--cluster" if request.get("cluster") else "a sharded cell (shards)")
     cells = _select(cells, request.get("filters", {}))
@@ -453,9 +453,9 @@ def _plan_run(args: argparse.Namespace, command: list[str]) -> RunPlan:
 def _run_plan(plan: RunPlan, args: argparse.Namespace) -> int:
     """The part of ``run`` that writes: the run folder is validated and locked."""
     # imported only now: bad input is refused without loading pandas and the runner
-    from harness.results import CSV_NAME, read_rows, write_parquet
-    from harness.runner import run_sweep
-    from harness.schema import SCHEMA_VERSION
+    from harness.results.store import CSV_NAME, read_rows, write_parquet
+    from harness.run.sweep import run_sweep
+    from harness.results.schema import SCHEMA_VERSION
 
     run_dir, suite, fp = plan.run_dir, plan.suite, plan.fingerprint
     session = {"started_at": plan.started.isoformat(timespec="seconds"), "command": plan.command,
@@ -516,14 +516,14 @@ def _run_plan(plan: RunPlan, args: argparse.Namespace) -> int:
 
 
 def _cluster_for(plan: RunPlan, session: dict):
-    """The Dask cluster of this run (harness.cluster), started, or a null context: --cluster,
+    """The Dask cluster of this run (harness.run.cluster), started, or a null context: --cluster,
     or 'local' when a cell is sharded. Its description goes into the session's record."""
     from contextlib import nullcontext
 
     address = plan.request.get("cluster") or ("local" if any(c.shards for c in plan.cells) else None)
     if address is None:
         return nullcontext(None)
-    from harness.cluster import Cluster
+    from harness.run.cluster import Cluster
 
     cluster = Cluster.for_cells(address, plan.cells)
     cluster.start()
@@ -533,8 +533,8 @@ def _cluster_for(plan: RunPlan, session: dict):
 
 
 def _check_schema(run_dir: Path) -> None:
-    from harness.results import read_results
-    from harness.schema import SchemaError, validate
+    from harness.results.store import read_results
+    from harness.results.schema import SchemaError, validate
 
     try:
         validate(read_results(run_dir))
@@ -560,9 +560,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     if not (run_dir / "results.csv").is_file():
         raise UsageError(f"{run_dir} is not a run folder (no results.csv)")
     try:
-        from harness.report import write_report
+        from harness.report.markdown import write_report
     except ImportError as exc:
-        raise UsageError(f"the report builder harness.report is not available here ({exc})") from None
+        raise UsageError(f"the report builder harness.report.markdown is not available here ({exc})") from None
     try:
         path = write_report(run_dir)
     except ValueError as exc:  # the report's SchemaError: the results cannot be reported
@@ -574,7 +574,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_readme(args: argparse.Namespace) -> int:
     """`readme`: rewrite or check README.md's results block; `figures`: the top-level figures/."""
-    from harness.readme import ReadmeError, run_named_in_readme, write_readme, write_top_figures
+    from harness.report.readme import ReadmeError, run_named_in_readme, write_readme, write_top_figures
 
     try:
         if args.command == "figures":
@@ -608,9 +608,9 @@ def cmd_readme(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Exit 0 only for a run folder whose results validate, hold at least one timed cell, and
-    whose ok cells are within their accuracy bounds with no failed trajectory (harness.bounds)."""
-    from harness.results import CSV_NAME, read_results
-    from harness.schema import SchemaError, validate
+    whose ok cells are within their accuracy bounds with no failed trajectory (harness.measure.accuracy)."""
+    from harness.results.store import CSV_NAME, read_results
+    from harness.results.schema import SchemaError, validate
 
     path = args.run_dir / CSV_NAME
     if not path.is_file():
@@ -629,7 +629,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     if not (df["status"] == "ok").any():
         print(f"error: {path}: no cell produced timings", file=sys.stderr)
         return 1
-    from harness.bounds import accuracy_violations
+    from harness.measure.accuracy import accuracy_violations
 
     bad = accuracy_violations(df)
     ok_backends = set(df.loc[df["status"] == "ok", "backend"])
@@ -644,7 +644,7 @@ def cmd_env(args: argparse.Namespace) -> int:
     from harness.packages import OPTIONAL, REQUIRED, missing
 
     if not args.check:
-        from harness.environment import fingerprint
+        from harness.measure.environment import fingerprint
 
         print(json.dumps(fingerprint(), indent=2))
         return 0
@@ -669,8 +669,8 @@ def gpu_usable() -> tuple[bool, str]:
 
     Backends that do not start JAX are asked first: asking JAX makes it take GPU memory.
     """
-    from harness.backends import load_backend
-    from harness.environment import gpu_info
+    from harness.run.backends import load_backend
+    from harness.measure.environment import gpu_info
 
     gpus = gpu_info()["gpus"]
     if not gpus:
@@ -694,7 +694,7 @@ def default_suite() -> str:
 def cmd_refs(args: argparse.Namespace) -> int:
     """Compute every reference a suite needs into problems/refs/ (harness.refs)."""
     from harness.refs import write_shipped
-    from harness.suites import load_suite
+    from harness.run.suites import load_suite
 
     cells = load_suite(args.suite).cells
     ns = {int(v) for v in _split(args.n) if v.isdigit()}
@@ -717,8 +717,8 @@ def cmd_bench_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_list() -> int:
-    from harness.backends import declared_methods, declared_variants, load_backend, backend_names
-    from harness.suites import load_suite, suite_names
+    from harness.run.backends import declared_methods, declared_variants, load_backend, backend_names
+    from harness.run.suites import load_suite, suite_names
     from problems.registry import get_problem, problem_names
 
     print("problems:")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness import paper_data as P
+from harness.results import paper as P
 from harness.gpu_profile import kernels, model, specs
 
 PAPER_NS = tuple(8 * 4 ** k for k in range(11))

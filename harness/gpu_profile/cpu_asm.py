@@ -8,7 +8,7 @@ the vector width in float32 lanes of its packed instructions: 4 xmm, 8 ymm, 16 z
 step, so its instruction count is also the number of lane-operations per trajectory-step.
 
 ``calibration(df, run_dir)`` sets that count against the FMA throughput measured by
-``harness.cpu_peak`` (``cpu_peak.json`` in the run folder) and the fused kernel's measured time
+``harness.gpu_profile.cpu_peak`` (``cpu_peak.json`` in the run folder) and the fused kernel's measured time
 per trajectory-step in the run: predicted = packed FP instructions per trajectory-step /
 measured FMA lane rate (the FP pipes issue FMUL/FADD at the FMA rate or faster on current x86).
 """

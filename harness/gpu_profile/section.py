@@ -262,7 +262,7 @@ def readme_paragraph(df: pd.DataFrame | None = None) -> str:
 
 
 def readme_paragraph_for_run(run_dir: Path, df: pd.DataFrame) -> str:
-    """:func:`readme_paragraph` with the README generator's signature (harness.readme)."""
+    """:func:`readme_paragraph` with the README generator's signature (harness.report.readme)."""
     return readme_paragraph(df)
 
 
@@ -272,7 +272,7 @@ def _same_machine(run_dir: Path) -> bool:
     import json
     import socket
 
-    from harness.environment import cpu_info
+    from harness.measure.environment import cpu_info
 
     try:
         env = json.loads((Path(run_dir) / "environment.json").read_text())
@@ -285,7 +285,7 @@ def _same_machine(run_dir: Path) -> bool:
 
 def cpu_calibration_text(run_dir: Path, df: pd.DataFrame) -> str:
     """The CPU check of the instruction-count reasoning (measured peak, measured time)."""
-    from harness import cpu_peak
+    from harness.gpu_profile import cpu_peak
     from harness.gpu_profile import cpu_asm
 
     peak = cpu_peak.read_peak(run_dir)
@@ -304,7 +304,7 @@ def cpu_calibration_text(run_dir: Path, df: pd.DataFrame) -> str:
             f"{c['fma']} FMA, {c['mul']} MUL and {c['add']} ADD packed instructions per trajectory-step "
             f"({prof['instructions_per_trajectory_step']} instructions in all, {c['vec_move']} vector moves).")
     if peak is None:
-        return text + (" No FMA peak measured for this run (`python -m harness.cpu_peak RUN_DIR` on the run's "
+        return text + (" No FMA peak measured for this run (`python -m harness.gpu_profile.cpu_peak RUN_DIR` on the run's "
                        "machine writes cpu_peak.json): no predicted time.")
     text += (f" Measured single-core FMA throughput ({cpu_peak.PEAK_FILE}): "
              f"{peak['fma_lanes_per_s_per_core'] / 1e9:.1f} G lane-FMAs/s, so the FP work alone predicts "

@@ -87,7 +87,7 @@ GPUS: dict[str, GPUSpec] = {
                     note="as H100; launch costs and FFMA latency: the V100/Turing figures"),
 }
 
-#: The paper's folder labels (harness.paper_data) -> our spec key.
+#: The paper's folder labels (harness.results.paper) -> our spec key.
 PAPER_GPU_KEYS = {"Tesla V100": "V100", "Quadro RTX 5000": "RTX5000"}
 
 

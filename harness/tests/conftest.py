@@ -5,13 +5,13 @@ import json
 
 import pytest
 
-from harness.paper_data import PAPER_DATA_ENV
+from harness.results.paper import PAPER_DATA_ENV
 
 
 @pytest.fixture(scope="session")
 def written(tmp_path_factory):
     """(run_dir, report.md path, report.md text) for the synthetic results (no published data)."""
-    from harness import report
+    from harness.report import markdown as report
     from harness.tests.test_plots import ENV, synthetic_results
 
     run_dir = tmp_path_factory.mktemp("run")

@@ -178,14 +178,14 @@ class DyingBackend(FakeBackend):
 
 class WorkerKillingBackend(FakeBackend):
     """Mid-cell, SIGKILLs the process that started this one (in a clustered sweep: the Dask
-    worker whose task runs the cell; harness.cluster), once per marker; then waits to be ended."""
+    worker whose task runs the cell; harness.run.cluster), once per marker; then waits to be ended."""
 
     name = "fake-killworker"
 
     def on_run(self, spec, call) -> None:
         if self.kills():
             os.kill(os.getppid(), signal.SIGKILL)
-            time.sleep(30)  # mid-cell: ended by harness.worker's exit-with-parent watch
+            time.sleep(30)  # mid-cell: ended by harness.run.worker's exit-with-parent watch
 
     def kills(self) -> bool:
         return _first_time()
@@ -202,7 +202,7 @@ class AlwaysWorkerKillingBackend(WorkerKillingBackend):
 
 class SelfKillingBackend(FakeBackend):
     """SIGKILLs its own process on its first solve, once per marker: run as a shard inside a Dask
-    worker (harness.shards), that kills the worker mid-shard."""
+    worker (harness.run.shards), that kills the worker mid-shard."""
 
     name = "fake-killself"
 

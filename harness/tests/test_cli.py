@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 from harness.cli import main
-from harness.results import read_results
-from harness.schema import COLUMNS, validate
+from harness.results.store import read_results
+from harness.results.schema import COLUMNS, validate
 from harness.tests.fakes import fake_backends  # noqa: F401 - fixture
 
 REPO = Path(__file__).resolve().parents[2]
@@ -207,10 +207,10 @@ def test_report_without_the_report_module_is_one_line_exit_2(fake_backends, tmp_
     suite.write_text(GOOD_SUITE)
     assert main(["run", "--suite", str(suite), "--out", str(tmp_path / "run"), "--in-process", "--quiet"]) == 0
     capsys.readouterr()
-    monkeypatch.setitem(sys.modules, "harness.report", None)  # makes `import harness.report` fail
+    monkeypatch.setitem(sys.modules, "harness.report.markdown", None)  # makes `import harness.report.markdown` fail
     assert main(["report", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err.splitlines()
-    assert len(err) == 1 and err[0].startswith("error: the report builder harness.report is not available")
+    assert len(err) == 1 and err[0].startswith("error: the report builder harness.report.markdown is not available")
 
 
 def test_env_prints_the_fingerprint(capsys):
@@ -220,7 +220,7 @@ def test_env_prints_the_fingerprint(capsys):
 
 
 def test_default_suite_is_cpu_without_a_gpu(capsys, monkeypatch):
-    from harness import environment
+    from harness.measure import environment
 
     monkeypatch.setattr(environment, "gpu_info", lambda: {"gpus": []})
     assert main(["default-suite"]) == 0
@@ -247,7 +247,7 @@ def test_a_run_folder_in_use_is_refused(fake_backends, tmp_path, capsys):
 
 
 def test_check_fails_on_an_empty_results_table(tmp_path, capsys):
-    from harness.schema import COLUMNS
+    from harness.results.schema import COLUMNS
 
     run = tmp_path / "run"
     run.mkdir()

@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from harness.clock import time_solve
-from harness.execute import execute_cell
-from harness.suites import Cell
+from harness.measure.clock import time_solve
+from harness.measure.execute import execute_cell
+from harness.run.suites import Cell
 from harness.tests.fakes import fake_backends  # noqa: F401 - fixture
 from solvers.base import SolveSpec
 

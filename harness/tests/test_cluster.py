@@ -1,4 +1,4 @@
-"""Sweeps on a Dask LocalCluster (harness.cluster, harness.shards): the same cells and statuses
+"""Sweeps on a Dask LocalCluster (harness.run.cluster, harness.run.shards): the same cells and statuses
 as without a cluster, --resume after an interrupted clustered run, a worker killed mid-cell, a
 sharded fused cell equal to the unsharded one, and the one-line errors of --cluster/--shards.
 
@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.results import read_results, read_rows
-from harness.runner import run_sweep
-from harness.schema import validate
-from harness.suites import Cell
+from harness.results.store import read_results, read_rows
+from harness.run.sweep import run_sweep
+from harness.results.schema import validate
+from harness.run.suites import Cell
 from harness.tests.fakes import fake_backends  # noqa: F401 - fixture
 from solvers.base import SolveSpec
 
@@ -38,7 +38,7 @@ def outcome(run_dir: Path) -> dict:
 
 
 def local(workers: int = 2):
-    from harness.cluster import Cluster
+    from harness.run.cluster import Cluster
 
     return Cluster(f"local:{workers}")
 

@@ -1,8 +1,8 @@
 """The environment fingerprint: what it records, and the run-id tag."""
 from __future__ import annotations
 
-from harness import environment
-from harness.environment import device_tag, fingerprint
+from harness.measure import environment
+from harness.measure.environment import device_tag, fingerprint
 
 
 def test_fingerprint_records_machine_software_and_settings(monkeypatch):

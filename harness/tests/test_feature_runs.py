@@ -1,4 +1,4 @@
-from harness.feature_runs import latest_run
+from harness.results.feature_runs import latest_run
 
 
 def test_latest_run_picks_the_newest_folder_of_the_suite(tmp_path):

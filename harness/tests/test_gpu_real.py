@@ -5,7 +5,7 @@ every method and both modes, status codes included; the CuPy replica against the
 What the simulator cannot show and this does: libdevice bit-casts and ``sqrt``, NVVM's FMA
 contraction, the launch configuration (block size clamped to the compiled kernel's limit).
 The GPU and CPU kernels agree to rounding (FMA contraction differs); both meet the accuracy
-bound of harness.bounds against the reference. The CPU kernels compile in parallel processes
+bound of harness.measure.accuracy against the reference. The CPU kernels compile in parallel processes
 (one per case) while the GPU kernels run, so the file fits in ~45 s on a GPU box.
 
     python -m pytest -m gpu harness/tests/test_gpu_real.py
@@ -90,7 +90,7 @@ def cpu_results():
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_cuda_kernel_matches_cpu_kernel_and_reference(case, cpu_results):
-    from harness.bounds import violation
+    from harness.measure.accuracy import violation
     from problems.reference import max_relative_error, reference
     from problems.registry import get_problem
     from solvers.base import Status

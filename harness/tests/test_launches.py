@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.launches import CountingArray, CountingNamespace, count_launches, counting_operations
+from harness.measure.launches import CountingArray, CountingNamespace, count_launches, counting_operations
 from solvers.base import Prepared, SolveResult
 
 

@@ -1,5 +1,5 @@
 """Launch counting sees the hand-written C++ backend's one entry-point call per solve."""
-from harness.launches import count_launches
+from harness.measure.launches import count_launches
 from solvers.base import SolveSpec
 from solvers.registry import get_backend
 

@@ -3,10 +3,10 @@ import math
 
 import pandas as pd
 
-from harness.bounds import violation
-from harness.execute import execute_cell
-from harness.nonlinear_report import array_over_fused, readme_paragraph, report_section, summary, nonlinear_rows
-from harness.suites import Cell, load_suite
+from harness.measure.accuracy import violation
+from harness.measure.execute import execute_cell
+from harness.report.sections.nonlinear import array_over_fused, readme_paragraph, report_section, summary, nonlinear_rows
+from harness.run.suites import Cell, load_suite
 from solvers.base import SolveSpec
 
 
@@ -66,7 +66,7 @@ def test_report_section_reads_ratios_from_the_data(tmp_path):
 
 
 def test_readme_paragraph_needs_a_committed_run(tmp_path, monkeypatch):
-    import harness.feature_runs as fr
+    import harness.results.feature_runs as fr
 
     monkeypatch.setattr(fr, "RESULTS_DIR", tmp_path)
     monkeypatch.setattr(fr.latest_run, "__defaults__", (tmp_path,))

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness import paper_data
-from harness.paper_data import PAPER_DATA_ENV, load_paper_data, locate_paper_data, read_timing_file
+from harness.results import paper as paper_data
+from harness.results.paper import PAPER_DATA_ENV, load_paper_data, locate_paper_data, read_timing_file
 
 REAL = paper_data.repo_root().parent / "shared" / "paper_data"
 needs_real = pytest.mark.skipif(not REAL.is_dir(), reason=f"{REAL} is not present on this machine")

@@ -7,10 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.plots import FIGURES, cell_table, make_figures, speedup_table
-from harness.plots.model import fit_series
-from harness.plots.style import BACKEND_COLOURS, backend_colour, variant_linestyle
-from harness.schema import SCHEMA_VERSION, validate
+from harness.report.figures import FIGURES, cell_table, make_figures, speedup_table
+from harness.report.figures.model import fit_series
+from harness.report.figures.style import BACKEND_COLOURS, backend_colour, variant_linestyle
+from harness.results.schema import SCHEMA_VERSION, validate
 
 #: Per backend: (launches per solve, fixed overhead per launch [s], cost per trajectory-step [s],
 #: method in fixed mode, step control in adaptive mode). Invented for the test, not measurements.

@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pandas as pd
 
-from harness.bounds import violation
-from harness.pso_report import comparison_lines, ratios, report_section, summary, pso_rows
+from harness.measure.accuracy import violation
+from harness.report.sections.pso import comparison_lines, ratios, report_section, summary, pso_rows
 
 
 def rows():

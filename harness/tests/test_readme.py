@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import readme
+from harness.report import readme
 from harness.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -76,9 +76,9 @@ def test_missing_markers_is_a_one_line_error(tmp_path, capsys, named_run):
 
 def test_reference_report_headline_is_generated(named_run):
     """The committed report's headline section is exactly what the data give (no hand edits)."""
-    from harness.headline import headline_table
-    from harness.paper_data import load_paper_data
-    from harness.report import headline_markdown, load_results
+    from harness.results.headline import headline_table
+    from harness.results.paper import load_paper_data
+    from harness.report.markdown import headline_markdown, load_results
 
     run, _ = named_run
     report_md = ROOT / run / "report.md"

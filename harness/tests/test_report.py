@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness import report
-from harness.headline import cell_stats, headline_settings, headline_table, verdict
-from harness.schema import SchemaError
+from harness.report import markdown as report
+from harness.results.headline import cell_stats, headline_settings, headline_table, verdict
+from harness.results.schema import SchemaError
 from harness.tests.test_plots import synthetic_results
 
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.results import cell_key, read_results, read_rows
-from harness.runner import run_sweep
-from harness.schema import validate
-from harness.suites import Cell
+from harness.results.store import cell_key, read_results, read_rows
+from harness.run.sweep import run_sweep
+from harness.results.schema import validate
+from harness.run.suites import Cell
 from harness.tests.fakes import fake_backends  # noqa: F401 - fixture
 from solvers.base import SolveSpec
 

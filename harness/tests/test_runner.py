@@ -5,10 +5,10 @@ import json
 
 import pytest
 
-from harness.results import read_results, read_rows
-from harness.runner import run_sweep
-from harness.schema import validate
-from harness.suites import Cell
+from harness.results.store import read_results, read_rows
+from harness.run.sweep import run_sweep
+from harness.results.schema import validate
+from harness.run.suites import Cell
 from harness.tests.fakes import fake_backends  # noqa: F401 - fixture
 from solvers.base import SolveSpec
 
@@ -123,7 +123,7 @@ def test_unknown_backend_module_is_an_unavailable_row(fake_backends, tmp_path, m
 def test_computing_the_reference_does_not_count_against_the_cell_limit(fake_backends, tmp_path, monkeypatch):
     import time
 
-    from harness import execute
+    from harness.measure import execute
 
     real = execute.load_reference
 

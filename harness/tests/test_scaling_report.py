@@ -1,4 +1,4 @@
-"""The scaling section (harness.scaling_report) from a synthetic sharded run: figure, plotted CSV,
+"""The scaling section (harness.report.sections.scaling) from a synthetic sharded run: figure, plotted CSV,
 table and README paragraph come from the rows; a run without sharded rows gets no section."""
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import json
 
 import pandas as pd
 
-from harness import scaling_report
-from harness.schema import conform
+from harness.report.sections import scaling as scaling_report
+from harness.results.schema import conform
 
 
 def _row(problem, n, k, threads, t, shard_solves=None, mode="fixed"):
@@ -53,10 +53,10 @@ def test_readme_paragraph_reads_the_committed_scaling_run(tmp_path, monkeypatch)
     run = tmp_path / "20261201T000000Z-scaling-vm"
     run.mkdir()
     synthetic().to_csv(run / "results.csv", index=False)
-    monkeypatch.setattr("harness.feature_runs.RESULTS_DIR", tmp_path)
-    monkeypatch.setattr("harness.feature_runs.latest_run.__defaults__", (tmp_path,))
+    monkeypatch.setattr("harness.results.feature_runs.RESULTS_DIR", tmp_path)
+    monkeypatch.setattr("harness.results.feature_runs.latest_run.__defaults__", (tmp_path,))
     text = scaling_report.readme_paragraph(tmp_path, None)
     assert "K = 1: 1.1 s, K = 2: 0.6 s, K = 4: 0.65 s" in text and run.name in text
     assert "N = 4,096 (t in [0, 10]) took 3 s on 2 workers" in text
-    monkeypatch.setattr("harness.feature_runs.latest_run.__defaults__", (tmp_path / "none",))
+    monkeypatch.setattr("harness.results.feature_runs.latest_run.__defaults__", (tmp_path / "none",))
     assert scaling_report.readme_paragraph(tmp_path, None) is None

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 
-from harness.results import finished_keys, read_rows
-from harness.runner import run_sweep
-from harness.schedule import (Budget, BrokenBackend, LaunchesOncePerSeries, Preflight,
+from harness.results.store import finished_keys, read_rows
+from harness.run.sweep import run_sweep
+from harness.run.gates import (Budget, BrokenBackend, LaunchesOncePerSeries, Preflight,
                               headline_first, tier)
-from harness.suites import Cell
+from harness.run.suites import Cell
 from harness.tests.fakes import fake_backends  # noqa: F401 - fixture
 from solvers.base import SolveSpec
 

@@ -1,8 +1,8 @@
 """An SDE cell through the kind-agnostic runner: rows carry the kind's own accuracy measure."""
 import math
 
-from harness.execute import execute_cell
-from harness.suites import Cell
+from harness.measure.execute import execute_cell
+from harness.run.suites import Cell
 from solvers.base import SolveSpec
 
 

@@ -1,4 +1,4 @@
-"""Sharded ensembles (harness.shards) without a cluster: the split, the sweep's slices, and that
+"""Sharded ensembles (harness.run.shards) without a cluster: the split, the sweep's slices, and that
 solving the shards and concatenating gives the unsharded solve (bitwise for the fused kernel)."""
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from harness.shards import refusal, shard_cell, split
-from harness.suites import Cell
+from harness.run.shards import refusal, shard_cell, split
+from harness.run.suites import Cell
 from problems.registry import get_problem
 from solvers.base import SolveSpec
 from solvers.registry import get_backend
@@ -87,8 +87,8 @@ def test_sde_and_oversharded_cells_are_refused_with_a_reason():
 
 
 def test_shards_is_a_key_column_and_suite_setting(tmp_path):
-    from harness.results import cell_key
-    from harness.suites import load_suite
+    from harness.results.store import cell_key
+    from harness.run.suites import load_suite
 
     path = tmp_path / "t.toml"
     path.write_text('description = "t"\ndevice = "cpu"\nthreads = 1\n[[entries]]\nproblem = "lorenz"\n'

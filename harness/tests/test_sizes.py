@@ -2,8 +2,8 @@
 paragraph are computed from the rows (a synthetic table here: no timing is asserted)."""
 import pandas as pd
 
-from harness import sizes_report
-from harness.suites import load_suite
+from harness.report.sections import sizes as sizes_report
+from harness.run.suites import load_suite
 
 
 def test_suite_loads_lorenz96_family():

@@ -6,7 +6,7 @@ import math
 import pandas as pd
 import pytest
 
-from harness.stats import NOISY_SPREAD, cell_stats, format_speedup, report_section, sample_stats, speedup
+from harness.results.stats import NOISY_SPREAD, cell_stats, format_speedup, report_section, sample_stats, speedup
 
 
 def test_sample_stats_of_known_samples():

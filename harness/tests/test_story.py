@@ -7,11 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.plots.cells import cell_table
-from harness.plots.figures import _Context
-from harness.plots.story import STORY_FIGURES, make_story_figures, measured_floor
-from harness.plots.style import dispatch_kind, mode_linestyle, published_colour
-from harness.schema import validate
+from harness.results.cells import cell_table
+from harness.report.figures.core import _Context
+from harness.report.figures.story import STORY_FIGURES, make_story_figures, measured_floor
+from harness.report.figures.style import dispatch_kind, mode_linestyle, published_colour
+from harness.results.schema import validate
 from harness.tests.test_plots import ENV, published_sample, synthetic_results
 
 

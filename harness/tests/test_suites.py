@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from harness.backends import backend_names, declared_methods, declared_variants, load_backend
+from harness.run.backends import backend_names, declared_methods, declared_variants, load_backend
 from harness.errors import UsageError
-from harness.suites import load_suite, suite_names
+from harness.run.suites import load_suite, suite_names
 from problems.registry import get_problem, problem_names
 from solvers.base import Backend
 

@@ -9,13 +9,13 @@ import time
 import pandas as pd
 import pytest
 
-from harness.clock import time_solve
-from harness.results import cell_key, finished_keys, read_results, read_rows
-from harness.runner import order_cells, run_sweep
-from harness.schema import validate
-from harness.suites import Cell, load_suite
+from harness.measure.clock import time_solve
+from harness.results.store import cell_key, finished_keys, read_results, read_rows
+from harness.run.sweep import order_cells, run_sweep
+from harness.results.schema import validate
+from harness.run.suites import Cell, load_suite
 from harness.tests.fakes import fake_backends  # noqa: F401 - fixture
-from harness.threads import resolve, worker_environment
+from harness.measure.threads import resolve, worker_environment
 from solvers.base import SolveSpec
 
 

@@ -17,9 +17,9 @@ import os
 
 import pytest
 
-from harness.results import read_results
-from harness.runner import order_cells, run_sweep
-from harness.suites import Cell
+from harness.results.store import read_results
+from harness.run.sweep import order_cells, run_sweep
+from harness.run.suites import Cell
 from solvers.base import SolveSpec
 
 pytestmark = pytest.mark.slow

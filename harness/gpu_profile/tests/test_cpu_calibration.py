@@ -38,7 +38,7 @@ def test_hot_loop_is_the_innermost_packed_loop():
 
 
 def test_cpu_peak_measures_vectorised_fma(tmp_path):
-    from harness import cpu_peak
+    from harness.gpu_profile import cpu_peak
 
     r = cpu_peak.measure_peak(iters=50, repeats=1)
     assert r["fma_lanes_per_s_per_core"] > 0

@@ -166,7 +166,7 @@ def test_comparison_without_published_data_is_empty():
 @pytest.mark.slow
 def test_comparison_with_published_data():
     from harness.gpu_profile import compare
-    from harness.paper_data import locate_paper_data
+    from harness.results.paper import locate_paper_data
 
     if locate_paper_data()[0] is None:
         pytest.skip("../shared/paper_data is absent (set $PAPER_DATA_DIR): nothing to compare with")

@@ -1,0 +1,312 @@
+"""One cell's lifecycle, from backend lookup to results rows.
+
+``execute_cell`` runs in whatever process the runner chose (a worker, or the caller's own) and
+never raises for a cell's own failure: every outcome becomes rows.
+
+* backend not importable or ``available(device)`` false -> one "unavailable" row;
+* ``check(spec)`` gives a reason, or ``prepare`` raises UnsupportedError -> one "unsupported" row;
+* an exception -> one "error" row (reason: exception type and message, one line), or "oom" when
+  it is a MemoryError or its message says the device ran out of memory;
+* otherwise the clock's samples -> one "ok" row per timed repeat, each carrying the cell's
+  untimed checks: accuracy against the float64 reference, steps and RHS evaluations, failed
+  trajectories and launches. A cell in which some trajectories failed stays "ok" with
+  ``failed_trajectories`` > 0 and the count in ``reason``; only when every trajectory failed is
+  it "failed" (one row, repeat -1, still carrying what was measured).
+
+KeyboardInterrupt (and other BaseExceptions) are not caught: an interrupted cell leaves no row,
+so a resumed sweep runs it again.
+"""
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import time
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+import numpy as np
+
+from harness.run.backends import load_backend, one_line
+from harness.measure.clock import make_device_timer, time_solve
+from harness.results.schema import SCHEMA_VERSION
+from harness.run.suites import Cell
+from harness.measure.threads import apply_to_libraries
+from harness.measure.threads import resolve as resolve_threads
+from solvers.base import SolveResult, Status, UnsupportedError
+
+#: The longest reason stored in a row (exception messages can be pages long).
+MAX_REASON = 400
+
+#: (backend, device) -> (ok, reason); a worker asks each backend once per device.
+_availability: dict[tuple[str, str], tuple[bool, str]] = {}
+
+OOM_MARKERS = ("out of memory", "resource_exhausted", "outofmemory", "cuda_error_out_of_memory")
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def classify_exception(exc: BaseException) -> tuple[str, str]:
+    """(status, one-line reason) for an exception raised while running a cell."""
+    reason = one_line(f"{type(exc).__name__}: {exc}")[:MAX_REASON]
+    if isinstance(exc, UnsupportedError):
+        return "unsupported", one_line(str(exc))[:MAX_REASON] or reason
+    text = reason.lower()
+    if isinstance(exc, MemoryError) or any(m in text for m in OOM_MARKERS):
+        return "oom", reason
+    return "error", reason
+
+
+def base_row(cell: Cell, context: dict[str, Any], started_at: str) -> dict[str, Any]:
+    """The columns every row of ``cell`` shares, before anything is measured."""
+    row: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "run_id": context.get("run_id", ""),
+                           "suite": context.get("suite", ""), "started_at": started_at}
+    row.update(cell.key_fields())
+    row.update({"cpu_util": math.nan, "step_control": "", "status": "", "reason": "", "repeat": -1,
+                "time_s": math.nan, "device_time_s": math.nan, "compile_s": math.nan,
+                "first_call_s": math.nan, "launches": math.nan, "launch_counter": "",
+                "steps_mean": math.nan, "steps_max": math.nan, "rejected_mean": math.nan,
+                "rhs_evals_mean": math.nan, "rhs_evals_max": math.nan, "max_rel_err": math.nan,
+                "max_scaled_err": math.nan, "failed_trajectories": math.nan})
+    row["settings"] = settings_json(cell, None)
+    return row
+
+
+def settings_json(cell: Cell, backend_settings: dict | None, notes: dict | None = None,
+                  device_timer: str | None = None, timing: dict | None = None) -> str:
+    """JSON of every setting: the resolved spec, the backend's own settings (they win on a
+    clash: they are what it used), the harness's timing settings and the backend's notes."""
+    d: dict[str, Any] = dict(cell.spec.as_dict())
+    d.update(backend_settings or {})
+    d["harness"] = {"repeats": cell.repeats, "warmups": cell.warmups, "cell_timeout_s": cell.timeout_s,
+                    "min_repeats": cell.min_repeats, "repeat_budget_s": cell.repeat_budget_s,
+                    "timer": "time.perf_counter around run()+sync()"}
+    d["harness"].update(timing or {})
+    if device_timer is not None:
+        d["harness"]["device_timer"] = device_timer
+    if notes:
+        d["notes"] = notes
+    return json.dumps(d, sort_keys=True, default=str)
+
+
+def failure_row(cell: Cell, context: dict[str, Any], started_at: str, status: str, reason: str,
+                settings: str | None = None) -> dict[str, Any]:
+    """The single row (repeat -1) of a cell that has no timings."""
+    row = base_row(cell, context, started_at)
+    row["status"], row["reason"] = status, one_line(reason)[:MAX_REASON] or status
+    if settings is not None:
+        row["settings"] = settings
+    return row
+
+
+def _stat(values: np.ndarray | None, how: str) -> float:
+    if values is None or len(values) == 0:
+        return math.nan
+    v = np.asarray(values, dtype=np.float64)
+    return float(v.mean() if how == "mean" else v.max())
+
+
+def trajectory_failures(result: SolveResult, n: int) -> tuple[int, str]:
+    """(number of failed trajectories, "k of n trajectories failed: STATUS count, ...")."""
+    if result.status is None:
+        return 0, ""
+    status = np.asarray(result.status).reshape(-1)
+    failed = int(np.count_nonzero(status != int(Status.SUCCESS)))
+    if failed == 0:
+        return 0, ""
+    codes, counts = np.unique(status[status != int(Status.SUCCESS)], return_counts=True)
+    parts = []
+    for c, k in zip(codes, counts):
+        try:
+            name = Status(int(c)).name
+        except ValueError:
+            name = f"status {int(c)}"
+        parts.append(f"{name} {int(k)}")
+    return failed, f"{failed} of {n} trajectories failed: {', '.join(parts)}"
+
+
+#: The phase in which the float64 reference is computed (or read from its cache). The runner
+#: does not count it against the cell's time limit: a reference is computed once per problem,
+#: N and dtype (512 SciPy solves at most) and then cached for every backend.
+REFERENCE_PHASE = "reference"
+
+
+def load_reference(cell: Cell) -> tuple[Any, str]:
+    """(the float64 reference for ``cell``'s ensemble, "") or (None, why it is unavailable)."""
+    spec = cell.spec
+    try:
+        # The problem supplies its own reference (ODE: the float64 SciPy reference; SDE: its
+        # moment/path measure, problems.sde_core) so that this runner stays kind-agnostic.
+        return spec.prob.reference_for(spec), ""
+    except Exception as exc:  # noqa: BLE001 - a reference failure must not lose the timings
+        return None, one_line(f"accuracy not measured: {type(exc).__name__}: {exc}")[:MAX_REASON]
+
+
+def accuracy(ref: Any, why: str, result: SolveResult, rtol: float, atol: float) -> tuple[float, float, str]:
+    """(max relative error, max scaled error of the final state vs the reference, note if not
+    measured). The scaled error uses ``rtol``/``atol``: the solve's tolerances (see
+    ``accuracy_tolerances``)."""
+    from problems.reference import max_relative_error, max_scaled_error
+
+    if ref is None:
+        return math.nan, math.nan, why
+    own_measure = getattr(ref, "accuracy", None)  # a problem kind's own measure (problems.sde_core)
+    if own_measure is not None:
+        err, note = own_measure(result)
+        scaled = getattr(ref, "scaled_accuracy", None)  # in units of the kind's own tolerance
+        return err, (scaled(result) if scaled is not None else math.nan), note
+    return max_relative_error(result.u_final, ref), max_scaled_error(result.u_final, ref, rtol, atol), ""
+
+
+def accuracy_tolerances(spec: Any) -> tuple[float, float]:
+    """The (rtol, atol) that scale ``max_scaled_err``: the adaptive solve's own tolerances; in
+    fixed mode, which has none, the problem's default adaptive tolerances (``spec.tol``)."""
+    return spec.tol
+
+
+#: Launch counting's own time limit: it runs a profiled solve, which can cost several solves.
+LAUNCH_COUNT_LIMIT_S = 20.0
+
+
+class _CountTimeout(BaseException):
+    pass
+
+
+def launches_limited(prepared: Any, device: str, time_left_s: float,
+                     limit_s: float = LAUNCH_COUNT_LIMIT_S) -> tuple[float, str]:
+    """``launches`` under its own time limit, so counting can never cost the cell's timings:
+    not attempted when less than ``limit_s`` of the cell's limit is left (the worker would be
+    killed with the measured repeats), and cut by SIGALRM after ``limit_s`` where an alarm can
+    be set (the main thread, no other alarm pending: in-process runs keep their cell alarm)."""
+    if time_left_s < limit_s + 1.0:
+        return math.nan, f"not counted: {time_left_s:.0f} s of the cell's limit left, counting may take {limit_s:g} s"
+    import signal
+    import threading
+
+    if (threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer")
+            or signal.getitimer(signal.ITIMER_REAL)[0] > 0):
+        return launches(prepared, device)
+
+    def on_alarm(signum, frame):
+        raise _CountTimeout()
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, limit_s)
+    try:
+        return launches(prepared, device)
+    except _CountTimeout:
+        return math.nan, f"not counted: counting exceeded its own limit of {limit_s:g} s"
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def launches(prepared: Any, device: str) -> tuple[float, str]:
+    """(launches per solve, how counted) from harness.measure.launches, NaN when it cannot count."""
+    try:
+        from harness.measure.launches import count_launches
+    except ImportError as exc:
+        return math.nan, one_line(f"unavailable: {type(exc).__name__}: {exc}")
+    try:
+        count, method = count_launches(prepared, device)
+    except Exception as exc:  # noqa: BLE001 - counting is a side measurement
+        return math.nan, one_line(f"error: {type(exc).__name__}: {exc}")[:MAX_REASON]
+    return (math.nan if count is None else float(count)), one_line(str(method))
+
+
+def execute_cell(cell: Cell, context: dict[str, Any] | None = None,
+                 on_phase: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+    """Run ``cell`` from start to end and return its results rows (see module docstring).
+
+    Args:
+        cell: what to run and how to time it.
+        context: columns shared by the run ("run_id", "suite").
+        on_phase: called with the name of each phase as it starts ("prepare", "first call", ...).
+    """
+    context = context or {}
+    phase = on_phase or (lambda name: None)
+    started_at = now_iso()
+    clock_start = time.monotonic()
+    spec = cell.spec
+
+    phase("load backend")
+    backend, why = load_backend(cell.backend)
+    if backend is None:
+        return [failure_row(cell, context, started_at, "unavailable", why)]
+    phase("available")
+    try:
+        if (cell.backend, spec.device) not in _availability:
+            _availability[(cell.backend, spec.device)] = backend.available(spec.device)
+        ok, why = _availability[(cell.backend, spec.device)]
+    except Exception as exc:  # noqa: BLE001
+        return [failure_row(cell, context, started_at, *classify_exception(exc))]
+    if not ok:
+        return [failure_row(cell, context, started_at, "unavailable", why or "not available")]
+    phase("threads")
+    threads_used = apply_to_libraries(resolve_threads(spec.threads))
+
+    prepared = None
+    try:
+        phase("check")
+        why = backend.check(spec)
+        if why:
+            return [failure_row(cell, context, started_at, "unsupported", why)]
+        backend_settings = backend.settings(spec)
+        step_control = str(backend_settings.get("step_control") or backend.step_control(spec))
+        phase(REFERENCE_PHASE)
+        ref_start = time.monotonic()
+        ref, ref_note = load_reference(cell)
+        clock_start += time.monotonic() - ref_start  # the reference does not count against the limit
+        phase("prepare")
+        prepared = backend.prepare(spec)
+        timer, timer_name = make_device_timer(spec.device)
+        timing = time_solve(prepared, cell.repeats, cell.warmups, timer, phase,
+                            min_repeats=cell.min_repeats, repeat_budget_s=cell.repeat_budget_s)
+        phase("fetch")
+        result = prepared.fetch(timing.output)
+        timing.output = None
+        phase("accuracy")
+        max_err, scaled_err, accuracy_note = accuracy(ref, ref_note, result, *accuracy_tolerances(spec))
+        failed, failed_note = trajectory_failures(result, spec.n)
+        # the timings are measured: counting launches is bounded so that it cannot lose them
+        phase("launches")
+        if cell.count_launches:
+            n_launches, counter = launches_limited(prepared, spec.device,
+                                                   cell.timeout_s - (time.monotonic() - clock_start))
+        else:
+            n_launches, counter = math.nan, "not counted: counted once per series, at its first N run"
+    except Exception as exc:  # noqa: BLE001 - every failure becomes a row
+        status, reason = classify_exception(exc)
+        return [failure_row(cell, context, started_at, status, reason)]
+    finally:
+        if prepared is not None:
+            phase("close")
+            try:
+                prepared.close()
+            except Exception:  # noqa: BLE001 - a failing close must not hide the result
+                pass
+
+    shared = base_row(cell, context, started_at)
+    shared.update({
+        "step_control": step_control,
+        "compile_s": timing.compile_s, "first_call_s": timing.first_call_s,
+        "launches": n_launches, "launch_counter": counter,
+        "steps_mean": _stat(result.accepted, "mean"), "steps_max": _stat(result.accepted, "max"),
+        "rejected_mean": _stat(result.rejected, "mean"),
+        "rhs_evals_mean": _stat(result.rhs_evals, "mean"), "rhs_evals_max": _stat(result.rhs_evals, "max"),
+        "max_rel_err": max_err, "max_scaled_err": scaled_err, "failed_trajectories": float(failed),
+        "cpu_util": timing.cpu_util,
+        "settings": settings_json(cell, backend_settings, result.notes, timing.device_timer,
+                                  {"repeats_done": len(timing.samples), "warmup_calls": timing.warmup_calls,
+                                   "warmup_stable": timing.warmup_stable, "threads_used": threads_used}),
+    })
+    notes = "; ".join(x for x in (failed_note, accuracy_note) if x)
+    if failed == spec.n:
+        row = dict(shared, status="failed", reason=notes, repeat=-1,
+                   time_s=statistics.median(timing.samples),
+                   device_time_s=statistics.median(timing.device_samples))
+        return [row]
+    return [dict(shared, status="ok", reason=notes, repeat=i, time_s=t, device_time_s=d)
+            for i, (t, d) in enumerate(zip(timing.samples, timing.device_samples))]

@@ -1,0 +1,56 @@
+"""Workload kinds and their policies: the one place that answers "what kind is this problem?".
+
+A kind (ODE ensembles, SDE ensembles, batched nonlinear systems, particle swarms) is a class of
+problem with its own definition module (``problems.core``, ``sde_core``, ``nonlinear_core``,
+``pso_core``). The harness never branches on a kind's name: it asks the kind's policy here.
+
+Adding a kind: a definition module whose problem class sets ``kind = "<name>"``, one entry in
+``KINDS`` below, one module per backend that serves it (``solvers.base.Backend.kinds``) and one
+report section (``harness.report.sections.SECTIONS``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from problems.registry import get_problem
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What the harness needs to know about a workload kind.
+
+    accuracy_bounded: the row's error is checked against a correctness bound (False where the
+        error is a result, e.g. a swarm's best objective).
+    failures_are_results: trajectories or systems that fail are a finding of the method (Newton
+        from a bad start), not a harness error.
+    shardable: a cell may be split over workers bit-identically (per-trajectory random streams
+        keyed by the global index would need re-keying, so SDEs are not).
+    gpu_profiled: the static GPU evidence profiles this kind's fused kernels.
+    """
+    name: str
+    accuracy_bounded: bool = True
+    failures_are_results: bool = False
+    shardable: bool = False
+    gpu_profiled: bool = False
+
+
+KINDS: dict[str, Kind] = {k.name: k for k in (
+    Kind("ode", shardable=True, gpu_profiled=True),
+    Kind("sde"),
+    Kind("nonlinear", failures_are_results=True),
+    Kind("pso", accuracy_bounded=False),
+)}
+
+#: The kind of a name this checkout does not know (rows of an older run, a fake test problem).
+DEFAULT_KIND = KINDS["ode"]
+
+
+def kind_of(problem: Any) -> Kind:
+    """The Kind of a problem object or problem name; ODE for a name the registry does not know."""
+    if isinstance(problem, str) or problem is None:
+        try:
+            problem = get_problem(str(problem))
+        except ValueError:
+            return DEFAULT_KIND
+    return KINDS[getattr(problem, "kind", "ode")]
