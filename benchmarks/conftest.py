@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from harness.clock import MAX_WARMUP_CALLS, MIN_WARMUP_S
+from harness.measure.clock import MAX_WARMUP_CALLS, MIN_WARMUP_S
 from solvers import SolveSpec, get_backend
 
 

@@ -66,7 +66,7 @@ class NonlinearProblem:
     #: The root is known in closed form: nothing to compute or ship.
     stored_reference: ClassVar[bool] = False
     #: A system that does not converge (iteration cap, overflow, singular Jacobian) is a measured
-    #: outcome of the algorithm from that start, counted in its row (harness.bounds: not an error).
+    #: outcome of the algorithm from that start, counted in its row (harness.measure.accuracy: not an error).
     failures_are_results: ClassVar[bool] = True
     stiff: ClassVar[bool] = False
     #: SolveSpec resolves a step for every kind; here it is the trust region's initial radius.

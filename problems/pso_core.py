@@ -162,7 +162,7 @@ class PSOProblem:
 
     kind: ClassVar[str] = "pso"
     stored_reference: ClassVar[bool] = False
-    #: Its error is a result (how close the swarm got), not a correctness bound (harness.bounds).
+    #: Its error is a result (how close the swarm got), not a correctness bound (harness.measure.accuracy).
     accuracy_bounded: ClassVar[bool] = False
     stiff: ClassVar[bool] = False
     dt: ClassVar[float] = 1.0

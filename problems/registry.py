@@ -19,7 +19,7 @@ PROBLEMS.update({p.name: p for p in (LINEAR_SDE, CRN_SIGMAGEN, CRN_SIGMAGEN_SHOR
 PROBLEMS[FITZHUGH_NAGUMO.name] = FITZHUGH_NAGUMO
 #: Particle-swarm problems (problems.pso_core.PSOProblem, kind "pso").
 PROBLEMS.update({p.name: p for p in (PSO_ROSENBROCK, PSO_FITZHUGH_NAGUMO)})
-#: The paper's multi-node Lorenz run (t in [0, 10], dt0 = 0.1): the scaling suite (harness.shards).
+#: The paper's multi-node Lorenz run (t in [0, 10], dt0 = 0.1): the scaling suite (harness.run.shards).
 PROBLEMS[LORENZ_MPI.name] = LORENZ_MPI
 #: Batched nonlinear systems (problems.nonlinear_core.NonlinearProblem, kind "nonlinear").
 PROBLEMS[GENERALIZED_ROSENBROCK.name] = GENERALIZED_ROSENBROCK

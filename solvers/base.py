@@ -69,7 +69,7 @@ class SolveSpec:
             so one seed names the same ensemble of paths for every N, sharding and device.
         shard_of: (start, total) when this solve is one shard of a larger ensemble: its ``n``
             trajectories are trajectories start .. start+n-1 of the ``total``-trajectory
-            ensemble (harness.shards splits a cell so); None: the whole n-trajectory ensemble.
+            ensemble (harness.run.shards splits a cell so); None: the whole n-trajectory ensemble.
     """
 
     problem: str

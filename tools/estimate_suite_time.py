@@ -15,8 +15,8 @@ import collections
 import math
 import sys
 
-from harness.results import read_results
-from harness.suites import load_suite
+from harness.results.store import read_results
+from harness.run.suites import load_suite
 
 #: (backend, variant, mode or None) -> (variant measured, time factor, first-call seconds): guesses
 RULES = {

@@ -9,7 +9,7 @@ rtol = atol = 1e-6 with per-trajectory (lockstep) and shared step control for th
 each against the fused kernel's own per-trajectory adaptive solve. Both backends run in this one
 process, so the ratios come from one run. Time is the wall time of ``run()`` + ``sync()``: one
 untimed warm-up (compilation), then ``--repeats`` timed calls; min and median are reported.
-Operations per solve come from ``harness.launches.count_launches`` (array operations on a CPU,
+Operations per solve come from ``harness.measure.launches.count_launches`` (array operations on a CPU,
 kernel launches on a GPU). This is a quick side-by-side, not the harness; nothing is asserted.
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness.launches import count_launches
+from harness.measure.launches import count_launches
 from solvers.base import SolveSpec
 from solvers.registry import get_backend
 

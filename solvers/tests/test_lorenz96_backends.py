@@ -3,7 +3,7 @@ reference at small d, and agrees with the others (issue 15)."""
 import numpy as np
 import pytest
 
-from harness.backends import load_backend
+from harness.run.backends import load_backend
 from problems.reference import max_relative_error
 from solvers.base import SolveSpec
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.launches import count_launches
+from harness.measure.launches import count_launches
 from problems.reference import max_scaled_error, reference
 from solvers.array.backend import ArrayBackend, namespace
 from solvers.array.drivers import solve_fixed, solve_lockstep, solve_shared

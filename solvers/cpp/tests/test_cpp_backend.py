@@ -198,7 +198,7 @@ def _rows(backend, mode, n, time_s, steps, rtol=float("nan")):
 def test_report_section_ratio_and_verdict(tmp_path):
     import pandas as pd
 
-    from solvers.cpp.report import report_section
+    from harness.report.sections.cpp import report_section
 
     df = pd.DataFrame(
         _rows("fused", "fixed", 1024, [1.0, 1.2, 1.1], 1000) + _rows("cuda-cpp", "fixed", 1024, [0.5, 0.5], 1000)
