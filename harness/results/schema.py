@@ -12,6 +12,7 @@ SCHEMA_VERSION = 1
 #: What identifies a cell. Figures and comparisons join on these, never on row order.
 KEY_COLUMNS = ("problem", "backend", "variant", "method", "mode", "dtype", "n", "device",
                "dt", "rtol", "atol", "threads", "shards")
+_N_INDEX = KEY_COLUMNS.index("n")
 
 #: Every column, with its pandas dtype. "string" columns may be empty; floats may be NaN.
 COLUMNS: dict[str, str] = {
@@ -68,6 +69,11 @@ STATUSES = ("ok", "unsupported", "unavailable", "error", "timeout", "oom", "fail
 REQUIRED = ("schema_version", "run_id", "problem", "backend", "method", "mode", "dtype", "n",
             "device", "status", "reason", "repeat", "time_s", "compile_s", "launches",
             "steps_mean", "steps_max", "rhs_evals_mean", "max_rel_err")
+
+
+def series_of(key: tuple) -> tuple:
+    """A cell key (KEY_COLUMNS order) without its N: the cells of one curve of a scaling plot."""
+    return key[:_N_INDEX] + key[_N_INDEX + 1:]
 
 
 class SchemaError(ValueError):
