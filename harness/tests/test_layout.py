@@ -29,8 +29,11 @@ LAZY_ALLOWED = (
     "selenium", "jinja2", "markdown_it", "rich", "pyarrow", "sympy", "scipy",
 )
 
-#: Functions allowed over MAX_FUNCTION_LINES ("path::qualified name": why).
-LONG_FUNCTIONS: dict[str, str] = {}
+#: Functions allowed over MAX_FUNCTION_LINES ("path::qualified name": why). Only generated-code
+#: templates: the kernel they emit reads top to bottom in one place.
+LONG_FUNCTIONS: dict[str, str] = {
+    "solvers/fused/codegen.py::_block_adaptive": "template of the adaptive lane-block kernel's source",
+}
 
 
 def _code_files() -> list[Path]:
