@@ -1,8 +1,8 @@
 """Array-style replica vs the fused kernel: time and dispatched operations per solve.
 
-    python -m solvers.array.bench                       # CPU, N = 8, 512, 8192, 65536
-    python -m solvers.array.bench --n 8 512 --repeats 5
-    python -m solvers.array.bench --device gpu          # on a GPU box (CuPy / Numba CUDA)
+    python -m benchmarks.array_vs_fused                       # CPU, N = 8, 512, 8192, 65536
+    python -m benchmarks.array_vs_fused --n 8 512 --repeats 5
+    python -m benchmarks.array_vs_fused --device gpu          # on a GPU box (CuPy / Numba CUDA)
 
 Cases (Lorenz, Tsit5, float32 by default): fixed dt = 1e-3 (1000 steps); adaptive at
 rtol = atol = 1e-6 with per-trajectory (lockstep) and shared step control for the array backend,
