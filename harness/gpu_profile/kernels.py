@@ -25,8 +25,8 @@ from harness.gpu_profile import sass, tools
 from solvers.cache import cache_root
 from solvers.fused.purity import ptx_f64_lines
 
-#: The files whose source is part of every cache key (a change in how a row is computed
-#: invalidates the rows computed before it).
+#: The files whose source goes into the cache keys of profile rows (``package_digest``): a change
+#: in how a row is computed invalidates the rows computed before it.
 PACKAGE_FILES = ("tools.py", "sass.py", "kernels.py", "sources.py", "cpu_asm.py")
 
 
