@@ -30,6 +30,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from harness.measure import load
 from harness.measure.clock import make_device_timer, time_solve
 from harness.measure.launches import count_launches
 from harness.measure.threads import apply_to_libraries
@@ -130,7 +131,9 @@ def base_row(cell: Cell, context: dict[str, Any], started_at: str) -> dict[str, 
                 "first_call_s": math.nan, "launches": math.nan, "launch_counter": "",
                 "steps_mean": math.nan, "steps_max": math.nan, "rejected_mean": math.nan,
                 "rhs_evals_mean": math.nan, "rhs_evals_max": math.nan, "max_rel_err": math.nan,
-                "max_scaled_err": math.nan, "failed_trajectories": math.nan})
+                "max_scaled_err": math.nan, "failed_trajectories": math.nan,
+                "load_before": math.nan, "load_after": math.nan, "others_runnable": math.nan,
+                "contended": None})
     row["settings"] = settings_json(cell, None)
     return row
 
@@ -352,8 +355,10 @@ def execute_cell(cell: Cell, context: dict[str, Any] | None = None,
         ref, ref_note = load_reference(cell)
         clock_start += time.monotonic() - ref_start  # the reference does not count against the limit
         timer, timer_name = make_device_timer(spec.device)
+        load_before = load.measure()
         timing = time_solve(ready.prepared, cell.repeats, cell.warmups, timer, phase,
                             min_repeats=cell.min_repeats, repeat_budget_s=cell.repeat_budget_s)
+        load_after = load.measure()
         phase("fetch")
         result = ready.prepared.fetch(timing.output)
         timing.output = None
@@ -385,6 +390,7 @@ def execute_cell(cell: Cell, context: dict[str, Any] | None = None,
         "step_control": ready.step_control,
         "compile_s": timing.compile_s, "first_call_s": timing.first_call_s,
         "launches": n_launches, "launch_counter": counter, "cpu_util": timing.cpu_util,
+        **load.columns(load_before, load_after, resolve_threads(spec.threads)),
         "settings": settings_json(cell, ready.settings, result.notes, timing.device_timer,
                                   {"repeats_done": len(timing.samples), "warmup_calls": timing.warmup_calls,
                                    "warmup_stable": timing.warmup_stable, "threads_used": ready.threads_used}),

@@ -42,6 +42,13 @@ COLUMNS: dict[str, str] = {
     "time_s": "float64",          # host wall time of run + sync
     "device_time_s": "float64",   # CUDA-event time on a GPU, else NaN
     "cpu_util": "float64",        # process CPU time (all threads) / wall time over the repeats
+    # The load the timed repeats ran under (harness.measure.load): the 1-minute load average just
+    # before and after them, other processes' runnable threads (the larger of the two counts), and
+    # whether those wanted more cores than the cell left free. Empty in runs made before.
+    "load_before": "float64",
+    "load_after": "float64",
+    "others_runnable": "float64",
+    "contended": "boolean",
     "compile_s": "float64",       # first call (compile + run) minus the median repeat; see runner
     "first_call_s": "float64",    # the first call's wall time, as measured
     "launches": "float64",        # device kernel launches (GPU) / host array ops (CPU) per solve

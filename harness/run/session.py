@@ -24,6 +24,7 @@ from typing import Any
 
 from harness.errors import UsageError
 from harness.measure.environment import device_tag, fingerprint
+from harness.measure.load import busy_warning
 from harness.results.schema import SCHEMA_VERSION, SchemaError, validate
 from harness.results.store import CSV_NAME, read_results, read_rows, write_parquet
 from harness.run.backends import all_method_names, backend_names, is_method_name
@@ -301,6 +302,10 @@ def _run_plan(plan: RunPlan, args: argparse.Namespace) -> tuple[int, Path]:
     # ---- run ----
     print(f"run {plan.run_id}: {len(plan.cells)} cells of suite {suite.name!r} ({plan.how}) -> {run_dir}",
           file=sys.stderr)
+    warning = busy_warning()
+    if warning:
+        print(warning, file=sys.stderr)
+    session["busy_at_start"] = warning is not None
     interrupted = False
     try:
         cells, gates = _sweep_order_and_gates(plan, args)
