@@ -7,7 +7,7 @@
 * ``specs``: the GPU spec table, each number with its source; ``model``: the time models;
 * ``compare``: the model against the paper's published times (figure, ratio table);
 * ``cpu_asm``: the same counting on the CPU lane kernel's x86 assembly;
-* ``section``: the report section (``report_section(run_dir, df)``) and ``readme_paragraph``.
+* ``section``: the report section (``report_section(run_dir, df, save)``) and ``readme_paragraph``.
 
 Commands: ``python -m harness gpu-profile --arch sm_70,sm_75,sm_90 --out DIR`` (the table) and
 ``python -m harness.gpu_profile readme RUN_DIR`` (the README paragraph for a run).

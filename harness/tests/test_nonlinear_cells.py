@@ -65,16 +65,11 @@ def test_report_section_reads_ratios_from_the_data(tmp_path):
     assert report_section(tmp_path, df[df["problem"] == "lorenz"]) is None
 
 
-def test_readme_paragraph_needs_a_committed_run(tmp_path, monkeypatch):
-    import harness.results.feature_runs as fr
-
-    monkeypatch.setattr(fr, "RESULTS_DIR", tmp_path)
-    monkeypatch.setattr(fr.latest_run, "__defaults__", (tmp_path,))
-    assert readme_paragraph(tmp_path, pd.DataFrame()) is None
+def test_readme_paragraph_reads_the_nonlinear_run_it_is_given(tmp_path):
     run = tmp_path / "20261201T000000Z-nonlinear-vm"
-    run.mkdir()
-    _fake_run(tmp_path).to_csv(run / "results.csv", index=False)
-    text = readme_paragraph(tmp_path, pd.DataFrame())
+    df = _fake_run(tmp_path)
+    assert readme_paragraph(run, df[df["problem"] == "lorenz"], None) is None
+    text = readme_paragraph(run, df, None)
     assert "5.0x at N=8" in text and run.name in text and not math.isnan(len(text))
 
 

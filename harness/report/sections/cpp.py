@@ -22,6 +22,11 @@ def _fmt(v: float, spec: str = ".3g") -> str:
     return "n/a" if v is None or not math.isfinite(v) else format(v, spec)
 
 
+def applies(cells: pd.DataFrame) -> bool:
+    """True when the cell table has a cuda-cpp cell."""
+    return bool((cells["backend"] == "cuda-cpp").any())
+
+
 def paired(df: pd.DataFrame) -> pd.DataFrame:
     """One row per key with both backends ok: median times, steps, ratio and ns per step."""
     ok = df[(df["status"] == "ok") & df["backend"].isin(["fused", "cuda-cpp"])].copy()
@@ -102,7 +107,7 @@ def report_section(run_dir: Path, df: pd.DataFrame) -> str | None:
     return "\n".join(lines) + "\n"
 
 
-def readme_paragraph(run_dir: Path, df: pd.DataFrame) -> str | None:
+def readme_paragraph(df: pd.DataFrame) -> str | None:
     """One generated README paragraph: the Numba kernel against the hand-written C++ one at the
     largest N of each Lorenz Tsit5 series run at every core (None when the run has no pair)."""
     if df is None or df.empty or "backend" not in df or not (df["backend"] == "cuda-cpp").any():

@@ -1,15 +1,15 @@
 """The batched-nonlinear-solves section of a run's report, and its README paragraph.
 
-Report hook (harness.report.markdown.SECTION_PROVIDERS): ``report_section(run_dir, df)`` returns None
+Report hook (harness.report.sections.SECTIONS): ``report_section(run_dir, df, cpu_df)`` returns None
 when the run has no rows of a nonlinear problem; otherwise it writes
 ``figures/nonlinear_time_vs_n.{png,svg,csv}`` (time vs number of systems per backend, method
 and dtype; the CSV holds exactly the plotted points) and returns a Markdown section with a table
 of median time, iterations (mean / max), non-converged systems and error beside every time, and
-the fused-vs-array ratio set beside the ODE one of the cpu reference run (numbers read from both
-runs' results, never typed).
+the fused-vs-array ratio set beside the ODE one of the cpu reference run, which the caller passes
+explicitly (numbers read from both runs' results, never typed).
 
-README hook (harness.report.readme.README_PARAGRAPHS): ``readme_paragraph(run_dir, df)`` reads the newest
-committed ``nonlinear`` run (harness.results.feature_runs.latest_run) and says the same in two sentences.
+README hook (harness.report.sections.SECTIONS): ``readme_paragraph(run_dir, df, cpu_df)`` says the
+same in two sentences for a nonlinear run named to the README generator.
 """
 from __future__ import annotations
 
@@ -17,6 +17,10 @@ import math
 from pathlib import Path
 
 import pandas as pd
+from matplotlib.figure import Figure
+
+from harness.report.figures.canvas import write_files
+from harness.report.figures.style import backend_colour
 
 KEYS = ["problem", "backend", "variant", "method", "dtype", "device", "n"]
 
@@ -51,16 +55,10 @@ def _label(r) -> str:
 
 
 def write_figure(run_dir: Path, summ: pd.DataFrame) -> Path | None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from harness.report.figures.style import backend_colour
-
     if summ.empty:
         return None
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    fig = Figure(figsize=(7.5, 4.8))
+    ax = fig.subplots()
     plotted = []
     styles = {"float32": "-", "float64": "--"}
     for (backend, variant, method, dtype), g in summ.groupby(["backend", "variant", "method", "dtype"], dropna=False):
@@ -78,14 +76,7 @@ def write_figure(run_dir: Path, summ: pd.DataFrame) -> Path | None:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    out = Path(run_dir) / "figures"
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "nonlinear_time_vs_n.png"
-    fig.savefig(path, dpi=130)
-    fig.savefig(out / "nonlinear_time_vs_n.svg")
-    plt.close(fig)
-    pd.DataFrame(plotted).to_csv(out / "nonlinear_time_vs_n.csv", index=False)
-    return path
+    return write_files(fig, Path(run_dir) / "figures", "nonlinear_time_vs_n", pd.DataFrame(plotted), dpi=130)[0]
 
 
 def array_over_fused(summ: pd.DataFrame, **match) -> list[tuple[int, float]]:
@@ -131,13 +122,6 @@ def _ratio_text(r: list[tuple[int, float]]) -> str:
 
 def _fmt(x, spec: str) -> str:
     return "" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
-
-
-def _cpu_reference() -> pd.DataFrame | None:
-    from harness.results.feature_runs import latest_run
-
-    run = latest_run("cpu")
-    return None if run is None else pd.read_csv(run / "results.csv")
 
 
 def comparison_lines(summ: pd.DataFrame, cpu_df: pd.DataFrame | None) -> list[str]:
@@ -186,7 +170,8 @@ def why_lines(summ: pd.DataFrame, cpu_df: pd.DataFrame | None, ode: dict) -> lis
     ]
 
 
-def report_section(run_dir: Path, df: pd.DataFrame) -> str | None:
+def report_section(run_dir: Path, df: pd.DataFrame, cpu_df: pd.DataFrame | None = None) -> str | None:
+    """The nonlinear section (None without nonlinear rows); ``cpu_df``: the cpu reference run's results."""
     rows = nonlinear_rows(df)
     if rows.empty:
         return None
@@ -211,7 +196,7 @@ def report_section(run_dir: Path, df: pd.DataFrame) -> str | None:
         "Fused-vs-array ratio here and for ODEs (median times from the results):",
         "",
     ]
-    lines += comparison_lines(summ, _cpu_reference()) + [""]
+    lines += comparison_lines(summ, cpu_df) + [""]
     lines += ["| backend | method | dtype | N | median time | compile | iterations mean / max | failed | "
               "max_rel_err | max_scaled_err | launches |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for _, r in summ.iterrows():
@@ -224,18 +209,14 @@ def report_section(run_dir: Path, df: pd.DataFrame) -> str | None:
     return "\n".join(lines)
 
 
-def readme_paragraph(run_dir: Path, df: pd.DataFrame) -> str | None:
-    """Two sentences from the newest committed nonlinear run (None when there is none)."""
-    from harness.results.feature_runs import latest_run
-
-    run = latest_run("nonlinear")
-    if run is None:
-        return None
-    summ = summary(nonlinear_rows(pd.read_csv(run / "results.csv")))
+def readme_paragraph(run_dir: Path, df: pd.DataFrame, cpu_df: pd.DataFrame | None) -> str | None:
+    """Two sentences from the nonlinear run in ``run_dir`` (None without nonlinear rows)."""
+    run = Path(run_dir)
+    summ = summary(nonlinear_rows(df))
     if summ.empty:
         return None
     nl = array_over_fused(summ, method="newton", dtype="float32")
-    ode = ode_ratios(df).get("fixed", [])
+    ode = ode_ratios(cpu_df).get("fixed", [])
     return (f"**Batched nonlinear solves** (generalized Rosenbrock, d = 10, Newton, float32; run `{run.name}`): "
             f"the array replica takes {_ratio_text(nl)} the fused kernel's time; for the Lorenz ODE "
             f"(fixed-step Tsit5) the same ratio is {_ratio_text(ode)}. See that run's report for "

@@ -4,11 +4,11 @@ Report hook (see harness.report.markdown): ``report_section(run_dir, df) -> str 
 run has no swarm rows). It writes ``figures/pso_time_vs_particles.{png,svg,csv}`` (the CSV holds
 exactly the plotted points) and returns a Markdown section: the figure, a table with the
 iterations and the final accuracy beside every time, and the fused-vs-array ratio of the swarms
-beside the ODE one (Lorenz, Tsit5 fixed step, float32) of the cpu reference run
-(``harness.results.feature_runs.latest_run("cpu")``), every number read from the results.
+beside the ODE one (Lorenz, Tsit5 fixed step, float32) of the cpu reference run, which the caller
+passes explicitly (``harness report RUN --companion CPU_RUN``), every number read from the results.
 
-README hook (see harness.report.readme): ``readme_paragraph(run_dir, df)`` reads the newest committed
-``pso`` run (None when there is none).
+README hook (harness.report.sections.SECTIONS): ``readme_paragraph(run_dir, df, ode_df)`` of a
+``pso`` run named to the README generator, beside the cpu reference run's ODE ratios.
 """
 from __future__ import annotations
 
@@ -18,7 +18,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 
+from harness.report.figures.canvas import write_files
+from harness.report.figures.style import backend_colour
 from problems.pso_core import COGNITIVE, INERTIA, SOCIAL
 
 KEYS = ["problem", "backend", "variant", "method", "dtype", "n"]
@@ -64,17 +67,11 @@ def label(backend: str, variant: str, method: str) -> str:
 
 
 def write_figure(run_dir: Path, summ: pd.DataFrame) -> Path | None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from harness.report.figures.style import backend_colour
-
     problems = list(dict.fromkeys(summ["problem"]))
     if not problems:
         return None
-    fig, axes = plt.subplots(1, len(problems), figsize=(6.4 * len(problems), 4.8), squeeze=False)
+    fig = Figure(figsize=(6.4 * len(problems), 4.8))
+    axes = fig.subplots(1, len(problems), squeeze=False)
     plotted = []
     for ax, problem in zip(axes[0], problems):
         ours = summ[summ["problem"] == problem]
@@ -93,14 +90,7 @@ def write_figure(run_dir: Path, summ: pd.DataFrame) -> Path | None:
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    out = Path(run_dir) / "figures"
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "pso_time_vs_particles.png"
-    fig.savefig(path, dpi=130)
-    fig.savefig(out / "pso_time_vs_particles.svg")
-    plt.close(fig)
-    pd.DataFrame(plotted).to_csv(out / "pso_time_vs_particles.csv", index=False)
-    return path
+    return write_files(fig, Path(run_dir) / "figures", "pso_time_vs_particles", pd.DataFrame(plotted), dpi=130)[0]
 
 
 def ratios(summ: pd.DataFrame) -> pd.DataFrame:
@@ -140,13 +130,6 @@ def _nearest(ode: pd.DataFrame, n: int) -> tuple[int, float] | None:
     return int(ode["n"].iloc[i]), float(ode["ratio"].iloc[i])
 
 
-def _cpu_results() -> pd.DataFrame | None:
-    from harness.results.feature_runs import latest_run
-
-    run = latest_run("cpu")
-    return None if run is None else pd.read_csv(run / "results.csv")
-
-
 def _fmt(x, spec: str) -> str:
     return "" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
 
@@ -179,7 +162,8 @@ def comparison_lines(summ: pd.DataFrame, cpu_df: pd.DataFrame | None) -> list[st
     return out
 
 
-def report_section(run_dir: Path, df: pd.DataFrame) -> str | None:
+def report_section(run_dir: Path, df: pd.DataFrame, cpu_df: pd.DataFrame | None = None) -> str | None:
+    """The swarm section (None without swarm rows); ``cpu_df``: the cpu reference run's results."""
     rows = pso_rows(df)
     if rows.empty:
         return None
@@ -213,7 +197,6 @@ def report_section(run_dir: Path, df: pd.DataFrame) -> str | None:
                      f"{_fmt(r.max_rel_err, '.3g')} | {_fmt(r.max_scaled_err, '.3g')} | {_fmt(r.best_cost, '.3g')} | "
                      f"{_fmt(r.launches, '.0f')} |")
     lines += ["", "### Does the fused-vs-array gap look like the ODE one?", ""]
-    cpu_df = _cpu_results()
     lines += comparison_lines(summ, cpu_df)
     lines += ["", ("The ODE ratio is the cpu reference run's Lorenz Tsit5 fixed-step float32 series (dt = 1e-3, "
                    "1000 steps, every core) at the nearest N. "
@@ -224,21 +207,17 @@ def report_section(run_dir: Path, df: pd.DataFrame) -> str | None:
                    "itself needs one launch and one host reduction per iteration (the ODE kernel needs one per "
                    "solve), so its own per-launch cost enters every iteration. The ODE fit sits between: its "
                    "iterations are ODE solves, where the ODE argument applies to most of the work.")
-              if cpu_df is not None else "No cpu reference run committed: no ODE ratio to compare with.", ""]
+              if cpu_df is not None else "No cpu reference run given (`--companion`): no ODE ratio to compare with.", ""]
     return "\n".join(lines)
 
 
-def readme_paragraph(run_dir: Path, df: pd.DataFrame) -> str | None:
-    """The README's swarm paragraph, from the newest committed pso run (None if none)."""
-    from harness.results.feature_runs import latest_run
-
-    run = latest_run("pso")
-    if run is None:
-        return None
-    summ = summary(pso_rows(pd.read_csv(run / "results.csv")))
+def readme_paragraph(run_dir: Path, df: pd.DataFrame, cpu_df: pd.DataFrame | None) -> str | None:
+    """The README's swarm paragraph of the pso run in ``run_dir`` (None without swarm rows)."""
+    run = Path(run_dir)
+    summ = summary(pso_rows(df))
     if summ.empty:
         return None
     lines = [f"**Particle swarms** (issue 18, run `{run.name}`; `python -m harness run --suite pso --report`): "
              "array-style / fused time of the same swarm, same random stream:"]
-    lines += comparison_lines(summ, df)
+    lines += comparison_lines(summ, cpu_df)
     return "\n".join(lines)

@@ -13,8 +13,8 @@ The paper's MPI run (problem ``lorenz_mpi``) is a table row: its time, the slowe
 and the distribution overhead. The artifact's data (shared/paper_data) holds no time for the
 paper's 2^30 run, so none is drawn beside it.
 
-README hook (harness.report.readme.README_PARAGRAPHS): ``readme_paragraph(run_dir, df)`` reads the newest
-committed run of the ``scaling`` suite (harness.results.feature_runs.latest_run), never the cpu run.
+README hook (harness.report.sections.SECTIONS): ``readme_paragraph(run_dir, df)`` of a scaling run
+named to the README generator.
 """
 from __future__ import annotations
 
@@ -23,8 +23,11 @@ import math
 from pathlib import Path
 
 import pandas as pd
+from matplotlib.figure import Figure
 
-SUITE = "scaling"
+from harness.report.figures.canvas import write_files
+from harness.report.figures.style import backend_colour
+
 #: The problem of the paper's multi-node run (problems.lorenz.LORENZ_MPI).
 MPI_PROBLEM = "lorenz_mpi"
 PAPER_MPI_N = 2 ** 30
@@ -35,6 +38,11 @@ def _harness(settings: str) -> dict:
         return json.loads(settings or "{}").get("harness", {})
     except ValueError:
         return {}
+
+
+def applies(cells: pd.DataFrame) -> bool:
+    """True when the cell table has a sharded cell."""
+    return bool(cells["shards"].notna().any())
 
 
 def cells(df: pd.DataFrame) -> pd.DataFrame:
@@ -78,14 +86,8 @@ def strong_and_weak(summ: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.
 def write_figure(run_dir: Path, strong: pd.DataFrame, weak: pd.DataFrame, base: pd.DataFrame) -> Path | None:
     if strong.empty:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from harness.report.figures.style import backend_colour
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig = Figure(figsize=(11, 4.2))
+    axes = fig.subplots(1, 2)
     points = []
     colour = backend_colour("fused")
     ax = axes[0]
@@ -118,14 +120,7 @@ def write_figure(run_dir: Path, strong: pd.DataFrame, weak: pd.DataFrame, base: 
     fig.suptitle("Fused kernel sharded over Dask workers (Lorenz, Tsit5 fixed, float32; one thread per worker)",
                  fontsize=9)
     fig.tight_layout()
-    out = Path(run_dir) / "figures"
-    out.mkdir(parents=True, exist_ok=True)
-    png = out / "scaling.png"
-    fig.savefig(png, dpi=130)
-    fig.savefig(out / "scaling.svg")
-    plt.close(fig)
-    pd.DataFrame(points).to_csv(out / "scaling.csv", index=False)
-    return png
+    return write_files(fig, Path(run_dir) / "figures", "scaling", pd.DataFrame(points), dpi=130)[0]
 
 
 def _cores(run_dir: Path) -> str:
@@ -176,14 +171,9 @@ def report_section(run_dir: Path, df: pd.DataFrame) -> str | None:
 
 
 def readme_paragraph(run_dir: Path, df: pd.DataFrame) -> str | None:
-    """One paragraph from the newest committed scaling run (None without one)."""
-    from harness.results.feature_runs import latest_run
-    from harness.results.store import read_results
-
-    run = latest_run(SUITE)
-    if run is None:
-        return None
-    summ = cells(read_results(run))
+    """One paragraph from the scaling run in ``run_dir`` (None when it has no sharded cell)."""
+    run = Path(run_dir)
+    summ = cells(df)
     if summ.empty:
         return None
     strong, _weak, base = strong_and_weak(summ)

@@ -13,6 +13,11 @@ import math
 from pathlib import Path
 
 import pandas as pd
+from matplotlib.figure import Figure
+
+from harness.report.figures.canvas import write_files
+from harness.report.figures.style import backend_colour
+from harness.results.paper import load_paper_data
 
 #: Our problem -> the published series drawn beside it (paper_data names the CRN "crn_sde").
 PUBLISHED_PROBLEM = {"linear_sde": "linear_sde", "crn_sigmagen": "crn_sde", "crn_sigmagen_short": "crn_sde"}
@@ -47,19 +52,12 @@ def _series_label(backend: str, variant: str) -> str:
 
 
 def write_figure(run_dir: Path, summ: pd.DataFrame) -> Path | None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from harness.results.paper import load_paper_data
-    from harness.report.figures.style import backend_colour
-
     problems = list(dict.fromkeys(summ["problem"]))
     if not problems:
         return None
     published = load_paper_data()
-    fig, axes = plt.subplots(1, len(problems), figsize=(6.2 * len(problems), 4.6), squeeze=False)
+    fig = Figure(figsize=(6.2 * len(problems), 4.6))
+    axes = fig.subplots(1, len(problems), squeeze=False)
     plotted = []
     for ax, problem in zip(axes[0], problems):
         ours = summ[summ["problem"] == problem]
@@ -88,14 +86,7 @@ def write_figure(run_dir: Path, summ: pd.DataFrame) -> Path | None:
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    out = Path(run_dir) / "figures"
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "sde_time_vs_n.png"
-    fig.savefig(path, dpi=130)
-    fig.savefig(out / "sde_time_vs_n.svg")
-    plt.close(fig)
-    pd.DataFrame(plotted).to_csv(out / "sde_time_vs_n.csv", index=False)
-    return path
+    return write_files(fig, Path(run_dir) / "figures", "sde_time_vs_n", pd.DataFrame(plotted), dpi=130)[0]
 
 
 def _fmt(x: float, spec: str) -> str:

@@ -5,7 +5,7 @@ Lorenz-96 rows). It writes ``figures/sizes_winner.{png,svg,csv}`` (the fastest b
 (d, N) and its lead over the runner-up) and ``figures/sizes_per_state_step.{png,svg,csv}`` (time
 per trajectory-step per state vs d), and states from the data where the fused kernel stops being
 the fastest (the crossover). README hook (harness.report.readme): ``readme_paragraph(run_dir, df)``
-reads the newest committed ``sizes`` run (``harness.results.feature_runs.latest_run``).
+of a ``sizes`` run named to the README generator.
 """
 from __future__ import annotations
 
@@ -13,10 +13,19 @@ import re
 from pathlib import Path
 
 import pandas as pd
+from matplotlib.figure import Figure
+
+from harness.report.figures.canvas import write_files
+from harness.report.figures.style import backend_colour
 
 _DIM = re.compile(r"lorenz96-([0-9]+)\Z")
 #: The talk's (and NonlinearSolve.jl's GPU tutorial's) rule of thumb for kernel generation.
 RULE_OF_THUMB = 200
+
+
+def applies(cells: pd.DataFrame) -> bool:
+    """True when the cell table has a Lorenz-96 cell."""
+    return bool(cells["problem"].str.fullmatch(_DIM).any())
 
 
 def size_rows(df: pd.DataFrame) -> pd.DataFrame:
@@ -89,18 +98,11 @@ def crossover(w: pd.DataFrame, mode: str) -> tuple[int | None, str]:
 
 
 def _figures(run_dir: Path, s: pd.DataFrame, w: pd.DataFrame) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from harness.report.figures.style import backend_colour
-
     fig_dir = Path(run_dir) / "figures"
-    fig_dir.mkdir(parents=True, exist_ok=True)
     modes = list(dict.fromkeys(s["mode"]))
     # 1. winner over (d, N)
-    fig, axes = plt.subplots(1, len(modes), figsize=(6 * len(modes), 4.2), squeeze=False)
+    fig = Figure(figsize=(6 * len(modes), 4.2))
+    axes = fig.subplots(1, len(modes), squeeze=False)
     for ax, mode in zip(axes[0], modes):
         g = w[w["mode"] == mode]
         for series, gg in g.groupby("winner"):
@@ -118,12 +120,10 @@ def _figures(run_dir: Path, s: pd.DataFrame, w: pd.DataFrame) -> list[str]:
         ax.axvline(RULE_OF_THUMB, color="#999999", linestyle="--", linewidth=1)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    for ext in ("png", "svg"):
-        fig.savefig(fig_dir / f"sizes_winner.{ext}", dpi=120)
-    plt.close(fig)
-    w.to_csv(fig_dir / "sizes_winner.csv", index=False)
+    write_files(fig, fig_dir, "sizes_winner", w, dpi=120)
     # 2. time per trajectory-step per state vs d (largest N measured at each d)
-    fig, axes = plt.subplots(1, len(modes), figsize=(6 * len(modes), 4.2), squeeze=False)
+    fig = Figure(figsize=(6 * len(modes), 4.2))
+    axes = fig.subplots(1, len(modes), squeeze=False)
     plotted = []
     for ax, mode in zip(axes[0], modes):
         g = s[s["mode"] == mode]
@@ -140,10 +140,7 @@ def _figures(run_dir: Path, s: pd.DataFrame, w: pd.DataFrame) -> list[str]:
         ax.axvline(RULE_OF_THUMB, color="#999999", linestyle="--", linewidth=1)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    for ext in ("png", "svg"):
-        fig.savefig(fig_dir / f"sizes_per_state_step.{ext}", dpi=120)
-    plt.close(fig)
-    pd.concat(plotted).to_csv(fig_dir / "sizes_per_state_step.csv", index=False)
+    write_files(fig, fig_dir, "sizes_per_state_step", pd.concat(plotted), dpi=120)
     return ["figures/sizes_winner.png", "figures/sizes_per_state_step.png"]
 
 
@@ -181,14 +178,9 @@ def _looped_min() -> int:
 
 
 def readme_paragraph(run_dir: Path, df: pd.DataFrame) -> str | None:
-    """README paragraph from the newest committed ``sizes`` run (None if there is none)."""
-    from harness.results.feature_runs import latest_run
-    from harness.results.store import read_results
-
-    run = latest_run("sizes")
-    if run is None:
-        return None
-    rows = size_rows(read_results(run))
+    """README paragraph of the ``sizes`` run in ``run_dir`` (None when it has no Lorenz-96 rows)."""
+    run = Path(run_dir)
+    rows = size_rows(df)
     if rows.empty:
         return None
     w = winners(summary(rows))
