@@ -136,6 +136,14 @@ def cell_table(results: pd.DataFrame) -> pd.DataFrame:
     return _sorted(cells)
 
 
+def timed_cells(cells: pd.DataFrame, kind: str | None = None) -> pd.DataFrame:
+    """The cells whose rows are all ok (so they have timed repeats), of workload ``kind`` if given."""
+    out = cells[cells["status"].eq("ok")]
+    if kind is not None:
+        out = out[out["kind"].eq(kind)]
+    return out.reset_index(drop=True)
+
+
 def _cell_inputs(results: pd.DataFrame) -> pd.DataFrame:
     """The key columns normalised, and the per-row values :func:`cell_table` aggregates (times of
     rows that are not ok are NaN, so they never enter a cell's statistics)."""

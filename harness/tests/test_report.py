@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.report import appendix, markdown as report
+from harness.report import markdown as report
+from harness.report.appendix import APPENDIX_FILE
 from harness.report.findings import verdict
 from harness.report.inputs import Run, load_environment
 from harness.report.sections import Section, SectionContext
@@ -25,7 +26,7 @@ def test_report_is_short_and_headline_first(written):
     assert headings[:3] == ["## Headline: fused kernel vs each library at its strongest", "## Verdict",
                             "## Figures"]
     assert headings[-1] == "## Omissions"
-    appendix = (run_dir / appendix.APPENDIX_FILE).read_text(encoding="utf-8")
+    appendix = (run_dir / APPENDIX_FILE).read_text(encoding="utf-8")
     for heading in ("## Speedups at key N", "## Accuracy and amount of work", "## Omissions",
                     "## Settings of every backend", "## Environment"):
         assert heading in appendix and heading not in text.replace("## Omissions", "")

@@ -35,6 +35,10 @@ class SectionContext:
     def results(self) -> pd.DataFrame:
         return self.run.results
 
+    @property
+    def cells(self) -> pd.DataFrame:
+        return self.run.cells
+
     def companion(self, kind: str) -> Run | None:
         """The first companion run with cells of ``kind`` (None when no companion has any)."""
         return next((c for c in self.companions if has_kind(c.cells, kind)), None)
@@ -55,8 +59,8 @@ def has_kind(cells: pd.DataFrame, kind: str) -> bool:
     return bool((cells["kind"] == kind).any())
 
 
-def _results_of(run: Run | None) -> pd.DataFrame | None:
-    return None if run is None else run.results
+def _cells_of(run: Run | None) -> pd.DataFrame | None:
+    return None if run is None else run.cells
 
 
 def _always(cells: pd.DataFrame) -> bool:
@@ -70,26 +74,24 @@ SECTIONS: tuple[Section, ...] = (
             lambda ctx: gpu_section.report_section(ctx.run_dir, ctx.results, write_files),
             lambda ctx: gpu_section.readme_paragraph(ctx.results)),
     Section("sde", lambda cells: has_kind(cells, "sde"),
-            lambda ctx: sde.report_section(ctx.run_dir, ctx.results)),
+            lambda ctx: sde.report_section(ctx.run_dir, ctx.cells)),
     Section("noise", lambda cells: bool((cells["repeats"] > 0).any()),
-            lambda ctx: noise.report_section(ctx.run.cells)),
+            lambda ctx: noise.report_section(ctx.cells)),
     Section("cpp", cpp.applies,
-            lambda ctx: cpp.report_section(ctx.run_dir, ctx.results),
-            lambda ctx: cpp.readme_paragraph(ctx.results)),
+            lambda ctx: cpp.report_section(ctx.cells),
+            lambda ctx: cpp.readme_paragraph(ctx.cells)),
     Section("sizes", sizes.applies,
-            lambda ctx: sizes.report_section(ctx.run_dir, ctx.results),
-            lambda ctx: sizes.readme_paragraph(ctx.run_dir, ctx.results)),
+            lambda ctx: sizes.report_section(ctx.run_dir, ctx.cells),
+            lambda ctx: sizes.readme_paragraph(ctx.run_dir, ctx.cells)),
     Section("pso", lambda cells: has_kind(cells, "pso"),
-            lambda ctx: pso.report_section(ctx.run_dir, ctx.results, _results_of(ctx.companion("ode"))),
-            lambda ctx: pso.readme_paragraph(ctx.run_dir, ctx.results, _results_of(ctx.companion("ode")))),
+            lambda ctx: pso.report_section(ctx.run_dir, ctx.cells, _cells_of(ctx.companion("ode"))),
+            lambda ctx: pso.readme_paragraph(ctx.run_dir, ctx.cells, _cells_of(ctx.companion("ode")))),
     Section("scaling", scaling.applies,
-            lambda ctx: scaling.report_section(ctx.run_dir, ctx.results),
-            lambda ctx: scaling.readme_paragraph(ctx.run_dir, ctx.results)),
+            lambda ctx: scaling.report_section(ctx.run_dir, ctx.cells),
+            lambda ctx: scaling.readme_paragraph(ctx.run_dir, ctx.cells)),
     Section("nonlinear", lambda cells: has_kind(cells, "nonlinear"),
-            lambda ctx: nonlinear.report_section(ctx.run_dir, ctx.results,
-                                                 _results_of(ctx.companion("ode"))),
-            lambda ctx: nonlinear.readme_paragraph(ctx.run_dir, ctx.results,
-                                                   _results_of(ctx.companion("ode")))),
+            lambda ctx: nonlinear.report_section(ctx.run_dir, ctx.cells, _cells_of(ctx.companion("ode"))),
+            lambda ctx: nonlinear.readme_paragraph(ctx.run_dir, ctx.cells, _cells_of(ctx.companion("ode")))),
 )
 
 __all__ = ["SECTIONS", "Section", "SectionContext", "has_kind"]

@@ -1,14 +1,14 @@
 """The batched-nonlinear-solves section of a run's report, and its README paragraph.
 
-Report hook (harness.report.sections.SECTIONS): ``report_section(run_dir, df, cpu_df)`` returns None
-when the run has no rows of a nonlinear problem; otherwise it writes
+Report hook (harness.report.sections.SECTIONS): ``report_section(run_dir, cells, cpu_cells)`` returns
+None when the run's cell table has no nonlinear cell; otherwise it writes
 ``figures/nonlinear_time_vs_n.{png,svg,csv}`` (time vs number of systems per backend, method
 and dtype; the CSV holds exactly the plotted points) and returns a Markdown section with a table
 of median time, iterations (mean / max), non-converged systems and error beside every time, and
 the fused-vs-array ratio set beside the ODE one of the cpu reference run, which the caller passes
 explicitly (numbers read from both runs' results, never typed).
 
-README hook (harness.report.sections.SECTIONS): ``readme_paragraph(run_dir, df, cpu_df)`` says the
+README hook (harness.report.sections.SECTIONS): ``readme_paragraph(run_dir, cells, cpu_cells)`` says the
 same in two sentences for a nonlinear run named to the README generator.
 """
 from __future__ import annotations
@@ -21,33 +21,19 @@ from matplotlib.figure import Figure
 
 from harness.report.figures.canvas import write_files
 from harness.report.figures.style import backend_colour
+from harness.results.cells import timed_cells
 
 KEYS = ["problem", "backend", "variant", "method", "dtype", "device", "n"]
 
 
-def nonlinear_rows(df: pd.DataFrame) -> pd.DataFrame:
-    """The ok rows of nonlinear problems (kind from the registry; unknown names dropped)."""
-    from problems.registry import PROBLEMS
-
-    if df.empty or "problem" not in df:
-        return df.iloc[0:0]
-    kinds = {name: getattr(p, "kind", "ode") for name, p in PROBLEMS.items()}
-    rows = df[df["problem"].map(kinds).eq("nonlinear")]
-    return rows[rows["status"].eq("ok")] if "status" in rows else rows
-
-
-def summary(rows: pd.DataFrame) -> pd.DataFrame:
-    r = rows.copy()
-    r["variant"] = r["variant"].astype(object).fillna("").astype(str)
-    for col in ("failed_trajectories", "max_scaled_err", "steps_mean", "steps_max", "max_rel_err", "launches"):
-        if col not in r:
-            r[col] = math.nan
-    s = r.groupby(KEYS, dropna=False).agg(
-        median_s=("time_s", "median"), min_s=("time_s", "min"), compile_s=("compile_s", "first"),
-        iters_mean=("steps_mean", "first"), iters_max=("steps_max", "first"),
-        failed=("failed_trajectories", "first"), max_rel_err=("max_rel_err", "first"),
-        max_scaled_err=("max_scaled_err", "first"), launches=("launches", "max"))
-    return s.reset_index().sort_values(KEYS)
+def summary(cells: pd.DataFrame) -> pd.DataFrame:
+    """The nonlinear cells of a cell table: median and min time, compile time, iterations (mean /
+    max), non-converged systems, errors and launches per cell."""
+    s = timed_cells(cells, "nonlinear").rename(columns={
+        "time_median_s": "median_s", "time_min_s": "min_s", "steps_mean": "iters_mean",
+        "steps_max": "iters_max", "failed_trajectories": "failed"})
+    return s[[*KEYS, "median_s", "min_s", "compile_s", "iters_mean", "iters_max", "failed", "max_rel_err",
+              "max_scaled_err", "launches"]].sort_values(KEYS, kind="mergesort")
 
 
 def _label(r) -> str:
@@ -90,23 +76,20 @@ def array_over_fused(summ: pd.DataFrame, **match) -> list[tuple[int, float]]:
     return [(int(n), float(a[n] / f[n])) for n in common]
 
 
-def ode_ratios(cpu_df: pd.DataFrame | None) -> dict[str, list[tuple[int, float]]]:
-    """The ODE fused-vs-array ratios of the cpu reference run: Lorenz Tsit5 float32, fixed step and
-    adaptive at rtol 1e-6 (the replica's default lockstep variant), at the run's own thread count."""
-    if cpu_df is None or cpu_df.empty:
+def ode_ratios(cpu_cells: pd.DataFrame | None) -> dict[str, list[tuple[int, float]]]:
+    """The ODE fused-vs-array ratios of the cpu reference run's cell table: Lorenz Tsit5 float32,
+    fixed step and adaptive at rtol 1e-6 (the replica's default lockstep variant), at the run's own
+    thread count."""
+    if cpu_cells is None or cpu_cells.empty:
         return {}
-    d = cpu_df[(cpu_df["status"] == "ok") & (cpu_df["problem"] == "lorenz") & (cpu_df["method"] == "tsit5")
-               & (cpu_df["dtype"] == "float32")].copy()
-    d["variant"] = d["variant"].fillna("").astype(str)
-    d = d[d["variant"] == ""]
-    if "threads" in d and d["threads"].notna().any():
+    d = timed_cells(cpu_cells)
+    d = d[(d["problem"] == "lorenz") & (d["method"] == "tsit5") & (d["dtype"] == "float32") & (d["variant"] == "")]
+    if d["threads"].notna().any():
         d = d[d["threads"] == d["threads"].max()]
     out = {}
     for label, sel in (("fixed", d[d["mode"] == "fixed"]),
                        ("adaptive rtol 1e-6", d[(d["mode"] == "adaptive") & (d["rtol"].round(12) == 1e-6)])):
-        s = sel.groupby(["backend", "n"])["time_s"].median().reset_index()
-        s["variant"], s["method"] = "", "tsit5"
-        s = s.rename(columns={"time_s": "median_s"})
+        s = sel.rename(columns={"time_median_s": "median_s"})
         r = array_over_fused(s)
         if r:
             out[label] = r
@@ -124,21 +107,21 @@ def _fmt(x, spec: str) -> str:
     return "" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
 
 
-def comparison_lines(summ: pd.DataFrame, cpu_df: pd.DataFrame | None) -> list[str]:
+def comparison_lines(summ: pd.DataFrame, cpu_cells: pd.DataFrame | None) -> list[str]:
     """Sentences with the nonlinear and ODE fused-vs-array ratios, from data."""
     out = []
     for method, dtype in (("newton", "float32"), ("newton", "float64"), ("trust-region", "float32")):
         r = array_over_fused(summ, method=method, dtype=dtype)
         if r:
             out.append(f"- {method} {dtype}: array replica / fused = {_ratio_text(r)}.")
-    ode = ode_ratios(cpu_df)
+    ode = ode_ratios(cpu_cells)
     for label, r in ode.items():
         out.append(f"- ODE (cpu reference run, Lorenz Tsit5 float32 {label}): array / fused = {_ratio_text(r)}.")
-    out += why_lines(summ, cpu_df, ode)
+    out += why_lines(summ, cpu_cells, ode)
     return out
 
 
-def why_lines(summ: pd.DataFrame, cpu_df: pd.DataFrame | None, ode: dict) -> list[str]:
+def why_lines(summ: pd.DataFrame, cpu_cells: pd.DataFrame | None, ode: dict) -> list[str]:
     """Whether the gap looks like the ODE one, and the measured quantities that explain it."""
     nl = array_over_fused(summ, method="newton", dtype="float32")
     fixed = ode.get("fixed", [])
@@ -147,9 +130,9 @@ def why_lines(summ: pd.DataFrame, cpu_df: pd.DataFrame | None, ode: dict) -> lis
     fused = summ[(summ["backend"] == "fused") & (summ["method"] == "newton") & (summ["dtype"] == "float32")]
     iters = float(fused["iters_mean"].mean())
     steps = math.nan
-    if cpu_df is not None and "steps_mean" in cpu_df:
-        sel = cpu_df[(cpu_df["problem"] == "lorenz") & (cpu_df["mode"] == "fixed") & (cpu_df["status"] == "ok")
-                     & (cpu_df["backend"] == "fused")]
+    if cpu_cells is not None and "steps_mean" in cpu_cells:
+        sel = cpu_cells[(cpu_cells["problem"] == "lorenz") & (cpu_cells["mode"] == "fixed") & (cpu_cells["status"] == "ok")
+                     & (cpu_cells["backend"] == "fused")]
         steps = float(sel["steps_mean"].median()) if len(sel) else math.nan
     (n_nl, g_nl), (n_ode, g_ode) = nl[-1], fixed[-1]
     arr = summ[(summ["backend"] == "array") & (summ["method"] == "newton") & (summ["dtype"] == "float32")]
@@ -170,12 +153,12 @@ def why_lines(summ: pd.DataFrame, cpu_df: pd.DataFrame | None, ode: dict) -> lis
     ]
 
 
-def report_section(run_dir: Path, df: pd.DataFrame, cpu_df: pd.DataFrame | None = None) -> str | None:
-    """The nonlinear section (None without nonlinear rows); ``cpu_df``: the cpu reference run's results."""
-    rows = nonlinear_rows(df)
-    if rows.empty:
+def report_section(run_dir: Path, cells: pd.DataFrame, cpu_cells: pd.DataFrame | None = None) -> str | None:
+    """The nonlinear section (None without nonlinear cells); ``cpu_cells``: the cpu reference run's
+    cell table."""
+    summ = summary(cells)
+    if summ.empty:
         return None
-    summ = summary(rows)
     fig = write_figure(Path(run_dir), summ)
     lines = ["## Batched nonlinear solves (generalized Rosenbrock, d = 10)", ""]
     if fig is not None:
@@ -196,7 +179,7 @@ def report_section(run_dir: Path, df: pd.DataFrame, cpu_df: pd.DataFrame | None 
         "Fused-vs-array ratio here and for ODEs (median times from the results):",
         "",
     ]
-    lines += comparison_lines(summ, cpu_df) + [""]
+    lines += comparison_lines(summ, cpu_cells) + [""]
     lines += ["| backend | method | dtype | N | median time | compile | iterations mean / max | failed | "
               "max_rel_err | max_scaled_err | launches |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for _, r in summ.iterrows():
@@ -209,14 +192,14 @@ def report_section(run_dir: Path, df: pd.DataFrame, cpu_df: pd.DataFrame | None 
     return "\n".join(lines)
 
 
-def readme_paragraph(run_dir: Path, df: pd.DataFrame, cpu_df: pd.DataFrame | None) -> str | None:
-    """Two sentences from the nonlinear run in ``run_dir`` (None without nonlinear rows)."""
+def readme_paragraph(run_dir: Path, cells: pd.DataFrame, cpu_cells: pd.DataFrame | None) -> str | None:
+    """Two sentences from the nonlinear run in ``run_dir`` (None without nonlinear cells)."""
     run = Path(run_dir)
-    summ = summary(nonlinear_rows(df))
+    summ = summary(cells)
     if summ.empty:
         return None
     nl = array_over_fused(summ, method="newton", dtype="float32")
-    ode = ode_ratios(cpu_df).get("fixed", [])
+    ode = ode_ratios(cpu_cells).get("fixed", [])
     return (f"**Batched nonlinear solves** (generalized Rosenbrock, d = 10, Newton, float32; run `{run.name}`): "
             f"the array replica takes {_ratio_text(nl)} the fused kernel's time; for the Lorenz ODE "
             f"(fixed-step Tsit5) the same ratio is {_ratio_text(ode)}. See that run's report for "

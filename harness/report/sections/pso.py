@@ -1,13 +1,13 @@
 """The particle-swarm section of a run's report (issue 18), and its README paragraph.
 
-Report hook (see harness.report.markdown): ``report_section(run_dir, df) -> str | None`` (None when the
-run has no swarm rows). It writes ``figures/pso_time_vs_particles.{png,svg,csv}`` (the CSV holds
+Report hook (harness.report.sections.SECTIONS): ``report_section(run_dir, cells, cpu_cells) -> str | None``
+(None when the run's cell table has no swarm cell). It writes ``figures/pso_time_vs_particles.{png,svg,csv}`` (the CSV holds
 exactly the plotted points) and returns a Markdown section: the figure, a table with the
 iterations and the final accuracy beside every time, and the fused-vs-array ratio of the swarms
 beside the ODE one (Lorenz, Tsit5 fixed step, float32) of the cpu reference run, which the caller
 passes explicitly (``harness report RUN --companion CPU_RUN``), every number read from the results.
 
-README hook (harness.report.sections.SECTIONS): ``readme_paragraph(run_dir, df, ode_df)`` of a
+README hook (harness.report.sections.SECTIONS): ``readme_paragraph(run_dir, cells, cpu_cells)`` of a
 ``pso`` run named to the README generator, beside the cpu reference run's ODE ratios.
 """
 from __future__ import annotations
@@ -22,22 +22,13 @@ from matplotlib.figure import Figure
 
 from harness.report.figures.canvas import write_files
 from harness.report.figures.style import backend_colour
+from harness.results.cells import timed_cells
 from problems.pso_core import COGNITIVE, INERTIA, SOCIAL
+from problems.registry import get_problem
 
 KEYS = ["problem", "backend", "variant", "method", "dtype", "n"]
 #: The ODE series the swarms' fused-vs-array ratio is compared with (cpu reference run).
 ODE_SERIES = {"problem": "lorenz", "mode": "fixed", "dtype": "float32", "method": "tsit5"}
-
-
-def pso_rows(df: pd.DataFrame) -> pd.DataFrame:
-    """The ok rows of particle-swarm problems (kind from the registry; unknown names dropped)."""
-    from problems.registry import PROBLEMS
-
-    if df is None or df.empty or "problem" not in df:
-        return pd.DataFrame(columns=KEYS)
-    kinds = {name: getattr(p, "kind", "ode") for name, p in PROBLEMS.items()}
-    rows = df[df["problem"].map(kinds).eq("pso")]
-    return rows[rows["status"].eq("ok")] if "status" in rows else rows
 
 
 def _best_cost(settings: str) -> float:
@@ -47,19 +38,14 @@ def _best_cost(settings: str) -> float:
         return math.nan
 
 
-def summary(rows: pd.DataFrame) -> pd.DataFrame:
-    """Median and min time, iterations, accuracy, best objective and launches per cell."""
-    r = rows.copy()
-    r["variant"] = r["variant"].fillna("").astype(str)
-    r["best_cost"] = r["settings"].map(_best_cost) if "settings" in r else math.nan
-    for col in ("max_scaled_err", "launches", "steps_mean"):
-        if col not in r:
-            r[col] = math.nan
-    s = r.groupby(KEYS, dropna=False).agg(
-        median_s=("time_s", "median"), min_s=("time_s", "min"), iterations=("steps_mean", "first"),
-        max_rel_err=("max_rel_err", "first"), max_scaled_err=("max_scaled_err", "first"),
-        best_cost=("best_cost", "first"), launches=("launches", "first"))
-    return s.reset_index().sort_values(KEYS)
+def summary(cells: pd.DataFrame) -> pd.DataFrame:
+    """The swarm cells of a cell table: median and min time, iterations, accuracy, best objective
+    and launches per cell."""
+    s = timed_cells(cells, "pso").rename(columns={"time_median_s": "median_s", "time_min_s": "min_s",
+                                                   "steps_mean": "iterations"})
+    s["best_cost"] = s["settings"].map(_best_cost)
+    return s[[*KEYS, "median_s", "min_s", "iterations", "max_rel_err", "max_scaled_err", "best_cost",
+              "launches"]].sort_values(KEYS, kind="mergesort")  # one row per cell: KEYS may repeat
 
 
 def label(backend: str, variant: str, method: str) -> str:
@@ -104,19 +90,19 @@ def ratios(summ: pd.DataFrame) -> pd.DataFrame:
     return wide.reset_index()
 
 
-def ode_ratios(cpu_df: pd.DataFrame | None) -> pd.DataFrame:
-    """array / fused median time of the ODE series (ODE_SERIES) per N in the cpu reference run."""
-    if cpu_df is None or cpu_df.empty:
+def ode_ratios(cpu_cells: pd.DataFrame | None) -> pd.DataFrame:
+    """array / fused median time of the ODE series (ODE_SERIES) per N in the cpu reference run's
+    cell table."""
+    if cpu_cells is None or cpu_cells.empty:
         return pd.DataFrame(columns=["n", "ratio"])
-    d = cpu_df[cpu_df["status"].eq("ok") & cpu_df["variant"].fillna("").eq("")]
+    d = timed_cells(cpu_cells)
+    d = d[d["variant"].eq("")]
     for k, v in ODE_SERIES.items():
         d = d[d[k].eq(v)]
-    from problems.registry import get_problem
-
-    d = d[np.isclose(d["dt"].astype(float), get_problem(ODE_SERIES["problem"]).dt)]  # the protocol's step
-    if "threads" in d and d["threads"].notna().any():
+    d = d[np.isclose(d["dt"], get_problem(ODE_SERIES["problem"]).dt)]  # the protocol's step
+    if d["threads"].notna().any():
         d = d[d["threads"].eq(d["threads"].max())]  # every core, as the swarm cells
-    wide = d.pivot_table(index="n", columns="backend", values="time_s", aggfunc="median")
+    wide = d.pivot_table(index="n", columns="backend", values="time_median_s", aggfunc="median")
     if not {"fused", "array"} <= set(wide.columns):
         return pd.DataFrame(columns=["n", "ratio"])
     wide = wide.dropna(subset=["fused", "array"])
@@ -134,9 +120,9 @@ def _fmt(x, spec: str) -> str:
     return "" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
 
 
-def comparison_lines(summ: pd.DataFrame, cpu_df: pd.DataFrame | None) -> list[str]:
+def comparison_lines(summ: pd.DataFrame, cpu_cells: pd.DataFrame | None) -> list[str]:
     """Sentences with the swarms' fused-vs-array ratios beside the ODE's, from the data."""
-    rat, ode = ratios(summ), ode_ratios(cpu_df)
+    rat, ode = ratios(summ), ode_ratios(cpu_cells)
     if rat.empty:
         return ["No cell has both a fused and an array time: no ratio to report."]
     out = []
@@ -162,12 +148,11 @@ def comparison_lines(summ: pd.DataFrame, cpu_df: pd.DataFrame | None) -> list[st
     return out
 
 
-def report_section(run_dir: Path, df: pd.DataFrame, cpu_df: pd.DataFrame | None = None) -> str | None:
-    """The swarm section (None without swarm rows); ``cpu_df``: the cpu reference run's results."""
-    rows = pso_rows(df)
-    if rows.empty:
+def report_section(run_dir: Path, cells: pd.DataFrame, cpu_cells: pd.DataFrame | None = None) -> str | None:
+    """The swarm section (None without swarm cells); ``cpu_cells``: the cpu reference run's cell table."""
+    summ = summary(cells)
+    if summ.empty:
         return None
-    summ = summary(rows)
     fig = write_figure(Path(run_dir), summ)
     lines = ["## Particle swarms: fused vs array style (issue 18)", ""]
     if fig is not None:
@@ -197,7 +182,7 @@ def report_section(run_dir: Path, df: pd.DataFrame, cpu_df: pd.DataFrame | None 
                      f"{_fmt(r.max_rel_err, '.3g')} | {_fmt(r.max_scaled_err, '.3g')} | {_fmt(r.best_cost, '.3g')} | "
                      f"{_fmt(r.launches, '.0f')} |")
     lines += ["", "### Does the fused-vs-array gap look like the ODE one?", ""]
-    lines += comparison_lines(summ, cpu_df)
+    lines += comparison_lines(summ, cpu_cells)
     lines += ["", ("The ODE ratio is the cpu reference run's Lorenz Tsit5 fixed-step float32 series (dt = 1e-3, "
                    "1000 steps, every core) at the nearest N. "
                    "Why the gaps differ: per iteration the array form dispatches one operation per Philox round "
@@ -207,17 +192,17 @@ def report_section(run_dir: Path, df: pd.DataFrame, cpu_df: pd.DataFrame | None 
                    "itself needs one launch and one host reduction per iteration (the ODE kernel needs one per "
                    "solve), so its own per-launch cost enters every iteration. The ODE fit sits between: its "
                    "iterations are ODE solves, where the ODE argument applies to most of the work.")
-              if cpu_df is not None else "No cpu reference run given (`--companion`): no ODE ratio to compare with.", ""]
+              if cpu_cells is not None else "No cpu reference run given (`--companion`): no ODE ratio to compare with.", ""]
     return "\n".join(lines)
 
 
-def readme_paragraph(run_dir: Path, df: pd.DataFrame, cpu_df: pd.DataFrame | None) -> str | None:
-    """The README's swarm paragraph of the pso run in ``run_dir`` (None without swarm rows)."""
+def readme_paragraph(run_dir: Path, cells: pd.DataFrame, cpu_cells: pd.DataFrame | None) -> str | None:
+    """The README's swarm paragraph of the pso run in ``run_dir`` (None without swarm cells)."""
     run = Path(run_dir)
-    summ = summary(pso_rows(df))
+    summ = summary(cells)
     if summ.empty:
         return None
     lines = [f"**Particle swarms** (issue 18, run `{run.name}`; `python -m harness run --suite pso --report`): "
              "array-style / fused time of the same swarm, same random stream:"]
-    lines += comparison_lines(summ, cpu_df)
+    lines += comparison_lines(summ, cpu_cells)
     return "\n".join(lines)

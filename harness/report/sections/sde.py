@@ -1,7 +1,7 @@
 """The SDE section of a run's report: time vs N beside the paper's published SDE series.
 
-Report hook (see harness.report.markdown): ``report_section(run_dir, df) -> str | None``. It returns None
-when the run has no SDE rows. It writes ``figures/sde_time_vs_n.{png,svg,csv}`` (the CSV holds
+Report hook (harness.report.sections.SECTIONS): ``report_section(run_dir, cells) -> str | None``, from
+the run's cell table (harness.results.cells). It returns None when the run has no SDE cell. It writes ``figures/sde_time_vs_n.{png,svg,csv}`` (the CSV holds
 exactly the plotted points, ours and published) and returns a Markdown section with the figure,
 a table of median time, accuracy and launches per cell, and how to read it. The published series
 (``shared/paper_data``: Julia GPUEM kernel, GPU not stated in the artifact; 16-thread CPU
@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 
 from harness.report.figures.canvas import write_files
 from harness.report.figures.style import backend_colour
+from harness.results.cells import timed_cells
 from harness.results.paper import load_paper_data
 
 #: Our problem -> the published series drawn beside it (paper_data names the CRN "crn_sde").
@@ -25,26 +26,11 @@ PUBLISHED_PROBLEM = {"linear_sde": "linear_sde", "crn_sigmagen": "crn_sde", "crn
 SPAN_NOTE = {"crn_sigmagen_short": "ours: t in [0, 100] (1,000 steps); published: t in [0, 1000] (10,000 steps)"}
 
 
-def sde_rows(df: pd.DataFrame) -> pd.DataFrame:
-    """The ok rows of SDE problems (problem kind from the registry; unknown names dropped)."""
-    from problems.registry import PROBLEMS
-
-    kinds = {name: getattr(p, "kind", "ode") for name, p in PROBLEMS.items()}
-    if df.empty or "problem" not in df:
-        return df.iloc[0:0]
-    sde = df[df["problem"].map(kinds).eq("sde")]
-    return sde[sde["status"].eq("ok")] if "status" in sde else sde
-
-
-def summary(rows: pd.DataFrame) -> pd.DataFrame:
-    """Median (and min) time, accuracy and launches per (problem, backend, variant, device, n)."""
-    keys = ["problem", "backend", "variant", "device", "n"]
-    r = rows.copy()
-    r["variant"] = r["variant"].fillna("").astype(str)
-    agg = {"time_s": ["median", "min"], "max_rel_err": "first", "launches": "first"}
-    s = r.groupby(keys, dropna=False).agg(agg)
-    s.columns = ["median_s", "min_s", "max_rel_err", "launches"]
-    return s.reset_index().sort_values(keys)
+def summary(cells: pd.DataFrame) -> pd.DataFrame:
+    """The SDE cells of a cell table: median (and min) time, accuracy and launches per cell."""
+    keys = ["problem", "backend", "variant", "device", "n", "method", "dtype", "dt"]
+    s = timed_cells(cells, "sde").rename(columns={"time_median_s": "median_s", "time_min_s": "min_s"})
+    return s[[*keys, "median_s", "min_s", "max_rel_err", "launches"]].sort_values(keys, kind="mergesort")
 
 
 def _series_label(backend: str, variant: str) -> str:
@@ -93,12 +79,11 @@ def _fmt(x: float, spec: str) -> str:
     return "" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
 
 
-def report_section(run_dir: Path, df: pd.DataFrame) -> str | None:
-    """The Markdown SDE section (None when the run has no SDE rows)."""
-    rows = sde_rows(df)
-    if rows.empty:
+def report_section(run_dir: Path, cells: pd.DataFrame) -> str | None:
+    """The Markdown SDE section (None when the cell table has no timed SDE cell)."""
+    summ = summary(cells)
+    if summ.empty:
         return None
-    summ = summary(rows)
     fig = write_figure(Path(run_dir), summ)
     lines = ["## SDE ensembles (Euler-Maruyama)", ""]
     if fig is not None:

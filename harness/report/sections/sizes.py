@@ -1,10 +1,10 @@
 """The system-size section (issue 15): where the fused kernel stops winning as d grows.
 
-Report hook (harness.report.markdown): ``report_section(run_dir, df) -> str | None`` (None without
-Lorenz-96 rows). It writes ``figures/sizes_winner.{png,svg,csv}`` (the fastest backend over
+Report hook (harness.report.sections.SECTIONS): ``report_section(run_dir, cells) -> str | None``
+(None without Lorenz-96 cells in the run's cell table). It writes ``figures/sizes_winner.{png,svg,csv}`` (the fastest backend over
 (d, N) and its lead over the runner-up) and ``figures/sizes_per_state_step.{png,svg,csv}`` (time
 per trajectory-step per state vs d), and states from the data where the fused kernel stops being
-the fastest (the crossover). README hook (harness.report.readme): ``readme_paragraph(run_dir, df)``
+the fastest (the crossover). README hook (harness.report.sections.SECTIONS): ``readme_paragraph(run_dir, cells)``
 of a ``sizes`` run named to the README generator.
 """
 from __future__ import annotations
@@ -17,6 +17,8 @@ from matplotlib.figure import Figure
 
 from harness.report.figures.canvas import write_files
 from harness.report.figures.style import backend_colour
+from harness.results.cells import timed_cells
+from solvers.fused.looped import LOOPED_MIN_STATES
 
 _DIM = re.compile(r"lorenz96-([0-9]+)\Z")
 #: The talk's (and NonlinearSolve.jl's GPU tutorial's) rule of thumb for kernel generation.
@@ -28,28 +30,19 @@ def applies(cells: pd.DataFrame) -> bool:
     return bool(cells["problem"].str.fullmatch(_DIM).any())
 
 
-def size_rows(df: pd.DataFrame) -> pd.DataFrame:
-    """ok rows of Lorenz-96 problems with their dimension ``d`` as a column."""
-    if df is None or df.empty or "problem" not in df:
-        return pd.DataFrame()
-    d = df["problem"].astype(str).str.extract(_DIM, expand=False)
-    rows = df[d.notna()].copy()
-    rows["d"] = d[d.notna()].astype(int)
-    if "status" in rows:
-        rows = rows[rows["status"].eq("ok")]
-    return rows
-
-
-def summary(rows: pd.DataFrame) -> pd.DataFrame:
-    """Median time per (mode, d, n, backend, variant), per trajectory-step per state too."""
-    r = rows.copy()
-    r["variant"] = r["variant"].fillna("").astype(str)
-    r["series"] = r["backend"] + r["variant"].map(lambda v: f" [{v}]" if v else "")
+def summary(cells: pd.DataFrame) -> pd.DataFrame:
+    """The Lorenz-96 cells of a cell table with their dimension ``d`` and series label: median
+    time per cell, and per trajectory-step per state."""
+    ok = timed_cells(cells)
+    d = ok["problem"].str.extract(_DIM, expand=False)
+    s = ok[d.notna()].rename(columns={"time_median_s": "median_s", "steps_mean": "steps",
+                                      "max_scaled_err": "err"})
+    s["d"] = d[d.notna()].astype(int)
+    s["series"] = s["backend"] + s["variant"].map(lambda v: f" [{v}]" if v else "")
     keys = ["mode", "d", "n", "series", "backend"]
-    s = r.groupby(keys).agg(median_s=("time_s", "median"), steps=("steps_mean", "first"),
-                            err=("max_scaled_err", "first")).reset_index()
+    s = s[[*keys, "dtype", "device", "threads", "dt", "rtol", "median_s", "steps", "err"]]
     s["ns_per_state_step"] = s["median_s"] * 1e9 / (s["n"] * s["steps"].clip(lower=1) * s["d"])
-    return s.sort_values(keys)
+    return s.sort_values([*keys, "dtype", "device", "threads", "dt", "rtol"], kind="mergesort").reset_index(drop=True)
 
 
 def winners(s: pd.DataFrame) -> pd.DataFrame:
@@ -144,11 +137,11 @@ def _figures(run_dir: Path, s: pd.DataFrame, w: pd.DataFrame) -> list[str]:
     return ["figures/sizes_winner.png", "figures/sizes_per_state_step.png"]
 
 
-def report_section(run_dir: Path, df: pd.DataFrame) -> str | None:
-    rows = size_rows(df)
-    if rows.empty:
+def report_section(run_dir: Path, cells: pd.DataFrame) -> str | None:
+    """The system-size section (None when the cell table has no timed Lorenz-96 cell)."""
+    s = summary(cells)
+    if s.empty:
         return None
-    s = summary(rows)
     w = winners(s)
     figs = _figures(run_dir, s, w)
     lines = ["## System size: where the fused kernel stops winning (Lorenz-96, d = "
@@ -158,7 +151,7 @@ def report_section(run_dir: Path, df: pd.DataFrame) -> str | None:
     lines += ["", f"The rule of thumb under test: kernel generation is ideal up to ~{RULE_OF_THUMB} "
               "ODEs (GPU register space). This run is on a CPU: there the fused kernel's state "
               "lives in vector registers and L1 (looped layout from "
-              f"{_looped_min()} states on, solvers/fused/looped.py), so the CPU crossover "
+              f"{LOOPED_MIN_STATES} states on, solvers/fused/looped.py), so the CPU crossover "
               "measures dispatch and vectorisation, not GPU registers; the GPU side is the "
               "register/spill/occupancy model of `python -m harness gpu-profile` (docs/sizes.md).", ""]
     lines += [f"![{Path(f).stem}]({f})" for f in figs] + [""]
@@ -171,19 +164,13 @@ def report_section(run_dir: Path, df: pd.DataFrame) -> str | None:
     return "\n".join(lines) + "\n"
 
 
-def _looped_min() -> int:
-    from solvers.fused.looped import LOOPED_MIN_STATES
-
-    return LOOPED_MIN_STATES
-
-
-def readme_paragraph(run_dir: Path, df: pd.DataFrame) -> str | None:
-    """README paragraph of the ``sizes`` run in ``run_dir`` (None when it has no Lorenz-96 rows)."""
+def readme_paragraph(run_dir: Path, cells: pd.DataFrame) -> str | None:
+    """README paragraph of the ``sizes`` run in ``run_dir`` (None when it has no Lorenz-96 cell)."""
     run = Path(run_dir)
-    rows = size_rows(df)
-    if rows.empty:
+    s = summary(cells)
+    if s.empty:
         return None
-    w = winners(summary(rows))
+    w = winners(s)
     parts = [crossover(w, mode)[1] for mode in dict.fromkeys(w["mode"])]
     first = first_spill_d()
     gpu = (f" On sm_90 the fused kernel's state first leaves the registers at d = {first} (static "
