@@ -166,11 +166,7 @@ def render_report(run: Run, env: dict, figures: list[FigureInfo], headline: pd.D
 
 
 def _bracket(r) -> str:
-    return f"{_fmt_x(r['speedup'])} [{_sig(r['speedup_lo'])}–{_sig(r['speedup_hi'])}]"
-
-
-def _sig(x: float) -> str:
-    return style.format_ratio(x).rstrip("×")
+    return f"{_fmt_x(r['speedup'])} [{style.format_ratio_digits(r['speedup_lo'])}–{style.format_ratio_digits(r['speedup_hi'])}]"
 
 
 def _pair(a: float, b: float, fmt) -> str:

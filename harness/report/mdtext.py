@@ -1,8 +1,6 @@
 """Markdown building blocks shared by report.md and its appendix: tables and short value texts."""
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pandas as pd
 
@@ -22,11 +20,11 @@ def md_table(header: list[str], rows: list[list[object]]) -> str:
 
 
 def num_text(v: float) -> str:
-    return "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:g}"
+    return style.format_number(v)
 
 
 def err_text(v: float) -> str:
-    return "n/a" if v is None or not np.isfinite(v) else f"{v:.2g}"
+    return style.format_number(v, ".2g", "n/a")
 
 
 def value_range(values: pd.Series, fmt) -> str:

@@ -17,7 +17,6 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import numpy as np
 
 from harness.report.figures import style
 from harness.report.figures.canvas import FigureContext
@@ -122,7 +121,7 @@ def readme_block(run_dir: Path, companions: tuple[Path, ...] = ()) -> str:
                     row.append("")
                     continue
                 r = r.iloc[0]
-                cell = f"{style.format_ratio(r['speedup'])} [{_sig(r['speedup_lo'])}–{_sig(r['speedup_hi'])}]"
+                cell = f"{style.format_ratio(r['speedup'])} [{style.format_ratio_digits(r['speedup_lo'])}–{style.format_ratio_digits(r['speedup_hi'])}]"
                 if r["variant"]:
                     cell += f" ({r['variant']})"
                 if "work differs" in r["notes"]:
@@ -149,10 +148,6 @@ def readme_block(run_dir: Path, companions: tuple[Path, ...] = ()) -> str:
     lines += feature_paragraphs(runs)
     lines.append(END)
     return "\n".join(lines)
-
-
-def _sig(x: float) -> str:
-    return style.format_ratio(x).rstrip("×") if np.isfinite(x) else "n/a"
 
 
 def split_block(text: str) -> tuple[str, str, str]:

@@ -9,7 +9,6 @@ run lacks is skipped with a reason instead of drawn.
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -152,10 +151,6 @@ def key_legend(ax, frame: pd.DataFrame, published_labels: dict | None = None,
                   frameon=False, title="published (paper, GPU named)", title_fontsize=6.5)
 
 
-def _fmt_float(v: float) -> str:
-    return "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:g}"
-
-
 def _series_labels(frame: pd.DataFrame) -> dict[str, str]:
     """Legend text per series: the backend, plus whatever differs between the series shown."""
     ids = series_id(frame)
@@ -171,12 +166,12 @@ def _series_labels(frame: pd.DataFrame) -> dict[str, str]:
         for key in ("problem", "mode", "dtype", "device"):
             if key in varying:
                 text += f", {row[key]}"
-        if "dt" in varying and _fmt_float(row["dt"]):
-            text += f", dt={_fmt_float(row['dt'])}"
-        if ("rtol" in varying or "atol" in varying) and _fmt_float(row["rtol"]):
-            text += f", tol={_fmt_float(row['rtol'])}"
+        if "dt" in varying and style.format_number(row["dt"]):
+            text += f", dt={style.format_number(row['dt'])}"
+        if ("rtol" in varying or "atol" in varying) and style.format_number(row["rtol"]):
+            text += f", tol={style.format_number(row['rtol'])}"
             if row["atol"] != row["rtol"]:
-                text += f"/{_fmt_float(row['atol'])}"
+                text += f"/{style.format_number(row['atol'])}"
         labels[sid] = text
     return labels
 
@@ -362,8 +357,8 @@ def _fig3(ctx: FigureContext) -> FigureInfo:
             label += f" ({style.method_label(r0['peer_method'])})"
             if multi_dtype:
                 label += f", {r0['dtype']} {r0['device']}"
-            if multi_tol and _fmt_float(r0["rtol"]):
-                label += f", tol={_fmt_float(r0['rtol'])}"
+            if multi_tol and style.format_number(r0["rtol"]):
+                label += f", tol={style.format_number(r0['rtol'])}"
             ax.plot(s["n"], s["speedup"], color=style.backend_colour(r0["peer"]),
                     linestyle=style.variant_linestyle(r0["peer_variant"], variants[r0["peer"]]),
                     marker=style.method_marker(r0["peer_method"]), markersize=3.5, linewidth=1.2,
@@ -511,7 +506,7 @@ def _fig5(ctx: FigureContext) -> FigureInfo:
                 markersize=4, linewidth=1.0, label=label,
                 markerfacecolor="none" if mode == "adaptive" else None)
         for _, r in s.iterrows():
-            tag = f"dt={_fmt_float(r['dt'])}" if mode == "fixed" else f"tol={_fmt_float(r['rtol'])}"
+            tag = f"dt={style.format_number(r['dt'])}" if mode == "fixed" else f"tol={style.format_number(r['rtol'])}"
             ax.annotate(tag, (r["time_median_s"], r["max_rel_err"]), fontsize=4.5,
                         textcoords="offset points", xytext=(3, 2), color="#555555")
             rows.append(dict(series=label, backend=b, variant=v, method=method, mode=mode, dtype=dtype,

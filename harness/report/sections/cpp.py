@@ -8,10 +8,9 @@ mode, whether the Numba kernel is within 10% of the C++ one. A pure function of 
 """
 from __future__ import annotations
 
-import math
-
 import pandas as pd
 
+from harness.report.figures.style import format_number
 from harness.results.cells import timed_cells
 
 #: "Within 10%": fused time <= 1.10 x cuda-cpp time.
@@ -20,7 +19,7 @@ _KEYS = ("problem", "method", "mode", "dtype", "n", "device", "dt", "rtol", "ato
 
 
 def _fmt(v: float, spec: str = ".3g") -> str:
-    return "n/a" if v is None or not math.isfinite(v) else format(v, spec)
+    return format_number(v, spec, "n/a")
 
 
 def applies(cells: pd.DataFrame) -> bool:

@@ -20,7 +20,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from harness.report.figures.canvas import write_files
-from harness.report.figures.style import backend_colour
+from harness.report.figures.style import backend_colour, format_number
 from harness.results.cells import timed_cells
 
 KEYS = ["problem", "backend", "variant", "method", "dtype", "device", "n"]
@@ -103,10 +103,6 @@ def _ratio_text(r: list[tuple[int, float]]) -> str:
     return f"{r0:.1f}x at N={n0}" + (f", {r1:.1f}x at N={n1}" if n1 != n0 else "")
 
 
-def _fmt(x, spec: str) -> str:
-    return "" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
-
-
 def comparison_lines(summ: pd.DataFrame, cpu_cells: pd.DataFrame | None) -> list[str]:
     """Sentences with the nonlinear and ODE fused-vs-array ratios, from data."""
     out = []
@@ -184,10 +180,10 @@ def report_section(run_dir: Path, cells: pd.DataFrame, cpu_cells: pd.DataFrame |
               "max_rel_err | max_scaled_err | launches |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for _, r in summ.iterrows():
         lines.append(f"| {r['backend']}{' [' + r['variant'] + ']' if r['variant'] else ''} | {r['method']} | "
-                     f"{r['dtype']} | {int(r['n'])} | {_fmt(r['median_s'], '.4g')} s | {_fmt(r['compile_s'], '.3g')} s | "
-                     f"{_fmt(r['iters_mean'], '.1f')} / {_fmt(r['iters_max'], '.0f')} | {_fmt(r['failed'], '.0f')} | "
-                     f"{_fmt(r['max_rel_err'], '.2g')} | {_fmt(r['max_scaled_err'], '.2g')} | "
-                     f"{_fmt(r['launches'], '.0f')} |")
+                     f"{r['dtype']} | {int(r['n'])} | {format_number(r['median_s'], '.4g')} s | {format_number(r['compile_s'], '.3g')} s | "
+                     f"{format_number(r['iters_mean'], '.1f')} / {format_number(r['iters_max'], '.0f')} | {format_number(r['failed'], '.0f')} | "
+                     f"{format_number(r['max_rel_err'], '.2g')} | {format_number(r['max_scaled_err'], '.2g')} | "
+                     f"{format_number(r['launches'], '.0f')} |")
     lines.append("")
     return "\n".join(lines)
 

@@ -21,7 +21,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from harness.report.figures.canvas import write_files
-from harness.report.figures.style import backend_colour
+from harness.report.figures.style import backend_colour, format_number
 from harness.results.cells import timed_cells
 from problems.pso_core import COGNITIVE, INERTIA, SOCIAL
 from problems.registry import get_problem
@@ -116,10 +116,6 @@ def _nearest(ode: pd.DataFrame, n: int) -> tuple[int, float] | None:
     return int(ode["n"].iloc[i]), float(ode["ratio"].iloc[i])
 
 
-def _fmt(x, spec: str) -> str:
-    return "" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
-
-
 def comparison_lines(summ: pd.DataFrame, cpu_cells: pd.DataFrame | None) -> list[str]:
     """Sentences with the swarms' fused-vs-array ratios beside the ODE's, from the data."""
     rat, ode = ratios(summ), ode_ratios(cpu_cells)
@@ -178,9 +174,9 @@ def report_section(run_dir: Path, cells: pd.DataFrame, cpu_cells: pd.DataFrame |
     ]
     for r in summ.itertuples():
         lines.append(f"| {r.problem} | {r.backend}{f' [{r.variant}]' if r.variant else ''} | {r.method} | {r.dtype} | "
-                     f"{int(r.n)} | {_fmt(r.iterations, '.0f')} | {_fmt(r.median_s, '.4g')} s | {_fmt(r.min_s, '.4g')} s | "
-                     f"{_fmt(r.max_rel_err, '.3g')} | {_fmt(r.max_scaled_err, '.3g')} | {_fmt(r.best_cost, '.3g')} | "
-                     f"{_fmt(r.launches, '.0f')} |")
+                     f"{int(r.n)} | {format_number(r.iterations, '.0f')} | {format_number(r.median_s, '.4g')} s | {format_number(r.min_s, '.4g')} s | "
+                     f"{format_number(r.max_rel_err, '.3g')} | {format_number(r.max_scaled_err, '.3g')} | {format_number(r.best_cost, '.3g')} | "
+                     f"{format_number(r.launches, '.0f')} |")
     lines += ["", "### Does the fused-vs-array gap look like the ODE one?", ""]
     lines += comparison_lines(summ, cpu_cells)
     lines += ["", ("The ODE ratio is the cpu reference run's Lorenz Tsit5 fixed-step float32 series (dt = 1e-3, "

@@ -26,7 +26,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from harness.report.figures.canvas import write_files
-from harness.report.figures.style import backend_colour
+from harness.report.figures.style import backend_colour, format_number
 from harness.results.cells import timed_cells
 
 #: The problem of the paper's multi-node run (problems.lorenz.LORENZ_MPI).
@@ -140,7 +140,7 @@ def _cores(run_dir: Path) -> str:
 
 
 def _fmt(x: float) -> str:
-    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3g}"
+    return format_number(x, ".3g", "n/a")
 
 
 def report_section(run_dir: Path, cells: pd.DataFrame) -> str | None:

@@ -9,14 +9,13 @@ a table of median time, accuracy and launches per cell, and how to read it. The 
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import pandas as pd
 from matplotlib.figure import Figure
 
 from harness.report.figures.canvas import write_files
-from harness.report.figures.style import backend_colour
+from harness.report.figures.style import backend_colour, format_number
 from harness.results.cells import timed_cells
 from harness.results.paper import load_paper_data
 
@@ -75,10 +74,6 @@ def write_figure(run_dir: Path, summ: pd.DataFrame) -> Path | None:
     return write_files(fig, Path(run_dir) / "figures", "sde_time_vs_n", pd.DataFrame(plotted), dpi=130)[0]
 
 
-def _fmt(x: float, spec: str) -> str:
-    return "" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
-
-
 def report_section(run_dir: Path, cells: pd.DataFrame) -> str | None:
     """The Markdown SDE section (None when the cell table has no timed SDE cell)."""
     summ = summary(cells)
@@ -108,7 +103,7 @@ def report_section(run_dir: Path, cells: pd.DataFrame) -> str | None:
     ]
     for r in summ.itertuples():
         lines.append(f"| {r.problem} | {_series_label(r.backend, r.variant)} | {r.device} | {int(r.n)} | "
-                     f"{_fmt(r.median_s, '.4g')} s | {_fmt(r.min_s, '.4g')} s | {_fmt(r.max_rel_err, '.3g')} | "
-                     f"{_fmt(r.launches, '.0f')} |")
+                     f"{format_number(r.median_s, '.4g')} s | {format_number(r.min_s, '.4g')} s | {format_number(r.max_rel_err, '.3g')} | "
+                     f"{format_number(r.launches, '.0f')} |")
     lines.append("")
     return "\n".join(lines)
