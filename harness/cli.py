@@ -132,7 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="build the report of a run folder")
     rep.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     rep.add_argument("--companion", dest="companions", type=Path, action="append", default=[], metavar="RUN_DIR",
-                     help="another run the sections compare against (e.g. the cpu run for pso, nonlinear); repeatable")
+                     help="another run the sections compare against (e.g. the cpu run for pso, nonlinear); repeatable; "
+                          "default: the run suite's `companions`")
     chk = sub.add_parser("check", help="exit 1 unless RUN_DIR holds a valid results table with timings")
     chk.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     chk.add_argument("--require-ok", action="append", metavar="BACKEND",
@@ -569,7 +570,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise UsageError(f"the report builder harness.report is not available here ({exc})") from None
     try:
-        path = write_report(run_dir, companions=tuple(args.companions))
+        path = write_report(run_dir, companions=tuple(args.companions) or None)
     except ValueError as exc:  # the report's SchemaError: the results cannot be reported
         print(f"error: cannot report {run_dir}: {' '.join(str(exc).split())}", file=sys.stderr)
         return 1

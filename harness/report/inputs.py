@@ -6,16 +6,22 @@ Every reader of a run (the report, its companions, the README generator) goes th
 from __future__ import annotations
 
 import json
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
+from harness.errors import UsageError
 from harness.results.cells import cell_table
 from harness.results.schema import COLUMNS, SchemaError, validate
+from harness.run.suites import resolve_suite_path
 
 RESULTS_FILE = "results.csv"
 ENVIRONMENT_FILE = "environment.json"
+
+#: Where committed runs live: a suite's ``companions`` names folders here.
+RESULTS_DIR = Path(__file__).resolve().parents[2] / "results"
 
 
 @dataclass(frozen=True)
@@ -25,6 +31,20 @@ class Run:
     path: Path
     results: pd.DataFrame
     cells: pd.DataFrame
+
+
+def suite_companions(run_dir: Path, results_dir: Path = RESULTS_DIR) -> tuple[Path, ...]:
+    """The companion runs the run's suite file names (``companions = [...]``, folder names under
+    ``results_dir``); () when the run records no suite, the suite file is gone or names none."""
+    env, _ = load_environment(run_dir)
+    name = (env.get("suite") or {}).get("name") if isinstance(env.get("suite"), dict) else None
+    if not name:
+        return ()
+    try:
+        data = tomllib.loads(resolve_suite_path(name).read_text(encoding="utf-8"))
+    except (UsageError, tomllib.TOMLDecodeError, OSError):
+        return ()
+    return tuple(Path(results_dir) / c for c in data.get("companions", []))
 
 
 def read_run(run_dir: Path) -> Run:

@@ -20,7 +20,7 @@ from harness.report.figures.canvas import FigureContext, FigureInfo
 from harness.report.figures.core import make_figures
 from harness.report.figures.story import make_story_figures
 from harness.report.findings import REPORT_FIGURES, finding, verdict
-from harness.report.inputs import Run, load_environment, read_run
+from harness.report.inputs import Run, load_environment, read_run, suite_companions
 from harness.report.mdtext import err_text, md_table
 from harness.report.sections import SECTIONS, Section, SectionContext
 from harness.results.headline import XLA_CAVEAT, headline_table
@@ -38,14 +38,15 @@ _fmt_t = style.format_seconds
 _fmt_x = style.format_ratio
 
 
-def write_report(run_dir: Path, *, companions: tuple[Path, ...] = (), dpi: int = 150,
+def write_report(run_dir: Path, *, companions: tuple[Path, ...] | None = None, dpi: int = 150,
                  html: bool = True) -> Path:
     """Draw the figures, write ``report.md``, the appendix and (``html``) ``report.html``.
 
     Args:
         run_dir: a run folder holding results.csv and (ideally) environment.json.
         companions: other run folders the sections compare against (the swarm and nonlinear
-            sections read the cpu ODE run among them); each is read once.
+            sections read the cpu ODE run among them); each is read once. None: those the run's
+            suite file names (:func:`harness.report.inputs.suite_companions`).
         dpi: resolution of the PNG figures.
         html: also write the self-contained ``report.html``.
 
@@ -56,7 +57,7 @@ def write_report(run_dir: Path, *, companions: tuple[Path, ...] = (), dpi: int =
         SchemaError (a ValueError): a results.csv missing, empty or invalid (one-line message).
     """
     run = read_run(run_dir)
-    others = tuple(read_run(c) for c in companions)
+    others = tuple(read_run(c) for c in (suite_companions(run_dir) if companions is None else companions))
     run_dir, results = run.path, run.results
     env, env_note = load_environment(run_dir)
     published = load_paper_data()

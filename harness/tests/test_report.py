@@ -176,3 +176,14 @@ def test_scaled_error_is_preferred_and_cuda_cpp_is_listed_not_counted():
     assert "cuda-cpp" in set(table["library"])
     assert table["library"].tolist().index("cuda-cpp") == 0, "ours first"
     assert "cuda-cpp" not in verdict(table)
+
+
+def test_companions_come_from_the_runs_suite_file_when_not_named(tmp_path):
+    from harness.report.inputs import RESULTS_DIR, suite_companions
+
+    (tmp_path / "environment.json").write_text('{"suite": {"name": "pso"}}')
+    assert suite_companions(tmp_path) == (RESULTS_DIR / "20261201T211942Z-cpu-vm",)
+    (tmp_path / "environment.json").write_text('{"suite": {"name": "cpu"}}')
+    assert suite_companions(tmp_path) == ()
+    (tmp_path / "environment.json").write_text("{}")
+    assert suite_companions(tmp_path) == ()
