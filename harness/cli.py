@@ -566,9 +566,9 @@ def cmd_report(args: argparse.Namespace) -> int:
         if not (folder / "results.csv").is_file():
             raise UsageError(f"{folder} is not a run folder (no results.csv)")
     try:
-        from harness.report import write_report
+        from harness.report.markdown import write_report
     except ImportError as exc:
-        raise UsageError(f"the report builder harness.report is not available here ({exc})") from None
+        raise UsageError(f"the report builder harness.report.markdown is not available here ({exc})") from None
     try:
         path = write_report(run_dir, companions=tuple(args.companions) or None)
     except ValueError as exc:  # the report's SchemaError: the results cannot be reported
