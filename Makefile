@@ -46,7 +46,8 @@ help:
 	@echo "make bench       pytest-benchmark suite; make bench-compare checks it against a baseline"
 	@echo "make gpu-session one lent GPU session (tools/gpu_session.sh); make gpu-dry-run: the same on a CPU"
 	@echo "make figures     headline figures of the README's reference run into figures/"
-	@echo "make readme RUN=results/<id>   regenerate README.md's results block from a run"
+	@echo "make readme      regenerate README.md's results block from the runs its first line names"
+	@echo "make readme RUN='results/<cpu> --companion results/<feature> ...'   ... from these runs instead"
 
 $(VENV)/.installed: pyproject.toml constraints/cpu.txt
 	@$(PACKAGES) --network || { echo "error: no network to build $(VENV), and $(SYS_PYTHON) lacks required packages (python -m harness.packages)"; exit 1; }

@@ -135,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     rep = sub.add_parser("report", help="build the report of a run folder")
     rep.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    rep.add_argument("--companion", dest="companions", type=Path, action="append", default=[], metavar="RUN_DIR",
+                     help="another run the sections compare against (e.g. the cpu run for pso, nonlinear); repeatable; "
+                          "default: the run suite's `companions`")
     chk = sub.add_parser("check", help="exit 1 unless RUN_DIR holds a valid results table with timings")
     chk.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     chk.add_argument("--require-ok", action="append", metavar="BACKEND",
@@ -153,6 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     rdm = sub.add_parser("readme", help="rewrite README.md's results block from RUN_DIR's results")
     rdm.add_argument("run_dir", type=Path, metavar="RUN_DIR", nargs="?",
                      help="run folder (default: the run the README's block names)")
+    rdm.add_argument("--companion", dest="companions", type=Path, action="append", default=[], metavar="RUN_DIR",
+                     help="a feature run whose sections add a paragraph (sizes, pso, ...); repeatable")
     rdm.add_argument("--check", action="store_true", help="exit 1 if the block differs; write nothing")
     rdm.add_argument("--readme", type=Path, default=Path("README.md"), help="the README to edit")
     figs = sub.add_parser("figures", help="draw the reference runs' headline figures into figures/")
@@ -213,20 +218,21 @@ def cmd_run(args: argparse.Namespace, command: list[str]) -> int:
     """A sweep session (harness.run.session), then the report if --report asked for it."""
     code, run_dir = run_session(args, command)
     if args.report and code != 130:
-        code = max(code, cmd_report(argparse.Namespace(run_dir=run_dir)))
+        code = max(code, cmd_report(argparse.Namespace(run_dir=run_dir, companions=[])))
     return code
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     run_dir: Path = args.run_dir
-    if not (run_dir / "results.csv").is_file():
-        raise UsageError(f"{run_dir} is not a run folder (no results.csv)")
+    for folder in (run_dir, *args.companions):
+        if not (folder / "results.csv").is_file():
+            raise UsageError(f"{folder} is not a run folder (no results.csv)")
     try:
         from harness.report.markdown import write_report  # optional: the report needs matplotlib
     except ImportError as exc:
         raise UsageError(f"the report builder harness.report.markdown is not available here ({exc})") from None
     try:
-        path = write_report(run_dir)
+        path = write_report(run_dir, companions=tuple(args.companions) or None)
     except ValueError as exc:  # the report's SchemaError: the results cannot be reported
         print(f"error: cannot report {run_dir}: {' '.join(str(exc).split())}", file=sys.stderr)
         return 1
@@ -237,23 +243,25 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_readme(args: argparse.Namespace) -> int:
     """`readme`: rewrite or check README.md's results block; `figures`: the top-level figures/."""
     # optional: the figures need matplotlib
-    from harness.report.readme import ReadmeError, run_named_in_readme, write_readme, write_top_figures
+    from harness.report.readme import ReadmeError, runs_named_in_readme, write_readme, write_top_figures
 
     try:
         if args.command == "figures":
-            runs = args.run_dirs or [run_named_in_readme()]
+            runs = args.run_dirs or [runs_named_in_readme()[0]]
             for run in runs:
                 if not (run / "results.csv").is_file():
                     raise UsageError(f"{run} is not a run folder (no results.csv)")
             for path in write_top_figures(runs):
                 print(path)
             return 0
-        run = args.run_dir or run_named_in_readme(args.readme)
-        if not (run / "results.csv").is_file():
-            raise UsageError(f"{run} is not a run folder (no results.csv)")
+        run, companions = ((args.run_dir, tuple(args.companions)) if args.run_dir
+                           else runs_named_in_readme(args.readme))
+        for folder in (run, *companions):
+            if not (folder / "results.csv").is_file():
+                raise UsageError(f"{folder} is not a run folder (no results.csv)")
         if not args.readme.is_file():
             raise UsageError(f"{args.readme} does not exist")
-        current = write_readme(run, args.readme, check=args.check)
+        current = write_readme(run, companions, args.readme, check=args.check)
     except UsageError:
         raise
     except ReadmeError as exc:

@@ -10,7 +10,7 @@ Modules, each importing only those above it:
 * ``cpu_asm``: the same counting on the CPU lane kernel's x86 assembly, and the measured FMA peak;
 * ``model``: the GPU spec table (each number with its source) and the time models;
 * ``compare``: the model against the paper's published times (figure, ratio table);
-* ``section``: the report section (``report_section(run_dir, df)``) and ``readme_paragraph``;
+* ``section``: the report section (``report_section(run_dir, df, save)``) and ``readme_paragraph``;
 * ``command``: the commands below.
 
 Commands: ``python -m harness gpu-profile --arch sm_70,sm_75,sm_90 --out DIR`` (the table) and

@@ -187,8 +187,10 @@ def ratio_table(pred: pd.DataFrame, pub: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def figure(pred: pd.DataFrame, pub: pd.DataFrame, out_dir: Path) -> Path | None:
-    """Model lines and published points, one panel per paper card; PNG + the plotted data as CSV."""
+def figure(pred: pd.DataFrame, pub: pd.DataFrame, out_dir: Path, save) -> Path | None:
+    """Model lines and published points, one panel per paper card, written by ``save`` (the report's
+    figure saver, harness.report.figures.canvas.write_files, passed down by the report); returns
+    the PNG's path."""
     if pred.empty:
         return None
     import matplotlib  # optional (figures only), and slow to import
@@ -216,10 +218,8 @@ def figure(pred: pd.DataFrame, pub: pd.DataFrame, out_dir: Path) -> Path | None:
         ax.set_title(f"{model.GPUS[card].name}: model (lines) vs published (points)", fontsize=9)
         ax.legend(fontsize=6)
     fig.tight_layout()
-    path = out_dir / "gpu_model_vs_published.png"
-    fig.savefig(path, dpi=120)
+    path = save(fig, out_dir, "gpu_model_vs_published", pred, dpi=120)[0]
     plt.close(fig)
-    pred.to_csv(out_dir / "gpu_model_vs_published.csv", index=False)
     return path
 
 

@@ -1,4 +1,4 @@
-"""The report section (hook ``harness.gpu_profile.section:report_section``) and the README
+"""The report section (``report_section``, registered in harness.report.sections) and the README
 paragraph (``readme_paragraph``), both rendered from the profiles and the model, never typed."""
 from __future__ import annotations
 
@@ -148,15 +148,16 @@ def _cpp_sentence(cmp: dict) -> str:
             + "; ".join(parts) + ".")
 
 
-def report_section(run_dir: Path, df: pd.DataFrame) -> str | None:
+def report_section(run_dir: Path, df: pd.DataFrame, save) -> str | None:
     """Markdown: the static profile table, the model vs the published times (figure and ratio
-    table) and the predicted H100 ps per trajectory-step beside the 5 ps goal."""
+    table) and the predicted H100 ps per trajectory-step beside the 5 ps goal. ``save`` writes the
+    figure (the report passes its saver, harness.report.figures.canvas.write_files)."""
     f = facts(df)
     if f is None:
         return ("## GPU machine code and time model\n\nNot built: CUDA tools missing ("
                 + ", ".join(tools.missing_tools()) + "); install nvidia-cuda-nvcc and nvidia-cuda-nvdisasm.")
     run_dir = Path(run_dir)
-    fig = compare.figure(f["pred"], f["pub"], run_dir / "figures")
+    fig = compare.figure(f["pred"], f["pub"], run_dir / "figures", save)
     prof = f["profiles"]
     prof.to_csv(run_dir / "gpu_profile.csv", index=False)
     parts = ["## GPU machine code and time model (no GPU needed)",
@@ -260,11 +261,6 @@ def readme_paragraph(df: pd.DataFrame | None = None) -> str:
                  f"predicts a {f['mpgos_ratio']:.0f}x slow-down from V100 to RTX 5000"
                  + (f" (published MPGOS: {f['pub_mpgos_ratio']:.0f}x)." if f["pub_mpgos_ratio"] else "."))
     return text
-
-
-def readme_paragraph_for_run(run_dir: Path, df: pd.DataFrame) -> str:
-    """:func:`readme_paragraph` with the README generator's signature (harness.report.readme)."""
-    return readme_paragraph(df)
 
 
 def _same_machine(run_dir: Path) -> bool:

@@ -1,1 +1,4 @@
-"""harness/report."""
+"""harness/report: the Markdown and HTML report of a run, its figures and extension sections."""
+from harness.report.markdown import write_report
+
+__all__ = ["write_report"]

@@ -22,10 +22,11 @@ import numpy as np
 import pandas as pd
 from jinja2 import Environment, select_autoescape
 
-from harness.results.headline import XLA_CAVEAT, verdict
+from harness.results.headline import XLA_CAVEAT
 from harness.report.figures import style
-from harness.results.cells import cell_table
-from harness.report.figures.core import FigureInfo
+from harness.report.figures.canvas import FigureInfo
+from harness.report.findings import REPORT_FIGURES, finding, verdict
+from harness.report.inputs import Run
 
 HTML_FILE = "report.html"
 
@@ -164,21 +165,18 @@ def _markdown(text: str) -> str:
     return MarkdownIt("commonmark").enable("table").render(text)
 
 
-def render_html(results: pd.DataFrame, env: dict, figures: list[FigureInfo], headline: pd.DataFrame,
+def render_html(run: Run, env: dict, figures: list[FigureInfo], headline: pd.DataFrame,
                 report_md: str, sections: list[tuple[str, str]] | None = None) -> str:
     """The page's HTML (pure apart from reading the figures' SVG files)."""
-    from harness.report.markdown import REPORT_FIGURES
-
-    cells = cell_table(results)
+    results, cells = run.results, run.cells
     by_name = {f.name: f for f in figures if not f.skipped}
     figs = []
     for name in [*REPORT_FIGURES, *(f.name for f in figures if f.name not in REPORT_FIGURES)]:
         info = by_name.get(name)
         if info is None:
             continue
-        from harness.report.markdown import _finding
         svg, series = _svg_inline(info)
-        figs.append(dict(name=name, finding=_finding(info), svg=svg, series=series))
+        figs.append(dict(name=name, finding=finding(info), svg=svg, series=series))
     md_headline = report_md.split("## Headline", 1)[1].split("\n## ", 1)[0] if "## Headline" in report_md else ""
     omissions = report_md.split("## Omissions", 1)[1] if "## Omissions" in report_md else ""
     run_id = ", ".join(sorted(set(results["run_id"].dropna().astype(str)))) or "unnamed run"
@@ -212,8 +210,9 @@ def render_html(results: pd.DataFrame, env: dict, figures: list[FigureInfo], hea
     )
 
 
-def write_html(run_dir: Path, results: pd.DataFrame, env: dict, figures: list[FigureInfo],
-               headline: pd.DataFrame, report_md: str, sections: list[tuple[str, str]] | None = None) -> Path:
-    path = Path(run_dir) / HTML_FILE
-    path.write_text(render_html(results, env, figures, headline, report_md, sections), encoding="utf-8")
+def write_html(run: Run, env: dict, figures: list[FigureInfo], headline: pd.DataFrame, report_md: str,
+               sections: list[tuple[str, str]] | None = None) -> Path:
+    """Write ``report.html`` into the run's folder."""
+    path = run.path / HTML_FILE
+    path.write_text(render_html(run, env, figures, headline, report_md, sections), encoding="utf-8")
     return path

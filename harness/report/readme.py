@@ -1,22 +1,31 @@
 """The README's results block and the top-level ``figures/``, generated from a committed run.
 
-``python -m harness readme RUN_DIR`` rewrites the block between :data:`BEGIN` and :data:`END`
-in README.md with the headline of that run (no number in it is typed by hand);
-``--check`` exits 1 when the README's block differs from what the run gives.
+``python -m harness readme RUN_DIR [--companion RUN ...]`` rewrites the block between
+:data:`BEGIN` and :data:`END` in README.md with the headline of that run and one paragraph per
+extension section (:data:`harness.report.sections.SECTIONS`) of the first of the named runs it
+applies to (the reference run first, then the companions in order; no number is typed by hand).
+The block's first line records that command, so ``--check`` (exit 1 when the block differs) and
+a bare ``readme`` regenerate it from the same runs.
 ``python -m harness figures [RUN_DIR ...]`` draws the headline figures of the reference runs
 into ``figures/`` (default: the run the README's block names), where the README embeds them.
 """
 from __future__ import annotations
 
 import re
+import shlex
 import shutil
+import tempfile
 from pathlib import Path
 
-import numpy as np
 
-from harness.results.headline import XLA_CAVEAT, headline_table, threads_label, verdict
-from harness.results.paper import load_paper_data
 from harness.report.figures import style
+from harness.report.figures.canvas import FigureContext
+from harness.report.figures.story import make_story_figures
+from harness.report.findings import verdict
+from harness.report.inputs import Run, load_environment, read_run
+from harness.report.sections import SECTIONS, SectionContext
+from harness.results.headline import XLA_CAVEAT, headline_table, threads_label
+from harness.results.paper import load_paper_data
 
 BEGIN = "<!-- results:begin"
 END = "<!-- results:end -->"
@@ -27,7 +36,7 @@ FIGURES_DIR = Path("figures")
 TOP_FIGURES = ("story1_headline_speedup", "story2_fused_vs_replica", "story3_throughput",
                "story4_equal_accuracy")
 
-_RUN_IN_BLOCK = re.compile(r"python -m harness readme (\S+)`")
+_COMMAND_IN_BLOCK = re.compile(r"python -m harness readme ([^`]+)`")
 
 
 class ReadmeError(ValueError):
@@ -46,50 +55,45 @@ def top_figure_name(device: str, name: str) -> str:
     return f"{device}-{name.split('_', 1)[1]}.png"
 
 
-#: Generated paragraphs of the feature sections, appended to the block in order: each
-#: "module:function" takes (run_dir, results) and returns Markdown, or None to add nothing.
-README_PARAGRAPHS = (
-    "harness.report.sections.cpp:readme_paragraph",          # hand-written C++ vs the Numba kernel
-    "harness.gpu_profile.section:readme_paragraph_for_run",  # GPU machine code and time model
-    "harness.report.sections.sizes:readme_paragraph",        # system size: the fused-vs-array crossover in d
-    "harness.report.sections.pso:readme_paragraph",          # particle swarms (latest_run("pso"))
-    "harness.report.sections.scaling:readme_paragraph",      # sharded ensembles on Dask (scaling suite)
-    "harness.report.sections.nonlinear:readme_paragraph",    # batched nonlinear solves (suite nonlinear)
-)
-
-
-def feature_paragraphs(run_dir: Path, results) -> list[str]:
-    """The README_PARAGRAPHS that have something to say about this run (a provider that cannot
-    be imported or fails says so in one line instead: the block is still written)."""
-    import importlib
-
+def feature_paragraphs(runs: list[Run]) -> list[str]:
+    """One paragraph per section of :data:`SECTIONS` that has one, from the first of ``runs`` the
+    section applies to (its companions: the other runs, in order); a section that fails says so
+    in one line instead (the block is still written)."""
     out = []
-    for entry in README_PARAGRAPHS:
-        module_name, _, func_name = entry.partition(":")
+    for section in SECTIONS:
+        if section.readme is None:
+            continue
+        run = next((r for r in runs if section.applies(r.cells)), None)
+        if run is None:
+            continue
+        ctx = SectionContext(run, tuple(r for r in runs if r is not run))
         try:
-            text = getattr(importlib.import_module(module_name), func_name)(run_dir, results)
+            text = section.readme(ctx)
         except Exception as exc:  # noqa: BLE001 - one broken feature must not lose the block
-            text = f"_{entry}: not generated ({type(exc).__name__})._"
+            text = f"_{section.name}: not generated ({type(exc).__name__})._"
         if text:
             out += [text, ""]
     return out
 
 
-def readme_block(run_dir: Path) -> str:
-    """The Markdown block (markers included) for the run in ``run_dir``."""
-    from harness.report.markdown import load_environment, load_results
+def readme_command(run_dir: Path, companions: tuple[Path, ...] = ()) -> str:
+    """The arguments of ``python -m harness readme`` that regenerate the block."""
+    return " ".join([_rel(run_dir), *(f"--companion {_rel(c)}" for c in companions)])
 
-    run_dir = Path(run_dir)
-    results = load_results(run_dir)
+
+def readme_block(run_dir: Path, companions: tuple[Path, ...] = ()) -> str:
+    """The Markdown block (markers included) for the run in ``run_dir`` and its companions."""
+    run = read_run(run_dir)
+    runs = [run, *(read_run(c) for c in companions)]
+    run_dir, results = run.path, run.results
     env, _ = load_environment(run_dir)
     table = headline_table(results, load_paper_data())
     rel = _rel(run_dir)
     fields = dict(style.environment_fields(env))
     devices = sorted(set(results["device"].dropna().astype(str)) - {""})
-    ok_cells = results[results["status"] == "ok"].groupby(
-        [k for k in ("problem", "backend", "variant", "method", "mode", "dtype", "n", "dt", "rtol", "threads")
-         if k in results.columns], dropna=False).ngroups
-    lines = [f"{BEGIN} (generated by `python -m harness readme {rel}`; edit the run, not this block) -->",
+    ok_cells = int((run.cells["status"] == "ok").sum())
+    lines = [f"{BEGIN} (generated by `python -m harness readme {readme_command(run_dir, companions)}`; "
+             "edit the run, not this block) -->",
              f"Reference run: [`{rel}/`]({rel}/report.md) ({', '.join(devices)}; "
              + ", ".join(f"{k} {fields[k]}" for k in ("CPU", "cores", "GPU") if fields.get(k))
              + f"; {ok_cells} successful cells). Full report: [report.md]({rel}/report.md), "
@@ -117,7 +121,7 @@ def readme_block(run_dir: Path) -> str:
                     row.append("")
                     continue
                 r = r.iloc[0]
-                cell = f"{style.format_ratio(r['speedup'])} [{_sig(r['speedup_lo'])}–{_sig(r['speedup_hi'])}]"
+                cell = f"{style.format_ratio(r['speedup'])} [{style.format_ratio_digits(r['speedup_lo'])}–{style.format_ratio_digits(r['speedup_hi'])}]"
                 if r["variant"]:
                     cell += f" ({r['variant']})"
                 if "work differs" in r["notes"]:
@@ -141,16 +145,12 @@ def readme_block(run_dir: Path) -> str:
     if table["notes"].str.contains("XLA:CPU").any():
         lines += [f"† {XLA_CAVEAT}.", ""]
     lines += [verdict(table), ""]
-    lines += feature_paragraphs(run_dir, results)
+    lines += feature_paragraphs(runs)
     lines.append(END)
     return "\n".join(lines)
 
 
-def _sig(x: float) -> str:
-    return style.format_ratio(x).rstrip("×") if np.isfinite(x) else "n/a"
-
-
-def _split(text: str) -> tuple[str, str, str]:
+def split_block(text: str) -> tuple[str, str, str]:
     start = text.find(BEGIN)
     end = text.find(END)
     if start < 0 or end < start:
@@ -158,23 +158,27 @@ def _split(text: str) -> tuple[str, str, str]:
     return text[:start], text[start:end + len(END)], text[end + len(END):]
 
 
-def run_named_in_readme(readme: Path = README) -> Path:
-    """The run folder the README's block was generated from."""
+def runs_named_in_readme(readme: Path = README) -> tuple[Path, tuple[Path, ...]]:
+    """``(run, companions)``: the run folders the README's block was generated from."""
     try:
-        _, block, _ = _split(Path(readme).read_text(encoding="utf-8"))
+        _, block, _ = split_block(Path(readme).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ReadmeError(f"{readme} does not exist") from None
-    m = _RUN_IN_BLOCK.search(block)
+    m = _COMMAND_IN_BLOCK.search(block)
     if not m:
         raise ReadmeError("the README's results block does not name its run")
-    return Path(m.group(1))
+    words = shlex.split(m.group(1))
+    if not words or words[0].startswith("-") or words[1::2] != ["--companion"] * (len(words) // 2):
+        raise ReadmeError(f"the README's results block names an unreadable command: {m.group(1)!r}")
+    return Path(words[0]), tuple(Path(w) for w in words[2::2])
 
 
-def write_readme(run_dir: Path, readme: Path = README, check: bool = False) -> bool:
+def write_readme(run_dir: Path, companions: tuple[Path, ...] = (), readme: Path = README,
+                 check: bool = False) -> bool:
     """Rewrite (or, with ``check``, compare) the block; returns True when it was already current."""
     text = Path(readme).read_text(encoding="utf-8")
-    head, old, tail = _split(text)
-    new = readme_block(run_dir)
+    head, old, tail = split_block(text)
+    new = readme_block(run_dir, companions)
     if check or old == new:
         return old == new
     Path(readme).write_text(head + new + tail, encoding="utf-8")
@@ -183,26 +187,18 @@ def write_readme(run_dir: Path, readme: Path = README, check: bool = False) -> b
 
 def write_top_figures(run_dirs: list[Path], out_dir: Path = FIGURES_DIR, *, dpi: int = 120) -> list[Path]:
     """Draw the headline figures of each run and copy them (PNG + plotted CSV) into ``out_dir``."""
-    import tempfile
-
-    from harness.results.cells import cell_table
-    from harness.report.figures.core import _Context
-    from harness.report.figures.story import make_story_figures
-    from harness.report.markdown import load_environment, load_results
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     published = load_paper_data()
     for run_dir in run_dirs:
-        results = load_results(run_dir)
+        cells = read_run(run_dir).cells
         env, _ = load_environment(run_dir)
-        cells = cell_table(results)
         devices = sorted(set(cells["device"]) - {""})
         with tempfile.TemporaryDirectory() as tmp:
-            ctx = _Context(cells=cells, published=published, published_note="", env=env, devices=devices,
-                           out_dir=Path(tmp), dpi=dpi)
-            for info in make_story_figures(results, ctx, Path(run_dir)):
+            ctx = FigureContext(cells=cells, published=published, published_note="", env=env,
+                                devices=devices, out_dir=Path(tmp), dpi=dpi)
+            for info in make_story_figures(ctx, Path(run_dir)):
                 if info.skipped or info.name not in TOP_FIGURES:
                     continue
                 target = out_dir / top_figure_name(devices[0] if devices else "cpu", info.name)
@@ -214,5 +210,5 @@ def write_top_figures(run_dirs: list[Path], out_dir: Path = FIGURES_DIR, *, dpi:
     return written
 
 
-__all__ = ["BEGIN", "END", "ReadmeError", "readme_block", "run_named_in_readme", "write_readme",
+__all__ = ["BEGIN", "END", "ReadmeError", "readme_block", "readme_command", "runs_named_in_readme", "split_block", "write_readme",
            "write_top_figures"]

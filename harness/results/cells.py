@@ -1,8 +1,10 @@
 """From results rows to cells, sweeps and speedups: the numbers every figure and the report share.
 
 A *cell* is one setting of :data:`harness.results.schema.KEY_COLUMNS`; its timed repeats collapse to a
-median (what we plot) and a min (what the paper reported). Everything here joins on key
-columns and uses order-free statistics (median, min, max), so shuffling the rows of the results
+median (what we plot), a min (what the paper reported), the interquartile range and the spread
+(max / min) that show the noise. :func:`cell_table` is the only place that groups timed repeats:
+the headline, the figures and every report section read it. Everything here joins on key columns
+and uses order-free statistics (median, min, max, quartiles), so shuffling the rows of the results
 table changes nothing.
 """
 from __future__ import annotations
@@ -12,6 +14,7 @@ import pandas as pd
 
 from harness.results import paper as pd_
 from harness.results.schema import KEY_COLUMNS
+from problems.kinds import kind_of
 
 #: The string keys (missing values read as "") and the float keys (NaN kept, matched as equal).
 #: threads is NaN in runs that predate it (and means "every core").
@@ -29,6 +32,10 @@ REFERENCE_BACKEND = "fused"
 
 #: Mean step counts differing by more than this factor: "work differs" (issue 12: 1.2, not 1.5).
 WORK_DIFFERS = 1.2
+
+#: max/min of a cell's repeats above which it is flagged noisy: its median and its minimum can
+#: then give speedups far apart.
+NOISY_SPREAD = 1.5
 
 #: Stand-in for a missing float key while joining (NaN never equals NaN in a join).
 _NO_VALUE = -1.0
@@ -71,25 +78,19 @@ def cell_table(results: pd.DataFrame) -> pd.DataFrame:
         results: a results table (rows as :mod:`harness.results.schema` describes; extra columns ignored).
 
     Returns:
-        The key columns plus: ``status`` ("ok" when every row is ok, else the first failing
-        status), ``reason``, ``repeats`` (timed repeats), ``time_median_s``, ``time_min_s``,
-        ``device_time_median_s``, ``compile_s``, ``launches``, ``steps_mean``, ``steps_max``,
-        ``rhs_evals_mean``, ``max_rel_err``, ``max_scaled_err`` (NaN for runs without it),
-        ``failed_trajectories``, ``step_control``,
-        ``settings`` and ``success`` (ok, a positive time, and no failed trajectories).
+        The key columns plus: ``kind`` (the problem's workload kind, problems.kinds), ``status``
+        ("ok" when every row is ok, else the first failing status), ``reason``, ``repeats``
+        (timed repeats), ``time_median_s``, ``time_min_s``, ``time_max_s``, ``time_q1_s``,
+        ``time_q3_s``, ``time_iqr_s`` (quartiles by linear interpolation), ``time_spread``
+        (max / min), ``noisy`` (spread above :data:`NOISY_SPREAD`), ``device_time_median_s``,
+        ``cpu_util`` (median over the repeats; NaN for runs without it), ``compile_s``,
+        ``launches``, ``steps_mean``, ``steps_max``, ``rhs_evals_mean``, ``max_rel_err``,
+        ``max_scaled_err`` (NaN for runs without it), ``err`` and ``err_kind`` (adaptive cells:
+        the scaled error where measured, else the relative one), ``failed_trajectories``,
+        ``step_control``, ``launch_counter``, ``settings`` and ``success`` (ok, a positive
+        time, and no failed trajectories).
     """
-    df = _normalise_keys(results)
-    work = pd.DataFrame({k: df[k] for k in KEY_COLUMNS})
-    work["_status"] = _text(df, "status")
-    work["_reason"] = _text(df, "reason")
-    work["_ok"] = work["_status"].eq("ok")
-    work["_time"] = _numeric(df, "time_s").where(work["_ok"])
-    work["_device_time"] = _numeric(df, "device_time_s").where(work["_ok"])
-    for col in ("compile_s", "launches", "steps_mean", "steps_max", "rhs_evals_mean",
-                "max_rel_err", "max_scaled_err", "failed_trajectories"):
-        work[col] = _numeric(df, col)
-    for col in ("step_control", "settings", "launch_counter"):
-        work[col] = _text(df, col)
+    work = _cell_inputs(results)
 
     def unique_text(values: pd.Series) -> str:
         # Sorted so the result does not depend on row order.
@@ -103,7 +104,10 @@ def cell_table(results: pd.DataFrame) -> pd.DataFrame:
         time_median_s=("_time", "median"),
         time_min_s=("_time", "min"),
         time_max_s=("_time", "max"),
+        time_q1_s=("_time", lambda s: s.quantile(0.25)),
+        time_q3_s=("_time", lambda s: s.quantile(0.75)),
         device_time_median_s=("_device_time", "median"),
+        cpu_util=("cpu_util", "median"),
         compile_s=("compile_s", "median"),
         launches=("launches", "median"),
         steps_mean=("steps_mean", "median"),
@@ -116,11 +120,46 @@ def cell_table(results: pd.DataFrame) -> pd.DataFrame:
         launch_counter=("launch_counter", unique_text),
         settings=("settings", lambda s: min((v for v in s if v), default="")),
     ).reset_index()
+    cells.insert(1, "kind", [kind_of(p).name for p in cells["problem"]])
     cells["status"] = [("ok" if st == ["ok"] else next(s for s in st if s != "ok"))
                        for st in cells.pop("_statuses")]
+    cells["time_iqr_s"] = cells["time_q3_s"] - cells["time_q1_s"]
+    cells["time_spread"] = cells["time_max_s"] / cells["time_min_s"]
+    cells["noisy"] = cells["time_spread"] > NOISY_SPREAD
+    # A fixed-step solve has no tolerance of its own (its scaled error would be in units of the
+    # problem's adaptive tolerance, below float32's rounding for Lorenz): relative error there.
+    scaled = cells["max_scaled_err"].notna() & cells["mode"].eq("adaptive")
+    cells["err"] = cells["max_scaled_err"].where(scaled, cells["max_rel_err"])
+    cells["err_kind"] = np.where(scaled, "scaled", "rel")
     cells["success"] = (cells["status"].eq("ok") & (cells["time_median_s"] > 0)
                         & ~(cells["failed_trajectories"].fillna(0) > 0))
     return _sorted(cells)
+
+
+def timed_cells(cells: pd.DataFrame, kind: str | None = None) -> pd.DataFrame:
+    """The cells whose rows are all ok (so they have timed repeats), of workload ``kind`` if given."""
+    out = cells[cells["status"].eq("ok")]
+    if kind is not None:
+        out = out[out["kind"].eq(kind)]
+    return out.reset_index(drop=True)
+
+
+def _cell_inputs(results: pd.DataFrame) -> pd.DataFrame:
+    """The key columns normalised, and the per-row values :func:`cell_table` aggregates (times of
+    rows that are not ok are NaN, so they never enter a cell's statistics)."""
+    df = _normalise_keys(results)
+    work = pd.DataFrame({k: df[k] for k in KEY_COLUMNS})
+    work["_status"] = _text(df, "status")
+    work["_reason"] = _text(df, "reason")
+    ok = work["_status"].eq("ok")
+    work["_time"] = _numeric(df, "time_s").where(ok)
+    work["_device_time"] = _numeric(df, "device_time_s").where(ok)
+    for col in ("cpu_util", "compile_s", "launches", "steps_mean", "steps_max", "rhs_evals_mean",
+                "max_rel_err", "max_scaled_err", "failed_trajectories"):
+        work[col] = _numeric(df, col)
+    for col in ("step_control", "settings", "launch_counter"):
+        work[col] = _text(df, col)
+    return work
 
 
 def _sorted(frame: pd.DataFrame, extra: tuple[str, ...] = ()) -> pd.DataFrame:

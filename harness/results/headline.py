@@ -14,11 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from harness.results.cells import FLOAT_KEYS, STRING_KEYS, paper_ratio, paper_speedups
-from harness.results.schema import KEY_COLUMNS
-
-#: A cell: the key columns plus threads (a key column since issue 12; appended for older schemas).
-CELL_KEYS = tuple(dict.fromkeys((*KEY_COLUMNS, "threads")))
+from harness.results.cells import cell_table, paper_ratio, paper_speedups
 
 #: Libraries in the order the headline lists them (ours first). Unknown backends follow, sorted.
 LIBRARIES = ("cuda-cpp", "array", "diffrax", "torchdiffeq", "torchode", "jax-handwritten",
@@ -63,51 +59,6 @@ class Setting:
 
 def threads_label(threads: float) -> str:
     return "all cores" if not np.isfinite(threads) else f"{int(threads)} thread{'s' * (threads != 1)}"
-
-
-def _num(df: pd.DataFrame, col: str) -> pd.Series:
-    if col not in df.columns:
-        return pd.Series(np.nan, index=df.index, dtype="float64")
-    return pd.to_numeric(df[col], errors="coerce").astype("float64")
-
-
-def cell_stats(results: pd.DataFrame) -> pd.DataFrame:
-    """One row per cell (key columns + threads): median, min and max time over the timed repeats,
-    accuracy (adaptive: max_scaled_err where measured; else max_rel_err), steps, cpu_util, success."""
-    df = results.copy()
-    for col in STRING_KEYS:
-        df[col] = (df[col].astype("object").where(df[col].notna(), "").astype(str)
-                   if col in df.columns else "")
-    for col in tuple(dict.fromkeys((*FLOAT_KEYS, "threads"))):
-        df[col] = _num(df, col)
-    df["n"] = pd.to_numeric(df["n"]).astype("int64")
-    ok = df["status"].astype(str).eq("ok") if "status" in df.columns else pd.Series(True, index=df.index)
-    work = pd.DataFrame({k: df[k] for k in CELL_KEYS})
-    work["_ok"] = ok
-    work["_t"] = _num(df, "time_s").where(ok)
-    for col in ("steps_mean", "steps_max", "max_rel_err", "max_scaled_err", "cpu_util",
-                "failed_trajectories", "compile_s", "launches"):
-        work[col] = _num(df, col)
-    # threads NaN means "every core" and must still group: fill, group, restore.
-    work["threads"] = work["threads"].fillna(-1.0)
-    for col in FLOAT_KEYS:
-        work[col] = work[col].fillna(-1.0)
-    g = work.groupby(list(CELL_KEYS), sort=True)
-    cells = g.agg(all_ok=("_ok", "all"), repeats=("_t", "count"), t_med=("_t", "median"),
-                  t_min=("_t", "min"), t_max=("_t", "max"), steps_mean=("steps_mean", "median"),
-                  steps_max=("steps_max", "max"), max_rel_err=("max_rel_err", "max"),
-                  max_scaled_err=("max_scaled_err", "max"), cpu_util=("cpu_util", "median"),
-                  failed=("failed_trajectories", "max"), compile_s=("compile_s", "median"),
-                  launches=("launches", "median")).reset_index()
-    for col in tuple(dict.fromkeys((*FLOAT_KEYS, "threads"))):
-        cells[col] = cells[col].where(cells[col] != -1.0)
-    cells["success"] = cells["all_ok"] & (cells["t_med"] > 0) & ~(cells["failed"].fillna(0) > 0)
-    # A fixed-step solve has no tolerance of its own (its scaled error would be in units of the
-    # problem's adaptive tolerance, below float32's rounding for Lorenz): relative error there.
-    scaled = cells["max_scaled_err"].notna() & cells["mode"].eq("adaptive")
-    cells["err"] = cells["max_scaled_err"].where(scaled, cells["max_rel_err"])
-    cells["err_kind"] = np.where(scaled, "scaled", "rel")
-    return cells
 
 
 def _same(a: pd.Series, value: float) -> pd.Series:
@@ -191,12 +142,12 @@ def headline_rows(cells: pd.DataFrame, setting: Setting, published: pd.DataFrame
             lib_cells = at[at["backend"] == lib]
             matched = lib_cells[lib_cells["method"].isin(fused["method"])]
             pool = matched if not matched.empty else lib_cells
-            best = pool.sort_values(["t_med", "variant", "method"], kind="mergesort").iloc[0]
+            best = pool.sort_values(["time_median_s", "variant", "method"], kind="mergesort").iloc[0]
             f = fused[fused["method"] == best["method"]]
             f = (f if not f.empty else fused.sort_values(["method"])).iloc[0]
             paper_variant = AS_PAPER_RAN.get(lib)
             as_ran = lib_cells[lib_cells["variant"] == paper_variant] if paper_variant is not None else lib_cells.iloc[0:0]
-            as_ran = as_ran.sort_values("t_med").iloc[0] if not as_ran.empty else None
+            as_ran = as_ran.sort_values("time_median_s").iloc[0] if not as_ran.empty else None
             notes = _notes(lib, f, best, setting)
             ratio_paper = float("nan")
             if setting.mode == "fixed" or np.isclose(setting.rtol, PAPER_TOLERANCE):
@@ -204,11 +155,12 @@ def headline_rows(cells: pd.DataFrame, setting: Setting, published: pd.DataFrame
             rows.append(dict(
                 setting=setting.label, mode=setting.mode, threads=setting.threads, n=int(n),
                 library=lib, variant=best["variant"], method=best["method"], fused_method=f["method"],
-                fused_s=f["t_med"], peer_s=best["t_med"], speedup=best["t_med"] / f["t_med"],
-                speedup_lo=best["t_min"] / f["t_max"], speedup_hi=best["t_max"] / f["t_min"],
+                fused_s=f["time_median_s"], peer_s=best["time_median_s"],
+                speedup=best["time_median_s"] / f["time_median_s"],
+                speedup_lo=best["time_min_s"] / f["time_max_s"], speedup_hi=best["time_max_s"] / f["time_min_s"],
                 repeats=int(min(best["repeats"], f["repeats"])),
                 as_paper_variant=paper_variant if as_ran is not None else None,
-                as_paper_speedup=(as_ran["t_med"] / f["t_med"]) if as_ran is not None else float("nan"),
+                as_paper_speedup=(as_ran["time_median_s"] / f["time_median_s"]) if as_ran is not None else float("nan"),
                 err_fused=f["err"], err_peer=best["err"], err_kind=best["err_kind"],
                 steps_fused=f["steps_mean"], steps_peer=best["steps_mean"],
                 cpu_util_fused=f["cpu_util"], cpu_util_peer=best["cpu_util"],
@@ -230,46 +182,7 @@ def _notes(lib: str, f: pd.Series, peer: pd.Series, s: Setting) -> list[str]:
 
 def headline_table(results: pd.DataFrame, published: pd.DataFrame | None = None) -> pd.DataFrame:
     """Every headline table of a run, concatenated (column ``setting`` names the table)."""
-    cells = cell_stats(results)
+    cells = cell_table(results)
     parts = [headline_rows(cells, s, published) for s in headline_settings(cells)]
     parts = [p for p in parts if not p.empty]
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
-
-
-def verdict(table: pd.DataFrame) -> str:
-    """A paragraph stating, from the headline rows, whether the fused design wins and where not."""
-    if table.empty:
-        return ("This run has no cell where the fused kernel and a peer library ran the same "
-                "Lorenz settings, so it cannot test the claim.")
-    from harness.report.figures.style import backend_label, format_ratio as fmt
-    out = []
-    for (device, threads), t in table.groupby([table["device"], table["threads"].fillna(-1)], sort=False):
-        label = f"{threads_label(float('nan') if threads == -1 else threads)} on the {device}"
-        peers = t[~t["library"].isin(["cuda-cpp"])]
-        if peers.empty:
-            continue
-        lo = peers.loc[peers["speedup"].idxmin()]
-        hi = peers.loc[peers["speedup"].idxmax()]
-        wins = peers[peers["speedup_lo"] > 1]
-        losses = peers[peers["speedup_hi"] < 1]
-        unclear = peers[(peers["speedup_lo"] <= 1) & (peers["speedup_hi"] >= 1)]
-        text = (f"At {label}, the fused kernel beat the strongest variant of each library in "
-                f"{len(wins)} of {len(peers)} comparisons beyond the spread of the repeats; its "
-                f"smallest lead was {fmt(lo['speedup'])} over {backend_label(lo['library'])} "
-                f"[{lo['variant'] or 'default'}] ({lo['mode']}, N={lo['n']}) and its largest "
-                f"{fmt(hi['speedup'])} over {backend_label(hi['library'])} ({hi['mode']}, N={hi['n']}).")
-        if len(losses):
-            text += " It was slower in " + ", ".join(
-                f"{r['library']} {r['mode']} N={r['n']} ({fmt(r['speedup'])})" for _, r in losses.iterrows()) + "."
-        if len(unclear):
-            text += (f" In {len(unclear)} comparison(s) the min/max bracket spans 1, so the repeats "
-                     "do not separate the two.")
-        differs = peers[peers["notes"].str.contains("work differs")]
-        if len(differs):
-            text += f" {len(differs)} row(s) did different amounts of work (marked)."
-        out.append(text)
-    devices = set(table["device"])
-    if devices == {"cpu"}:
-        out.append("Every cell here ran on a CPU: this tests the architectural argument (dispatches "
-                   "per solve, lockstep stepping) on this machine, not the paper's 20–100× GPU figure.")
-    return " ".join(out)

@@ -87,10 +87,6 @@ class SchemaError(ValueError):
     pass
 
 
-def empty_frame() -> pd.DataFrame:
-    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in COLUMNS.items()})
-
-
 def conform(df: pd.DataFrame) -> pd.DataFrame:
     """Add missing known columns (as NA) and cast known ones; unknown columns are kept."""
     df = df.copy()

@@ -12,6 +12,8 @@ A suite file::
     repeat_budget_s = 10      #   that many seconds, but never before min_repeats
     shards = 4                # split each cell's ensemble into 4 shards on Dask workers
                               #   (harness.run.shards); 0 or absent: solved whole; a list sweeps
+    companions = ["20261201T211942Z-cpu-vm"]   # runs (folders in results/) its report compares
+                              #   with (harness.report.inputs.suite_companions); not read here
 
     [[entries]]
     problem = "lorenz"                        # a name from problems.problem_names()
@@ -59,7 +61,7 @@ SUITES_DIR = Path(__file__).resolve().parents[1] / "suites"
 
 TIMING_KEYS = {"repeats", "warmups", "cell_timeout_s", "threads", "min_repeats", "repeat_budget_s",
                "shards"}
-TOP_KEYS = {"description", "device", "entries"} | TIMING_KEYS
+TOP_KEYS = {"description", "device", "entries", "companions"} | TIMING_KEYS
 ENTRY_KEYS = {"problem", "backends", "methods", "modes", "dtype", "n", "n_range", "n_max", "dt",
               "rtol", "atol", "variant", "max_steps", "saveat", "controller", "device"} | TIMING_KEYS
 N_RANGE_KEYS = {"min", "max", "factor"}

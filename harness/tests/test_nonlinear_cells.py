@@ -5,7 +5,8 @@ import pandas as pd
 
 from harness.measure.accuracy import violation
 from harness.measure.execute import execute_cell
-from harness.report.sections.nonlinear import array_over_fused, readme_paragraph, report_section, summary, nonlinear_rows
+from harness.report.sections.nonlinear import array_over_fused, readme_paragraph, report_section, summary
+from harness.results.cells import cell_table
 from harness.measure.execute import Cell
 from harness.run.suites import load_suite
 from solvers.base import SolveSpec
@@ -56,26 +57,21 @@ def _fake_run(tmp_path):
 
 def test_report_section_reads_ratios_from_the_data(tmp_path):
     df = _fake_run(tmp_path)
-    summ = summary(nonlinear_rows(df))
+    summ = summary(cell_table(df))
     assert array_over_fused(summ, method="newton", dtype="float32") == [(8, 5.0), (1024, 20.0)]
-    text = report_section(tmp_path, df)
+    text = report_section(tmp_path, cell_table(df))
     assert "5.0x at N=8, 20.0x at N=1024" in text
     assert (tmp_path / "figures" / "nonlinear_time_vs_n.png").is_file()
     plotted = pd.read_csv(tmp_path / "figures" / "nonlinear_time_vs_n.csv")
     assert len(plotted) == 4
-    assert report_section(tmp_path, df[df["problem"] == "lorenz"]) is None
+    assert report_section(tmp_path, cell_table(df[df["problem"] == "lorenz"])) is None
 
 
-def test_readme_paragraph_needs_a_committed_run(tmp_path, monkeypatch):
-    import harness.results.feature_runs as fr
-
-    monkeypatch.setattr(fr, "RESULTS_DIR", tmp_path)
-    monkeypatch.setattr(fr.latest_run, "__defaults__", (tmp_path,))
-    assert readme_paragraph(tmp_path, pd.DataFrame()) is None
+def test_readme_paragraph_reads_the_nonlinear_run_it_is_given(tmp_path):
     run = tmp_path / "20261201T000000Z-nonlinear-vm"
-    run.mkdir()
-    _fake_run(tmp_path).to_csv(run / "results.csv", index=False)
-    text = readme_paragraph(tmp_path, pd.DataFrame())
+    df = _fake_run(tmp_path)
+    assert readme_paragraph(run, cell_table(df[df["problem"] == "lorenz"]), None) is None
+    text = readme_paragraph(run, cell_table(df), None)
     assert "5.0x at N=8" in text and run.name in text and not math.isnan(len(text))
 
 

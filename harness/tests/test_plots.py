@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.report.figures import FIGURES, cell_table, make_figures, speedup_table
+from harness.report.figures import FIGURES, make_figures
+from harness.results.cells import cell_table, speedup_table
 from harness.report.figures.model import fit_series
 from harness.report.figures.style import BACKEND_COLOURS, backend_colour, variant_linestyle
 from harness.results.schema import SCHEMA_VERSION, validate

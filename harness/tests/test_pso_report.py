@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 
 from harness.measure.accuracy import violation
-from harness.report.sections.pso import comparison_lines, ratios, report_section, summary, pso_rows
+from harness.report.sections.pso import comparison_lines, ratios, report_section, summary
+from harness.results.cells import cell_table
 
 
 def rows():
@@ -24,7 +25,7 @@ def rows():
 
 
 def test_summary_and_ratios_come_from_the_rows():
-    summ = summary(pso_rows(rows()))
+    summ = summary(cell_table(rows()))
     assert set(summ["problem"]) == {"pso_rosenbrock"}
     fused100 = summ[(summ.backend == "fused") & (summ.n == 100)].iloc[0]
     assert np.isclose(fused100.median_s, 0.015) and fused100.best_cost == 1.5 and fused100.iterations == 500
@@ -33,21 +34,30 @@ def test_summary_and_ratios_come_from_the_rows():
     cpu = pd.DataFrame([{"problem": "lorenz", "backend": b, "variant": "", "method": "tsit5", "mode": "fixed",
                          "dtype": "float32", "n": 128, "dt": 1e-3, "threads": 2, "status": "ok", "time_s": t}
                         for b, t in (("fused", 0.001), ("array", 0.2))])
-    text = "\n".join(comparison_lines(summ, cpu))
+    text = "\n".join(comparison_lines(summ, cell_table(cpu)))
     assert "100 particles 50x (ODE at N=128: 200x)" in text
     assert "smaller than the ODE's at 2 of 2 sizes" in text
 
 
 def test_section_and_figure(tmp_path):
-    md = report_section(tmp_path, rows())
+    md = report_section(tmp_path, cell_table(rows()))
     assert "| pso_rosenbrock | fused | pso | float32 | 100 | 500 |" in md
     assert (tmp_path / "figures" / "pso_time_vs_particles.png").exists()
     plotted = pd.read_csv(tmp_path / "figures" / "pso_time_vs_particles.csv")
     assert len(plotted) == 6
-    assert report_section(tmp_path, rows()[lambda d: d.problem == "lorenz"]) is None
+    assert report_section(tmp_path, cell_table(rows()[lambda d: d.problem == "lorenz"])) is None
 
 
 def test_swarm_error_is_a_result_not_a_violation():
     row = rows().iloc[0].to_dict()
     assert violation(row) is None
     assert violation({**row, "failed_trajectories": 1.0}) == "1 failed trajectories"
+
+
+def test_section_figure_files_are_byte_reproducible(tmp_path):
+    """Every figure goes through harness.report.figures.canvas: drawing twice gives the same bytes."""
+    for folder in ("a", "b"):
+        report_section(tmp_path / folder, cell_table(rows()))
+    for suffix in ("png", "svg", "csv"):
+        name = f"figures/pso_time_vs_particles.{suffix}"
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name

@@ -7,8 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from harness.report import readme
 from harness.cli import main
+from harness.report import readme
+from harness.report.inputs import load_results
+from harness.report.markdown import headline_markdown
+from harness.results.headline import headline_table
+from harness.results.paper import load_paper_data
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -19,31 +23,31 @@ def named_run():
     old = os.getcwd()
     os.chdir(ROOT)
     try:
-        run = readme.run_named_in_readme(ROOT / "README.md")
-        block = readme.readme_block(run)
+        run, companions = readme.runs_named_in_readme(ROOT / "README.md")
+        block = readme.readme_block(run, companions)
     finally:
         os.chdir(old)
-    return run, block
+    return run, companions, block
 
 
 def test_readme_block_is_what_the_generator_prints(named_run):
-    run, block = named_run
+    run, companions, block = named_run
     text = (ROOT / "README.md").read_text(encoding="utf-8")
-    _, current, _ = readme._split(text)
+    _, current, _ = readme.split_block(text)
     assert current == block, (f"README.md's results block was edited by hand or is stale: run "
-                              f"`python -m harness readme {run}`")
+                              f"`python -m harness readme {readme.readme_command(run, companions)}`")
 
 
 def test_numbers_outside_the_block_are_not_results():
     """No speedup (×/x ratio) is typed in the README outside the generated block."""
-    head, _, tail = readme._split((ROOT / "README.md").read_text(encoding="utf-8"))
+    head, _, tail = readme.split_block((ROOT / "README.md").read_text(encoding="utf-8"))
     outside = (head + tail).replace("20-100x", "")   # the paper's own claim, quoted
     typed = re.findall(r"\b\d+(?:\.\d+)?\s?[×x]\b(?! ?\d)", outside)
     assert not typed, typed
 
 
 def test_fma_claim_only_with_a_measured_peak(named_run):
-    run, _ = named_run
+    run, _, _ = named_run
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     measured = any((ROOT / run / name).is_file() for name in ("peak.json", "cpu_peak.json"))
     if not measured:
@@ -54,18 +58,19 @@ def test_fma_claim_only_with_a_measured_peak(named_run):
 
 
 def test_check_detects_a_hand_edit_and_rewrite_restores(tmp_path, named_run):
-    run, block = named_run
+    run, companions, block = named_run
+    companions = tuple(ROOT / c for c in companions)
     copy = tmp_path / "README.md"
     shutil.copyfile(ROOT / "README.md", copy)
     edited = copy.read_text(encoding="utf-8").replace(block, block.replace("×", "x", 1))
     copy.write_text(edited, encoding="utf-8")
-    assert readme.write_readme(ROOT / run, copy, check=True) is False
-    assert readme.write_readme(ROOT / run, copy) is False      # rewritten
-    assert readme.write_readme(ROOT / run, copy, check=True) is True
+    assert readme.write_readme(ROOT / run, companions, copy, check=True) is False
+    assert readme.write_readme(ROOT / run, companions, copy) is False      # rewritten
+    assert readme.write_readme(ROOT / run, companions, copy, check=True) is True
 
 
 def test_missing_markers_is_a_one_line_error(tmp_path, capsys, named_run):
-    run, _ = named_run
+    run, _, _ = named_run
     bare = tmp_path / "README.md"
     bare.write_text("# nothing here\n")
     assert main(["readme", str(ROOT / run), "--readme", str(bare)]) == 2
@@ -76,11 +81,7 @@ def test_missing_markers_is_a_one_line_error(tmp_path, capsys, named_run):
 
 def test_reference_report_headline_is_generated(named_run):
     """The committed report's headline section is exactly what the data give (no hand edits)."""
-    from harness.results.headline import headline_table
-    from harness.results.paper import load_paper_data
-    from harness.report.markdown import headline_markdown, load_results
-
-    run, _ = named_run
+    run, _, _ = named_run
     report_md = ROOT / run / "report.md"
     if not report_md.is_file():
         pytest.skip(f"{run} has no report.md yet (python -m harness report {run})")

@@ -8,7 +8,12 @@ import pandas as pd
 import pytest
 
 from harness.report import markdown as report
-from harness.results.headline import cell_stats, headline_settings, headline_table, verdict
+from harness.report.appendix import APPENDIX_FILE
+from harness.report.findings import verdict
+from harness.report.inputs import Run, load_environment
+from harness.report.sections import Section, SectionContext
+from harness.results.cells import cell_table
+from harness.results.headline import headline_settings, headline_table
 from harness.results.schema import SchemaError
 from harness.tests.test_plots import synthetic_results
 
@@ -21,7 +26,7 @@ def test_report_is_short_and_headline_first(written):
     assert headings[:3] == ["## Headline: fused kernel vs each library at its strongest", "## Verdict",
                             "## Figures"]
     assert headings[-1] == "## Omissions"
-    appendix = (run_dir / report.APPENDIX_FILE).read_text(encoding="utf-8")
+    appendix = (run_dir / APPENDIX_FILE).read_text(encoding="utf-8")
     for heading in ("## Speedups at key N", "## Accuracy and amount of work", "## Omissions",
                     "## Settings of every backend", "## Environment"):
         assert heading in appendix and heading not in text.replace("## Omissions", "")
@@ -123,22 +128,18 @@ def test_step_counts_differing_more_than_1_2x_are_labelled():
     table = headline_table(df)
     notes = table[(table["library"] == "array") & (table["mode"] == "adaptive")]["notes"]
     assert notes.str.contains("work differs").all()
-    assert headline_settings(cell_stats(df))  # settings found without a threads column
+    assert headline_settings(cell_table(df))  # settings found without a threads column
 
 
-def test_extension_sections_run_in_order_and_missing_ones_are_noted(monkeypatch):
-    import sys
-    import types
-
-    mod = types.ModuleType("fake_section_provider")
-    mod.good = lambda run_dir, df: f"## Extra\n\n{len(df)} rows"
-    mod.bad = lambda run_dir, df: 1 / 0
-    monkeypatch.setitem(sys.modules, "fake_section_provider", mod)
-    out = report.extension_sections(".", synthetic_results().head(3),
-                                     ["fake_section_provider:good", "no_such_module_x:report_section",
-                                      "fake_section_provider:bad"])
-    assert out[0] == ("fake_section_provider:good", "## Extra\n\n3 rows")
-    assert "skipped" in out[1][1] and "ZeroDivisionError" in out[2][1]
+def test_extension_sections_run_in_order_only_where_they_apply_and_failures_are_noted(tmp_path):
+    results = synthetic_results().head(3)
+    ctx = SectionContext(Run(tmp_path, results, cell_table(results)))
+    sections = (Section("good", lambda cells: True, lambda c: f"## Extra\n\n{len(c.results)} rows"),
+                Section("elsewhere", lambda cells: False, lambda c: "## Never"),
+                Section("bad", lambda cells: True, lambda c: 1 / 0))
+    out = report.extension_sections(ctx, sections)
+    assert out[0] == ("good", "## Extra\n\n3 rows")
+    assert len(out) == 2 and out[1][0] == "bad" and "ZeroDivisionError" in out[1][1]
 
 
 def test_missing_and_empty_results_give_one_line_errors(tmp_path):
@@ -158,7 +159,7 @@ def test_missing_and_empty_results_give_one_line_errors(tmp_path):
 
 def test_unreadable_environment_is_noted_not_fatal(tmp_path):
     (tmp_path / "environment.json").write_text("{not json")
-    env, note = report.load_environment(tmp_path)
+    env, note = load_environment(tmp_path)
     assert env == {} and "could not be read" in note
 
 
@@ -175,3 +176,14 @@ def test_scaled_error_is_preferred_and_cuda_cpp_is_listed_not_counted():
     assert "cuda-cpp" in set(table["library"])
     assert table["library"].tolist().index("cuda-cpp") == 0, "ours first"
     assert "cuda-cpp" not in verdict(table)
+
+
+def test_companions_come_from_the_runs_suite_file_when_not_named(tmp_path):
+    from harness.report.inputs import RESULTS_DIR, suite_companions
+
+    (tmp_path / "environment.json").write_text('{"suite": {"name": "pso"}}')
+    assert suite_companions(tmp_path) == (RESULTS_DIR / "20261201T211942Z-cpu-vm",)
+    (tmp_path / "environment.json").write_text('{"suite": {"name": "cpu"}}')
+    assert suite_companions(tmp_path) == ()
+    (tmp_path / "environment.json").write_text("{}")
+    assert suite_companions(tmp_path) == ()

@@ -7,6 +7,7 @@ import json
 import pandas as pd
 
 from harness.report.sections import scaling as scaling_report
+from harness.results.cells import cell_table
 from harness.results.schema import conform
 
 
@@ -32,7 +33,7 @@ def synthetic() -> pd.DataFrame:
 
 
 def test_section_draws_strong_and_weak_scaling_from_the_rows(tmp_path):
-    text = scaling_report.report_section(tmp_path, synthetic())
+    text = scaling_report.report_section(tmp_path, cell_table(synthetic()))
     assert text.startswith("## Sharded ensembles")
     plotted = pd.read_csv(tmp_path / "figures" / "scaling.csv")
     strong = plotted[(plotted["panel"] == "strong") & (plotted["series"] == "sharded")]
@@ -46,17 +47,13 @@ def test_section_draws_strong_and_weak_scaling_from_the_rows(tmp_path):
 
 def test_no_section_without_sharded_rows(tmp_path):
     df = synthetic()
-    assert scaling_report.report_section(tmp_path, df[df["shards"].isna()]) is None
+    assert scaling_report.report_section(tmp_path, cell_table(df[df["shards"].isna()])) is None
 
 
-def test_readme_paragraph_reads_the_committed_scaling_run(tmp_path, monkeypatch):
+def test_readme_paragraph_reads_the_scaling_run_it_is_given(tmp_path):
     run = tmp_path / "20261201T000000Z-scaling-vm"
-    run.mkdir()
-    synthetic().to_csv(run / "results.csv", index=False)
-    monkeypatch.setattr("harness.results.feature_runs.RESULTS_DIR", tmp_path)
-    monkeypatch.setattr("harness.results.feature_runs.latest_run.__defaults__", (tmp_path,))
-    text = scaling_report.readme_paragraph(tmp_path, None)
+    text = scaling_report.readme_paragraph(run, cell_table(synthetic()))
     assert "K = 1: 1.1 s, K = 2: 0.6 s, K = 4: 0.65 s" in text and run.name in text
     assert "N = 4,096 (t in [0, 10]) took 3 s on 2 workers" in text
-    monkeypatch.setattr("harness.results.feature_runs.latest_run.__defaults__", (tmp_path / "none",))
-    assert scaling_report.readme_paragraph(tmp_path, None) is None
+    unsharded = synthetic()[lambda d: d["shards"].isna()]
+    assert scaling_report.readme_paragraph(run, cell_table(unsharded)) is None

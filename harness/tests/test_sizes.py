@@ -3,6 +3,7 @@ paragraph are computed from the rows (a synthetic table here: no timing is asser
 import pandas as pd
 
 from harness.report.sections import sizes as sizes_report
+from harness.results.cells import cell_table
 from harness.run.suites import load_suite
 
 
@@ -27,20 +28,20 @@ def test_crossover_is_read_from_the_data(tmp_path):
     df = _rows({(4, 8, "fused", ""): 1.0, (4, 8, "diffrax", "batched"): 3.0,
                 (64, 8, "fused", ""): 1.0, (64, 8, "diffrax", "batched"): 0.5,
                 (1024, 8, "fused", ""): 2.0, (1024, 8, "diffrax", "batched"): 0.5})
-    w = sizes_report.winners(sizes_report.summary(sizes_report.size_rows(df)))
+    w = sizes_report.winners(sizes_report.summary(cell_table(df)))
     cross, text = sizes_report.crossover(w, "fixed")
     assert cross == 64 and "from d = 64" in text
-    md = sizes_report.report_section(tmp_path, df)
+    md = sizes_report.report_section(tmp_path, cell_table(df))
     assert "| fixed | 4 | 8 | fused | 3x |" in md
     assert (tmp_path / "figures" / "sizes_winner.png").is_file()
     assert (tmp_path / "figures" / "sizes_per_state_step.csv").is_file()
-    assert sizes_report.report_section(tmp_path, df.assign(problem="lorenz")) is None
+    assert sizes_report.report_section(tmp_path, cell_table(df.assign(problem="lorenz"))) is None
 
 
 def test_no_crossover_is_said(tmp_path):
     df = _rows({(4, 8, "fused", ""): 1.0, (4, 8, "array", ""): 3.0,
                 (1024, 8, "fused", ""): 1.0, (1024, 8, "array", ""): 2.0})
-    w = sizes_report.winners(sizes_report.summary(sizes_report.size_rows(df)))
+    w = sizes_report.winners(sizes_report.summary(cell_table(df)))
     cross, text = sizes_report.crossover(w, "fixed")
     assert cross is None and "fastest at every d measured up to 1024" in text
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from harness.results.cells import cell_table
-from harness.report.figures.core import _Context
+from harness.report.figures.canvas import FigureContext
 from harness.report.figures.story import STORY_FIGURES, make_story_figures, measured_floor
 from harness.report.figures.style import dispatch_kind, mode_linestyle, published_colour
 from harness.results.schema import validate
@@ -17,9 +17,9 @@ from harness.tests.test_plots import ENV, published_sample, synthetic_results
 
 def _draw(df: pd.DataFrame, out, run_dir=None):
     cells = cell_table(df)
-    ctx = _Context(cells=cells, published=published_sample(), published_note="", env=ENV,
+    ctx = FigureContext(cells=cells, published=published_sample(), published_note="", env=ENV,
                    devices=["cpu"], out_dir=out, dpi=30)
-    return make_story_figures(df, ctx, run_dir)
+    return make_story_figures(ctx, run_dir)
 
 
 @pytest.fixture(scope="module")

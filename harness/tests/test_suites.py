@@ -102,7 +102,7 @@ def write(tmp_path, text: str):
 
 @pytest.mark.parametrize("text, expected", [
     ("description = \n", "bad.toml: malformed TOML"),
-    (HEAD + "colour = 1\n" + GOOD_ENTRY + "n = [8]\n", "bad.toml: top level: unknown key 'colour'; valid choices: cell_timeout_s, description"),
+    (HEAD + "colour = 1\n" + GOOD_ENTRY + "n = [8]\n", "bad.toml: top level: unknown key 'colour'; valid choices: cell_timeout_s, companions, description"),
     ('device = "cpu"\n' + GOOD_ENTRY + "n = [8]\n", "bad.toml: top level: missing required key 'description'"),
     ('description = "t"\ndevice = "tpu"\n' + GOOD_ENTRY + "n = [8]\n", "bad.toml: device: unknown value 'tpu'; valid choices: cpu, gpu"),
     (HEAD + "repeats = 0\n" + GOOD_ENTRY + "n = [8]\n", "bad.toml: repeats: must be an integer >= 1"),

@@ -208,10 +208,11 @@ def test_report_section_renders_without_published_data(tmp_path, monkeypatch):
     import pandas as pd
 
     from harness.gpu_profile.section import readme_paragraph, report_section
+    from harness.report.figures.canvas import write_files
 
     monkeypatch.setenv("PAPER_DATA_DIR", str(tmp_path / "absent"))
     df = pd.DataFrame(columns=["backend", "status"])
-    text = report_section(tmp_path, df)
+    text = report_section(tmp_path, df, write_files)
     assert "ps per trajectory-step" in text and "| kernel | arch |" in text
     assert "Published timings not found" in text
     assert (tmp_path / "gpu_profile.csv").is_file()

@@ -1,30 +1,23 @@
 """The eight figures of the reproduction, each a pure function of the results table.
 
 Every figure joins on key columns (never row order), takes its colours from
-:mod:`harness.report.figures.style`, is written as ``<name>.png`` and ``<name>.svg`` with the plotted
-data beside it as ``<name>.csv``, and carries the environment in a footnote. Our timings are
+:mod:`harness.report.figures.style`, and is written by :func:`harness.report.figures.canvas.save`
+(``<name>.png``, ``<name>.svg``, the plotted data as ``<name>.csv``, the environment in a footnote). Our timings are
 the median of a cell's timed repeats (the CSV also keeps the min, which is what the paper
 reported). Published series are dashed and labelled with their GPU. A figure whose data the
 run lacks is skipped with a reason instead of drawn.
-
-Only the object-oriented Matplotlib API is used (``matplotlib.figure.Figure``, saved through
-the Agg and SVG canvases), so nothing here touches pyplot's global state.
 """
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import matplotlib
 import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from harness.results import paper as pd_
 from harness.report.figures import style
+from harness.report.figures.canvas import FigureContext, FigureInfo, log_axes, new_figure, save
 from harness.results.cells import (MATCH_KEYS, REFERENCE_BACKEND, cell_table,
                                  paper_speedups, series_id, speedup_table, sweep_cells)
 from harness.report.figures.model import fit_time_model, trajectory_steps
@@ -41,49 +34,8 @@ FIGURES: dict[str, str] = {
     "fig8_lockstep": "Lockstep cost: mean vs max accepted steps",
 }
 
-#: Formats written for every figure (the CSV of plotted data comes in addition).
-IMAGE_FORMATS = ("png", "svg")
-
 #: GPUs whose published series go into the Lorenz and Robertson figures.
 PAPER_GPUS = ("Tesla V100", "Quadro RTX 5000")
-
-#: The order step-control scopes are shown in.
-SCOPE_ORDER = ("per-trajectory", "shared", "lockstep", "serial", "none")
-
-
-@dataclass
-class FigureInfo:
-    """One figure: what was written, or why it was skipped.
-
-    Attributes:
-        name: file stem, e.g. "fig1_lorenz_fixed_time".
-        title: one-line title.
-        paths: files written (PNG, SVG, CSV), empty when skipped.
-        skipped: "" when drawn, else the reason it was not.
-        data: the plotted data (what the CSV holds), None when skipped.
-        notes: caveats shown in the footnote (and repeated by the report).
-        extra: figure-specific results the report reads (e.g. the fitted model coefficients).
-    """
-
-    name: str
-    title: str
-    paths: list[Path] = field(default_factory=list)
-    skipped: str = ""
-    data: pd.DataFrame | None = None
-    notes: list[str] = field(default_factory=list)
-    extra: dict = field(default_factory=dict)
-
-
-@dataclass
-class _Context:
-    cells: pd.DataFrame
-    published: pd.DataFrame
-    published_note: str
-    env: dict
-    devices: list[str]
-    out_dir: Path
-    dpi: int
-
 
 def make_figures(df: pd.DataFrame, env: dict | None, out_dir: Path | str,
                  published: pd.DataFrame | None = None, *, dpi: int = 150) -> list[FigureInfo]:
@@ -111,63 +63,13 @@ def make_figures(df: pd.DataFrame, env: dict | None, out_dir: Path | str,
         published_note = "published series omitted: paper data folder " + (where or "not found")
     else:
         published_note = "dashed: published paper timings (min over repeats), labelled with their GPU"
-    ctx = _Context(cells=cells, published=published, published_note=published_note, env=env or {},
+    ctx = FigureContext(cells=cells, published=published, published_note=published_note, env=env or {},
                    devices=sorted(set(cells["device"]) - {""}), out_dir=out_dir, dpi=dpi)
     makers = (_fig1, _fig2, _fig3, _fig4, _fig5, _fig6, _fig7, _fig8)
     return [maker(ctx) for maker in makers]
 
 
 # ---- drawing helpers ---------------------------------------------------------------------------
-
-def _new_figure(ctx: _Context, nrows: int = 1, width: float = 6.0, height: float = 3.8):
-    """A figure with ``nrows`` panels stacked vertically (legends go to the right of each)."""
-    fig = Figure(figsize=(width, height * nrows), dpi=ctx.dpi)
-    axes = fig.subplots(nrows, 1, squeeze=False)[:, 0]
-    if nrows > 1:
-        fig.subplots_adjust(hspace=0.45)
-    return fig, list(axes)
-
-
-def _save(ctx: _Context, info: FigureInfo, fig: Figure, data: pd.DataFrame,
-          notes: list[str]) -> FigureInfo:
-    """Footnote, write PNG/SVG/CSV deterministically, and fill ``info``."""
-    footnote = style.footnote_text(ctx.env, ctx.devices, notes)
-    # Below the figure's bottom edge: the tight bounding box grows to include it, and it can
-    # never overlap an axis label.
-    # Below everything drawn so far (axis labels included), so it never overlaps them.
-    content = fig.get_tightbbox(FigureCanvasAgg(fig).get_renderer())
-    top = min(-0.01, content.y0 / fig.get_figheight() - 0.02)
-    fig.text(0.0, top, footnote, fontsize=7, va="top", ha="left", color="#333333")
-    paths = []
-    # The tight bounding box is computed once (one layout pass) and shared by every format.
-    bbox = fig.get_tightbbox(FigureCanvasAgg(fig).get_renderer()).padded(0.1)
-    # A fixed hash salt and no date make the SVG byte-identical between runs.
-    with matplotlib.rc_context({"svg.hashsalt": "odeensemble-figures", "svg.fonttype": "path"}):
-        for fmt in IMAGE_FORMATS:
-            path = ctx.out_dir / f"{info.name}.{fmt}"
-            metadata = {"Date": None} if fmt == "svg" else {"Software": None}
-            fig.savefig(path, format=fmt, metadata=metadata, bbox_inches=bbox)
-            paths.append(path)
-    csv_path = ctx.out_dir / f"{info.name}.csv"
-    data.to_csv(csv_path, index=False, lineterminator="\n")
-    paths.append(csv_path)
-    info.paths, info.data, info.notes = paths, data, notes
-    return info
-
-
-def _log_axes(ax, xlabel: str | None = None, ylabel: str | None = None, title: str | None = None,
-              title_size: int = 9) -> None:
-    """Log-log axes with the labels, title and grid every figure of this module uses."""
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.grid(True, which="major", alpha=0.3)
-    if xlabel:
-        ax.set_xlabel(xlabel)
-    if ylabel:
-        ax.set_ylabel(ylabel)
-    if title:
-        ax.set_title(title, fontsize=title_size)
-
 
 def _legend(ax, extra_handles: list | None = None) -> None:
     handles, labels = ax.get_legend_handles_labels()
@@ -190,7 +92,7 @@ def tag(artists, key: str):
     return artists
 
 
-def _combo(variant: str, method: str) -> str:
+def combo_label(variant: str, method: str) -> str:
     return f"{variant or 'default'}, {style.method_label(method)}"
 
 
@@ -201,13 +103,13 @@ def series_kw(backend: str, variant: str, method: str, combos: list[str], mode: 
     marker fill = dtype (hollow float64)."""
     colour = style.backend_colour(backend)
     return dict(color=colour, linestyle=style.mode_linestyle(mode, rtol),
-                marker=style.VARIANT_MARKERS[sorted(combos).index(_combo(variant, method)) % len(style.VARIANT_MARKERS)],
+                marker=style.VARIANT_MARKERS[sorted(combos).index(combo_label(variant, method)) % len(style.VARIANT_MARKERS)],
                 markersize=4, linewidth=1.3, markerfacecolor=style.dtype_fill(dtype, colour))
 
 
 def figure_combos(frame: pd.DataFrame) -> list[str]:
     """The (variant, method) combinations of a figure, whose markers :func:`series_kw` assigns."""
-    return sorted({_combo(v, m) for v, m in zip(frame["variant"], frame["method"])})
+    return sorted({combo_label(v, m) for v, m in zip(frame["variant"], frame["method"])})
 
 
 def key_legend(ax, frame: pd.DataFrame, published_labels: dict | None = None,
@@ -249,10 +151,6 @@ def key_legend(ax, frame: pd.DataFrame, published_labels: dict | None = None,
                   frameon=False, title="published (paper, GPU named)", title_fontsize=6.5)
 
 
-def _fmt_float(v: float) -> str:
-    return "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:g}"
-
-
 def _series_labels(frame: pd.DataFrame) -> dict[str, str]:
     """Legend text per series: the backend, plus whatever differs between the series shown."""
     ids = series_id(frame)
@@ -268,12 +166,12 @@ def _series_labels(frame: pd.DataFrame) -> dict[str, str]:
         for key in ("problem", "mode", "dtype", "device"):
             if key in varying:
                 text += f", {row[key]}"
-        if "dt" in varying and _fmt_float(row["dt"]):
-            text += f", dt={_fmt_float(row['dt'])}"
-        if ("rtol" in varying or "atol" in varying) and _fmt_float(row["rtol"]):
-            text += f", tol={_fmt_float(row['rtol'])}"
+        if "dt" in varying and style.format_number(row["dt"]):
+            text += f", dt={style.format_number(row['dt'])}"
+        if ("rtol" in varying or "atol" in varying) and style.format_number(row["rtol"]):
+            text += f", tol={style.format_number(row['rtol'])}"
             if row["atol"] != row["rtol"]:
-                text += f"/{_fmt_float(row['atol'])}"
+                text += f"/{style.format_number(row['atol'])}"
         labels[sid] = text
     return labels
 
@@ -289,7 +187,7 @@ def _skip(info: FigureInfo, reason: str) -> FigureInfo:
 
 # ---- time vs trajectories (figures 1, 2, 6, 7) -------------------------------------------------
 
-def _time_vs_n(ctx: _Context, name: str, problem: str, modes: tuple[str, ...],
+def _time_vs_n(ctx: FigureContext, name: str, problem: str, modes: tuple[str, ...],
                published: pd.DataFrame, what: str) -> FigureInfo:
     info = FigureInfo(name, FIGURES[name])
     cells = ctx.cells[(ctx.cells["problem"] == problem) & ctx.cells["mode"].isin(modes)]
@@ -301,7 +199,7 @@ def _time_vs_n(ctx: _Context, name: str, problem: str, modes: tuple[str, ...],
     ran = cells[cells["status"] == "ok"]
     labels = _series_labels(ran)
     combos = figure_combos(ran)
-    fig, (ax,) = _new_figure(ctx)
+    fig, (ax,) = new_figure(ctx.dpi)
     rows = []
     marked_failure = False
     ids = series_id(ran)
@@ -329,7 +227,7 @@ def _time_vs_n(ctx: _Context, name: str, problem: str, modes: tuple[str, ...],
                              failed_trajectories=r["failed_trajectories"], source_file="", note=""))
     paper_rows = _draw_published(ax, published)
     rows += paper_rows
-    _log_axes(ax, "trajectories N", "time per solve [s]\n(ours: median, bars min–max; paper: min)",
+    log_axes(ax, "trajectories N", "time per solve [s]\n(ours: median, bars min–max; paper: min)",
               info.title)
     published_labels = {}
     for r in paper_rows:
@@ -347,7 +245,7 @@ def _time_vs_n(ctx: _Context, name: str, problem: str, modes: tuple[str, ...],
     failed = cells[cells["status"] != "ok"]
     if not failed.empty:
         notes.append(f"{len(failed)} cell(s) could not run and are not drawn (see the report's omissions)")
-    return _save(ctx, info, fig, _tidy(pd.DataFrame(rows)), notes)
+    return save(ctx, info, fig, _tidy(pd.DataFrame(rows)), notes)
 
 
 def _draw_published(ax, published: pd.DataFrame) -> list[dict]:
@@ -381,7 +279,7 @@ def _tidy(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.sort_values(keys, kind="mergesort", na_position="last").reset_index(drop=True)
 
 
-def _common_notes(ctx: _Context, published_used: bool) -> list[str]:
+def _common_notes(ctx: FigureContext, published_used: bool) -> list[str]:
     notes = []
     if published_used:
         notes.append(ctx.published_note + "; the paper's Python timings did not synchronise the device")
@@ -390,7 +288,7 @@ def _common_notes(ctx: _Context, published_used: bool) -> list[str]:
     return notes
 
 
-def _published_lorenz(ctx: _Context, mode: str) -> pd.DataFrame:
+def _published_lorenz(ctx: FigureContext, mode: str) -> pd.DataFrame:
     p = ctx.published
     if p.empty:
         return p
@@ -402,30 +300,30 @@ def _published_lorenz(ctx: _Context, mode: str) -> pd.DataFrame:
     return p[(p["problem"] == "lorenz") & (p["mode"] == mode) & p["implementation"].isin(impls) & gpu_ok]
 
 
-def _fig1(ctx: _Context) -> FigureInfo:
+def _fig1(ctx: FigureContext) -> FigureInfo:
     return _time_vs_n(ctx, "fig1_lorenz_fixed_time", "lorenz", ("fixed",),
                       _published_lorenz(ctx, "fixed"), "Lorenz fixed-step")
 
 
-def _fig2(ctx: _Context) -> FigureInfo:
+def _fig2(ctx: FigureContext) -> FigureInfo:
     return _time_vs_n(ctx, "fig2_lorenz_adaptive_time", "lorenz", ("adaptive",),
                       _published_lorenz(ctx, "adaptive"), "Lorenz adaptive")
 
 
-def _fig6(ctx: _Context) -> FigureInfo:
+def _fig6(ctx: FigureContext) -> FigureInfo:
     p = ctx.published
     if not p.empty:
         p = p[(p["problem"] == "robertson") & p["gpu"].isin(PAPER_GPUS)]
     return _time_vs_n(ctx, "fig6_robertson", "robertson", ("fixed", "adaptive"), p, "Robertson")
 
 
-def _fig7(ctx: _Context) -> FigureInfo:
+def _fig7(ctx: FigureContext) -> FigureInfo:
     return _time_vs_n(ctx, "fig7_sir", "sir", ("fixed", "adaptive"), pd_.empty_published(), "SIR")
 
 
 # ---- figure 3: speedup ---------------------------------------------------------------------------
 
-def _fig3(ctx: _Context) -> FigureInfo:
+def _fig3(ctx: FigureContext) -> FigureInfo:
     name = "fig3_speedup"
     info = FigureInfo(name, FIGURES[name])
     lorenz = ctx.cells[ctx.cells["problem"] == "lorenz"]
@@ -440,7 +338,7 @@ def _fig3(ctx: _Context) -> FigureInfo:
         paper = paper[(paper["problem"] == "lorenz") & paper["gpu"].isin(PAPER_GPUS)
                       & paper["implementation"].isin([pd_.JAX, pd_.TORCH])]
     modes = [m for m in ("fixed", "adaptive") if (table["mode"] == m).any()]
-    fig, axes = _new_figure(ctx, nrows=len(modes))
+    fig, axes = new_figure(ctx.dpi, nrows=len(modes))
     series_keys = ("mode", "dtype", "device", "dt", "rtol", "atol", "peer", "peer_variant",
                    "peer_method", "fused_method")
     rows = []
@@ -459,8 +357,8 @@ def _fig3(ctx: _Context) -> FigureInfo:
             label += f" ({style.method_label(r0['peer_method'])})"
             if multi_dtype:
                 label += f", {r0['dtype']} {r0['device']}"
-            if multi_tol and _fmt_float(r0["rtol"]):
-                label += f", tol={_fmt_float(r0['rtol'])}"
+            if multi_tol and style.format_number(r0["rtol"]):
+                label += f", tol={style.format_number(r0['rtol'])}"
             ax.plot(s["n"], s["speedup"], color=style.backend_colour(r0["peer"]),
                     linestyle=style.variant_linestyle(r0["peer_variant"], variants[r0["peer"]]),
                     marker=style.method_marker(r0["peer_method"]), markersize=3.5, linewidth=1.2,
@@ -487,18 +385,18 @@ def _fig3(ctx: _Context) -> FigureInfo:
                                  peer_s=r["peer_s"], speedup=r["speedup"], speedup_min=r["speedup"],
                                  note="ratio of the published minima"))
         ax.axhline(1.0, color="#999999", linewidth=0.8)
-        _log_axes(ax, "trajectories N", "peer time / fused-kernel time (medians)",
+        log_axes(ax, "trajectories N", "peer time / fused-kernel time (medians)",
                   f"Lorenz, {mode}: fused-kernel speedup")
         _legend(ax)
     notes = _common_notes(ctx, published_used=not paper.empty)
     notes.append("ratio of median times at matching N, same device, problem, mode, dtype, dt and "
                  "tolerances; a different method, accuracy or step count is noted in the CSV and report")
-    return _save(ctx, info, fig, _tidy(pd.DataFrame(rows)), notes)
+    return save(ctx, info, fig, _tidy(pd.DataFrame(rows)), notes)
 
 
 # ---- figure 4: launches and a fitted time model -------------------------------------------------
 
-def _fig4(ctx: _Context) -> FigureInfo:
+def _fig4(ctx: FigureContext) -> FigureInfo:
     name = "fig4_launches_model"
     info = FigureInfo(name, FIGURES[name])
     counted = ctx.cells["success"] & ctx.cells["launches"].notna() & (ctx.cells["launches"] > 0)
@@ -515,7 +413,7 @@ def _fig4(ctx: _Context) -> FigureInfo:
                                                            cells["steps_max"], cells["step_control"]))
     labels = _series_labels(cells)
     variants = _variants_by_backend(cells)
-    fig, (ax_l, ax_m) = _new_figure(ctx, nrows=2)
+    fig, (ax_l, ax_m) = new_figure(ctx.dpi, nrows=2)
     rows, fits = [], []
     unfitted = [f"{style.backend_label(b)}: no launch count recorded" for b in uncounted]
     ids = series_id(cells)
@@ -551,7 +449,7 @@ def _fig4(ctx: _Context) -> FigureInfo:
                              step_term_s=r["step_term_s"],
                              launch_cost_s=fit["launch_cost_s"] if fit else np.nan,
                              step_cost_s=fit["step_cost_s"] if fit else np.nan))
-    _log_axes(ax_l)
+    log_axes(ax_l)
     ax_m.set_xscale("log")
     ax_m.set_ylim(-3, 103)
     ax_m.grid(True, alpha=0.3)
@@ -570,12 +468,12 @@ def _fig4(ctx: _Context) -> FigureInfo:
     notes += [f"not fitted: {u}" for u in unfitted]
     info.extra = {"problem": problem, "mode": mode, "fits": pd.DataFrame(fits), "unfitted": unfitted,
                   "kinds": {b: style.dispatch_kind(g["launch_counter"].iloc[0]) for b, g in cells.groupby("backend")}}
-    return _save(ctx, info, fig, _tidy(pd.DataFrame(rows)), notes)
+    return save(ctx, info, fig, _tidy(pd.DataFrame(rows)), notes)
 
 
 # ---- figure 5: work-precision -------------------------------------------------------------------
 
-def _fig5(ctx: _Context) -> FigureInfo:
+def _fig5(ctx: FigureContext) -> FigureInfo:
     name = "fig5_work_precision"
     info = FigureInfo(name, FIGURES[name])
     c = ctx.cells
@@ -594,7 +492,7 @@ def _fig5(ctx: _Context) -> FigureInfo:
     best = counts.sort_values(["_lorenz", "sum", "n"], ascending=[True, False, False]).iloc[0]
     problem, n = best["problem"], int(best["n"])
     c = c[(c["problem"] == problem) & (c["n"] == n)]
-    fig, (ax,) = _new_figure(ctx)
+    fig, (ax,) = new_figure(ctx.dpi)
     variants = _variants_by_backend(c)
     rows = []
     for key, s in c.groupby(group, sort=True):
@@ -608,7 +506,7 @@ def _fig5(ctx: _Context) -> FigureInfo:
                 markersize=4, linewidth=1.0, label=label,
                 markerfacecolor="none" if mode == "adaptive" else None)
         for _, r in s.iterrows():
-            tag = f"dt={_fmt_float(r['dt'])}" if mode == "fixed" else f"tol={_fmt_float(r['rtol'])}"
+            tag = f"dt={style.format_number(r['dt'])}" if mode == "fixed" else f"tol={style.format_number(r['rtol'])}"
             ax.annotate(tag, (r["time_median_s"], r["max_rel_err"]), fontsize=4.5,
                         textcoords="offset points", xytext=(3, 2), color="#555555")
             rows.append(dict(series=label, backend=b, variant=v, method=method, mode=mode, dtype=dtype,
@@ -616,18 +514,18 @@ def _fig5(ctx: _Context) -> FigureInfo:
                              atol=r["atol"], time_median_s=r["time_median_s"],
                              time_min_s=r["time_min_s"], max_rel_err=r["max_rel_err"],
                              steps_mean=r["steps_mean"], rhs_evals_mean=r["rhs_evals_mean"]))
-    _log_axes(ax, "time per solve [s] (median)", "max relative error vs float64 reference",
+    log_axes(ax, "time per solve [s] (median)", "max relative error vs float64 reference",
               f"{problem}, N = {n}: work-precision")
     _legend(ax)
     info.extra = {"problem": problem, "n": n}
     notes = ["each point is one cell: fixed-step cells differ in dt (filled markers), adaptive "
              "cells in tolerance (hollow markers); error over the reference subsample"]
-    return _save(ctx, info, fig, _tidy(pd.DataFrame(rows)), notes)
+    return save(ctx, info, fig, _tidy(pd.DataFrame(rows)), notes)
 
 
 # ---- figure 8: lockstep cost -------------------------------------------------------------------
 
-def _fig8(ctx: _Context) -> FigureInfo:
+def _fig8(ctx: FigureContext) -> FigureInfo:
     name = "fig8_lockstep"
     info = FigureInfo(name, FIGURES[name])
     c = ctx.cells
@@ -641,7 +539,7 @@ def _fig8(ctx: _Context) -> FigureInfo:
     # One panel per tolerance; colour = backend (its step-control scope in the legend), solid
     # filled = mean, dotted hollow = max: at most one legend entry per backend and variant.
     tols = sorted(set(c["rtol"].dropna()), reverse=True) or [float("nan")]
-    fig, axes = _new_figure(ctx, nrows=len(tols), height=3.2)
+    fig, axes = new_figure(ctx.dpi, nrows=len(tols), height=3.2)
     rows = []
     for ax, tol in zip(axes, tols):
         at = c[np.isclose(c["rtol"], tol)] if np.isfinite(tol) else c
@@ -672,11 +570,11 @@ def _fig8(ctx: _Context) -> FigureInfo:
                     Line2D([], [], color="#555555", linestyle=":", marker="o", markerfacecolor="none",
                            label="max steps (lockstep/shared/block: the work done)")]
         worst = at.assign(r=at["steps_max"] / at["steps_mean"]).sort_values(["r", "backend"]).iloc[-1]
-        _log_axes(ax, "trajectories N", "accepted steps per trajectory",
+        log_axes(ax, "trajectories N", "accepted steps per trajectory",
                   f"{problem}, tol {tol:g}: the slowest lane takes up to {worst['r']:.2g}× the mean "
                   f"({style.backend_label(worst['backend'])}, N={worst['n']})", title_size=8)
         ax.legend(handles=handles, fontsize=6.5, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     info.extra = {"problem": problem}
     notes = ["solid/filled: mean accepted steps per trajectory; dotted/hollow: the maximum. Under "
              "lockstep, a shared step or the CPU kernel's 32-lane blocks the maximum is the work done"]
-    return _save(ctx, info, fig, _tidy(pd.DataFrame(rows)), notes)
+    return save(ctx, info, fig, _tidy(pd.DataFrame(rows)), notes)

@@ -20,11 +20,11 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from harness.results.headline import PAPER_GPU, cell_stats, headline_rows, headline_settings
+from harness.results.headline import PAPER_GPU, headline_rows, headline_settings
 from harness.report.figures import style
 from harness.results.cells import paper_speedups
-from harness.report.figures.core import (FigureInfo, _combo, _Context, _log_axes, _new_figure, _save,
-                                   figure_combos, key_legend, tag)
+from harness.report.figures.canvas import FigureContext, FigureInfo, log_axes, new_figure, save
+from harness.report.figures.core import combo_label, figure_combos, key_legend, tag
 from harness.report.figures.model import trajectory_steps
 
 #: name -> title used when the figure is skipped (a drawn figure's title states its finding).
@@ -44,12 +44,12 @@ _fmt_x = style.format_ratio
 _fmt_t = style.format_seconds
 
 
-def make_story_figures(results: pd.DataFrame, ctx: _Context, run_dir: Path | None = None) -> list[FigureInfo]:
+def make_story_figures(ctx: FigureContext, run_dir: Path | None = None) -> list[FigureInfo]:
     """Every story figure, in :data:`STORY_FIGURES` order (a skipped one carries its reason).
 
     ``run_dir`` is read only for a measured peak (:data:`PEAK_FILE`)."""
     Path(ctx.out_dir).mkdir(parents=True, exist_ok=True)
-    cells = cell_stats(results)
+    cells = ctx.cells
     makers = (_headline_speedup, _fused_vs_replica, _throughput, _equal_accuracy, _first_solve)
     return [m(ctx, cells, run_dir) for m in makers]
 
@@ -84,7 +84,7 @@ def _headline_speedup(ctx, cells, run_dir) -> FigureInfo:
         return _skip(name, "no library ran the fused kernel's Lorenz settings")
     table = pd.concat(tables, ignore_index=True)
     modes = [m for m in ("fixed", "adaptive") if (table["mode"] == m).any()]
-    fig, axes = _new_figure(ctx, nrows=len(modes), height=3.4)
+    fig, axes = new_figure(ctx.dpi, nrows=len(modes), height=3.4)
     paper = paper_speedups(ctx.published)
     rows = []
     for ax, mode in zip(axes, modes):
@@ -115,7 +115,7 @@ def _headline_speedup(ctx, cells, run_dir) -> FigureInfo:
                                      gpu=PAPER_GPU))
         ax.axhline(1.0, color="#999999", linewidth=0.8)
         lo = t.loc[t["speedup"].idxmin()]
-        _log_axes(ax, "trajectories N", "peer time / fused time\n(medians; bars: min/max bracket)",
+        log_axes(ax, "trajectories N", "peer time / fused time\n(medians; bars: min/max bracket)",
                   f"{mode}: fused leads by ≥ {_fmt_x(lo['speedup'])} everywhere "
                   f"(least: {lo['library']}, N={lo['n']})" if lo["speedup"] > 1 else
                   f"{mode}: {lo['library']} is faster than fused at N={lo['n']} ({_fmt_x(lo['speedup'])})",
@@ -128,7 +128,7 @@ def _headline_speedup(ctx, cells, run_dir) -> FigureInfo:
              f"paper: {PAPER_GPU} ratios (GPU, not this machine); adaptive ratios are at tol 1e-8"]
     info = FigureInfo(name, "Fused kernel over each library's strongest variant")
     info.extra["finding"] = _headline_finding(table)
-    return _save(ctx, info, fig, _tidy(rows, ["source", "mode", "library", "rtol", "n"]), notes)
+    return save(ctx, info, fig, _tidy(rows, ["source", "mode", "library", "rtol", "n"]), notes)
 
 
 def _headline_finding(table: pd.DataFrame) -> str:
@@ -144,7 +144,7 @@ def _headline_finding(table: pd.DataFrame) -> str:
 
 def _strongest_per_n(frame: pd.DataFrame) -> pd.DataFrame:
     """The fastest cell at each N (ties broken by name, so row order never matters)."""
-    ordered = frame.sort_values(["n", "t_med", "variant", "method"], kind="mergesort")
+    ordered = frame.sort_values(["n", "time_median_s", "variant", "method"], kind="mergesort")
     return ordered.drop_duplicates("n", keep="first").reset_index(drop=True)
 
 
@@ -168,22 +168,22 @@ def _fused_vs_replica(ctx, cells, run_dir) -> FigureInfo:
     for backend, g in (("fused", f), ("array", a)):
         g = g.sort_values("n")
         steps = trajectory_steps(g["n"], g["steps_mean"], g["steps_max"], pd.Series("none", index=g.index))
-        ns_step = g["t_med"] / steps * 1e9
+        ns_step = g["time_median_s"] / steps * 1e9
         kw = dict(color=style.backend_colour(backend), marker="o", markersize=3.5, linewidth=1.3,
                   label=style.backend_label(backend))
-        axes[0].errorbar(g["n"], g["t_med"], yerr=[g["t_med"] - g["t_min"], g["t_max"] - g["t_med"]],
+        axes[0].errorbar(g["n"], g["time_median_s"], yerr=[g["time_median_s"] - g["time_min_s"], g["time_max_s"] - g["time_median_s"]],
                          elinewidth=0.7, capsize=1.5, **kw)
         axes[1].plot(g["n"], g["launches"], **kw)
         axes[2].plot(g["n"], ns_step, **kw)
         for (_, r), nss in zip(g.iterrows(), ns_step):
-            rows.append(dict(backend=backend, n=int(r["n"]), time_median_s=r["t_med"], time_min_s=r["t_min"],
-                             time_max_s=r["t_max"], dispatches=r["launches"], ns_per_trajectory_step=nss))
+            rows.append(dict(backend=backend, n=int(r["n"]), time_median_s=r["time_median_s"], time_min_s=r["time_min_s"],
+                             time_max_s=r["time_max_s"], dispatches=r["launches"], ns_per_trajectory_step=nss))
     data = _tidy(rows, ["backend", "n"])
     both = data.pivot(index="n", columns="backend", values="time_median_s").dropna()
     ratio = both["array"] / both["fused"]
     disp = data.groupby("backend")["dispatches"].median()
     for ax, ylabel in zip(axes, ("time per solve [s]", "dispatches per solve", "ns per trajectory-step")):
-        _log_axes(ax, "trajectories N", ylabel)
+        log_axes(ax, "trajectories N", ylabel)
     axes[0].set_title(f"replica {_fmt_x(ratio.iloc[0])} slower at N={ratio.index[0]},\n"
                       f"{_fmt_x(ratio.iloc[-1])} at N={ratio.index[-1]}", fontsize=8)
     axes[1].set_title(f"{disp.get('array', np.nan):,.0f} array operations\nvs "
@@ -199,7 +199,7 @@ def _fused_vs_replica(ctx, cells, run_dir) -> FigureInfo:
                              f"{_fmt_x(ratio.iloc[0])} slower than the fused kernel at N={ratio.index[0]} and "
                              f"{_fmt_x(ratio.iloc[-1])} at N={ratio.index[-1]}, dispatching "
                              f"{disp.get('array', np.nan):,.0f} array operations per solve against one kernel call.")
-    return _save(ctx, info, fig, data, notes)
+    return save(ctx, info, fig, data, notes)
 
 
 # ---- 3: throughput ------------------------------------------------------------------------------
@@ -223,7 +223,7 @@ def _throughput(ctx, cells, run_dir) -> FigureInfo:
     if c.empty:
         return _skip(name, "no successful Lorenz fixed-step cell with step counts")
     c = c[np.isclose(c["dt"], c["dt"].mode().iloc[0])]
-    fig, (ax,) = _new_figure(ctx, height=3.6)
+    fig, (ax,) = new_figure(ctx.dpi, height=3.6)
     rows = []
     for lib, g in c.groupby("backend", sort=True):
         # one method per library (Tsit5 where it ran it): a cheaper tableau is not more throughput
@@ -231,11 +231,11 @@ def _throughput(ctx, cells, run_dir) -> FigureInfo:
         best = _strongest_per_n(g)
         if best["n"].nunique() < 2 and lib != "fused":
             continue
-        nss = best["t_med"] / (best["n"] * best["steps_mean"]) * 1e9
+        nss = best["time_median_s"] / (best["n"] * best["steps_mean"]) * 1e9
         tag(ax.plot(best["n"], nss, color=style.backend_colour(lib), marker="o", markersize=3.5, linewidth=1.3), lib)
         for (_, r), v in zip(best.iterrows(), nss):
             rows.append(dict(backend=lib, variant=r["variant"], method=r["method"], n=int(r["n"]),
-                             ns_per_trajectory_step=v, time_median_s=r["t_med"], steps_mean=r["steps_mean"]))
+                             ns_per_trajectory_step=v, time_median_s=r["time_median_s"], steps_mean=r["steps_mean"]))
     data = _tidy(rows, ["backend", "n"])
     floor, how = measured_floor(run_dir)
     notes = ["each library at its fastest variant per N, Tsit5 where it ran it (else its method, see the CSV); "
@@ -253,11 +253,11 @@ def _throughput(ctx, cells, run_dir) -> FigureInfo:
         o = others.loc[others["ns_per_trajectory_step"].idxmin()]
         title = (f"fused reaches {best_f['ns_per_trajectory_step']:.3g} ns per trajectory-step (N={best_f['n']}); "
                  f"best peer {o['backend']} {o['ns_per_trajectory_step']:.3g} ns (N={o['n']})")
-    _log_axes(ax, "trajectories N", "ns per trajectory-step (median)", title, title_size=8)
+    log_axes(ax, "trajectories N", "ns per trajectory-step (median)", title, title_size=8)
     key_legend(ax, data.assign(variant="").drop(columns="method"))
     info = FigureInfo(name, "Throughput: ns per trajectory-step vs N")
     info.extra["finding"] = title[0].upper() + title[1:] + "."
-    return _save(ctx, info, fig, data, notes)
+    return save(ctx, info, fig, data, notes)
 
 
 # ---- 4: speedup at equal accuracy ------------------------------------------------------------------
@@ -285,28 +285,28 @@ def _equal_accuracy(ctx, cells, run_dir) -> FigureInfo:
     f = c[(c["backend"] == "fused") & (c["variant"] == "")]
     if f["rtol"].nunique() < 2:
         return _skip(name, f"the fused kernel ran fewer than two tolerances at N={n}")
-    fe, ft = f["err"].to_numpy(), f["t_med"].to_numpy()
+    fe, ft = f["err"].to_numpy(), f["time_median_s"].to_numpy()
     rows = []
     for (lib, variant, method), g in c[c["backend"] != "fused"].groupby(["backend", "variant", "method"], sort=True):
         for _, r in g.iterrows():
             fused_t = _interp_loglog(fe, ft, r["err"])
             rows.append(dict(backend=lib, variant=variant, method=method, n=n, rtol=r["rtol"], err=r["err"],
-                             err_kind=r["err_kind"], peer_s=r["t_med"], fused_s_at_equal_err=fused_t,
-                             speedup=r["t_med"] / fused_t if np.isfinite(fused_t) else np.nan))
+                             err_kind=r["err_kind"], peer_s=r["time_median_s"], fused_s_at_equal_err=fused_t,
+                             speedup=r["time_median_s"] / fused_t if np.isfinite(fused_t) else np.nan))
     data = _tidy(rows, ["backend", "variant", "method", "rtol"])
     usable = data[data["speedup"].notna()] if not data.empty else data
     if usable.empty:
         return _skip(name, f"no peer's error at N={n} lies inside the fused kernel's error range")
-    fig, (ax,) = _new_figure(ctx, height=3.4)
+    fig, (ax,) = new_figure(ctx.dpi, height=3.4)
     combos = figure_combos(usable)
     for (lib, variant, method), g in usable.groupby(["backend", "variant", "method"], sort=True):
         g = g.sort_values("err")
-        marker = style.VARIANT_MARKERS[combos.index(_combo(variant, method)) % len(style.VARIANT_MARKERS)]
+        marker = style.VARIANT_MARKERS[combos.index(combo_label(variant, method)) % len(style.VARIANT_MARKERS)]
         tag(ax.plot(g["err"], g["speedup"], color=style.backend_colour(lib), marker=marker, markersize=4,
                     linewidth=1.2), lib)
     ax.axhline(1.0, color="#999999", linewidth=0.8)
     lo = usable.loc[usable["speedup"].idxmin()]
-    _log_axes(ax, "error of the peer's solve (the fused time is read at the same error)",
+    log_axes(ax, "error of the peer's solve (the fused time is read at the same error)",
               "peer time / fused time at equal error",
               f"At equal accuracy (N={n}) the fused kernel is ≥ {_fmt_x(lo['speedup'])} faster "
               f"(least: {lo['backend']} at error {lo['err']:.2g})" if lo["speedup"] > 1 else
@@ -320,7 +320,7 @@ def _equal_accuracy(ctx, cells, run_dir) -> FigureInfo:
     info.extra["finding"] = (f"Read at equal error (N={n}, adaptive), the fused kernel is "
                              f"{_fmt_x(lo['speedup'])} to {_fmt_x(hi['speedup'])} faster; the least lead is "
                              f"over {lo['backend']} at error {lo['err']:.2g}.")
-    return _save(ctx, info, fig, data, notes)
+    return save(ctx, info, fig, data, notes)
 
 
 # ---- 5: time to first solve ----------------------------------------------------------------------
@@ -332,14 +332,14 @@ def _first_solve(ctx, cells, run_dir) -> FigureInfo:
         return _skip(name, "no successful Lorenz fixed-step cell")
     n = int(c["n"].min())
     c = c[c["n"] == n].sort_values(["backend", "variant", "method"])
-    first = c["compile_s"] + c["t_med"]  # compile_s = first call minus the median repeat (runner)
-    rows = [dict(backend=r["backend"], variant=r["variant"], method=r["method"], n=n, warm_s=r["t_med"],
+    first = c["compile_s"] + c["time_median_s"]  # compile_s = first call minus the median repeat (runner)
+    rows = [dict(backend=r["backend"], variant=r["variant"], method=r["method"], n=n, warm_s=r["time_median_s"],
                  compile_s=r["compile_s"], first_solve_s=fs)
             for (_, r), fs in zip(c.iterrows(), first) if np.isfinite(fs)]
     data = _tidy(rows, ["backend", "variant", "method"])
     if data.empty:
         return _skip(name, "no cell recorded its compile time")
-    fig, (ax,) = _new_figure(ctx, height=0.28 * len(data) + 1.2)
+    fig, (ax,) = new_figure(ctx.dpi, height=0.28 * len(data) + 1.2)
     labels = [f"{style.backend_label(b)}{f' [{v}]' if v else ''}" for b, v in zip(data["backend"], data["variant"])]
     y = np.arange(len(data))
     ax.barh(y, data["first_solve_s"], color=[style.backend_colour(b) for b in data["backend"]], alpha=0.45,
@@ -362,6 +362,6 @@ def _first_solve(ctx, cells, run_dir) -> FigureInfo:
              "pays the compile; later N may reuse a cached kernel, so this uses the smallest N"]
     info = FigureInfo(name, "Time to first solve (compile) vs warm solve")
     info.extra["finding"] = title + "."
-    return _save(ctx, info, fig, data, notes)
+    return save(ctx, info, fig, data, notes)
 
 

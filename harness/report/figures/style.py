@@ -202,6 +202,21 @@ def format_ratio(ratio: float) -> str:
     return f"{_sig3(ratio)}×"
 
 
+def format_ratio_digits(ratio: float) -> str:
+    """:func:`format_ratio` without the × sign ('48.2'; 'n/a' when missing)."""
+    return format_ratio(ratio).rstrip("×")
+
+
+def format_number(x: object, spec: str = "g", missing: str = "") -> str:
+    """``x`` formatted with the format ``spec``; ``missing`` for None, NaN or infinity.
+
+    The one number formatter of the report's tables and sections (what a cell says when the
+    value was not measured is the caller's choice: "" or "n/a")."""
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return missing
+    return format(x, spec)
+
+
 def _sig3(x: float) -> str:
     if x == 0:
         return "0"

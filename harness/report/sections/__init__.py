@@ -1,1 +1,97 @@
-"""harness/report/sections."""
+"""The report's extension sections: the one registry read by report.md and the README generator.
+
+A :class:`Section` says when it applies to a run (from its cell table), renders its Markdown for
+the report (and may draw figures into the run's ``figures/``) and, where it has one, a README
+paragraph. A section that compares against another run (the swarm and nonlinear sections against
+the cpu ODE run) finds it among the context's companions, which the caller names explicitly
+(``harness report RUN --companion OTHER``); nothing here scans the checkout for runs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from harness.gpu_profile import section as gpu_section
+from harness.report.figures.canvas import write_files
+from harness.report.inputs import Run
+from harness.report.sections import cpp, noise, nonlinear, pso, scaling, sde, sizes
+
+
+@dataclass(frozen=True)
+class SectionContext:
+    """What a section renders from: the run being reported and its explicit companion runs."""
+
+    run: Run
+    companions: tuple[Run, ...] = field(default=())
+
+    @property
+    def run_dir(self) -> Path:
+        return self.run.path
+
+    @property
+    def results(self) -> pd.DataFrame:
+        return self.run.results
+
+    @property
+    def cells(self) -> pd.DataFrame:
+        return self.run.cells
+
+    def companion(self, kind: str) -> Run | None:
+        """The first companion run with cells of ``kind`` (None when no companion has any)."""
+        return next((c for c in self.companions if has_kind(c.cells, kind)), None)
+
+
+@dataclass(frozen=True)
+class Section:
+    """One extension section: ``applies(cells)``, ``markdown(ctx)`` and an optional ``readme(ctx)``."""
+
+    name: str
+    applies: Callable[[pd.DataFrame], bool]
+    markdown: Callable[[SectionContext], str | None]
+    readme: Callable[[SectionContext], str | None] | None = None
+
+
+def has_kind(cells: pd.DataFrame, kind: str) -> bool:
+    """True when the cell table holds a cell of workload ``kind`` (problems.kinds)."""
+    return bool((cells["kind"] == kind).any())
+
+
+def _cells_of(run: Run | None) -> pd.DataFrame | None:
+    return None if run is None else run.cells
+
+
+def _always(cells: pd.DataFrame) -> bool:
+    return True
+
+
+#: In order of priority for report.md's line budget, and the order of the README's paragraphs.
+SECTIONS: tuple[Section, ...] = (
+    # GPU machine code, time model, paper check: static evidence, shown for every run
+    Section("gpu_profile", _always,
+            lambda ctx: gpu_section.report_section(ctx.run_dir, ctx.results, write_files),
+            lambda ctx: gpu_section.readme_paragraph(ctx.results)),
+    Section("sde", lambda cells: has_kind(cells, "sde"),
+            lambda ctx: sde.report_section(ctx.run_dir, ctx.cells)),
+    Section("noise", lambda cells: bool((cells["repeats"] > 0).any()),
+            lambda ctx: noise.report_section(ctx.cells)),
+    Section("cpp", cpp.applies,
+            lambda ctx: cpp.report_section(ctx.cells),
+            lambda ctx: cpp.readme_paragraph(ctx.cells)),
+    Section("sizes", sizes.applies,
+            lambda ctx: sizes.report_section(ctx.run_dir, ctx.cells),
+            lambda ctx: sizes.readme_paragraph(ctx.run_dir, ctx.cells)),
+    Section("pso", lambda cells: has_kind(cells, "pso"),
+            lambda ctx: pso.report_section(ctx.run_dir, ctx.cells, _cells_of(ctx.companion("ode"))),
+            lambda ctx: pso.readme_paragraph(ctx.run_dir, ctx.cells, _cells_of(ctx.companion("ode")))),
+    Section("scaling", scaling.applies,
+            lambda ctx: scaling.report_section(ctx.run_dir, ctx.cells),
+            lambda ctx: scaling.readme_paragraph(ctx.run_dir, ctx.cells)),
+    Section("nonlinear", lambda cells: has_kind(cells, "nonlinear"),
+            lambda ctx: nonlinear.report_section(ctx.run_dir, ctx.cells, _cells_of(ctx.companion("ode"))),
+            lambda ctx: nonlinear.readme_paragraph(ctx.run_dir, ctx.cells, _cells_of(ctx.companion("ode")))),
+)
+
+__all__ = ["SECTIONS", "Section", "SectionContext", "has_kind"]

@@ -1,17 +1,17 @@
 """Report section: the hand-written C++ solver ("cuda-cpp") against the Numba fused kernel.
 
-``report_section(run_dir, df)`` (the report's extension hook) pairs every ok cuda-cpp cell with
+``report_section(cells)`` (registered in harness.report.sections) pairs every ok cuda-cpp cell with
 the fused cell of the same key (problem, method, mode, dtype, N, device, dt, tolerances and,
 where the column exists, threads), and gives the time ratio cuda-cpp / fused per N, the time per
 trajectory-step of each, and whether the two took the same steps. Its closing sentence says, per
-mode, whether the Numba kernel is within 10% of the C++ one. A pure function of the table.
+mode, whether the Numba kernel is within 10% of the C++ one. A pure function of the cell table.
 """
 from __future__ import annotations
 
-import math
-from pathlib import Path
-
 import pandas as pd
+
+from harness.report.figures.style import format_number
+from harness.results.cells import timed_cells
 
 #: "Within 10%": fused time <= 1.10 x cuda-cpp time.
 TOLERANCE = 0.10
@@ -19,23 +19,26 @@ _KEYS = ("problem", "method", "mode", "dtype", "n", "device", "dt", "rtol", "ato
 
 
 def _fmt(v: float, spec: str = ".3g") -> str:
-    return "n/a" if v is None or not math.isfinite(v) else format(v, spec)
+    return format_number(v, spec, "n/a")
 
 
-def paired(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per key with both backends ok: median times, steps, ratio and ns per step."""
-    ok = df[(df["status"] == "ok") & df["backend"].isin(["fused", "cuda-cpp"])].copy()
-    if "variant" in ok:
-        ok = ok[ok["variant"].fillna("") == ""]
-    keys = list(_KEYS) + (["threads"] if "threads" in ok.columns else [])
-    for k in keys:  # NaN tolerances (fixed mode) and absent threads must still group
+def applies(cells: pd.DataFrame) -> bool:
+    """True when the cell table has a cuda-cpp cell."""
+    return bool((cells["backend"] == "cuda-cpp").any())
+
+
+def paired(cells: pd.DataFrame) -> pd.DataFrame:
+    """One row per key with both backends' default variants ok: median times, steps, ratio and ns
+    per step, from the cell table."""
+    ok = timed_cells(cells)
+    ok = ok[ok["backend"].isin(["fused", "cuda-cpp"]) & ok["variant"].eq("")].copy()
+    keys = [*_KEYS, "threads"]
+    # NaN tolerances (fixed mode) and threads (every core) must still pair: "" stands for them
+    ok["threads"] = [("" if pd.isna(t) else int(t)) for t in ok["threads"]]
+    for k in ("dt", "rtol", "atol"):
         ok[k] = ok[k].astype("object").where(ok[k].notna(), "")
-    agg = (ok.groupby(keys + ["backend"], dropna=False)
-             .agg(time_s=("time_s", "median"), steps=("steps_mean", "mean"),
-                  rejected=("rejected_mean", "mean") if "rejected_mean" in ok else ("steps_mean", "size"))
-             .reset_index())
-    wide = agg.pivot_table(index=keys, columns="backend", values=["time_s", "steps", "rejected"],
-                           aggfunc="first")
+    ok = ok.rename(columns={"time_median_s": "time_s", "steps_mean": "steps"})
+    wide = ok.pivot_table(index=keys, columns="backend", values=["time_s", "steps"], aggfunc="first")
     if ("time_s", "cuda-cpp") not in wide.columns or ("time_s", "fused") not in wide.columns:
         return pd.DataFrame()
     wide = wide.dropna(subset=[("time_s", "cuda-cpp"), ("time_s", "fused")])
@@ -59,11 +62,11 @@ def _verdict(group: pd.DataFrame) -> str:
             f"kernel's time: {verdict} (over all N: {lo:.2f}x to {hi:.2f}x)")
 
 
-def report_section(run_dir: Path, df: pd.DataFrame) -> str | None:
-    """Markdown section comparing cuda-cpp with fused, or None when the run has no pair."""
-    if df is None or df.empty or "backend" not in df or not (df["backend"] == "cuda-cpp").any():
+def report_section(cells: pd.DataFrame) -> str | None:
+    """Markdown section comparing cuda-cpp with fused, or None when the run has no cuda-cpp cell."""
+    if not applies(cells):
         return None
-    pairs = paired(df)
+    pairs = paired(cells)
     lines = ["## Hand-written C++ vs the Numba fused kernel", "",
              "The same algorithm written twice: the Numba kernel generated from the Python "
              "definition (`fused`) and a hand-written C++ solver (`cuda-cpp`, "
@@ -102,12 +105,12 @@ def report_section(run_dir: Path, df: pd.DataFrame) -> str | None:
     return "\n".join(lines) + "\n"
 
 
-def readme_paragraph(run_dir: Path, df: pd.DataFrame) -> str | None:
+def readme_paragraph(cells: pd.DataFrame) -> str | None:
     """One generated README paragraph: the Numba kernel against the hand-written C++ one at the
     largest N of each Lorenz Tsit5 series run at every core (None when the run has no pair)."""
-    if df is None or df.empty or "backend" not in df or not (df["backend"] == "cuda-cpp").any():
+    if not applies(cells):
         return None
-    pairs = paired(df)
+    pairs = paired(cells)
     if pairs.empty:
         return None
     if "threads" in pairs.columns:

@@ -1,15 +1,15 @@
 """The batched-nonlinear-solves section of a run's report, and its README paragraph.
 
-Report hook (harness.report.markdown.SECTION_PROVIDERS): ``report_section(run_dir, df)`` returns None
-when the run has no rows of a nonlinear problem; otherwise it writes
+Report hook (harness.report.sections.SECTIONS): ``report_section(run_dir, cells, cpu_cells)`` returns
+None when the run's cell table has no nonlinear cell; otherwise it writes
 ``figures/nonlinear_time_vs_n.{png,svg,csv}`` (time vs number of systems per backend, method
 and dtype; the CSV holds exactly the plotted points) and returns a Markdown section with a table
 of median time, iterations (mean / max), non-converged systems and error beside every time, and
-the fused-vs-array ratio set beside the ODE one of the cpu reference run (numbers read from both
-runs' results, never typed).
+the fused-vs-array ratio set beside the ODE one of the cpu reference run, which the caller passes
+explicitly (numbers read from both runs' results, never typed).
 
-README hook (harness.report.readme.README_PARAGRAPHS): ``readme_paragraph(run_dir, df)`` reads the newest
-committed ``nonlinear`` run (harness.results.feature_runs.latest_run) and says the same in two sentences.
+README hook (harness.report.sections.SECTIONS): ``readme_paragraph(run_dir, cells, cpu_cells)`` says the
+same in two sentences for a nonlinear run named to the README generator.
 """
 from __future__ import annotations
 
@@ -17,33 +17,23 @@ import math
 from pathlib import Path
 
 import pandas as pd
+from matplotlib.figure import Figure
+
+from harness.report.figures.canvas import write_files
+from harness.report.figures.style import backend_colour, format_number
+from harness.results.cells import timed_cells
 
 KEYS = ["problem", "backend", "variant", "method", "dtype", "device", "n"]
 
 
-def nonlinear_rows(df: pd.DataFrame) -> pd.DataFrame:
-    """The ok rows of nonlinear problems (kind from the registry; unknown names dropped)."""
-    from problems.registry import PROBLEMS
-
-    if df.empty or "problem" not in df:
-        return df.iloc[0:0]
-    kinds = {name: getattr(p, "kind", "ode") for name, p in PROBLEMS.items()}
-    rows = df[df["problem"].map(kinds).eq("nonlinear")]
-    return rows[rows["status"].eq("ok")] if "status" in rows else rows
-
-
-def summary(rows: pd.DataFrame) -> pd.DataFrame:
-    r = rows.copy()
-    r["variant"] = r["variant"].astype(object).fillna("").astype(str)
-    for col in ("failed_trajectories", "max_scaled_err", "steps_mean", "steps_max", "max_rel_err", "launches"):
-        if col not in r:
-            r[col] = math.nan
-    s = r.groupby(KEYS, dropna=False).agg(
-        median_s=("time_s", "median"), min_s=("time_s", "min"), compile_s=("compile_s", "first"),
-        iters_mean=("steps_mean", "first"), iters_max=("steps_max", "first"),
-        failed=("failed_trajectories", "first"), max_rel_err=("max_rel_err", "first"),
-        max_scaled_err=("max_scaled_err", "first"), launches=("launches", "max"))
-    return s.reset_index().sort_values(KEYS)
+def summary(cells: pd.DataFrame) -> pd.DataFrame:
+    """The nonlinear cells of a cell table: median and min time, compile time, iterations (mean /
+    max), non-converged systems, errors and launches per cell."""
+    s = timed_cells(cells, "nonlinear").rename(columns={
+        "time_median_s": "median_s", "time_min_s": "min_s", "steps_mean": "iters_mean",
+        "steps_max": "iters_max", "failed_trajectories": "failed"})
+    return s[[*KEYS, "median_s", "min_s", "compile_s", "iters_mean", "iters_max", "failed", "max_rel_err",
+              "max_scaled_err", "launches"]].sort_values(KEYS, kind="mergesort")
 
 
 def _label(r) -> str:
@@ -51,16 +41,10 @@ def _label(r) -> str:
 
 
 def write_figure(run_dir: Path, summ: pd.DataFrame) -> Path | None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from harness.report.figures.style import backend_colour
-
     if summ.empty:
         return None
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    fig = Figure(figsize=(7.5, 4.8))
+    ax = fig.subplots()
     plotted = []
     styles = {"float32": "-", "float64": "--"}
     for (backend, variant, method, dtype), g in summ.groupby(["backend", "variant", "method", "dtype"], dropna=False):
@@ -78,14 +62,7 @@ def write_figure(run_dir: Path, summ: pd.DataFrame) -> Path | None:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    out = Path(run_dir) / "figures"
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "nonlinear_time_vs_n.png"
-    fig.savefig(path, dpi=130)
-    fig.savefig(out / "nonlinear_time_vs_n.svg")
-    plt.close(fig)
-    pd.DataFrame(plotted).to_csv(out / "nonlinear_time_vs_n.csv", index=False)
-    return path
+    return write_files(fig, Path(run_dir) / "figures", "nonlinear_time_vs_n", pd.DataFrame(plotted), dpi=130)[0]
 
 
 def array_over_fused(summ: pd.DataFrame, **match) -> list[tuple[int, float]]:
@@ -99,23 +76,20 @@ def array_over_fused(summ: pd.DataFrame, **match) -> list[tuple[int, float]]:
     return [(int(n), float(a[n] / f[n])) for n in common]
 
 
-def ode_ratios(cpu_df: pd.DataFrame | None) -> dict[str, list[tuple[int, float]]]:
-    """The ODE fused-vs-array ratios of the cpu reference run: Lorenz Tsit5 float32, fixed step and
-    adaptive at rtol 1e-6 (the replica's default lockstep variant), at the run's own thread count."""
-    if cpu_df is None or cpu_df.empty:
+def ode_ratios(cpu_cells: pd.DataFrame | None) -> dict[str, list[tuple[int, float]]]:
+    """The ODE fused-vs-array ratios of the cpu reference run's cell table: Lorenz Tsit5 float32,
+    fixed step and adaptive at rtol 1e-6 (the replica's default lockstep variant), at the run's own
+    thread count."""
+    if cpu_cells is None or cpu_cells.empty:
         return {}
-    d = cpu_df[(cpu_df["status"] == "ok") & (cpu_df["problem"] == "lorenz") & (cpu_df["method"] == "tsit5")
-               & (cpu_df["dtype"] == "float32")].copy()
-    d["variant"] = d["variant"].fillna("").astype(str)
-    d = d[d["variant"] == ""]
-    if "threads" in d and d["threads"].notna().any():
+    d = timed_cells(cpu_cells)
+    d = d[(d["problem"] == "lorenz") & (d["method"] == "tsit5") & (d["dtype"] == "float32") & (d["variant"] == "")]
+    if d["threads"].notna().any():
         d = d[d["threads"] == d["threads"].max()]
     out = {}
     for label, sel in (("fixed", d[d["mode"] == "fixed"]),
                        ("adaptive rtol 1e-6", d[(d["mode"] == "adaptive") & (d["rtol"].round(12) == 1e-6)])):
-        s = sel.groupby(["backend", "n"])["time_s"].median().reset_index()
-        s["variant"], s["method"] = "", "tsit5"
-        s = s.rename(columns={"time_s": "median_s"})
+        s = sel.rename(columns={"time_median_s": "median_s"})
         r = array_over_fused(s)
         if r:
             out[label] = r
@@ -129,32 +103,21 @@ def _ratio_text(r: list[tuple[int, float]]) -> str:
     return f"{r0:.1f}x at N={n0}" + (f", {r1:.1f}x at N={n1}" if n1 != n0 else "")
 
 
-def _fmt(x, spec: str) -> str:
-    return "" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
-
-
-def _cpu_reference() -> pd.DataFrame | None:
-    from harness.results.feature_runs import latest_run
-
-    run = latest_run("cpu")
-    return None if run is None else pd.read_csv(run / "results.csv")
-
-
-def comparison_lines(summ: pd.DataFrame, cpu_df: pd.DataFrame | None) -> list[str]:
+def comparison_lines(summ: pd.DataFrame, cpu_cells: pd.DataFrame | None) -> list[str]:
     """Sentences with the nonlinear and ODE fused-vs-array ratios, from data."""
     out = []
     for method, dtype in (("newton", "float32"), ("newton", "float64"), ("trust-region", "float32")):
         r = array_over_fused(summ, method=method, dtype=dtype)
         if r:
             out.append(f"- {method} {dtype}: array replica / fused = {_ratio_text(r)}.")
-    ode = ode_ratios(cpu_df)
+    ode = ode_ratios(cpu_cells)
     for label, r in ode.items():
         out.append(f"- ODE (cpu reference run, Lorenz Tsit5 float32 {label}): array / fused = {_ratio_text(r)}.")
-    out += why_lines(summ, cpu_df, ode)
+    out += why_lines(summ, cpu_cells, ode)
     return out
 
 
-def why_lines(summ: pd.DataFrame, cpu_df: pd.DataFrame | None, ode: dict) -> list[str]:
+def why_lines(summ: pd.DataFrame, cpu_cells: pd.DataFrame | None, ode: dict) -> list[str]:
     """Whether the gap looks like the ODE one, and the measured quantities that explain it."""
     nl = array_over_fused(summ, method="newton", dtype="float32")
     fixed = ode.get("fixed", [])
@@ -163,9 +126,9 @@ def why_lines(summ: pd.DataFrame, cpu_df: pd.DataFrame | None, ode: dict) -> lis
     fused = summ[(summ["backend"] == "fused") & (summ["method"] == "newton") & (summ["dtype"] == "float32")]
     iters = float(fused["iters_mean"].mean())
     steps = math.nan
-    if cpu_df is not None and "steps_mean" in cpu_df:
-        sel = cpu_df[(cpu_df["problem"] == "lorenz") & (cpu_df["mode"] == "fixed") & (cpu_df["status"] == "ok")
-                     & (cpu_df["backend"] == "fused")]
+    if cpu_cells is not None and "steps_mean" in cpu_cells:
+        sel = cpu_cells[(cpu_cells["problem"] == "lorenz") & (cpu_cells["mode"] == "fixed") & (cpu_cells["status"] == "ok")
+                     & (cpu_cells["backend"] == "fused")]
         steps = float(sel["steps_mean"].median()) if len(sel) else math.nan
     (n_nl, g_nl), (n_ode, g_ode) = nl[-1], fixed[-1]
     arr = summ[(summ["backend"] == "array") & (summ["method"] == "newton") & (summ["dtype"] == "float32")]
@@ -186,11 +149,12 @@ def why_lines(summ: pd.DataFrame, cpu_df: pd.DataFrame | None, ode: dict) -> lis
     ]
 
 
-def report_section(run_dir: Path, df: pd.DataFrame) -> str | None:
-    rows = nonlinear_rows(df)
-    if rows.empty:
+def report_section(run_dir: Path, cells: pd.DataFrame, cpu_cells: pd.DataFrame | None = None) -> str | None:
+    """The nonlinear section (None without nonlinear cells); ``cpu_cells``: the cpu reference run's
+    cell table."""
+    summ = summary(cells)
+    if summ.empty:
         return None
-    summ = summary(rows)
     fig = write_figure(Path(run_dir), summ)
     lines = ["## Batched nonlinear solves (generalized Rosenbrock, d = 10)", ""]
     if fig is not None:
@@ -211,31 +175,27 @@ def report_section(run_dir: Path, df: pd.DataFrame) -> str | None:
         "Fused-vs-array ratio here and for ODEs (median times from the results):",
         "",
     ]
-    lines += comparison_lines(summ, _cpu_reference()) + [""]
+    lines += comparison_lines(summ, cpu_cells) + [""]
     lines += ["| backend | method | dtype | N | median time | compile | iterations mean / max | failed | "
               "max_rel_err | max_scaled_err | launches |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for _, r in summ.iterrows():
         lines.append(f"| {r['backend']}{' [' + r['variant'] + ']' if r['variant'] else ''} | {r['method']} | "
-                     f"{r['dtype']} | {int(r['n'])} | {_fmt(r['median_s'], '.4g')} s | {_fmt(r['compile_s'], '.3g')} s | "
-                     f"{_fmt(r['iters_mean'], '.1f')} / {_fmt(r['iters_max'], '.0f')} | {_fmt(r['failed'], '.0f')} | "
-                     f"{_fmt(r['max_rel_err'], '.2g')} | {_fmt(r['max_scaled_err'], '.2g')} | "
-                     f"{_fmt(r['launches'], '.0f')} |")
+                     f"{r['dtype']} | {int(r['n'])} | {format_number(r['median_s'], '.4g')} s | {format_number(r['compile_s'], '.3g')} s | "
+                     f"{format_number(r['iters_mean'], '.1f')} / {format_number(r['iters_max'], '.0f')} | {format_number(r['failed'], '.0f')} | "
+                     f"{format_number(r['max_rel_err'], '.2g')} | {format_number(r['max_scaled_err'], '.2g')} | "
+                     f"{format_number(r['launches'], '.0f')} |")
     lines.append("")
     return "\n".join(lines)
 
 
-def readme_paragraph(run_dir: Path, df: pd.DataFrame) -> str | None:
-    """Two sentences from the newest committed nonlinear run (None when there is none)."""
-    from harness.results.feature_runs import latest_run
-
-    run = latest_run("nonlinear")
-    if run is None:
-        return None
-    summ = summary(nonlinear_rows(pd.read_csv(run / "results.csv")))
+def readme_paragraph(run_dir: Path, cells: pd.DataFrame, cpu_cells: pd.DataFrame | None) -> str | None:
+    """Two sentences from the nonlinear run in ``run_dir`` (None without nonlinear cells)."""
+    run = Path(run_dir)
+    summ = summary(cells)
     if summ.empty:
         return None
     nl = array_over_fused(summ, method="newton", dtype="float32")
-    ode = ode_ratios(df).get("fixed", [])
+    ode = ode_ratios(cpu_cells).get("fixed", [])
     return (f"**Batched nonlinear solves** (generalized Rosenbrock, d = 10, Newton, float32; run `{run.name}`): "
             f"the array replica takes {_ratio_text(nl)} the fused kernel's time; for the Lorenz ODE "
             f"(fixed-step Tsit5) the same ratio is {_ratio_text(ode)}. See that run's report for "

@@ -1,14 +1,14 @@
 """The particle-swarm section of a run's report (issue 18), and its README paragraph.
 
-Report hook (see harness.report.markdown): ``report_section(run_dir, df) -> str | None`` (None when the
-run has no swarm rows). It writes ``figures/pso_time_vs_particles.{png,svg,csv}`` (the CSV holds
+Report hook (harness.report.sections.SECTIONS): ``report_section(run_dir, cells, cpu_cells) -> str | None``
+(None when the run's cell table has no swarm cell). It writes ``figures/pso_time_vs_particles.{png,svg,csv}`` (the CSV holds
 exactly the plotted points) and returns a Markdown section: the figure, a table with the
 iterations and the final accuracy beside every time, and the fused-vs-array ratio of the swarms
-beside the ODE one (Lorenz, Tsit5 fixed step, float32) of the cpu reference run
-(``harness.results.feature_runs.latest_run("cpu")``), every number read from the results.
+beside the ODE one (Lorenz, Tsit5 fixed step, float32) of the cpu reference run, which the caller
+passes explicitly (``harness report RUN --companion CPU_RUN``), every number read from the results.
 
-README hook (see harness.report.readme): ``readme_paragraph(run_dir, df)`` reads the newest committed
-``pso`` run (None when there is none).
+README hook (harness.report.sections.SECTIONS): ``readme_paragraph(run_dir, cells, cpu_cells)`` of a
+``pso`` run named to the README generator, beside the cpu reference run's ODE ratios.
 """
 from __future__ import annotations
 
@@ -18,23 +18,17 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 
+from harness.report.figures.canvas import write_files
+from harness.report.figures.style import backend_colour, format_number
+from harness.results.cells import timed_cells
 from problems.pso_core import COGNITIVE, INERTIA, SOCIAL
+from problems.registry import get_problem
 
 KEYS = ["problem", "backend", "variant", "method", "dtype", "n"]
 #: The ODE series the swarms' fused-vs-array ratio is compared with (cpu reference run).
 ODE_SERIES = {"problem": "lorenz", "mode": "fixed", "dtype": "float32", "method": "tsit5"}
-
-
-def pso_rows(df: pd.DataFrame) -> pd.DataFrame:
-    """The ok rows of particle-swarm problems (kind from the registry; unknown names dropped)."""
-    from problems.registry import PROBLEMS
-
-    if df is None or df.empty or "problem" not in df:
-        return pd.DataFrame(columns=KEYS)
-    kinds = {name: getattr(p, "kind", "ode") for name, p in PROBLEMS.items()}
-    rows = df[df["problem"].map(kinds).eq("pso")]
-    return rows[rows["status"].eq("ok")] if "status" in rows else rows
 
 
 def _best_cost(settings: str) -> float:
@@ -44,19 +38,14 @@ def _best_cost(settings: str) -> float:
         return math.nan
 
 
-def summary(rows: pd.DataFrame) -> pd.DataFrame:
-    """Median and min time, iterations, accuracy, best objective and launches per cell."""
-    r = rows.copy()
-    r["variant"] = r["variant"].fillna("").astype(str)
-    r["best_cost"] = r["settings"].map(_best_cost) if "settings" in r else math.nan
-    for col in ("max_scaled_err", "launches", "steps_mean"):
-        if col not in r:
-            r[col] = math.nan
-    s = r.groupby(KEYS, dropna=False).agg(
-        median_s=("time_s", "median"), min_s=("time_s", "min"), iterations=("steps_mean", "first"),
-        max_rel_err=("max_rel_err", "first"), max_scaled_err=("max_scaled_err", "first"),
-        best_cost=("best_cost", "first"), launches=("launches", "first"))
-    return s.reset_index().sort_values(KEYS)
+def summary(cells: pd.DataFrame) -> pd.DataFrame:
+    """The swarm cells of a cell table: median and min time, iterations, accuracy, best objective
+    and launches per cell."""
+    s = timed_cells(cells, "pso").rename(columns={"time_median_s": "median_s", "time_min_s": "min_s",
+                                                   "steps_mean": "iterations"})
+    s["best_cost"] = s["settings"].map(_best_cost)
+    return s[[*KEYS, "median_s", "min_s", "iterations", "max_rel_err", "max_scaled_err", "best_cost",
+              "launches"]].sort_values(KEYS, kind="mergesort")  # one row per cell: KEYS may repeat
 
 
 def label(backend: str, variant: str, method: str) -> str:
@@ -64,17 +53,11 @@ def label(backend: str, variant: str, method: str) -> str:
 
 
 def write_figure(run_dir: Path, summ: pd.DataFrame) -> Path | None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from harness.report.figures.style import backend_colour
-
     problems = list(dict.fromkeys(summ["problem"]))
     if not problems:
         return None
-    fig, axes = plt.subplots(1, len(problems), figsize=(6.4 * len(problems), 4.8), squeeze=False)
+    fig = Figure(figsize=(6.4 * len(problems), 4.8))
+    axes = fig.subplots(1, len(problems), squeeze=False)
     plotted = []
     for ax, problem in zip(axes[0], problems):
         ours = summ[summ["problem"] == problem]
@@ -93,14 +76,7 @@ def write_figure(run_dir: Path, summ: pd.DataFrame) -> Path | None:
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    out = Path(run_dir) / "figures"
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "pso_time_vs_particles.png"
-    fig.savefig(path, dpi=130)
-    fig.savefig(out / "pso_time_vs_particles.svg")
-    plt.close(fig)
-    pd.DataFrame(plotted).to_csv(out / "pso_time_vs_particles.csv", index=False)
-    return path
+    return write_files(fig, Path(run_dir) / "figures", "pso_time_vs_particles", pd.DataFrame(plotted), dpi=130)[0]
 
 
 def ratios(summ: pd.DataFrame) -> pd.DataFrame:
@@ -114,19 +90,19 @@ def ratios(summ: pd.DataFrame) -> pd.DataFrame:
     return wide.reset_index()
 
 
-def ode_ratios(cpu_df: pd.DataFrame | None) -> pd.DataFrame:
-    """array / fused median time of the ODE series (ODE_SERIES) per N in the cpu reference run."""
-    if cpu_df is None or cpu_df.empty:
+def ode_ratios(cpu_cells: pd.DataFrame | None) -> pd.DataFrame:
+    """array / fused median time of the ODE series (ODE_SERIES) per N in the cpu reference run's
+    cell table."""
+    if cpu_cells is None or cpu_cells.empty:
         return pd.DataFrame(columns=["n", "ratio"])
-    d = cpu_df[cpu_df["status"].eq("ok") & cpu_df["variant"].fillna("").eq("")]
+    d = timed_cells(cpu_cells)
+    d = d[d["variant"].eq("")]
     for k, v in ODE_SERIES.items():
         d = d[d[k].eq(v)]
-    from problems.registry import get_problem
-
-    d = d[np.isclose(d["dt"].astype(float), get_problem(ODE_SERIES["problem"]).dt)]  # the protocol's step
-    if "threads" in d and d["threads"].notna().any():
+    d = d[np.isclose(d["dt"], get_problem(ODE_SERIES["problem"]).dt)]  # the protocol's step
+    if d["threads"].notna().any():
         d = d[d["threads"].eq(d["threads"].max())]  # every core, as the swarm cells
-    wide = d.pivot_table(index="n", columns="backend", values="time_s", aggfunc="median")
+    wide = d.pivot_table(index="n", columns="backend", values="time_median_s", aggfunc="median")
     if not {"fused", "array"} <= set(wide.columns):
         return pd.DataFrame(columns=["n", "ratio"])
     wide = wide.dropna(subset=["fused", "array"])
@@ -140,20 +116,9 @@ def _nearest(ode: pd.DataFrame, n: int) -> tuple[int, float] | None:
     return int(ode["n"].iloc[i]), float(ode["ratio"].iloc[i])
 
 
-def _cpu_results() -> pd.DataFrame | None:
-    from harness.results.feature_runs import latest_run
-
-    run = latest_run("cpu")
-    return None if run is None else pd.read_csv(run / "results.csv")
-
-
-def _fmt(x, spec: str) -> str:
-    return "" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
-
-
-def comparison_lines(summ: pd.DataFrame, cpu_df: pd.DataFrame | None) -> list[str]:
+def comparison_lines(summ: pd.DataFrame, cpu_cells: pd.DataFrame | None) -> list[str]:
     """Sentences with the swarms' fused-vs-array ratios beside the ODE's, from the data."""
-    rat, ode = ratios(summ), ode_ratios(cpu_df)
+    rat, ode = ratios(summ), ode_ratios(cpu_cells)
     if rat.empty:
         return ["No cell has both a fused and an array time: no ratio to report."]
     out = []
@@ -179,11 +144,11 @@ def comparison_lines(summ: pd.DataFrame, cpu_df: pd.DataFrame | None) -> list[st
     return out
 
 
-def report_section(run_dir: Path, df: pd.DataFrame) -> str | None:
-    rows = pso_rows(df)
-    if rows.empty:
+def report_section(run_dir: Path, cells: pd.DataFrame, cpu_cells: pd.DataFrame | None = None) -> str | None:
+    """The swarm section (None without swarm cells); ``cpu_cells``: the cpu reference run's cell table."""
+    summ = summary(cells)
+    if summ.empty:
         return None
-    summ = summary(rows)
     fig = write_figure(Path(run_dir), summ)
     lines = ["## Particle swarms: fused vs array style (issue 18)", ""]
     if fig is not None:
@@ -209,12 +174,11 @@ def report_section(run_dir: Path, df: pd.DataFrame) -> str | None:
     ]
     for r in summ.itertuples():
         lines.append(f"| {r.problem} | {r.backend}{f' [{r.variant}]' if r.variant else ''} | {r.method} | {r.dtype} | "
-                     f"{int(r.n)} | {_fmt(r.iterations, '.0f')} | {_fmt(r.median_s, '.4g')} s | {_fmt(r.min_s, '.4g')} s | "
-                     f"{_fmt(r.max_rel_err, '.3g')} | {_fmt(r.max_scaled_err, '.3g')} | {_fmt(r.best_cost, '.3g')} | "
-                     f"{_fmt(r.launches, '.0f')} |")
+                     f"{int(r.n)} | {format_number(r.iterations, '.0f')} | {format_number(r.median_s, '.4g')} s | {format_number(r.min_s, '.4g')} s | "
+                     f"{format_number(r.max_rel_err, '.3g')} | {format_number(r.max_scaled_err, '.3g')} | {format_number(r.best_cost, '.3g')} | "
+                     f"{format_number(r.launches, '.0f')} |")
     lines += ["", "### Does the fused-vs-array gap look like the ODE one?", ""]
-    cpu_df = _cpu_results()
-    lines += comparison_lines(summ, cpu_df)
+    lines += comparison_lines(summ, cpu_cells)
     lines += ["", ("The ODE ratio is the cpu reference run's Lorenz Tsit5 fixed-step float32 series (dt = 1e-3, "
                    "1000 steps, every core) at the nearest N. "
                    "Why the gaps differ: per iteration the array form dispatches one operation per Philox round "
@@ -224,21 +188,17 @@ def report_section(run_dir: Path, df: pd.DataFrame) -> str | None:
                    "itself needs one launch and one host reduction per iteration (the ODE kernel needs one per "
                    "solve), so its own per-launch cost enters every iteration. The ODE fit sits between: its "
                    "iterations are ODE solves, where the ODE argument applies to most of the work.")
-              if cpu_df is not None else "No cpu reference run committed: no ODE ratio to compare with.", ""]
+              if cpu_cells is not None else "No cpu reference run given (`--companion`): no ODE ratio to compare with.", ""]
     return "\n".join(lines)
 
 
-def readme_paragraph(run_dir: Path, df: pd.DataFrame) -> str | None:
-    """The README's swarm paragraph, from the newest committed pso run (None if none)."""
-    from harness.results.feature_runs import latest_run
-
-    run = latest_run("pso")
-    if run is None:
-        return None
-    summ = summary(pso_rows(pd.read_csv(run / "results.csv")))
+def readme_paragraph(run_dir: Path, cells: pd.DataFrame, cpu_cells: pd.DataFrame | None) -> str | None:
+    """The README's swarm paragraph of the pso run in ``run_dir`` (None without swarm cells)."""
+    run = Path(run_dir)
+    summ = summary(cells)
     if summ.empty:
         return None
     lines = [f"**Particle swarms** (issue 18, run `{run.name}`; `python -m harness run --suite pso --report`): "
              "array-style / fused time of the same swarm, same random stream:"]
-    lines += comparison_lines(summ, df)
+    lines += comparison_lines(summ, cpu_cells)
     return "\n".join(lines)

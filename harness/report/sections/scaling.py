@@ -1,8 +1,8 @@
 """The scaling section of a run's report and its README paragraph: sharded ensembles over Dask
 workers (harness.run.shards), strong and weak scaling, and the paper's MPI run scaled down.
 
-Report hook (harness.report.markdown.SECTION_PROVIDERS): ``report_section(run_dir, df) -> str | None``,
-None when the run has no sharded rows. It writes ``figures/scaling.{png,svg,csv}`` (the CSV holds
+Report hook (harness.report.sections.SECTIONS): ``report_section(run_dir, cells) -> str | None``,
+None when the run's cell table has no sharded cell. It writes ``figures/scaling.{png,svg,csv}`` (the CSV holds
 exactly the plotted points): time per solve against the number of workers K for
 
 * strong scaling: the N that was run at the most K (ideal: T(K=1) / K), with the unsharded
@@ -13,8 +13,8 @@ The paper's MPI run (problem ``lorenz_mpi``) is a table row: its time, the slowe
 and the distribution overhead. The artifact's data (shared/paper_data) holds no time for the
 paper's 2^30 run, so none is drawn beside it.
 
-README hook (harness.report.readme.README_PARAGRAPHS): ``readme_paragraph(run_dir, df)`` reads the newest
-committed run of the ``scaling`` suite (harness.results.feature_runs.latest_run), never the cpu run.
+README hook (harness.report.sections.SECTIONS): ``readme_paragraph(run_dir, cells)`` of a scaling run
+named to the README generator.
 """
 from __future__ import annotations
 
@@ -23,8 +23,12 @@ import math
 from pathlib import Path
 
 import pandas as pd
+from matplotlib.figure import Figure
 
-SUITE = "scaling"
+from harness.report.figures.canvas import write_files
+from harness.report.figures.style import backend_colour, format_number
+from harness.results.cells import timed_cells
+
 #: The problem of the paper's multi-node run (problems.lorenz.LORENZ_MPI).
 MPI_PROBLEM = "lorenz_mpi"
 PAPER_MPI_N = 2 ** 30
@@ -37,27 +41,38 @@ def _harness(settings: str) -> dict:
         return {}
 
 
-def cells(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per ok cell of a run with sharded rows: problem, mode, n, K (0: unsharded),
+def applies(cells: pd.DataFrame) -> bool:
+    """True when the cell table has a sharded cell (its ``shards`` key is text, "" when unsharded)."""
+    return bool(cells["shards"].ne("").any())
+
+
+def summary(cells: pd.DataFrame) -> pd.DataFrame:
+    """One row per ok cell of a run with sharded cells: problem, mode, n, K (0: unsharded),
     threads, median/min time, the median over repeats of the slowest shard's solve and of the
     overhead (time minus that), steps, accuracy. Empty when the run has no sharded cell."""
-    if df.empty or "shards" not in df or not df["shards"].notna().any():
+    if not applies(cells):
         return pd.DataFrame()
-    ok = df[df["status"].eq("ok")].copy()
-    ok["K"] = pd.to_numeric(ok["shards"], errors="coerce").fillna(0).astype(int)
-    ok["threads"] = pd.to_numeric(ok["threads"], errors="coerce")
-    out = []
-    for key, g in ok.groupby(["problem", "backend", "mode", "n", "K", "threads"], dropna=False):
-        h = _harness(g["settings"].iloc[0])
-        shard_solves = [max(s) for s in zip(*[x["solve_s"] for x in h.get("shards", [])])] if h.get("shards") else []
-        overhead = h.get("overhead_s") or []
-        out.append(dict(zip(["problem", "backend", "mode", "n", "K", "threads"], key),
-                        time_s=float(g["time_s"].median()), time_min_s=float(g["time_s"].min()),
-                        slowest_shard_s=float(pd.Series(shard_solves).median()) if shard_solves else math.nan,
-                        overhead_s=float(pd.Series(overhead).median()) if overhead else math.nan,
-                        steps_mean=float(g["steps_mean"].iloc[0]),
-                        max_scaled_err=float(g["max_scaled_err"].iloc[0]), repeats=len(g)))
-    return pd.DataFrame(out).sort_values(["problem", "n", "K", "threads"]).reset_index(drop=True)
+    ok = timed_cells(cells)
+    harness = ok["settings"].map(_harness)
+    out = ok[["problem", "backend", "mode", "n", "threads"]].assign(
+        K=pd.to_numeric(ok["shards"], errors="coerce").fillna(0).astype(int), time_s=ok["time_median_s"], time_min_s=ok["time_min_s"],
+        slowest_shard_s=harness.map(_slowest_shard), overhead_s=harness.map(_median_overhead),
+        steps_mean=ok["steps_mean"], max_scaled_err=ok["max_scaled_err"], repeats=ok["repeats"])
+    return out.sort_values(["problem", "n", "K", "threads", "backend", "mode"],
+                           kind="mergesort").reset_index(drop=True)
+
+
+def _slowest_shard(h: dict) -> float:
+    """Median over the repeats of the slowest shard's solve time (NaN without shard timings)."""
+    if not h.get("shards"):
+        return math.nan
+    return float(pd.Series([max(s) for s in zip(*[x["solve_s"] for x in h["shards"]])]).median())
+
+
+def _median_overhead(h: dict) -> float:
+    """Median over the repeats of the distribution overhead (NaN when not recorded)."""
+    overhead = h.get("overhead_s") or []
+    return float(pd.Series(overhead).median()) if overhead else math.nan
 
 
 def strong_and_weak(summ: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -78,14 +93,8 @@ def strong_and_weak(summ: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.
 def write_figure(run_dir: Path, strong: pd.DataFrame, weak: pd.DataFrame, base: pd.DataFrame) -> Path | None:
     if strong.empty:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from harness.report.figures.style import backend_colour
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig = Figure(figsize=(11, 4.2))
+    axes = fig.subplots(1, 2)
     points = []
     colour = backend_colour("fused")
     ax = axes[0]
@@ -118,14 +127,7 @@ def write_figure(run_dir: Path, strong: pd.DataFrame, weak: pd.DataFrame, base: 
     fig.suptitle("Fused kernel sharded over Dask workers (Lorenz, Tsit5 fixed, float32; one thread per worker)",
                  fontsize=9)
     fig.tight_layout()
-    out = Path(run_dir) / "figures"
-    out.mkdir(parents=True, exist_ok=True)
-    png = out / "scaling.png"
-    fig.savefig(png, dpi=130)
-    fig.savefig(out / "scaling.svg")
-    plt.close(fig)
-    pd.DataFrame(points).to_csv(out / "scaling.csv", index=False)
-    return png
+    return write_files(fig, Path(run_dir) / "figures", "scaling", pd.DataFrame(points), dpi=130)[0]
 
 
 def _cores(run_dir: Path) -> str:
@@ -138,11 +140,12 @@ def _cores(run_dir: Path) -> str:
 
 
 def _fmt(x: float) -> str:
-    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3g}"
+    return format_number(x, ".3g", "n/a")
 
 
-def report_section(run_dir: Path, df: pd.DataFrame) -> str | None:
-    summ = cells(df)
+def report_section(run_dir: Path, cells: pd.DataFrame) -> str | None:
+    """The scaling section (None when the cell table has no sharded cell)."""
+    summ = summary(cells)
     if summ.empty:
         return None
     strong, weak, base = strong_and_weak(summ)
@@ -175,15 +178,10 @@ def report_section(run_dir: Path, df: pd.DataFrame) -> str | None:
     return "\n".join(lines) + "\n"
 
 
-def readme_paragraph(run_dir: Path, df: pd.DataFrame) -> str | None:
-    """One paragraph from the newest committed scaling run (None without one)."""
-    from harness.results.feature_runs import latest_run
-    from harness.results.store import read_results
-
-    run = latest_run(SUITE)
-    if run is None:
-        return None
-    summ = cells(read_results(run))
+def readme_paragraph(run_dir: Path, cells: pd.DataFrame) -> str | None:
+    """One paragraph from the scaling run in ``run_dir`` (None when it has no sharded cell)."""
+    run = Path(run_dir)
+    summ = summary(cells)
     if summ.empty:
         return None
     strong, _weak, base = strong_and_weak(summ)

@@ -1,7 +1,7 @@
 """The SDE section of a run's report: time vs N beside the paper's published SDE series.
 
-Report hook (see harness.report.markdown): ``report_section(run_dir, df) -> str | None``. It returns None
-when the run has no SDE rows. It writes ``figures/sde_time_vs_n.{png,svg,csv}`` (the CSV holds
+Report hook (harness.report.sections.SECTIONS): ``report_section(run_dir, cells) -> str | None``, from
+the run's cell table (harness.results.cells). It returns None when the run has no SDE cell. It writes ``figures/sde_time_vs_n.{png,svg,csv}`` (the CSV holds
 exactly the plotted points, ours and published) and returns a Markdown section with the figure,
 a table of median time, accuracy and launches per cell, and how to read it. The published series
 (``shared/paper_data``: Julia GPUEM kernel, GPU not stated in the artifact; 16-thread CPU
@@ -9,10 +9,15 @@ a table of median time, accuracy and launches per cell, and how to read it. The 
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import pandas as pd
+from matplotlib.figure import Figure
+
+from harness.report.figures.canvas import write_files
+from harness.report.figures.style import backend_colour, format_number
+from harness.results.cells import timed_cells
+from harness.results.paper import load_paper_data
 
 #: Our problem -> the published series drawn beside it (paper_data names the CRN "crn_sde").
 PUBLISHED_PROBLEM = {"linear_sde": "linear_sde", "crn_sigmagen": "crn_sde", "crn_sigmagen_short": "crn_sde"}
@@ -20,26 +25,11 @@ PUBLISHED_PROBLEM = {"linear_sde": "linear_sde", "crn_sigmagen": "crn_sde", "crn
 SPAN_NOTE = {"crn_sigmagen_short": "ours: t in [0, 100] (1,000 steps); published: t in [0, 1000] (10,000 steps)"}
 
 
-def sde_rows(df: pd.DataFrame) -> pd.DataFrame:
-    """The ok rows of SDE problems (problem kind from the registry; unknown names dropped)."""
-    from problems.registry import PROBLEMS
-
-    kinds = {name: getattr(p, "kind", "ode") for name, p in PROBLEMS.items()}
-    if df.empty or "problem" not in df:
-        return df.iloc[0:0]
-    sde = df[df["problem"].map(kinds).eq("sde")]
-    return sde[sde["status"].eq("ok")] if "status" in sde else sde
-
-
-def summary(rows: pd.DataFrame) -> pd.DataFrame:
-    """Median (and min) time, accuracy and launches per (problem, backend, variant, device, n)."""
-    keys = ["problem", "backend", "variant", "device", "n"]
-    r = rows.copy()
-    r["variant"] = r["variant"].fillna("").astype(str)
-    agg = {"time_s": ["median", "min"], "max_rel_err": "first", "launches": "first"}
-    s = r.groupby(keys, dropna=False).agg(agg)
-    s.columns = ["median_s", "min_s", "max_rel_err", "launches"]
-    return s.reset_index().sort_values(keys)
+def summary(cells: pd.DataFrame) -> pd.DataFrame:
+    """The SDE cells of a cell table: median (and min) time, accuracy and launches per cell."""
+    keys = ["problem", "backend", "variant", "device", "n", "method", "dtype", "dt"]
+    s = timed_cells(cells, "sde").rename(columns={"time_median_s": "median_s", "time_min_s": "min_s"})
+    return s[[*keys, "median_s", "min_s", "max_rel_err", "launches"]].sort_values(keys, kind="mergesort")
 
 
 def _series_label(backend: str, variant: str) -> str:
@@ -47,19 +37,12 @@ def _series_label(backend: str, variant: str) -> str:
 
 
 def write_figure(run_dir: Path, summ: pd.DataFrame) -> Path | None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from harness.results.paper import load_paper_data
-    from harness.report.figures.style import backend_colour
-
     problems = list(dict.fromkeys(summ["problem"]))
     if not problems:
         return None
     published = load_paper_data()
-    fig, axes = plt.subplots(1, len(problems), figsize=(6.2 * len(problems), 4.6), squeeze=False)
+    fig = Figure(figsize=(6.2 * len(problems), 4.6))
+    axes = fig.subplots(1, len(problems), squeeze=False)
     plotted = []
     for ax, problem in zip(axes[0], problems):
         ours = summ[summ["problem"] == problem]
@@ -88,26 +71,14 @@ def write_figure(run_dir: Path, summ: pd.DataFrame) -> Path | None:
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    out = Path(run_dir) / "figures"
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "sde_time_vs_n.png"
-    fig.savefig(path, dpi=130)
-    fig.savefig(out / "sde_time_vs_n.svg")
-    plt.close(fig)
-    pd.DataFrame(plotted).to_csv(out / "sde_time_vs_n.csv", index=False)
-    return path
+    return write_files(fig, Path(run_dir) / "figures", "sde_time_vs_n", pd.DataFrame(plotted), dpi=130)[0]
 
 
-def _fmt(x: float, spec: str) -> str:
-    return "" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
-
-
-def report_section(run_dir: Path, df: pd.DataFrame) -> str | None:
-    """The Markdown SDE section (None when the run has no SDE rows)."""
-    rows = sde_rows(df)
-    if rows.empty:
+def report_section(run_dir: Path, cells: pd.DataFrame) -> str | None:
+    """The Markdown SDE section (None when the cell table has no timed SDE cell)."""
+    summ = summary(cells)
+    if summ.empty:
         return None
-    summ = summary(rows)
     fig = write_figure(Path(run_dir), summ)
     lines = ["## SDE ensembles (Euler-Maruyama)", ""]
     if fig is not None:
@@ -132,7 +103,7 @@ def report_section(run_dir: Path, df: pd.DataFrame) -> str | None:
     ]
     for r in summ.itertuples():
         lines.append(f"| {r.problem} | {_series_label(r.backend, r.variant)} | {r.device} | {int(r.n)} | "
-                     f"{_fmt(r.median_s, '.4g')} s | {_fmt(r.min_s, '.4g')} s | {_fmt(r.max_rel_err, '.3g')} | "
-                     f"{_fmt(r.launches, '.0f')} |")
+                     f"{format_number(r.median_s, '.4g')} s | {format_number(r.min_s, '.4g')} s | {format_number(r.max_rel_err, '.3g')} | "
+                     f"{format_number(r.launches, '.0f')} |")
     lines.append("")
     return "\n".join(lines)

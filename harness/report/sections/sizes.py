@@ -1,11 +1,11 @@
 """The system-size section (issue 15): where the fused kernel stops winning as d grows.
 
-Report hook (harness.report.markdown): ``report_section(run_dir, df) -> str | None`` (None without
-Lorenz-96 rows). It writes ``figures/sizes_winner.{png,svg,csv}`` (the fastest backend over
+Report hook (harness.report.sections.SECTIONS): ``report_section(run_dir, cells) -> str | None``
+(None without Lorenz-96 cells in the run's cell table). It writes ``figures/sizes_winner.{png,svg,csv}`` (the fastest backend over
 (d, N) and its lead over the runner-up) and ``figures/sizes_per_state_step.{png,svg,csv}`` (time
 per trajectory-step per state vs d), and states from the data where the fused kernel stops being
-the fastest (the crossover). README hook (harness.report.readme): ``readme_paragraph(run_dir, df)``
-reads the newest committed ``sizes`` run (``harness.results.feature_runs.latest_run``).
+the fastest (the crossover). README hook (harness.report.sections.SECTIONS): ``readme_paragraph(run_dir, cells)``
+of a ``sizes`` run named to the README generator.
 """
 from __future__ import annotations
 
@@ -13,34 +13,36 @@ import re
 from pathlib import Path
 
 import pandas as pd
+from matplotlib.figure import Figure
+
+from harness.report.figures.canvas import write_files
+from harness.report.figures.style import backend_colour
+from harness.results.cells import timed_cells
+from solvers.fused.looped import LOOPED_MIN_STATES
 
 _DIM = re.compile(r"lorenz96-([0-9]+)\Z")
 #: The talk's (and NonlinearSolve.jl's GPU tutorial's) rule of thumb for kernel generation.
 RULE_OF_THUMB = 200
 
 
-def size_rows(df: pd.DataFrame) -> pd.DataFrame:
-    """ok rows of Lorenz-96 problems with their dimension ``d`` as a column."""
-    if df is None or df.empty or "problem" not in df:
-        return pd.DataFrame()
-    d = df["problem"].astype(str).str.extract(_DIM, expand=False)
-    rows = df[d.notna()].copy()
-    rows["d"] = d[d.notna()].astype(int)
-    if "status" in rows:
-        rows = rows[rows["status"].eq("ok")]
-    return rows
+def applies(cells: pd.DataFrame) -> bool:
+    """True when the cell table has a Lorenz-96 cell."""
+    return bool(cells["problem"].str.fullmatch(_DIM).any())
 
 
-def summary(rows: pd.DataFrame) -> pd.DataFrame:
-    """Median time per (mode, d, n, backend, variant), per trajectory-step per state too."""
-    r = rows.copy()
-    r["variant"] = r["variant"].fillna("").astype(str)
-    r["series"] = r["backend"] + r["variant"].map(lambda v: f" [{v}]" if v else "")
+def summary(cells: pd.DataFrame) -> pd.DataFrame:
+    """The Lorenz-96 cells of a cell table with their dimension ``d`` and series label: median
+    time per cell, and per trajectory-step per state."""
+    ok = timed_cells(cells)
+    d = ok["problem"].str.extract(_DIM, expand=False)
+    s = ok[d.notna()].rename(columns={"time_median_s": "median_s", "steps_mean": "steps",
+                                      "max_scaled_err": "err"})
+    s["d"] = d[d.notna()].astype(int)
+    s["series"] = s["backend"] + s["variant"].map(lambda v: f" [{v}]" if v else "")
     keys = ["mode", "d", "n", "series", "backend"]
-    s = r.groupby(keys).agg(median_s=("time_s", "median"), steps=("steps_mean", "first"),
-                            err=("max_scaled_err", "first")).reset_index()
+    s = s[[*keys, "dtype", "device", "threads", "dt", "rtol", "median_s", "steps", "err"]]
     s["ns_per_state_step"] = s["median_s"] * 1e9 / (s["n"] * s["steps"].clip(lower=1) * s["d"])
-    return s.sort_values(keys)
+    return s.sort_values([*keys, "dtype", "device", "threads", "dt", "rtol"], kind="mergesort").reset_index(drop=True)
 
 
 def winners(s: pd.DataFrame) -> pd.DataFrame:
@@ -89,18 +91,11 @@ def crossover(w: pd.DataFrame, mode: str) -> tuple[int | None, str]:
 
 
 def _figures(run_dir: Path, s: pd.DataFrame, w: pd.DataFrame) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from harness.report.figures.style import backend_colour
-
     fig_dir = Path(run_dir) / "figures"
-    fig_dir.mkdir(parents=True, exist_ok=True)
     modes = list(dict.fromkeys(s["mode"]))
     # 1. winner over (d, N)
-    fig, axes = plt.subplots(1, len(modes), figsize=(6 * len(modes), 4.2), squeeze=False)
+    fig = Figure(figsize=(6 * len(modes), 4.2))
+    axes = fig.subplots(1, len(modes), squeeze=False)
     for ax, mode in zip(axes[0], modes):
         g = w[w["mode"] == mode]
         for series, gg in g.groupby("winner"):
@@ -118,12 +113,10 @@ def _figures(run_dir: Path, s: pd.DataFrame, w: pd.DataFrame) -> list[str]:
         ax.axvline(RULE_OF_THUMB, color="#999999", linestyle="--", linewidth=1)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    for ext in ("png", "svg"):
-        fig.savefig(fig_dir / f"sizes_winner.{ext}", dpi=120)
-    plt.close(fig)
-    w.to_csv(fig_dir / "sizes_winner.csv", index=False)
+    write_files(fig, fig_dir, "sizes_winner", w, dpi=120)
     # 2. time per trajectory-step per state vs d (largest N measured at each d)
-    fig, axes = plt.subplots(1, len(modes), figsize=(6 * len(modes), 4.2), squeeze=False)
+    fig = Figure(figsize=(6 * len(modes), 4.2))
+    axes = fig.subplots(1, len(modes), squeeze=False)
     plotted = []
     for ax, mode in zip(axes[0], modes):
         g = s[s["mode"] == mode]
@@ -140,18 +133,15 @@ def _figures(run_dir: Path, s: pd.DataFrame, w: pd.DataFrame) -> list[str]:
         ax.axvline(RULE_OF_THUMB, color="#999999", linestyle="--", linewidth=1)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    for ext in ("png", "svg"):
-        fig.savefig(fig_dir / f"sizes_per_state_step.{ext}", dpi=120)
-    plt.close(fig)
-    pd.concat(plotted).to_csv(fig_dir / "sizes_per_state_step.csv", index=False)
+    write_files(fig, fig_dir, "sizes_per_state_step", pd.concat(plotted), dpi=120)
     return ["figures/sizes_winner.png", "figures/sizes_per_state_step.png"]
 
 
-def report_section(run_dir: Path, df: pd.DataFrame) -> str | None:
-    rows = size_rows(df)
-    if rows.empty:
+def report_section(run_dir: Path, cells: pd.DataFrame) -> str | None:
+    """The system-size section (None when the cell table has no timed Lorenz-96 cell)."""
+    s = summary(cells)
+    if s.empty:
         return None
-    s = summary(rows)
     w = winners(s)
     figs = _figures(run_dir, s, w)
     lines = ["## System size: where the fused kernel stops winning (Lorenz-96, d = "
@@ -161,7 +151,7 @@ def report_section(run_dir: Path, df: pd.DataFrame) -> str | None:
     lines += ["", f"The rule of thumb under test: kernel generation is ideal up to ~{RULE_OF_THUMB} "
               "ODEs (GPU register space). This run is on a CPU: there the fused kernel's state "
               "lives in vector registers and L1 (looped layout from "
-              f"{_looped_min()} states on, solvers/fused/looped.py), so the CPU crossover "
+              f"{LOOPED_MIN_STATES} states on, solvers/fused/looped.py), so the CPU crossover "
               "measures dispatch and vectorisation, not GPU registers; the GPU side is the "
               "register/spill/occupancy model of `python -m harness gpu-profile` (docs/sizes.md).", ""]
     lines += [f"![{Path(f).stem}]({f})" for f in figs] + [""]
@@ -174,24 +164,13 @@ def report_section(run_dir: Path, df: pd.DataFrame) -> str | None:
     return "\n".join(lines) + "\n"
 
 
-def _looped_min() -> int:
-    from solvers.fused.looped import LOOPED_MIN_STATES
-
-    return LOOPED_MIN_STATES
-
-
-def readme_paragraph(run_dir: Path, df: pd.DataFrame) -> str | None:
-    """README paragraph from the newest committed ``sizes`` run (None if there is none)."""
-    from harness.results.feature_runs import latest_run
-    from harness.results.store import read_results
-
-    run = latest_run("sizes")
-    if run is None:
+def readme_paragraph(run_dir: Path, cells: pd.DataFrame) -> str | None:
+    """README paragraph of the ``sizes`` run in ``run_dir`` (None when it has no Lorenz-96 cell)."""
+    run = Path(run_dir)
+    s = summary(cells)
+    if s.empty:
         return None
-    rows = size_rows(read_results(run))
-    if rows.empty:
-        return None
-    w = winners(summary(rows))
+    w = winners(s)
     parts = [crossover(w, mode)[1] for mode in dict.fromkeys(w["mode"])]
     first = first_spill_d()
     gpu = (f" On sm_90 the fused kernel's state first leaves the registers at d = {first} (static "
