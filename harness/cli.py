@@ -227,7 +227,7 @@ def _threads_arg(values: list[str]) -> list[int]:
 
 def _validated_filters(args: argparse.Namespace) -> dict[str, list]:
     """The --problem/--backend/--method/--mode/--n values, checked against the known names."""
-    from harness.run.backends import all_method_names, backend_names, is_method_name
+    from solvers.registry import all_method_names, backend_names
     from problems.registry import is_problem_name, problem_names
     from solvers.base import MODES
 
@@ -236,7 +236,7 @@ def _validated_filters(args: argparse.Namespace) -> dict[str, list]:
                        ("method", None), ("mode", list(MODES))):
         values = _split(getattr(args, opt))
         for v in values:
-            if opt == "method" and not is_method_name(v):
+            if opt == "method" and v not in all_method_names():
                 raise UsageError(f"unknown method {v!r}; valid choices: {', '.join(all_method_names())}")
             if opt == "problem" and is_problem_name(v):  # the zoo, or a family (lorenz96-<d>)
                 continue
@@ -669,7 +669,7 @@ def gpu_usable() -> tuple[bool, str]:
 
     Backends that do not start JAX are asked first: asking JAX makes it take GPU memory.
     """
-    from harness.run.backends import load_backend
+    from solvers.registry import load_backend
     from harness.measure.environment import gpu_info
 
     gpus = gpu_info()["gpus"]
@@ -717,7 +717,7 @@ def cmd_bench_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_list() -> int:
-    from harness.run.backends import declared_methods, declared_variants, load_backend, backend_names
+    from solvers.registry import backend_names, load_backend, methods_of, variants_of
     from harness.run.suites import load_suite, suite_names
     from problems.registry import get_problem, problem_names
 
@@ -733,13 +733,12 @@ def cmd_list() -> int:
             cpu = gpu = (False, why)
         else:
             cpu, gpu = (_available(backend, d) for d in ("cpu", "gpu"))
-        methods, loaded = declared_methods(name)
-        variants, _ = declared_variants(name)
+        methods, variants = methods_of(name), variants_of(name)
         print(f"  {name}")
         for dev, (ok, reason) in (("cpu", cpu), ("gpu", gpu)):
             print(f"    {dev}: {'yes' if ok else 'no'}{' - ' + reason if reason else ''}")
         m = ", ".join(f"{k} ({'/'.join(v)})" for k, v in methods.items())
-        print(f"    methods{'' if loaded else ' (expected; backend not loaded)'}: {m}")
+        print(f"    methods: {m}")
         print(f"    variants: {', '.join(repr(v) for v in variants)}")
     print("suites:")
     for name in suite_names():

@@ -29,6 +29,8 @@ import sys
 from pathlib import Path
 
 from harness.gpu_profile import sass, tools
+from problems.kinds import kind_of
+from problems.registry import problem_names
 from solvers.cache import cache_root
 
 ARCHS = ("sm_70", "sm_75", "sm_90")
@@ -188,18 +190,17 @@ def profile_cuda_source(source: str, arch: str, block: int = DEFAULT_BLOCK,
 def fused_keys(problems=None, methods=None, modes=None, dtypes=("float32", "float64")):
     """Every (problem, method, mode, dtype) KernelKey the fused backend supports (CUDA target,
     final state saved), filtered by the given names."""
-    from problems.registry import get_problem, problem_names
-    from solvers.fused import FusedBackend, KernelKey
+    from solvers.fused import FusedBackend, KernelKey  # numba: only where fused kernels are profiled
 
     keys = []
     for prob in problem_names():
         if problems and prob not in problems:
             continue
-        ode_methods = FusedBackend.kind_methods.get("ode", ())
-        if get_problem(prob).kind != "ode":
-            continue  # generated ODE kernels only (SDE, swarm kernels are built elsewhere)
-        for method, mode_list in FusedBackend.methods.items():
-            if (methods and method not in methods) or method not in ode_methods:
+        kind = kind_of(prob)
+        if not kind.gpu_profiled:
+            continue  # kernels of the other kinds (SDE, swarm, nonlinear) are built elsewhere
+        for method, mode_list in FusedBackend.kinds[kind.name].methods.items():
+            if methods and method not in methods:
                 continue
             for mode in mode_list:
                 if modes and mode not in modes:

@@ -100,7 +100,7 @@ def setup_shard(token: str, cell: Cell, start: int, stop: int, backends: dict[st
     """Prepare shard ``start:stop`` of ``cell`` on this worker and make its first call (timed)
     and ``cell.warmups`` untimed calls; kept under ``token`` for ``solve_shard``. Returns its
     status ("ok" or a failure status with a reason), first call and backend settings."""
-    from harness.run.backends import load_backend
+    from solvers.registry import load_backend
     from harness.run.cluster import worker_info
     from harness.measure.threads import apply_to_libraries
     from harness.measure.threads import resolve as resolve_threads
