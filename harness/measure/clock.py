@@ -201,3 +201,20 @@ def time_solve(prepared: Any, repeats: int, warmups: int, device_timer: EventTim
                   device_timer=device_timer.name if device_timer is not None else "none",
                   cpu_util=cpu / wall if wall > 0 else math.nan,
                   warmup_calls=calls, warmup_stable=stable)
+
+
+class _Call:
+    """A plain callable in the shape ``time_solve`` times: ``run()`` calls it, ``sync`` waits
+    for nothing (the callable returns when its work is done)."""
+
+    def __init__(self, fn: Callable[[], Any]) -> None:
+        self.run = fn
+
+    def sync(self, out: Any) -> None:
+        pass
+
+
+def time_repeats(fn: Callable[[], Any], repeats: int) -> list[float]:
+    """Seconds per timed call of ``fn()``: ``repeats`` samples, taken after the first call and
+    the warm-up of ``time_solve`` (the same loop: same warm-up policy, GC paused)."""
+    return time_solve(_Call(fn), repeats, warmups=1).samples
