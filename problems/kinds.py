@@ -4,9 +4,10 @@ A kind (ODE ensembles, SDE ensembles, batched nonlinear systems, particle swarms
 problem with its own definition module (``problems.core``, ``sde_core``, ``nonlinear_core``,
 ``pso_core``). The harness never branches on a kind's name: it asks the kind's policy here.
 
-Adding a kind: a definition module whose problem class sets ``kind = "<name>"``, one entry in
-``KINDS`` below, one module per backend that serves it (``solvers.base.Backend.kinds``) and one
-report section (``harness.report.sections.SECTIONS``).
+Adding a kind: a definition module whose problem class (a problems.base.ProblemBase) sets
+``kind = "<name>"``, one entry in ``KINDS`` below, one module per backend that serves it
+(``solvers.base.Backend.kinds``) and one report section (``harness.report.sections.SECTIONS``);
+docs/adding-a-kind.md walks through it.
 """
 from __future__ import annotations
 
