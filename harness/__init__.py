@@ -1,7 +1,10 @@
 """The benchmark harness: suites, the runner that owns the clock, results and environment.
 
 Command line: ``python -m harness run --suite smoke`` (see ``python -m harness --help``).
-Modules: ``suites`` (TOML suites -> cells), ``clock`` (the timed region), ``execute`` (one cell's
-lifecycle -> rows), ``runner`` (the sweep: isolation, time limits, resume), ``results`` (the CSV),
-``environment`` (the fingerprint), ``schema`` (the columns).
+Folders: ``results`` (the schema, the CSV, the cell table), ``measure`` (one cell: its lifecycle,
+the clock, threads, launches, accuracy, the environment fingerprint), ``run`` (suites, gates,
+executors, the sweep and the ``run`` session, Dask), ``report`` and ``gpu_profile``.
+
+This package imports nothing itself: ``python -m harness.packages`` must run on a bare system
+Python (the Makefile checks packages with it before any venv exists).
 """

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Iterable
 
+from problems.registry import get_problem
 from problems.reference import SHIPPED_DIR, _default_cache_dir, is_shipped, reference, reference_file_name
 
 
@@ -25,16 +26,12 @@ def needed(cells: Iterable) -> list[tuple]:
 
 def missing(cells: Iterable) -> list[str]:
     """Labels of the references ``cells`` need that are not shipped."""
-    from problems.registry import get_problem
-
     return [f"{p} N={n} {d}" + (f" saveat={sv}" if sv else "")
             for p, n, d, sv in needed(cells) if not is_shipped(get_problem(p), n, d, sv)]
 
 
 def write_shipped(cells: Iterable, out_dir: Path = SHIPPED_DIR) -> list[Path]:
     """Compute (or copy from the local cache) every reference ``cells`` need into ``out_dir``."""
-    from problems.registry import get_problem
-
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for p, n, dtype, saveat in needed(cells):

@@ -111,7 +111,7 @@ class ODEFit:
 
     def loss(self, positions: np.ndarray) -> np.ndarray:
         """Float64 loss of each position (N, dim), by SciPy at rtol 1e-10 (tests, accuracy notes)."""
-        from scipy.integrate import solve_ivp
+        from scipy.integrate import solve_ivp  # scipy only where a loss is checked
 
         prob, data, grid = self.ode, self.data(), self.grid()
         f = prob.rhs_for(math)

@@ -27,12 +27,14 @@ import os
 import statistics
 import time
 
+import numba
 import numpy as np
 
 from harness.measure.clock import time_repeats
 from problems.reference import max_relative_error, reference
 from solvers.base import SolveSpec
 from solvers.fused.backend import FusedBackend
+from solvers.fused.peak import cpu_isa, fma_peak
 
 CASES = {
     "fixed": {"mode": "fixed"},
@@ -108,10 +110,6 @@ def main(argv=None) -> int:
     ap.add_argument("--lane-layout", nargs="+", default=["auto"], choices=("auto", "one-pass", "two-pass"),
                     help="adaptive lane layouts to try (auto: the one this ISA gets)")
     args = ap.parse_args(argv)
-
-    import numba
-
-    from solvers.fused.peak import cpu_isa, fma_peak
 
     isa = cpu_isa()
     peak = fma_peak(args.dtype)

@@ -21,12 +21,19 @@ can slow down by 10-100x. Numbers from one run are comparable with each other on
 from __future__ import annotations
 
 import argparse
+import csv
 import math
 import os
+import platform
 import statistics
 import sys
 import time
 from dataclasses import dataclass
+
+from harness.measure.clock import time_repeats
+from problems.reference import max_relative_error, reference
+from solvers.base import SolveSpec
+from solvers.registry import get_backend
 
 #: (label, backend, variant, fixed-mode method, adaptive-mode method); None: no such row.
 ENTRIES: list[tuple[str, str, str, str | None, str | None]] = [
@@ -75,7 +82,7 @@ def pin_threads(threads: int) -> None:
     if threads == 1:
         flags = os.environ.get("XLA_FLAGS", "")
         os.environ["XLA_FLAGS"] = (flags + " --xla_cpu_multi_thread_eigen=false").strip()
-    import torch
+    import torch  # only now: the thread variables above must be set before torch starts
 
     torch.set_num_threads(threads)
 
@@ -83,11 +90,6 @@ def pin_threads(threads: int) -> None:
 def run_cell(label: str, backend: str, variant: str, method: str, mode: str, n: int,
              budget: float) -> Row:
     """Prepare, time and check one cell; failures become a row with the reason."""
-    from harness.measure.clock import time_repeats
-    from problems.reference import max_relative_error, reference
-    from solvers.base import SolveSpec
-    from solvers.registry import get_backend
-
     row = Row(mode, n, label, method)
     tol = ADAPTIVE_TOL if mode == "adaptive" else None
     spec = SolveSpec("lorenz", method, mode, "float32", n=n, variant=variant, rtol=tol, atol=tol)
@@ -153,8 +155,6 @@ def format_table(rows: list[Row]) -> str:
 
 
 def write_csv(rows: list[Row], path: str) -> None:
-    import csv
-
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["mode", "n", "backend", "method", "first_s", "times_s", "min_s", "ns_per_traj_step",
@@ -185,10 +185,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--only: unknown backend(s) {sorted(set(args.only) - known)}; choose from {sorted(known)}")
     pin_threads(args.threads)
 
-    import platform
-
-    import jax
-    import torch
+    import jax  # only after pin_threads: XLA reads its thread flags at import
+    import torch  # for its version (pin_threads imported it first, after setting its threads)
 
     print(f"# Lorenz float32, fixed: 1000 steps; adaptive: rtol=atol={ADAPTIVE_TOL:g}; CPU "
           f"{platform.processor() or platform.machine()} ({os.cpu_count()} cores), threads={args.threads}; "

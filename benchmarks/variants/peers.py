@@ -22,6 +22,13 @@ import statistics
 import sys
 import time
 
+import numpy as np
+
+from harness.measure.clock import time_repeats
+from problems.reference import max_relative_error, reference
+from solvers.base import SolveSpec
+from solvers.registry import get_backend
+
 #: (backend, variant, fixed method or None, adaptive method or None, largest N or None)
 CELLS = (
     ("diffrax", "", "tsit5", "tsit5", None),
@@ -56,14 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                                f" --xla_force_host_platform_device_count={args.threads}").strip()
-    import numpy as np
-    import torch
+    import torch  # only after XLA_FLAGS is set above, as every backend library
 
     torch.set_num_threads(args.threads)
-    from harness.measure.clock import time_repeats
-    from problems.reference import max_relative_error, reference
-    from solvers.base import SolveSpec
-    from solvers.registry import get_backend
 
     print(f"threads={args.threads}  rounds={args.rounds}  (contended machine: compare within a block)")
     for n in args.n:

@@ -1,6 +1,6 @@
 """The GPU time model against the paper's published timings (``shared/paper_data``).
 
-Predictions use only machine-code counts (``kernels``), the spec table (``specs``) and, for
+Predictions use only machine-code counts (``sources``), the spec table (``model.GPUS``) and, for
 step and launch counts, what the harness measured in a results table (adaptive attempts per
 trajectory; launches per array-style solve). Nothing is fitted to the published times: the
 ratios predicted / published fall out.
@@ -11,8 +11,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.gpu_profile import model, sources
+from harness.gpu_profile.sass import CLASSES
 from harness.results import paper as P
-from harness.gpu_profile import kernels, model, specs
+from problems.registry import get_problem
+from solvers.fused import KernelKey
 
 PAPER_NS = tuple(8 * 4 ** k for k in range(11))
 #: Lorenz's fixed protocol: exactly 1000 steps.
@@ -26,8 +29,6 @@ GOAL_PS = 5.0
 
 
 def headline_keys():
-    from solvers.fused import KernelKey
-
     return [KernelKey("lorenz", "tsit5", "fixed", "float32", target="cuda"),
             KernelKey("lorenz", "tsit5", "adaptive", "float32", target="cuda"),
             KernelKey("lorenz", "rk4_38", "fixed", "float32", target="cuda")]
@@ -36,24 +37,22 @@ def headline_keys():
 def headline_profiles() -> pd.DataFrame:
     """Profile rows of the Lorenz float32 kernels (Numba's and, where it has them, the cuda-cpp
     backend's) and the MPGOS variant on sm_70/75/90."""
-    return pd.DataFrame(kernels.fused_profiles(kernels.ARCHS, headline_keys(), include_mpgos=True))
+    return pd.DataFrame(sources.fused_profiles(sources.ARCHS, headline_keys(), include_mpgos=True))
 
 
-def _row(profiles: pd.DataFrame, method: str, mode: str, arch: str, variant: str = "",
-         source: str = kernels.NUMBA_SOURCE):
+def profile_row(profiles: pd.DataFrame, method: str, mode: str, arch: str, variant: str = "",
+         source: str = sources.NUMBA_SOURCE):
     """The ok Lorenz float32 profile row of ``source``'s kernel (Numba's fused one by default;
     rows without a ``source``, from before it existed, are Numba's)."""
-    src = profiles["source"] if "source" in profiles else pd.Series(kernels.NUMBA_SOURCE, index=profiles.index)
+    src = profiles["source"] if "source" in profiles else pd.Series(sources.NUMBA_SOURCE, index=profiles.index)
     sel = profiles[(profiles["problem"] == "lorenz") & (profiles["method"] == method) & (profiles["mode"] == mode)
                    & (profiles["dtype"] == "float32") & (profiles["arch"] == arch)
                    & (profiles["variant"].fillna("") == variant) & (profiles["status"] == "ok")
-                   & (src.fillna(kernels.NUMBA_SOURCE) == source)]
+                   & (src.fillna(sources.NUMBA_SOURCE) == source)]
     return None if sel.empty else sel.iloc[0]
 
 
 def step_counts(row) -> model.StepCounts:
-    from harness.gpu_profile.sass import CLASSES
-
     return model.StepCounts({c: int(row[f"step_{c}"]) for c in CLASSES})
 
 
@@ -119,17 +118,15 @@ def predictions(profiles: pd.DataFrame, df: pd.DataFrame) -> tuple[pd.DataFrame,
     rows, notes = [], []
     attempts, where = adaptive_attempts(df)
     notes.append(f"adaptive attempts per trajectory: {attempts:.1f} ({where})" if attempts else where)
-    from problems.registry import get_problem
-
     prob = get_problem("lorenz")
     bytes_traj = model.fused_bytes_per_trajectory(prob.n_states, prob.n_params, 4)
-    for key, gpu in specs.GPUS.items():
+    for key, gpu in model.GPUS.items():
         series = [("EnsembleGPUKernel (Julia)", "tsit5", "fixed", "", FIXED_STEPS),
-                  ("MPGOS (C++)", "tsit5", "fixed", kernels.MPGOS_VARIANT, FIXED_STEPS)]
+                  ("MPGOS (C++)", "tsit5", "fixed", sources.MPGOS_VARIANT, FIXED_STEPS)]
         if attempts:
             series.append(("EnsembleGPUKernel (Julia)", "tsit5", "adaptive", "", attempts))
         for impl, method, mode, variant, steps in series:
-            r = _row(profiles, method, mode, gpu.arch, variant)
+            r = profile_row(profiles, method, mode, gpu.arch, variant)
             if r is None:
                 continue
             for n in PAPER_NS:
@@ -166,7 +163,7 @@ def published() -> pd.DataFrame:
     pub = pub[pub["problem"] == "lorenz"].copy()
     # EnsembleGPUArray's artifact names no GPU: it is compared with the V100 model, labelled so.
     unstated = (pub["implementation"] == P.GPU_ARRAY) & (pub["gpu"] == P.GPU_NOT_STATED)
-    pub["gpu_key"] = pub["gpu"].map(specs.PAPER_GPU_KEYS)
+    pub["gpu_key"] = pub["gpu"].map(model.PAPER_GPU_KEYS)
     pub.loc[unstated, "gpu_key"] = "V100"
     pub.loc[unstated, "implementation"] = P.GPU_ARRAY
     return pub[pub["gpu_key"].notna()]
@@ -194,10 +191,10 @@ def figure(pred: pd.DataFrame, pub: pd.DataFrame, out_dir: Path) -> Path | None:
     """Model lines and published points, one panel per paper card; PNG + the plotted data as CSV."""
     if pred.empty:
         return None
-    import matplotlib
+    import matplotlib  # optional (figures only), and slow to import
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # after choosing the Agg backend: no display here
 
     out_dir.mkdir(parents=True, exist_ok=True)
     cards = [k for k in ("V100", "RTX5000") if k in set(pred["gpu"])]
@@ -216,7 +213,7 @@ def figure(pred: pd.DataFrame, pub: pd.DataFrame, out_dir: Path) -> Path | None:
         ax.set_yscale("log")
         ax.set_xlabel("trajectories N")
         ax.set_ylabel("time per solve (s)")
-        ax.set_title(f"{specs.GPUS[card].name}: model (lines) vs published (points)", fontsize=9)
+        ax.set_title(f"{model.GPUS[card].name}: model (lines) vs published (points)", fontsize=9)
         ax.legend(fontsize=6)
     fig.tight_layout()
     path = out_dir / "gpu_model_vs_published.png"
@@ -240,17 +237,15 @@ def measured_vs_predicted(df: pd.DataFrame, gpu_name: str, profiles: pd.DataFram
     key = spec_for_gpu_name(gpu_name)
     if key is None or df is None or df.empty or "device" not in df:
         return pd.DataFrame()
-    gpu = specs.GPUS[key]
+    gpu = model.GPUS[key]
     sel = _ok(df)
     sel = sel[(sel["backend"] == "fused") & (sel["device"] == "gpu") & (sel["problem"] == "lorenz")
               & (sel["method"] == "tsit5") & (sel["dtype"] == "float32")]
-    from problems.registry import get_problem
-
     prob = get_problem("lorenz")
     bytes_traj = model.fused_bytes_per_trajectory(prob.n_states, prob.n_params, 4)
     rows = []
     for (mode, n), g in sel.groupby(["mode", "n"]):
-        r = _row(profiles, "tsit5", mode, gpu.arch)
+        r = profile_row(profiles, "tsit5", mode, gpu.arch)
         if r is None:
             continue
         steps = float(g["steps_mean"].iloc[0]) + (float(g["rejected_mean"].fillna(0).iloc[0])

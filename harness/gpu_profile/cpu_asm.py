@@ -7,17 +7,38 @@ the vectorised lane loop inside the time loop. One iteration of it advances ``W`
 the vector width in float32 lanes of its packed instructions: 4 xmm, 8 ymm, 16 zmm) by one
 step, so its instruction count is also the number of lane-operations per trajectory-step.
 
-``calibration(df, run_dir)`` sets that count against the FMA throughput measured by
-``harness.gpu_profile.cpu_peak`` (``cpu_peak.json`` in the run folder) and the fused kernel's measured time
-per trajectory-step in the run: predicted = packed FP instructions per trajectory-step /
-measured FMA lane rate (the FP pipes issue FMUL/FADD at the FMA rate or faster on current x86).
+``measure_peak()`` is the measured float32 FMA throughput of one core (a Numba
+microbenchmark): it times 8 independent chains of ``CHAIN`` dependent FMAs (``x = x * a + b``)
+per element of an (8, ``ACC``) float32 array, single-threaded. LLVM vectorises the element loop
+(ymm on AVX2, zmm where it chooses 512-bit vectors), so 8 independent vector chains are in
+flight: enough to cover FMA latency times the FMA ports of current x86 cores. The result is
+FMA lane-operations per second (one FMA = 2 flops); the vector width of the FMAs LLVM emitted
+is read back from the assembly and stored with it, so a "% of measured peak" statement can say
+what the peak is. ``python -m harness.gpu_profile cpu-peak DIR`` writes ``DIR/cpu_peak.json``.
+
+``calibration(df, peak)`` sets the hot loop's count against that peak and the fused kernel's
+measured time per trajectory-step in the run: predicted = packed FP instructions per
+trajectory-step / measured FMA lane rate (the FP pipes issue FMUL/FADD at the FMA rate or
+faster on current x86).
 """
 from __future__ import annotations
 
+import json
+import platform
 import re
+import time
 from collections import Counter
+from pathlib import Path
 
+import llvmlite.binding
+import numba
+import numpy as np
 import pandas as pd
+
+from harness.gpu_profile.kernels import cached, package_digest
+from solvers.fused import KernelKey
+from solvers.fused.build import load_module
+from solvers.fused.purity import sample_args
 
 _RE_LABEL = re.compile(r"^(\.LBB\d+_\d+):")
 _RE_JUMP = re.compile(r"^\s*j[a-z]+\s+(\.LBB\d+_\d+)")
@@ -91,20 +112,11 @@ def hot_loop(lines: list[str]) -> tuple[dict, int] | None:
 def lane_kernel_profile(key) -> dict:
     """Hot-loop profile of ``key``'s CPU lane kernel: counts per trajectory-step and the width.
     Cached on disk by the key's content hash and the host CPU LLVM compiles for."""
-    import numba
-
-    from harness.gpu_profile.kernels import _cached, _package_digest
-
-    cpu = numba.config.CPU_NAME or __import__("llvmlite.binding", fromlist=["x"]).get_host_cpu_name()
-    return _cached(f"cpu-{key.module_name()}-{cpu}-{_package_digest()}", lambda: _lane_kernel_profile(key, cpu))
+    cpu = numba.config.CPU_NAME or llvmlite.binding.get_host_cpu_name()
+    return cached(f"cpu-{key.module_name()}-{cpu}-{package_digest()}", lambda: _lane_kernel_profile(key, cpu))
 
 
 def _lane_kernel_profile(key, cpu: str) -> dict:
-    import numba
-
-    from solvers.fused.build import load_module
-    from solvers.fused.purity import sample_args
-
     mod = load_module(key)
     args = (0,) + sample_args(key)
     sig = tuple(numba.typeof(x) for x in args)
@@ -121,8 +133,6 @@ def _lane_kernel_profile(key, cpu: str) -> dict:
 def measured_ns_per_core_step(df: pd.DataFrame) -> tuple[float | None, str]:
     """Core-nanoseconds per trajectory-step of the fused Lorenz Tsit5 float32 fixed solve at the
     largest N of the run (median time x threads / (N x steps))."""
-    import json
-
     if df is None or df.empty or "backend" not in df:
         return None, "no results"
     sel = df[(df["status"] == "ok") & (df["backend"] == "fused") & (df["problem"] == "lorenz")
@@ -148,12 +158,76 @@ def measured_ns_per_core_step(df: pd.DataFrame) -> tuple[float | None, str]:
 
 
 def calibration(df: pd.DataFrame, peak: dict | None) -> dict:
-    """Predicted vs measured CPU core-ns per trajectory-step for the Lorenz Tsit5 fixed lane kernel."""
-    from solvers.fused import KernelKey
-
+    """Predicted vs measured CPU core-ns per trajectory-step for the Lorenz Tsit5 fixed lane kernel
+    (``peak``: :func:`read_peak`'s dict, or None)."""
     prof = lane_kernel_profile(KernelKey("lorenz", "tsit5", "fixed", "float32"))
     measured, how = measured_ns_per_core_step(df)
     out = dict(profile=prof, measured_ns=measured, measured_how=how, predicted_ns=None, peak=peak)
     if peak and peak.get("fma_lanes_per_s_per_core"):
         out["predicted_ns"] = prof["packed_fp_per_trajectory_step"] / peak["fma_lanes_per_s_per_core"] * 1e9
     return out
+
+
+# ---- the measured FMA peak --------------------------------------------------------------------------
+
+ACC = 256          # elements per chain row (8 x 256 float32 = 8 KiB: L1-resident)
+CHAIN = 16         # dependent FMAs per chain per pass (16 keeps LLVM's vectoriser engaged)
+REPEATS = 5
+PEAK_FILE = "cpu_peak.json"
+
+
+@numba.njit(fastmath={"contract"})
+def _fma_kernel(acc, a, b, iters):
+    n = acc.shape[1]
+    for _ in range(iters):
+        for j in range(n):
+            x0 = acc[0, j]; x1 = acc[1, j]; x2 = acc[2, j]; x3 = acc[3, j]  # noqa: E702
+            x4 = acc[4, j]; x5 = acc[5, j]; x6 = acc[6, j]; x7 = acc[7, j]  # noqa: E702
+            for _k in range(CHAIN):
+                x0 = x0 * a + b; x1 = x1 * a + b; x2 = x2 * a + b; x3 = x3 * a + b  # noqa: E702
+                x4 = x4 * a + b; x5 = x5 * a + b; x6 = x6 * a + b; x7 = x7 * a + b  # noqa: E702
+            acc[0, j] = x0; acc[1, j] = x1; acc[2, j] = x2; acc[3, j] = x3  # noqa: E702
+            acc[4, j] = x4; acc[5, j] = x5; acc[6, j] = x6; acc[7, j] = x7  # noqa: E702
+    return acc
+
+
+def fma_widths(asm: str) -> dict[str, int]:
+    """Count of packed-single FMA instructions per register width in x86 assembly."""
+    found = re.findall(r"\bv(?:fmadd|fmsub|fnmadd|fnmsub)\w*ps\s+[^\n]*?%([xyz])mm", asm)
+    return {"xmm": found.count("x"), "ymm": found.count("y"), "zmm": found.count("z")}
+
+
+def measure_peak(iters: int = 20000, repeats: int = REPEATS) -> dict:
+    """Best-of-``repeats`` single-core FMA lane throughput; a dict for cpu_peak.json."""
+    acc = np.ones((8, ACC), dtype=np.float32)
+    a, b = np.float32(0.999999), np.float32(1e-7)
+    _fma_kernel(acc.copy(), a, b, 1)  # compile
+    widths = fma_widths(next(iter(_fma_kernel.inspect_asm().values())))
+    best = float("inf")
+    for _ in range(repeats):
+        x = acc.copy()
+        t0 = time.perf_counter()
+        _fma_kernel(x, a, b, iters)
+        best = min(best, time.perf_counter() - t0)
+    fmas = acc.size * CHAIN * iters
+    return {"fma_lanes_per_s_per_core": fmas / best, "gflops_fp32_per_core": 2 * fmas / best / 1e9,
+            "seconds": best, "fmas": fmas, "fma_instructions_by_width": widths,
+            "repeats": repeats, "cpu": platform.processor() or platform.machine(), "numba": numba.__version__,
+            "method": f"best of {repeats}; numba njit fastmath=contract; 8 independent chains of {CHAIN} "
+                      f"x = x*a + b per element of an (8, {ACC}) float32 array, element loop vectorised; "
+                      "one thread"}
+
+
+def write_peak(run_dir: Path) -> Path:
+    path = Path(run_dir) / PEAK_FILE
+    path.write_text(json.dumps(measure_peak(), indent=2) + "\n")
+    return path
+
+
+def read_peak(run_dir: Path) -> dict | None:
+    """The run folder's measured peak, or None when it has none."""
+    path = Path(run_dir) / PEAK_FILE
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None

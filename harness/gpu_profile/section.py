@@ -2,12 +2,15 @@
 paragraph (``readme_paragraph``), both rendered from the profiles and the model, never typed."""
 from __future__ import annotations
 
+import json
 import math
+import socket
 from pathlib import Path
 
 import pandas as pd
 
-from harness.gpu_profile import compare, kernels, model, sass, specs, tools
+from harness.gpu_profile import compare, cpu_asm, model, sass, sources, tools
+from harness.measure.environment import cpu_info
 
 FIXED_HEADLINE_NS = (131072, 524288, 2097152, 8388608)
 
@@ -33,10 +36,10 @@ def facts(df: pd.DataFrame | None = None) -> dict | None:
     pred, notes = compare.predictions(prof, df)
     pub = compare.published()
     ratios = compare.ratio_table(pred, pub)
-    h = compare._row(prof, "tsit5", "fixed", "sm_90")
-    ps_h100 = model.ps_per_trajectory_step(compare.step_counts(h), specs.GPUS["H100"]) if h is not None else None
-    v = compare._row(prof, "tsit5", "fixed", "sm_70")
-    mp = {a: compare._row(prof, "tsit5", "fixed", a, kernels.MPGOS_VARIANT) for a in ("sm_70", "sm_75")}
+    h = compare.profile_row(prof, "tsit5", "fixed", "sm_90")
+    ps_h100 = model.ps_per_trajectory_step(compare.step_counts(h), model.GPUS["H100"]) if h is not None else None
+    v = compare.profile_row(prof, "tsit5", "fixed", "sm_70")
+    mp = {a: compare.profile_row(prof, "tsit5", "fixed", a, sources.MPGOS_VARIANT) for a in ("sm_70", "sm_75")}
     headline = {}
     if not pub.empty and not pred.empty:
         pj = pub[(pub["gpu_key"] == "V100") & (pub["implementation"] == "EnsembleGPUKernel (Julia)") & (pub["mode"] == "fixed")]
@@ -88,13 +91,11 @@ def _arch_label(r) -> str:
 
 def _pairs(prof: pd.DataFrame) -> pd.DataFrame:
     """One row per (kernel key, arch) that both Numba and cuda-cpp compiled, their columns suffixed."""
-    from harness.gpu_profile import cpp_kernels
-
     ok = prof[(prof["status"] == "ok") & (prof["variant"].fillna("") == "")].copy()
     ok["fp32"] = ok["step_ffma"] + ok["step_fmul"] + ok["step_fadd"]
     keys = ["problem", "method", "mode", "dtype", "arch"]
-    a = ok[ok["source"] == kernels.NUMBA_SOURCE]
-    b = ok[ok["source"] == cpp_kernels.SOURCE]
+    a = ok[ok["source"] == sources.NUMBA_SOURCE]
+    b = ok[ok["source"] == sources.CPP_SOURCE]
     return a.merge(b, on=keys, how="inner", suffixes=("_numba", "_cpp"))
 
 
@@ -127,7 +128,7 @@ def cpp_comparison(prof: pd.DataFrame) -> dict | None:
         ps = {}
         for src in ("numba", "cpp"):
             counts = model.StepCounts({c: int(r[f"step_{c}_{src}"]) for c in sass.CLASSES})
-            ps[src] = model.ps_per_trajectory_step(counts, specs.GPUS["H100"])
+            ps[src] = model.ps_per_trajectory_step(counts, model.GPUS["H100"])
         out[r["mode"]] = dict(instr=(int(r["step_total_numba"]), int(r["step_total_cpp"])),
                               regs=(int(r["registers_numba"]), int(r["registers_cpp"])),
                               fp64=(int(r["step_fp64_numba"]), int(r["step_fp64_cpp"])), ps=(ps["numba"], ps["cpp"]))
@@ -190,7 +191,7 @@ def report_section(run_dir: Path, df: pd.DataFrame) -> str | None:
                 "in Numba the promotion spreads through every stage (in C++ it would end at the float store). ")
         if f["mpgos_ratio"]:
             line += (f"The model predicts it {f['mpgos_ratio']:.1f}x slower on the RTX 5000 (FP64 at "
-                     f"{specs.GPUS['RTX5000'].fp64_rate}) than on the V100 ({specs.GPUS['V100'].fp64_rate}) at N = "
+                     f"{model.GPUS['RTX5000'].fp64_rate}) than on the V100 ({model.GPUS['V100'].fp64_rate}) at N = "
                      f"{max(compare.PAPER_NS):,}")
             line += (f"; the published MPGOS RK4 times differ by {f['pub_mpgos_ratio']:.1f}x." if f["pub_mpgos_ratio"]
                      else ".")
@@ -230,9 +231,9 @@ def report_section(run_dir: Path, df: pd.DataFrame) -> str | None:
         parts.append(measured)
     parts.append("Notes: " + "; ".join(f["notes"]) + ".")
     parts.append(cpu_calibration_text(run_dir, df))
-    parts.append("GPU specifications (the one table, `harness/gpu_profile/specs.py`):\n\n"
-                 + _md_table(pd.DataFrame(specs.spec_table()).drop(columns=["note"]))
-                 + "\n\nSources: " + "; ".join(f"[{k}] {v}" for k, v in specs.SOURCES.items()))
+    parts.append("GPU specifications (the one table, `harness/gpu_profile/model.py`):\n\n"
+                 + _md_table(pd.DataFrame(model.spec_table()).drop(columns=["note"]))
+                 + "\n\nSources: " + "; ".join(f"[{k}] {v}" for k, v in model.SOURCES.items()))
     return "\n\n".join(parts)
 
 
@@ -269,11 +270,6 @@ def readme_paragraph_for_run(run_dir: Path, df: pd.DataFrame) -> str:
 def _same_machine(run_dir: Path) -> bool:
     """True when the run folder's environment.json describes this machine: same host name, CPU
     model, ISA flags and core count (VMs of one kind share host names but not CPUs)."""
-    import json
-    import socket
-
-    from harness.measure.environment import cpu_info
-
     try:
         env = json.loads((Path(run_dir) / "environment.json").read_text())
     except (OSError, ValueError):
@@ -285,14 +281,11 @@ def _same_machine(run_dir: Path) -> bool:
 
 def cpu_calibration_text(run_dir: Path, df: pd.DataFrame) -> str:
     """The CPU check of the instruction-count reasoning (measured peak, measured time)."""
-    from harness.gpu_profile import cpu_peak
-    from harness.gpu_profile import cpu_asm
-
-    peak = cpu_peak.read_peak(run_dir)
+    peak = cpu_asm.read_peak(run_dir)
     if peak is None and _same_machine(run_dir):
         # Measured now, on the machine that produced the run (about a second), and stored.
-        cpu_peak.write_peak(run_dir)
-        peak = cpu_peak.read_peak(run_dir)
+        cpu_asm.write_peak(run_dir)
+        peak = cpu_asm.read_peak(run_dir)
     try:
         cal = cpu_asm.calibration(df, peak)
     except Exception as exc:  # noqa: BLE001 - the section reports, never breaks the report
@@ -304,9 +297,9 @@ def cpu_calibration_text(run_dir: Path, df: pd.DataFrame) -> str:
             f"{c['fma']} FMA, {c['mul']} MUL and {c['add']} ADD packed instructions per trajectory-step "
             f"({prof['instructions_per_trajectory_step']} instructions in all, {c['vec_move']} vector moves).")
     if peak is None:
-        return text + (" No FMA peak measured for this run (`python -m harness.gpu_profile.cpu_peak RUN_DIR` on the run's "
+        return text + (" No FMA peak measured for this run (`python -m harness.gpu_profile cpu-peak RUN_DIR` on the run's "
                        "machine writes cpu_peak.json): no predicted time.")
-    text += (f" Measured single-core FMA throughput ({cpu_peak.PEAK_FILE}): "
+    text += (f" Measured single-core FMA throughput ({cpu_asm.PEAK_FILE}): "
              f"{peak['fma_lanes_per_s_per_core'] / 1e9:.1f} G lane-FMAs/s, so the FP work alone predicts "
              f"{cal['predicted_ns']:.2f} core-ns per trajectory-step")
     if cal["measured_ns"] is not None:
@@ -322,8 +315,6 @@ def cpu_calibration_text(run_dir: Path, df: pd.DataFrame) -> str:
 
 def _measured_gpu_table(run_dir: Path, df: pd.DataFrame, prof: pd.DataFrame) -> str:
     """Measured vs predicted for this run's fused GPU rows, when it has any."""
-    import json
-
     try:
         env = json.loads((Path(run_dir) / "environment.json").read_text())
         name = env["gpu"]["gpus"][0]["name"]

@@ -26,6 +26,11 @@ For one prepared solve (``Prepared`` from a backend):
 
 The garbage collector is paused during the timed repeats (as ``timeit`` does) so that a
 collection triggered by earlier allocations does not land in one sample.
+
+``time_repeats(fn, repeats)`` times any callable under the same rules (a sharded solve's
+dispatch and gather, harness.run.shards; the developer bench scripts). ``measure_overhead``
+times a solve that does nothing: what the clock itself adds to a sample
+(``python -m harness overhead``).
 """
 from __future__ import annotations
 
@@ -127,6 +132,14 @@ def _agree(a: float, b: float, tol: float = STABLE_TOL) -> bool:
     return abs(a - b) <= tol * min(a, b) + STABLE_ABS_S
 
 
+def time_call(run: Callable[[], Any], sync: Callable[[Any], None]) -> tuple[float, Any]:
+    """(seconds, output) of one ``out = run(); sync(out)``: the timed region of every call."""
+    t0 = perf_counter()
+    out = run()
+    sync(out)
+    return perf_counter() - t0, out
+
+
 def time_solve(prepared: Any, repeats: int, warmups: int, device_timer: EventTimer | None = None,
                on_phase: Callable[[str], None] | None = None,
                min_warmup_s: float = MIN_WARMUP_S, max_warmup_s: float = MAX_WARMUP_S,
@@ -153,10 +166,7 @@ def time_solve(prepared: Any, repeats: int, warmups: int, device_timer: EventTim
     run, sync = prepared.run, prepared.sync
 
     phase("first call")
-    t0 = perf_counter()
-    out = run()
-    sync(out)
-    first = perf_counter() - t0
+    first, out = time_call(run, sync)
 
     phase("warm-up")
     calls, w0, warm = 0, perf_counter(), []
@@ -166,10 +176,8 @@ def time_solve(prepared: Any, repeats: int, warmups: int, device_timer: EventTim
         if calls >= warmups and elapsed >= min_warmup_s and (stable or elapsed >= max_warmup_s):
             break
         out = None  # drop the previous output first: no two results alive on the device
-        t0 = perf_counter()
-        out = run()
-        sync(out)
-        warm.append(perf_counter() - t0)
+        seconds, out = time_call(run, sync)
+        warm.append(seconds)
         calls += 1
     stable = len(warm) >= 2 and _agree(warm[-1], warm[-2])
 
@@ -204,17 +212,37 @@ def time_solve(prepared: Any, repeats: int, warmups: int, device_timer: EventTim
 
 
 class _Call:
-    """A plain callable in the shape ``time_solve`` times: ``run()`` calls it, ``sync`` waits
-    for nothing (the callable returns when its work is done)."""
+    """A callable as a prepared solve: ``run()`` calls it, ``sync`` has nothing to wait for."""
 
     def __init__(self, fn: Callable[[], Any]) -> None:
         self.run = fn
 
     def sync(self, out: Any) -> None:
-        pass
+        return None
 
 
-def time_repeats(fn: Callable[[], Any], repeats: int) -> list[float]:
-    """Seconds per timed call of ``fn()``: ``repeats`` samples, taken after the first call and
-    the warm-up of ``time_solve`` (the same loop: same warm-up policy, GC paused)."""
-    return time_solve(_Call(fn), repeats, warmups=1).samples
+def time_repeats(fn: Callable[[], Any], repeats: int, warmups: int = 0,
+                 on_phase: Callable[[str], None] | None = None) -> list[float]:
+    """Seconds of each of ``repeats`` timed calls of ``fn()``, after the clock's untimed first
+    call and warm-up, with the garbage collector paused: ``time_solve``'s rules for a callable
+    that returns when its work is done (``fn`` does its own sync)."""
+    return time_solve(_Call(fn), repeats, warmups, on_phase=on_phase).samples
+
+
+def measure_overhead(repeats: int = 10_000, trials: int = 7) -> dict[str, float]:
+    """What the clock adds per repeat, in seconds (median over ``trials`` runs of ``repeats``):
+
+    * ``in_region_s``: the median sample of a no-op ``run()`` + ``sync()``: the bias of every
+      reported time (two ``perf_counter`` calls and two method calls);
+    * ``loop_s``: the wall time of the whole timed loop (the clock, list stores, the gc pause)
+      per call: the harness's full cost per repeat, inside and outside the timed region.
+    """
+    in_region, loop = [], []
+    noop = _Call(lambda: None)
+    for _ in range(trials):
+        t0 = perf_counter()
+        timing = time_solve(noop, repeats=repeats, warmups=0)
+        elapsed = perf_counter() - t0
+        in_region.append(statistics.median(timing.samples))
+        loop.append(elapsed / (repeats + 1))  # + the first call
+    return {"in_region_s": statistics.median(in_region), "loop_s": statistics.median(loop)}

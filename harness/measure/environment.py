@@ -6,6 +6,8 @@ touches the GPU's memory.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import platform
 import re
@@ -16,6 +18,8 @@ import sys
 from importlib import metadata, util
 from pathlib import Path
 from typing import Any
+
+from harness.measure.threads import cpu_count, resolve, worker_environment
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -145,8 +149,6 @@ def git_info() -> dict[str, Any]:
 def threads_info(threads: list[int] | None = None) -> dict[str, Any]:
     """The run's thread settings: the values its cells use, and what each worker is given
     (harness.measure.threads sets these variables in every worker before it imports a library)."""
-    from harness.measure.threads import cpu_count, resolve, worker_environment
-
     values = sorted(set(threads)) if threads else [resolve(None)]
     return {"setting": values, "default": resolve(None), "usable_cores": cpu_count(),
             "worker_environment": {str(t): worker_environment(t) for t in values}}
@@ -157,7 +159,7 @@ def cpu_vector() -> dict[str, Any]:
     (``solvers.fused.peak.cpu_fingerprint``, about 0.2 s): what a CPU kernel's ns per step is
     compared with. A failure is recorded as its reason."""
     try:
-        from solvers.fused.peak import cpu_fingerprint
+        from solvers.fused.peak import cpu_fingerprint  # here: it imports Numba (about a second)
 
         return cpu_fingerprint(seconds=0.02)
     except Exception as exc:  # noqa: BLE001 - the fingerprint never fails a run
@@ -182,6 +184,33 @@ def fingerprint(threads: list[int] | None = None) -> dict[str, Any]:
         "threads": threads_info(threads),
         "git": git_info(),
     }
+
+
+#: This process's fingerprint per thread setting (``worker_info`` computes each once).
+_FINGERPRINTS: dict[int, dict] = {}
+
+
+def worker_info(threads: int | None) -> dict[str, Any]:
+    """Who runs this task: Dask worker address (empty outside a Dask worker), host, pid, and this
+    process's environment fingerprint (computed once per thread setting) with its id."""
+    t = resolve(threads)
+    if t not in _FINGERPRINTS:
+        _FINGERPRINTS[t] = fingerprint([t])
+    fp = _FINGERPRINTS[t]
+    try:
+        from distributed import get_worker  # optional: only a Dask worker has an address
+
+        address = get_worker().address
+    except (ImportError, ValueError):
+        address = ""
+    digest = hashlib.sha256(json.dumps(fp, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return {"address": address, "host": socket.gethostname(), "pid": os.getpid(),
+            "fingerprint_id": digest, "fingerprint": fp}
+
+
+def brief(info: dict[str, Any]) -> dict[str, Any]:
+    """``worker_info`` without the fingerprint itself (that goes to the run's workers.json)."""
+    return {k: v for k, v in info.items() if k != "fingerprint"}
 
 
 def device_tag(fp: dict[str, Any], device: str) -> str:

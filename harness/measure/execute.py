@@ -20,20 +20,26 @@ from __future__ import annotations
 
 import json
 import math
+import signal
 import statistics
+import threading
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable
 
 import numpy as np
 
+from harness.measure import load
 from harness.measure.clock import make_device_timer, time_solve
-from harness.results.schema import SCHEMA_VERSION
-from harness.run.suites import Cell
+from harness.measure.launches import count_launches
 from harness.measure.threads import apply_to_libraries
 from harness.measure.threads import resolve as resolve_threads
+from harness.results.schema import SCHEMA_VERSION
+from harness.results.store import cell_key
 from problems.kinds import reference_for
-from solvers.base import SolveResult, Status, UnsupportedError
+from problems.reference import max_relative_error, max_scaled_error
+from solvers.base import SolveResult, SolveSpec, Status, UnsupportedError
 from solvers.registry import load_backend, one_line
 
 #: The longest reason stored in a row (exception messages can be pages long).
@@ -43,6 +49,62 @@ MAX_REASON = 400
 _availability: dict[tuple[str, str], tuple[bool, str]] = {}
 
 OOM_MARKERS = ("out of memory", "resource_exhausted", "outofmemory", "cuda_error_out_of_memory")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One point of a sweep: a backend, a fully specified solve, and how to time it.
+
+    Attributes:
+        backend: registry name of the backend.
+        spec: the solve (problem, method, mode, dtype, n, device, steps, tolerances, ...).
+        repeats: number of timed repeats.
+        warmups: untimed runs between the first call and the repeats.
+        timeout_s: wall-clock limit for the whole cell (prepare, first call, repeats, checks).
+        min_repeats, repeat_budget_s: the repeats' time box (see harness.measure.clock.time_solve);
+            None: all ``repeats`` are made.
+        count_launches: count launches in this cell (the runner counts once per series:
+            harness.run.gates.LaunchesOncePerSeries).
+        shards: None: the ensemble is solved whole in one process; K: split into K contiguous
+            shards, each solved on a Dask worker, final states gathered (harness.run.shards).
+    """
+
+    backend: str
+    spec: SolveSpec
+    repeats: int
+    warmups: int
+    timeout_s: float
+    min_repeats: int | None = None
+    repeat_budget_s: float | None = None
+    count_launches: bool = True
+    shards: int | None = None
+
+    @property
+    def key(self) -> tuple:
+        """The cell's identity: the schema's key columns, canonicalised (see results.store.cell_key)."""
+        return cell_key(self.key_fields())
+
+    def key_fields(self) -> dict[str, Any]:
+        """The schema's key columns for this cell, with the spec's defaults resolved."""
+        d = self.spec.as_dict()
+        return {"problem": d["problem"], "backend": self.backend, "variant": d["variant"],
+                "method": d["method"], "mode": d["mode"], "dtype": d["dtype"], "n": d["n"],
+                "device": d["device"], "dt": d["dt"], "rtol": d["rtol"], "atol": d["atol"],
+                "threads": resolve_threads(d["threads"]), "shards": self.shards}
+
+    @property
+    def label(self) -> str:
+        """Short human-readable name for progress lines."""
+        s = self.spec
+        parts = [s.problem, self.backend + (f"[{s.variant}]" if s.variant else ""), s.method,
+                 s.mode, s.dtype, s.device]
+        if s.mode == "adaptive":
+            parts.append("tol=%g" % s.tol[0])
+        if s.threads is not None:
+            parts.append(f"threads={s.threads}")
+        if self.shards is not None:
+            parts.append(f"shards={self.shards}")
+        return " ".join(parts) + f" N={s.n}"
 
 
 def now_iso() -> str:
@@ -70,7 +132,9 @@ def base_row(cell: Cell, context: dict[str, Any], started_at: str) -> dict[str, 
                 "first_call_s": math.nan, "launches": math.nan, "launch_counter": "",
                 "steps_mean": math.nan, "steps_max": math.nan, "rejected_mean": math.nan,
                 "rhs_evals_mean": math.nan, "rhs_evals_max": math.nan, "max_rel_err": math.nan,
-                "max_scaled_err": math.nan, "failed_trajectories": math.nan})
+                "max_scaled_err": math.nan, "failed_trajectories": math.nan,
+                "load_before": math.nan, "load_after": math.nan, "others_runnable": math.nan,
+                "contended": None})
     row["settings"] = settings_json(cell, None)
     return row
 
@@ -107,6 +171,14 @@ def _stat(values: np.ndarray | None, how: str) -> float:
         return math.nan
     v = np.asarray(values, dtype=np.float64)
     return float(v.mean() if how == "mean" else v.max())
+
+
+def measured_columns(result: SolveResult, max_err: float, scaled_err: float, failed: int) -> dict[str, float]:
+    """The untimed checks of a solve as row columns: steps, RHS evaluations, accuracy, failures."""
+    return {"steps_mean": _stat(result.accepted, "mean"), "steps_max": _stat(result.accepted, "max"),
+            "rejected_mean": _stat(result.rejected, "mean"),
+            "rhs_evals_mean": _stat(result.rhs_evals, "mean"), "rhs_evals_max": _stat(result.rhs_evals, "max"),
+            "max_rel_err": max_err, "max_scaled_err": scaled_err, "failed_trajectories": float(failed)}
 
 
 def trajectory_failures(result: SolveResult, n: int) -> tuple[int, str]:
@@ -149,8 +221,6 @@ def accuracy(ref: Any, why: str, result: SolveResult, rtol: float, atol: float) 
     """(max relative error, max scaled error of the final state vs the reference, note if not
     measured). The scaled error uses ``rtol``/``atol``: the solve's tolerances (see
     ``accuracy_tolerances``)."""
-    from problems.reference import max_relative_error, max_scaled_error
-
     if ref is None:
         return math.nan, math.nan, why
     own_measure = getattr(ref, "accuracy", None)  # a problem kind's own measure (problems.sde_core)
@@ -183,9 +253,6 @@ def launches_limited(prepared: Any, device: str, time_left_s: float,
     be set (the main thread, no other alarm pending: in-process runs keep their cell alarm)."""
     if time_left_s < limit_s + 1.0:
         return math.nan, f"not counted: {time_left_s:.0f} s of the cell's limit left, counting may take {limit_s:g} s"
-    import signal
-    import threading
-
     if (threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer")
             or signal.getitimer(signal.ITIMER_REAL)[0] > 0):
         return launches(prepared, device)
@@ -207,14 +274,64 @@ def launches_limited(prepared: Any, device: str, time_left_s: float,
 def launches(prepared: Any, device: str) -> tuple[float, str]:
     """(launches per solve, how counted) from harness.measure.launches, NaN when it cannot count."""
     try:
-        from harness.measure.launches import count_launches
-    except ImportError as exc:
-        return math.nan, one_line(f"unavailable: {type(exc).__name__}: {exc}")
-    try:
         count, method = count_launches(prepared, device)
     except Exception as exc:  # noqa: BLE001 - counting is a side measurement
         return math.nan, one_line(f"error: {type(exc).__name__}: {exc}")[:MAX_REASON]
     return (math.nan if count is None else float(count)), one_line(str(method))
+
+
+class CellRefused(Exception):
+    """A cell that is not run here: its row's status ("unavailable", "unsupported") and reason."""
+
+    def __init__(self, status: str, reason: str) -> None:
+        super().__init__(reason)
+        self.status, self.reason = status, reason
+
+
+@dataclass
+class ReadyCell:
+    """A cell's prepared solve and what ``prepare_cell`` learnt on the way.
+
+    prepared: the backend's ``Prepared`` (the caller closes it).
+    settings: the backend's own settings for the spec; step_control: how it controls steps.
+    threads_used: what each library was set to (harness.measure.threads.apply_to_libraries).
+    """
+
+    prepared: Any
+    settings: dict[str, Any]
+    step_control: str
+    threads_used: Any
+
+
+def prepare_cell(cell: Cell, on_phase: Callable[[str], None] | None = None) -> ReadyCell:
+    """Look the backend up, ask whether it is available on the cell's device (once per process),
+    set the thread counts, check the spec, read the settings and prepare the solve (untimed).
+
+    Raises CellRefused when the backend is unavailable or refuses the spec; any other exception
+    is the backend's own (``classify_exception`` makes it a row).
+    """
+    phase = on_phase or (lambda name: None)
+    spec = cell.spec
+    phase("load backend")
+    backend, why = load_backend(cell.backend)
+    if backend is None:
+        raise CellRefused("unavailable", why)
+    phase("available")
+    if (cell.backend, spec.device) not in _availability:
+        _availability[(cell.backend, spec.device)] = backend.available(spec.device)
+    ok, why = _availability[(cell.backend, spec.device)]
+    if not ok:
+        raise CellRefused("unavailable", why or "not available")
+    phase("threads")
+    threads_used = apply_to_libraries(resolve_threads(spec.threads))
+    phase("check")
+    why = backend.check(spec)
+    if why:
+        raise CellRefused("unsupported", why)
+    settings = backend.settings(spec)
+    step_control = str(settings.get("step_control") or backend.step_control(spec))
+    phase("prepare")
+    return ReadyCell(backend.prepare(spec), settings, step_control, threads_used)
 
 
 def execute_cell(cell: Cell, context: dict[str, Any] | None = None,
@@ -231,42 +348,20 @@ def execute_cell(cell: Cell, context: dict[str, Any] | None = None,
     started_at = now_iso()
     clock_start = time.monotonic()
     spec = cell.spec
-
-    phase("load backend")
-    backend, why = load_backend(cell.backend)
-    if backend is None:
-        return [failure_row(cell, context, started_at, "unavailable", why)]
-    phase("available")
+    ready = None
     try:
-        if (cell.backend, spec.device) not in _availability:
-            _availability[(cell.backend, spec.device)] = backend.available(spec.device)
-        ok, why = _availability[(cell.backend, spec.device)]
-    except Exception as exc:  # noqa: BLE001
-        return [failure_row(cell, context, started_at, *classify_exception(exc))]
-    if not ok:
-        return [failure_row(cell, context, started_at, "unavailable", why or "not available")]
-    phase("threads")
-    threads_used = apply_to_libraries(resolve_threads(spec.threads))
-
-    prepared = None
-    try:
-        phase("check")
-        why = backend.check(spec)
-        if why:
-            return [failure_row(cell, context, started_at, "unsupported", why)]
-        backend_settings = backend.settings(spec)
-        step_control = str(backend_settings.get("step_control") or backend.step_control(spec))
+        ready = prepare_cell(cell, phase)
         phase(REFERENCE_PHASE)
         ref_start = time.monotonic()
         ref, ref_note = load_reference(cell)
         clock_start += time.monotonic() - ref_start  # the reference does not count against the limit
-        phase("prepare")
-        prepared = backend.prepare(spec)
         timer, timer_name = make_device_timer(spec.device)
-        timing = time_solve(prepared, cell.repeats, cell.warmups, timer, phase,
+        load_before = load.measure()
+        timing = time_solve(ready.prepared, cell.repeats, cell.warmups, timer, phase,
                             min_repeats=cell.min_repeats, repeat_budget_s=cell.repeat_budget_s)
+        load_after = load.measure()
         phase("fetch")
-        result = prepared.fetch(timing.output)
+        result = ready.prepared.fetch(timing.output)
         timing.output = None
         phase("accuracy")
         max_err, scaled_err, accuracy_note = accuracy(ref, ref_note, result, *accuracy_tolerances(spec))
@@ -274,34 +369,32 @@ def execute_cell(cell: Cell, context: dict[str, Any] | None = None,
         # the timings are measured: counting launches is bounded so that it cannot lose them
         phase("launches")
         if cell.count_launches:
-            n_launches, counter = launches_limited(prepared, spec.device,
+            n_launches, counter = launches_limited(ready.prepared, spec.device,
                                                    cell.timeout_s - (time.monotonic() - clock_start))
         else:
             n_launches, counter = math.nan, "not counted: counted once per series, at its first N run"
+    except CellRefused as refused:
+        return [failure_row(cell, context, started_at, refused.status, refused.reason)]
     except Exception as exc:  # noqa: BLE001 - every failure becomes a row
-        status, reason = classify_exception(exc)
-        return [failure_row(cell, context, started_at, status, reason)]
+        return [failure_row(cell, context, started_at, *classify_exception(exc))]
     finally:
-        if prepared is not None:
+        if ready is not None:
             phase("close")
             try:
-                prepared.close()
+                ready.prepared.close()
             except Exception:  # noqa: BLE001 - a failing close must not hide the result
                 pass
 
     shared = base_row(cell, context, started_at)
+    shared.update(measured_columns(result, max_err, scaled_err, failed))
     shared.update({
-        "step_control": step_control,
+        "step_control": ready.step_control,
         "compile_s": timing.compile_s, "first_call_s": timing.first_call_s,
-        "launches": n_launches, "launch_counter": counter,
-        "steps_mean": _stat(result.accepted, "mean"), "steps_max": _stat(result.accepted, "max"),
-        "rejected_mean": _stat(result.rejected, "mean"),
-        "rhs_evals_mean": _stat(result.rhs_evals, "mean"), "rhs_evals_max": _stat(result.rhs_evals, "max"),
-        "max_rel_err": max_err, "max_scaled_err": scaled_err, "failed_trajectories": float(failed),
-        "cpu_util": timing.cpu_util,
-        "settings": settings_json(cell, backend_settings, result.notes, timing.device_timer,
+        "launches": n_launches, "launch_counter": counter, "cpu_util": timing.cpu_util,
+        **load.columns(load_before, load_after, resolve_threads(spec.threads)),
+        "settings": settings_json(cell, ready.settings, result.notes, timing.device_timer,
                                   {"repeats_done": len(timing.samples), "warmup_calls": timing.warmup_calls,
-                                   "warmup_stable": timing.warmup_stable, "threads_used": threads_used}),
+                                   "warmup_stable": timing.warmup_stable, "threads_used": ready.threads_used}),
     })
     notes = "; ".join(x for x in (failed_note, accuracy_note) if x)
     if failed == spec.n:

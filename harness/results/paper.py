@@ -1,6 +1,7 @@
 """The paper's published timings as a tidy table, for plotting beside (never inside) our rows.
 
-The folder (``shared/paper_data``, see its README.md) holds the raw files of Utkarsh et al.'s
+The folder (``results/paper_data``, shipped with the project; its README.md names the source
+repository and commit) holds the raw files of Utkarsh et al.'s
 artifact: one line per ensemble size, ``N time_ms``, the minimum over repeats, the GPU only in the
 folder name. :func:`load_paper_data` turns every file it recognises into rows of
 :data:`COLUMNS`; a missing folder gives an empty table (figures then omit the published series).
@@ -15,8 +16,10 @@ from pathlib import Path
 
 import pandas as pd
 
-#: Environment variable naming the folder; it wins over the default locations.
+#: Environment variable naming the folder; it wins over the shipped copy.
 PAPER_DATA_ENV = "PAPER_DATA_DIR"
+#: The shipped copy, relative to the repository root (nothing outside the checkout is read).
+SHIPPED = Path("results") / "paper_data"
 
 #: The columns of the published table, in order.
 COLUMNS = ("gpu", "implementation", "mode", "problem", "method", "dtype", "n", "time_s",
@@ -138,12 +141,10 @@ def locate_paper_data(root: Path | None = None) -> tuple[Path | None, str]:
         # An explicit setting that points nowhere is a mistake worth seeing, not a fallback.
         return None, f"${PAPER_DATA_ENV} = {path} is not a folder"
     root = Path(root) if root is not None else repo_root()
-    candidates = (root.parent / "shared" / "paper_data", root / "shared" / "paper_data")
-    for path in candidates:
-        if path.is_dir():
-            return path, str(path.resolve())
-    return None, "not found (looked in " + ", ".join(str(p) for p in candidates) + \
-        f"; set ${PAPER_DATA_ENV})"
+    path = root / SHIPPED
+    if path.is_dir():
+        return path, str(SHIPPED)
+    return None, f"not found ({path} is missing from this checkout; set ${PAPER_DATA_ENV})"
 
 
 def empty_published() -> pd.DataFrame:

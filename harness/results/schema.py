@@ -12,6 +12,7 @@ SCHEMA_VERSION = 1
 #: What identifies a cell. Figures and comparisons join on these, never on row order.
 KEY_COLUMNS = ("problem", "backend", "variant", "method", "mode", "dtype", "n", "device",
                "dt", "rtol", "atol", "threads", "shards")
+_N_INDEX = KEY_COLUMNS.index("n")
 
 #: Every column, with its pandas dtype. "string" columns may be empty; floats may be NaN.
 COLUMNS: dict[str, str] = {
@@ -41,6 +42,13 @@ COLUMNS: dict[str, str] = {
     "time_s": "float64",          # host wall time of run + sync
     "device_time_s": "float64",   # CUDA-event time on a GPU, else NaN
     "cpu_util": "float64",        # process CPU time (all threads) / wall time over the repeats
+    # The load the timed repeats ran under (harness.measure.load): the 1-minute load average just
+    # before and after them, other processes' runnable threads (the larger of the two counts), and
+    # whether those wanted more cores than the cell left free. Empty in runs made before.
+    "load_before": "float64",
+    "load_after": "float64",
+    "others_runnable": "float64",
+    "contended": "boolean",
     "compile_s": "float64",       # first call (compile + run) minus the median repeat; see runner
     "first_call_s": "float64",    # the first call's wall time, as measured
     "launches": "float64",        # device kernel launches (GPU) / host array ops (CPU) per solve
@@ -68,6 +76,11 @@ STATUSES = ("ok", "unsupported", "unavailable", "error", "timeout", "oom", "fail
 REQUIRED = ("schema_version", "run_id", "problem", "backend", "method", "mode", "dtype", "n",
             "device", "status", "reason", "repeat", "time_s", "compile_s", "launches",
             "steps_mean", "steps_max", "rhs_evals_mean", "max_rel_err")
+
+
+def series_of(key: tuple) -> tuple:
+    """A cell key (KEY_COLUMNS order) without its N: the cells of one curve of a scaling plot."""
+    return key[:_N_INDEX] + key[_N_INDEX + 1:]
 
 
 class SchemaError(ValueError):

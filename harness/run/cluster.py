@@ -11,15 +11,16 @@
   per GPU, ``--nthreads 1 --resources cell=1``).
 
 Each unsharded cell is one Dask task. The task runs the cell exactly as a sweep without a
-cluster does: in a child process of the Dask worker (harness.run.worker, through the runner's
-"isolate" executor: one child per backend and thread count, killed at the cell's time limit), so
+cluster does: in a child process of the Dask worker (harness.run.executors.ChildExecutor, as
+"isolate": one child per backend and thread count, killed at the cell's time limit), so
 a cell's timing is what it is without a cluster. One cell per worker at a time: every worker of
 a cluster started here has the resource ``cell = 1`` and every task asks for it (a joined
 cluster is asked for it when its workers advertise it), and the client keeps at most
 ``max_in_flight`` cells running. Rows stream back into the run's results.csv as cells finish
 (each cell's rows in one write, so an interrupted run leaves no half cell and ``--resume``
 works as without a cluster). Sharded cells (harness.run.shards) run after the others, one at a
-time, each over K workers.
+time, each over K workers. ``DaskExecutor`` is the harness.run.executors.Executor that does this
+for a sweep.
 
 Faults: a worker that dies mid-task (killed, out of memory) loses its task, which Dask runs again
 on another worker; after ``MAX_WORKER_DEATHS`` deaths (the scheduler's ``allowed-failures``) the
@@ -32,14 +33,21 @@ folder maps each fingerprint id to that worker's environment fingerprint (harnes
 """
 from __future__ import annotations
 
-import hashlib
 import json
+import logging
 import os
-import socket
+import sys
+from collections import deque
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from harness.errors import UsageError
+from harness.measure.environment import brief, gpu_info, worker_info
+from harness.measure.execute import Cell, classify_exception, failure_row, now_iso
+from harness.measure.threads import cpu_count, resolve, worker_environment
+from harness.run.executors import Admit, ChildExecutor, Finish, order_cells
+from harness.run.shards import run_sharded_cell
+from solvers import registry
 
 #: Deaths of the worker running a task before the cell is given up ("error" row): the
 #: scheduler's ``distributed.scheduler.allowed-failures`` of a cluster started here.
@@ -52,7 +60,7 @@ CELL_RESOURCE = "cell"
 def require_dask(option: str) -> None:
     """UsageError (one line) unless dask.distributed imports."""
     try:
-        import distributed  # noqa: F401
+        import distributed  # noqa: F401 - optional: asked for only when a run needs it
     except Exception as exc:  # noqa: BLE001 - missing or broken: the same message
         raise UsageError(f"{option} needs Dask: pip install 'dask[distributed]' (the extras of "
                          f"`make reproduce` install it); here: {type(exc).__name__}: {exc}") from None
@@ -74,50 +82,15 @@ def parse_address(text: str) -> tuple[str, int | None]:
                      f"such as tcp://host:8786")
 
 
-def _digest(fp: dict) -> str:
-    return hashlib.sha256(json.dumps(fp, sort_keys=True, default=str).encode()).hexdigest()[:12]
-
-
-_FINGERPRINTS: dict[int, dict] = {}
-
-
-def worker_info(threads: int | None) -> dict[str, Any]:
-    """Who runs this task: Dask worker address, host, pid, and this process's environment
-    fingerprint (computed once per thread setting) with its id."""
-    from harness.measure.environment import fingerprint
-    from harness.measure.threads import resolve
-
-    t = resolve(threads)
-    if t not in _FINGERPRINTS:
-        _FINGERPRINTS[t] = fingerprint([t])
-    fp = _FINGERPRINTS[t]
-    try:
-        from distributed import get_worker
-
-        address = get_worker().address
-    except (ImportError, ValueError):
-        address = ""
-    return {"address": address, "host": socket.gethostname(), "pid": os.getpid(),
-            "fingerprint_id": _digest(fp), "fingerprint": fp}
-
-
-def brief(info: dict[str, Any]) -> dict[str, Any]:
-    """``worker_info`` without the fingerprint itself (that goes to workers.json)."""
-    return {k: v for k, v in info.items() if k != "fingerprint"}
-
-
 # ---- the cell task (runs in a Dask worker process) ---------------------------------------------
 
-_EXECUTORS: dict[tuple, Any] = {}
+_EXECUTORS: dict[tuple, ChildExecutor] = {}
 
 
-def run_cell_task(cell, context: dict[str, Any], backends: dict[str, str]) -> dict[str, Any]:
-    """Run ``cell`` in an isolated child of this Dask worker (harness.run.sweep's "isolate"
-    executor, kept between tasks so consecutive cells of one backend share a child, as in a
-    sweep without a cluster); returns its rows and who ran it."""
-    from harness.run.sweep import _Executor
-    from solvers import registry
-
+def run_cell_task(cell: Cell, context: dict[str, Any], backends: dict[str, str]) -> dict[str, Any]:
+    """Run ``cell`` in an isolated child of this Dask worker (a ChildExecutor as "isolate", kept
+    between tasks so consecutive cells of one backend share a child, as in a sweep without a
+    cluster); returns its rows and who ran it."""
     registry.BACKENDS.update(backends)
     key = (context.get("run_id"), context.get("suite"))
     executor = _EXECUTORS.get(key)
@@ -125,8 +98,8 @@ def run_cell_task(cell, context: dict[str, Any], backends: dict[str, str]) -> di
         for old in _EXECUTORS.values():
             old.close()
         _EXECUTORS.clear()
-        executor = _EXECUTORS[key] = _Executor("isolate", dict(context))
-    rows = executor.run(cell)
+        executor = _EXECUTORS[key] = ChildExecutor(per_backend=True)
+    rows = executor.run_one(cell, dict(context))
     return {"rows": rows, "worker": worker_info(cell.spec.threads)}
 
 
@@ -160,8 +133,6 @@ class Cluster:
     @classmethod
     def for_cells(cls, address: str, cells: Sequence) -> "Cluster":
         """A cluster sized for ``cells``: their largest thread count and shard count."""
-        from harness.measure.threads import resolve
-
         plain = [resolve(c.spec.threads) for c in cells if not c.shards]
         sharded = [c for c in cells if c.shards]
         return cls(address, cell_threads=max(plain, default=1),
@@ -178,12 +149,10 @@ class Cluster:
         self.close()
 
     def start(self) -> None:
-        import dask
+        import dask  # optional (dask[distributed]): only a run with a cluster needs it
         from distributed import Client
 
-        from harness.measure.threads import cpu_count, worker_environment
-
-        # A cell task starts a child process (harness.run.worker): worker processes must not be
+        # A cell task starts a child process (harness.run.executors): worker processes must not be
         # daemonic. allowed-failures: how often a task may lose its worker before it is given up.
         self._config = dask.config.set({"distributed.worker.daemon": False,
                                         "distributed.scheduler.allowed-failures": MAX_WORKER_DEATHS})
@@ -221,19 +190,15 @@ class Cluster:
         return n_workers
 
     def _start_local(self, cores: int, env: dict[str, str]):
-        import logging
-
-        from distributed import LocalCluster
-
-        from harness.measure.environment import gpu_info
+        from distributed import LocalCluster  # optional (dask[distributed])
 
         resources = {CELL_RESOURCE: 1}
         if gpu_info()["gpus"]:
             try:
-                from dask_cuda import LocalCUDACluster
+                from dask_cuda import LocalCUDACluster  # optional: one worker per GPU
             except ImportError:
                 print("note: GPUs present but dask-cuda is not installed: starting a CPU "
-                      "LocalCluster (pip install dask-cuda for one worker per GPU)", file=__import__("sys").stderr)
+                      "LocalCluster (pip install dask-cuda for one worker per GPU)", file=sys.stderr)
             else:
                 cluster = LocalCUDACluster(threads_per_worker=1, resources=resources,
                                            dashboard_address=None, silence_logs=logging.ERROR)
@@ -313,59 +278,64 @@ def stamp_rows(rows: list[dict], worker: dict[str, Any]) -> list[dict]:
     return out
 
 
-def run_on_cluster(cluster: Cluster, cells: Sequence, *, context: dict[str, Any], run_dir: Path,
-                   record: Callable[[Any, list], None], prepare: Callable[[Any], tuple],
-                   begin: Callable[[Any], None], finish_gates: Callable[[Any, list], list]) -> None:
-    """Run ``cells`` on ``cluster``: unsharded ones as tasks, at most ``max_in_flight`` at once,
-    then sharded ones one at a time (harness.run.shards). ``prepare(cell) -> (cell, rows | None)``
-    applies the runner's gates and series blocking (rows: not run); ``finish_gates(cell, rows)``
-    its after-gates; ``record(cell, rows)`` writes a finished cell; ``begin(cell)`` reports it."""
-    from collections import deque
+class DaskExecutor:
+    """harness.run.executors.Executor on a started ``Cluster``: unsharded cells as tasks, at most
+    ``max_in_flight`` at once, then sharded ones one at a time (harness.run.shards). Rows carry
+    who ran them (``stamp_rows``); workers' fingerprints go to ``run_dir/workers.json``."""
 
-    from distributed import as_completed
+    def __init__(self, cluster: Cluster, run_dir: Path) -> None:
+        self.cluster = cluster
+        cluster.run_dir = Path(run_dir)
 
-    from harness.measure.execute import classify_exception, failure_row, now_iso
-    from harness.run.shards import run_sharded_cell
-    from solvers import registry
+    def order(self, cells: Sequence[Cell]) -> list[Cell]:
+        return order_cells(cells, "isolate")  # each task runs its cell as "isolate" does
 
-    cluster.run_dir = Path(run_dir)
-    client, backends = cluster.client, dict(registry.BACKENDS)
-    options = cluster.submit_options()
-    pending = deque(c for c in cells if not c.shards)
-    running: dict[Any, Any] = {}
-    done = as_completed()
+    def run_cells(self, cells: Iterable[Cell], context: dict[str, Any], admit: Admit, finish: Finish) -> None:
+        cells = list(cells)
+        self._run_tasks([c for c in cells if not c.shards], context, admit, finish)
+        for cell in (c for c in cells if c.shards):
+            cell = admit(cell)
+            if cell is not None:
+                finish(cell, run_sharded_cell(cell, self.cluster, context))
 
-    def submit_more() -> None:
-        while pending and len(running) < cluster.max_in_flight:
-            cell, rows = prepare(pending.popleft())
-            if rows is not None:
-                record(cell, rows)
-                continue
-            begin(cell)
-            future = client.submit(run_cell_task, cell, context, backends, pure=False, **options)
-            running[future] = cell
-            done.add(future)
+    def _run_tasks(self, cells: list[Cell], context: dict[str, Any], admit: Admit, finish: Finish) -> None:
+        from distributed import as_completed  # optional (dask[distributed])
 
-    try:
-        submit_more()
-        for future in done:
-            cell = running.pop(future)
-            try:
-                out = future.result()
-                rows = stamp_rows(out["rows"], cluster.note_worker(out["worker"]))
-            except Exception as exc:  # noqa: BLE001 - KilledWorker etc. become the cell's row
-                status, reason = classify_exception(exc)
-                if type(exc).__name__ == "KilledWorker":
-                    reason = f"the worker running this cell died {cluster.max_worker_deaths} times; {reason}"
-                rows = [failure_row(cell, context, now_iso(), status, reason)]
-            record(cell, finish_gates(cell, rows))
+        cluster = self.cluster
+        client, backends = cluster.client, dict(registry.BACKENDS)
+        options = cluster.submit_options()
+        pending = deque(cells)
+        running: dict[Any, Cell] = {}
+        done = as_completed()
+
+        def submit_more() -> None:
+            while pending and len(running) < cluster.max_in_flight:
+                cell = admit(pending.popleft())
+                if cell is not None:
+                    future = client.submit(run_cell_task, cell, context, backends, pure=False, **options)
+                    running[future] = cell
+                    done.add(future)
+
+        try:
             submit_more()
-    finally:
-        for future in running:
-            future.cancel()
-    for cell in (c for c in cells if c.shards):
-        cell, rows = prepare(cell)
-        if rows is None:
-            begin(cell)
-            rows = finish_gates(cell, run_sharded_cell(cell, cluster, context))
-        record(cell, rows)
+            for future in done:
+                cell = running.pop(future)
+                try:
+                    out = future.result()
+                    rows = stamp_rows(out["rows"], cluster.note_worker(out["worker"]))
+                except Exception as exc:  # noqa: BLE001 - KilledWorker etc. become the cell's row
+                    status, reason = classify_exception(exc)
+                    if type(exc).__name__ == "KilledWorker":
+                        reason = f"the worker running this cell died {cluster.max_worker_deaths} times; {reason}"
+                    rows = [failure_row(cell, context, now_iso(), status, reason)]
+                finish(cell, rows)
+                submit_more()
+        finally:
+            for future in running:
+                future.cancel()
+
+    def close(self) -> None:
+        """Nothing to release: the cluster's owner (harness.run.session) closes it."""
+
+    def kill(self) -> None:
+        """Nothing to stop here: tasks still running were cancelled on the way out."""

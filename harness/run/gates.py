@@ -20,7 +20,7 @@ cells rather than all of the first backend's:
   pre-flight's reason; the others run.
 
 Gates are objects with ``admit(cell) -> (cell, rows | None)`` (rows: the cell is not run) and
-``after(cell, rows) -> rows`` (may replace the rows of a cell that ran); the runner applies them
+``after(cell, rows) -> rows`` (may replace the rows of a cell that ran); the sweep applies them
 in order (``admit_cell``, ``after_cell``).
 """
 from __future__ import annotations
@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from harness.measure.execute import failure_row, now_iso
+from harness.results.schema import series_of
 
 #: The headline N of the paper's Lorenz figure (8 * 4^k at k = 0, 6, 8 and 2^23).
 HEADLINE_N = (8, 32768, 524288, 8388608)
@@ -159,8 +160,6 @@ class LaunchesOncePerSeries:
         self._counted: set[tuple] = set()
 
     def admit(self, cell):
-        from harness.run.sweep import series_of
-
         series = series_of(cell.key)
         if series in self._counted:
             return dataclasses.replace(cell, count_launches=False), None

@@ -12,6 +12,7 @@ Exit code: 0 when no required import is missing (failed optional checks are data
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -21,7 +22,15 @@ from importlib import util
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
+
+from harness.errors import UsageError
+from harness.measure.environment import gpu_info
+from harness.measure.launches import count_launches
 from harness.packages import OPTIONAL, REQUIRED
+from harness.refs import missing
+from harness.run.suites import load_suite
+from solvers.base import SolveSpec
 
 #: Backend -> imports and GPU checks it depends on.
 NEEDS = {
@@ -69,10 +78,7 @@ def _timed(fn: Callable[[], str], limit_s: float = CHECK_LIMIT_S) -> dict[str, A
 # ---- GPU checks: each returns a short note or raises ---------------------------------------
 
 def check_fused_cuda() -> str:
-    import numpy as np
-
-    from solvers.base import SolveSpec
-    from solvers.fused.backend import FusedBackend
+    from solvers.fused.backend import FusedBackend  # here: importing Numba's CUDA target is part of the check
 
     b = FusedBackend()
     res = {}
@@ -141,9 +147,7 @@ def check_pallas() -> str:
 
 
 def check_launch_counting() -> str:
-    from harness.measure.launches import count_launches
-    from solvers.base import SolveSpec
-    from solvers.fused.backend import FusedBackend
+    from solvers.fused.backend import FusedBackend  # here: importing Numba's CUDA target is part of the check
 
     prep = FusedBackend().prepare(SolveSpec(problem="lorenz", method="tsit5", mode="fixed",
                                             dtype="float32", n=8, device="gpu"))
@@ -161,8 +165,6 @@ GPU_CHECKS = {"fused-cuda-kernel": check_fused_cuda, "cupy": check_cupy, "torch"
 
 
 def _gpu_present() -> tuple[bool, str]:
-    from harness.measure.environment import gpu_info
-
     gpus = gpu_info()["gpus"]
     if not gpus:
         return False, "no GPU on this machine (nvidia-smi found none)"
@@ -178,8 +180,6 @@ def run_preflight(suite: str, device: str | None) -> dict[str, Any]:
     for name, what in OPTIONAL.items():
         imports[name] = {"required": False, "found": util.find_spec(name) is not None, "for": what}
 
-    from harness.run.suites import load_suite
-
     s = load_suite(suite)
     device = device or s.device
     gpu, gpu_what = _gpu_present() if device == "gpu" else (False, "the run is on the CPU (--device cpu)")
@@ -193,10 +193,6 @@ def run_preflight(suite: str, device: str | None) -> dict[str, Any]:
                             "reason": f"the pre-flight's {TOTAL_LIMIT_S:g} s were spent before this check"}
         else:
             checks[name] = _timed(fn, min(CHECK_LIMIT_S, left))
-
-    import dataclasses
-
-    from harness.refs import missing
 
     t = time.monotonic()
     cells = [dataclasses.replace(c, spec=dataclasses.replace(c.spec, device=device)) for c in s.cells]
@@ -227,8 +223,6 @@ def cmd_preflight(args) -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=2) + "\n")
     except OSError as exc:
-        from harness.errors import UsageError
-
         raise UsageError(f"cannot write {out}: {exc.strerror or exc}") from None
     for name, c in result["checks"].items():
         print(f"{c['status']:>7}  {name:<18} {c['seconds']:5.1f} s  {c['reason']}", file=sys.stderr)

@@ -47,8 +47,9 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import UsageError
+from harness.measure.execute import Cell
 from problems.base import VALID_DTYPES
-from problems.registry import is_problem_name, problem_choices, problem_names  # noqa: F401
+from problems.registry import get_problem, is_problem_name, problem_choices, problem_names  # noqa: F401
 from harness.measure.threads import resolve as resolve_threads
 from solvers.base import DEVICES, MODES, SolveSpec
 from solvers.registry import backend_names, methods_of, variants_of
@@ -63,71 +64,6 @@ ENTRY_KEYS = {"problem", "backends", "methods", "modes", "dtype", "n", "n_range"
 N_RANGE_KEYS = {"min", "max", "factor"}
 DEFAULTS = {"repeats": 5, "warmups": 1, "cell_timeout_s": 600.0, "threads": None,
             "min_repeats": None, "repeat_budget_s": None, "shards": None}
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One point of a sweep: a backend, a fully specified solve, and how to time it.
-
-    Attributes:
-        backend: registry name of the backend.
-        spec: the solve (problem, method, mode, dtype, n, device, steps, tolerances, ...).
-        repeats: number of timed repeats.
-        warmups: untimed runs between the first call and the repeats.
-        timeout_s: wall-clock limit for the whole cell (prepare, first call, repeats, checks).
-        min_repeats, repeat_budget_s: the repeats' time box (see harness.measure.clock.time_solve);
-            None: all ``repeats`` are made.
-        count_launches: count launches in this cell (the runner counts once per series:
-            harness.run.gates.LaunchesOncePerSeries).
-        shards: None: the ensemble is solved whole in one process; K: split into K contiguous
-            shards, each solved on a Dask worker, final states gathered (harness.run.shards).
-    """
-
-    backend: str
-    spec: SolveSpec
-    repeats: int
-    warmups: int
-    timeout_s: float
-    min_repeats: int | None = None
-    repeat_budget_s: float | None = None
-    count_launches: bool = True
-    shards: int | None = None
-
-    @property
-    def key(self) -> tuple:
-        """The cell's identity: the schema's key columns, canonicalised (see results.cell_key)."""
-        from harness.results.store import cell_key
-
-        return cell_key(self.key_fields())
-
-    @property
-    def series_key(self) -> tuple:
-        """The key without N: cells of one curve of a scaling plot."""
-        fields = self.key_fields()
-        fields.pop("n")
-        return tuple(sorted((k, str(v)) for k, v in fields.items()))
-
-    def key_fields(self) -> dict[str, Any]:
-        """The schema's key columns for this cell, with the spec's defaults resolved."""
-        d = self.spec.as_dict()
-        return {"problem": d["problem"], "backend": self.backend, "variant": d["variant"],
-                "method": d["method"], "mode": d["mode"], "dtype": d["dtype"], "n": d["n"],
-                "device": d["device"], "dt": d["dt"], "rtol": d["rtol"], "atol": d["atol"],
-                "threads": resolve_threads(d["threads"]), "shards": self.shards}
-
-    @property
-    def label(self) -> str:
-        """Short human-readable name for progress lines."""
-        s = self.spec
-        parts = [s.problem, self.backend + (f"[{s.variant}]" if s.variant else ""), s.method,
-                 s.mode, s.dtype, s.device]
-        if s.mode == "adaptive":
-            parts.append("tol=%g" % s.tol[0])
-        if s.threads is not None:
-            parts.append(f"threads={s.threads}")
-        if self.shards is not None:
-            parts.append(f"shards={self.shards}")
-        return " ".join(parts) + f" N={s.n}"
 
 
 @dataclass(frozen=True)
@@ -417,8 +353,6 @@ def _expand_entry(w: _Where, where: str, entry: dict, suite_device: str, default
 def _spec(w: _Where, where: str, problem: str, method: str, mode: str, dtype: str | None, n: int,
           device: str, dt: float | None, rtol: float | None, atol: float | None, variant: str,
           extra: dict) -> SolveSpec:
-    from problems.registry import get_problem
-
     try:
         return SolveSpec(problem=problem, method=method, mode=mode,
                          dtype=dtype or get_problem(problem).default_dtype, n=n, device=device,

@@ -191,7 +191,7 @@ class WorkerKillingBackend(FakeBackend):
     def on_run(self, spec, call) -> None:
         if self.kills():
             os.kill(os.getppid(), signal.SIGKILL)
-            time.sleep(30)  # mid-cell: ended by harness.run.worker's exit-with-parent watch
+            time.sleep(30)  # mid-cell: ended by harness.run.executors' exit-with-parent watch
 
     def kills(self) -> bool:
         return _first_time()

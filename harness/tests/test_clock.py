@@ -8,7 +8,7 @@ import pytest
 
 from harness.measure.clock import time_solve
 from harness.measure.execute import execute_cell
-from harness.run.suites import Cell
+from harness.measure.execute import Cell
 from harness.tests.fakes import fake_backends  # noqa: F401 - fixture
 from solvers.base import SolveSpec
 
@@ -100,3 +100,22 @@ def test_cell_rows_separate_compile_from_repeats(fake_backends):
     assert rows[0]["max_rel_err"] < 1e-6
     assert rows[0]["steps_mean"] == 100 and rows[0]["rhs_evals_max"] == 601
     assert rows[0]["failed_trajectories"] == 0
+
+
+def test_time_repeats_times_a_callable_under_the_clocks_rules():
+    import gc
+
+    from harness.measure.clock import time_repeats
+
+    calls, gc_on = [], []
+
+    def fn():
+        calls.append(1)
+        gc_on.append(gc.isenabled())
+        time.sleep(0.01)
+
+    samples = time_repeats(fn, 3, warmups=1)
+    assert len(samples) == 3 and all(s >= 0.01 for s in samples)
+    assert len(calls) >= 1 + 1 + 3  # the first call and at least one warm-up are untimed
+    assert gc_on[-3:] == [False] * 3 and gc_on[0]  # GC paused during the timed calls only
+    assert gc.isenabled()

@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 
 from harness.results.store import read_results, read_rows
+from harness.run.cluster import Cluster, DaskExecutor
 from harness.run.sweep import run_sweep
 from harness.results.schema import validate
-from harness.run.suites import Cell
+from harness.measure.execute import Cell
 from harness.tests.fakes import fake_backends  # noqa: F401 - fixture
 from solvers.base import SolveSpec
 
@@ -38,8 +39,6 @@ def outcome(run_dir: Path) -> dict:
 
 
 def local(workers: int = 2):
-    from harness.run.cluster import Cluster
-
     return Cluster(f"local:{workers}")
 
 
@@ -50,8 +49,8 @@ def test_clustered_sweep_gives_the_cells_and_statuses_of_a_local_one(fake_backen
     (tmp_path / "dask").mkdir()
     run_sweep(cells, tmp_path / "plain", run_id="r", suite="t", how="isolate", progress=False)
     with local() as cluster:
-        run_sweep(cells, tmp_path / "dask", run_id="r", suite="t", how="isolate", progress=False,
-                  cluster=cluster)
+        run_sweep(cells, tmp_path / "dask", run_id="r", suite="t", how=DaskExecutor(cluster, tmp_path / "dask"),
+                  progress=False)
     assert outcome(tmp_path / "dask") == outcome(tmp_path / "plain")
     df = validate(read_results(tmp_path / "dask"))
     workers = json.loads((tmp_path / "dask" / "workers.json").read_text())
@@ -80,13 +79,13 @@ def test_interrupted_clustered_run_resumes_without_loss_or_duplicates(fake_backe
     cells = [cell("fake-ok", n) for n in (8, 16, 32, 64)] + [cell("fake-raise")]
     with local() as cluster:
         with pytest.raises(KeyboardInterrupt):
-            run_sweep(cells, tmp_path, run_id="r", suite="t", how="isolate", progress=False,
-                      gates=[InterruptAfter(3)], cluster=cluster)
+            run_sweep(cells, tmp_path, run_id="r", suite="t", how=DaskExecutor(cluster, tmp_path), progress=False,
+                      gates=[InterruptAfter(3)])
     first = outcome(tmp_path)
     assert len(first) == 2 and all(n == 2 or s != "ok" for s, n in first.values())
     with local() as cluster:
-        summary = run_sweep(cells, tmp_path, run_id="r", suite="t", how="isolate", progress=False,
-                            cluster=cluster)
+        summary = run_sweep(cells, tmp_path, run_id="r", suite="t", how=DaskExecutor(cluster, tmp_path),
+                            progress=False)
     assert summary.skipped == 2 and summary.run == 3
     final = outcome(tmp_path)
     assert len(final) == 5
@@ -97,8 +96,8 @@ def test_interrupted_clustered_run_resumes_without_loss_or_duplicates(fake_backe
 def test_a_worker_killed_mid_cell_is_retried_elsewhere_then_given_up(fake_backends, tmp_path):
     cells = [cell("fake-killworker"), cell("fake-killworker-always"), cell("fake-ok")]
     with local() as cluster:
-        summary = run_sweep(cells, tmp_path, run_id="r", suite="t", how="isolate", progress=False,
-                            cluster=cluster)
+        summary = run_sweep(cells, tmp_path, run_id="r", suite="t", how=DaskExecutor(cluster, tmp_path),
+                            progress=False)
     assert summary.run == 3
     rows = read_rows(tmp_path / "results.csv")
     by = Counter(r["backend"] for r in rows)
@@ -112,8 +111,8 @@ def test_a_worker_killed_mid_cell_is_retried_elsewhere_then_given_up(fake_backen
 
 def test_a_shard_whose_worker_is_killed_runs_again_on_another_worker(fake_backends, tmp_path):
     with local() as cluster:
-        run_sweep([cell("fake-killself", 8, shards=2)], tmp_path, run_id="r", suite="t", how="isolate",
-                  progress=False, cluster=cluster)
+        run_sweep([cell("fake-killself", 8, shards=2)], tmp_path, run_id="r", suite="t", how=DaskExecutor(cluster, tmp_path),
+                  progress=False)
     rows = read_rows(tmp_path / "results.csv")
     assert [(r["status"], r["shards"], r["repeat"]) for r in rows] == [("ok", "2", "0"), ("ok", "2", "1")]
     shards = json.loads(rows[0]["settings"])["harness"]["shards"]
@@ -123,7 +122,7 @@ def test_a_shard_whose_worker_is_killed_runs_again_on_another_worker(fake_backen
 def test_sharded_fused_cell_equals_the_unsharded_one(tmp_path):
     cells = [cell("fused", 24), cell("fused", 24, shards=3)]
     with local(3) as cluster:
-        run_sweep(cells, tmp_path, run_id="r", suite="t", how="isolate", progress=False, cluster=cluster)
+        run_sweep(cells, tmp_path, run_id="r", suite="t", how=DaskExecutor(cluster, tmp_path), progress=False)
     df = validate(read_results(tmp_path))
     assert set(df["status"]) == {"ok"}
     whole, sharded = df[df["shards"].isna()].iloc[0], df[df["shards"] == 3].iloc[0]

@@ -6,7 +6,8 @@ import pandas as pd
 from harness.measure.accuracy import violation
 from harness.measure.execute import execute_cell
 from harness.report.sections.nonlinear import array_over_fused, readme_paragraph, report_section, summary, nonlinear_rows
-from harness.run.suites import Cell, load_suite
+from harness.measure.execute import Cell
+from harness.run.suites import load_suite
 from solvers.base import SolveSpec
 
 

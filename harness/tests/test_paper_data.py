@@ -6,11 +6,16 @@ import pytest
 from harness.results import paper as paper_data
 from harness.results.paper import PAPER_DATA_ENV, load_paper_data, locate_paper_data, read_timing_file
 
-REAL = paper_data.repo_root().parent / "shared" / "paper_data"
-needs_real = pytest.mark.skipif(not REAL.is_dir(), reason=f"{REAL} is not present on this machine")
+REAL = paper_data.repo_root() / paper_data.SHIPPED
 
 
-@needs_real
+def test_the_published_data_ship_with_the_project(monkeypatch):
+    """No `shared/` beside the checkout is needed: the shipped copy is found by default."""
+    monkeypatch.delenv(PAPER_DATA_ENV, raising=False)
+    assert locate_paper_data()[0] == REAL
+    assert (REAL / "README.md").is_file()
+
+
 def test_real_folder_has_the_expected_implementations_and_gpus():
     frame = load_paper_data(REAL)
     assert list(frame.columns) == list(paper_data.COLUMNS)
@@ -27,7 +32,6 @@ def test_real_folder_has_the_expected_implementations_and_gpus():
     assert frame["n"].min() == 8 and frame[frame["problem"] == "lorenz"]["n"].max() == 8 * 4 ** 10
 
 
-@needs_real
 @pytest.mark.parametrize("rel, implementation, gpu, mode, method", [
     ("Tesla_V100/JAX/Jax_times_unadaptive.txt", "diffrax vmap (JAX)", "Tesla V100", "fixed", "tsit5"),
     ("RTX_5000/CPP/MPGOS_times_adaptive.txt", "MPGOS (C++)", "Quadro RTX 5000", "adaptive", "rkck45"),
@@ -77,13 +81,13 @@ def test_missing_folder_gives_an_empty_frame(tmp_path, monkeypatch):
     assert load_paper_data().empty
 
 
-def test_env_var_wins_and_repo_relative_fallbacks(tmp_path, monkeypatch):
+def test_env_var_wins_and_nothing_outside_the_checkout_is_read(tmp_path, monkeypatch):
     (tmp_path / "data").mkdir()
     monkeypatch.setenv(PAPER_DATA_ENV, str(tmp_path / "data"))
     assert locate_paper_data()[0] == tmp_path / "data"
     monkeypatch.delenv(PAPER_DATA_ENV)
     repo = tmp_path / "repo"
-    (repo / "shared" / "paper_data").mkdir(parents=True)
-    assert locate_paper_data(repo)[0] == repo / "shared" / "paper_data"
-    (tmp_path / "shared" / "paper_data").mkdir(parents=True)
-    assert locate_paper_data(repo)[0] == tmp_path / "shared" / "paper_data"
+    (tmp_path / "shared" / "paper_data").mkdir(parents=True)  # beside the checkout: ignored
+    assert locate_paper_data(repo)[0] is None
+    (repo / paper_data.SHIPPED).mkdir(parents=True)
+    assert locate_paper_data(repo)[0] == repo / paper_data.SHIPPED

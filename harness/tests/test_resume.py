@@ -12,7 +12,7 @@ import pytest
 from harness.results.store import cell_key, read_results, read_rows
 from harness.run.sweep import run_sweep
 from harness.results.schema import validate
-from harness.run.suites import Cell
+from harness.measure.execute import Cell
 from harness.tests.fakes import fake_backends  # noqa: F401 - fixture
 from solvers.base import SolveSpec
 

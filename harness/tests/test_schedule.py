@@ -8,7 +8,7 @@ from harness.results.store import finished_keys, read_rows
 from harness.run.sweep import run_sweep
 from harness.run.gates import (Budget, BrokenBackend, LaunchesOncePerSeries, Preflight,
                               headline_first, tier)
-from harness.run.suites import Cell
+from harness.measure.execute import Cell
 from harness.tests.fakes import fake_backends  # noqa: F401 - fixture
 from solvers.base import SolveSpec
 

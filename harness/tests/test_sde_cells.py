@@ -2,7 +2,7 @@
 import math
 
 from harness.measure.execute import execute_cell
-from harness.run.suites import Cell
+from harness.measure.execute import Cell
 from solvers.base import SolveSpec
 
 

@@ -70,7 +70,7 @@ def test_missing_reference_is_not_computed_when_shipped_only(tmp_path, monkeypat
 
 def test_missing_reference_leaves_accuracy_empty_with_a_reason(monkeypatch, tmp_path):
     from harness.measure.execute import load_reference
-    from harness.run.suites import Cell
+    from harness.measure.execute import Cell
     from solvers.base import SolveSpec
 
     monkeypatch.setenv(refmod.POLICY_ENV, "shipped")
@@ -119,7 +119,7 @@ def test_sigterm_closes_a_run_like_ctrl_c(tmp_path):
 def test_check_require_ok_names_a_backend_without_ok_cells(fake_backends, tmp_path, capsys):
     from harness.cli import main
     from harness.run.sweep import run_sweep
-    from harness.run.suites import Cell
+    from harness.measure.execute import Cell
     from solvers.base import SolveSpec
 
     spec = SolveSpec(problem="lorenz", method="tsit5", mode="fixed", dtype="float32", n=8)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from harness.run.shards import refusal, shard_cell, split
-from harness.run.suites import Cell
+from harness.measure.execute import Cell
 from problems.registry import get_problem
 from solvers.base import SolveSpec
 from solvers.registry import get_backend

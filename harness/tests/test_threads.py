@@ -11,9 +11,11 @@ import pytest
 
 from harness.measure.clock import time_solve
 from harness.results.store import cell_key, finished_keys, read_results, read_rows
-from harness.run.sweep import order_cells, run_sweep
+from harness.run.executors import order_cells
+from harness.run.sweep import run_sweep
 from harness.results.schema import validate
-from harness.run.suites import Cell, load_suite
+from harness.measure.execute import Cell
+from harness.run.suites import load_suite
 from harness.tests.fakes import fake_backends  # noqa: F401 - fixture
 from harness.measure.threads import resolve, worker_environment
 from solvers.base import SolveSpec

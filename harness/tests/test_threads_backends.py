@@ -18,8 +18,9 @@ import os
 import pytest
 
 from harness.results.store import read_results
-from harness.run.sweep import order_cells, run_sweep
-from harness.run.suites import Cell
+from harness.run.executors import order_cells
+from harness.run.sweep import run_sweep
+from harness.measure.execute import Cell
 from solvers.base import SolveSpec
 
 pytestmark = pytest.mark.slow

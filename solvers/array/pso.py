@@ -18,7 +18,11 @@ import numpy as np
 
 from problems.brownian import philox4x32_10
 from problems.pso_core import GENERATOR, PSO_TAG, UNIFORM_SCALE, pso_velocity
+from solvers.array.backend import namespace, to_host
+from solvers.array.drivers import GridSaver, solve_fixed
+from solvers.array.steppers import Ensemble, ExplicitStepper
 from solvers.pso_result import pso_result
+from solvers.tableaus import EXPLICIT
 
 
 class ArrayPSOPrepared:
@@ -56,10 +60,6 @@ class ArrayPSOPrepared:
         xp = self.xp
         if self.prob.fit is None:
             return self.prob.objective(X, slice(None), xp.asarray(self.prob.objective_params, dtype=self.T))
-        from solvers.array.drivers import GridSaver, solve_fixed
-        from solvers.array.steppers import Ensemble, ExplicitStepper
-        from solvers.tableaus import EXPLICIT
-
         n = self.spec.n
         params = tuple(X[d] for d in range(self.prob.dim)) + tuple(xp.full(n, v, dtype=self.T) for v in self.fixed)
         ens = Ensemble(xp=xp, rhs=self.ode.rhs_for(xp), params=params, n_lanes=n, dtype=np.dtype(self.T))
@@ -118,13 +118,11 @@ class ArrayPSOPrepared:
 
     def sync(self, out: Any) -> None:
         if self.device == "gpu":
-            import cupy
+            import cupy  # optional: present only where a GPU solve runs
 
             cupy.cuda.get_current_stream().synchronize()
 
     def fetch(self, out: Any):
-        from solvers.array.backend import to_host
-
         best, cost = out
         return pso_result(to_host(best), float(to_host(cost)), self.iters, self.spec,
                           {"kernel": "array-style pso (" + ("per-particle global best" if self.asynchronous
@@ -143,8 +141,6 @@ def check(backend: Any, spec: Any) -> str | None:
 
 
 def prepare(backend: Any, spec: Any) -> ArrayPSOPrepared:
-    from solvers.array.backend import namespace
-
     return ArrayPSOPrepared(spec, namespace(spec.device))
 
 

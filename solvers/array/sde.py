@@ -29,6 +29,8 @@ from typing import Any
 import numpy as np
 
 from problems.brownian import GENERATOR, increments
+from solvers.array.backend import namespace, to_host
+from solvers.base import SolveResult
 
 VARIANTS = ("", "philox")
 
@@ -85,15 +87,12 @@ class ArraySDEPrepared:
 
     def sync(self, out: Any) -> None:
         if self.device == "gpu":
-            import cupy
+            import cupy  # optional: present only where a GPU solve runs
 
             cupy.cuda.get_current_stream().synchronize()
 
     def fetch(self, out: Any):
-        from solvers.base import SolveResult
-
-        u = out.get() if hasattr(out, "get") and not isinstance(out, np.ndarray) else np.asarray(out)
-        u = np.ascontiguousarray(u.T)
+        u = np.ascontiguousarray(to_host(out).T)
         n = u.shape[0]
         steps = np.full(n, self.spec.n_steps, dtype=np.int64)
         notes = {"increments": GENERATOR, "seed": self.spec.seed} if self.spec.variant == "philox" else {
@@ -113,8 +112,6 @@ def check(backend: Any, spec: Any) -> str | None:
 
 
 def prepare(backend: Any, spec: Any) -> ArraySDEPrepared:
-    from solvers.array.backend import namespace
-
     return ArraySDEPrepared(spec, namespace(spec.device))
 
 

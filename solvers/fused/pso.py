@@ -23,10 +23,13 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import numba
 import numpy as np
+from numba.core.extending import register_jitable
 
 from problems.brownian import philox4x32_10
 from problems.pso_core import GENERATOR, PSO_TAG, UNIFORM_SCALE, pso_velocity
+from solvers.base import SolveSpec
 from solvers.pso_result import pso_result
 
 try:  # a module global, so Numba's CUDA simulator can swap it in the kernels (it swaps globals only)
@@ -49,20 +52,20 @@ def make_kernels(objective, dtype: str, target: str) -> dict:
 
 
 def _build(objective, dtype: str, target: str) -> dict:
-    import numba
+    if target == "cpu":
+        device = numba.njit(fastmath=False, error_model="numpy")
+        return _cpu_kernels(*_particle_functions(objective, dtype, device))
+    # CUDA device functions: register_jitable ones compile into each kernel that calls them
+    return _cuda_kernels(*_particle_functions(objective, dtype, register_jitable))
 
+
+def _particle_functions(objective, dtype: str, jit) -> tuple:
+    """(f, init_one, move, keep_best): what every kernel does to one particle, compiled by ``jit``;
+    ``f`` is the objective (None for an ODE fit)."""
     T = np.float32 if dtype == "float32" else np.float64
     U = np.uint64
     scale = T(UNIFORM_SCALE)
     tag = U(PSO_TAG)
-    if target == "cpu":
-        jit = numba.njit(fastmath=False, error_model="numpy")
-        kernel = numba.njit(parallel=True, fastmath=False, error_model="numpy")
-        prange = numba.prange
-    else:
-        from numba.core.extending import register_jitable as jit
-
-        prange = range
     philox = jit(philox4x32_10)
     velocity = jit(pso_velocity)
     f = jit(objective) if objective is not None else None
@@ -104,120 +107,76 @@ def _build(objective, dtype: str, target: str) -> dict:
             for d in range(X.shape[0]):
                 PB[d, i] = X[d, i]
 
-    out: dict[str, Any] = {}
-    if target == "cpu":
-        def _loop(body):
-            return body
+    return f, init_one, move, keep_best
 
-        if f is not None:
-            @kernel
-            def init(X, V, PB, PBC, P, seed, lo, hi):
-                for i in prange(X.shape[1]):
-                    init_one(X, V, i, seed, lo, hi)
-                    PBC[i] = f(X, i, P)
+
+# ---- CPU: Numba parallel loops over particles ----------------------------------------------------
+
+_parallel = numba.njit(parallel=True, fastmath=False, error_model="numpy")
+
+
+def _cpu_kernels(f, init_one, move, keep_best) -> dict:
+    if f is None:
+        return _cpu_fit_kernels(init_one, move, keep_best)
+
+    @_parallel
+    def init(X, V, PB, PBC, P, seed, lo, hi):
+        for i in numba.prange(X.shape[1]):
+            init_one(X, V, i, seed, lo, hi)
+            PBC[i] = f(X, i, P)
+            for d in range(X.shape[0]):
+                PB[d, i] = X[d, i]
+
+    @_parallel
+    def step(X, V, PB, PBC, G, P, seed, k, w, c1, c2, lo, hi):
+        for i in numba.prange(X.shape[1]):
+            move(X, V, PB, G, 0, i, seed, k, w, c1, c2, lo, hi)
+            keep_best(X, PB, PBC, i, f(X, i, P))
+
+    @_parallel
+    def run_async(X, V, PB, PBC, G, GC, P, seed, iters, w, c1, c2, lo, hi):
+        for i in numba.prange(X.shape[1]):
+            for k in range(1, iters + 1):
+                move(X, V, PB, G, i, i, seed, k, w, c1, c2, lo, hi)
+                c = f(X, i, P)
+                keep_best(X, PB, PBC, i, c)
+                if c < GC[i]:
+                    GC[i] = c
                     for d in range(X.shape[0]):
-                        PB[d, i] = X[d, i]
+                        G[d, i] = X[d, i]
 
-            @kernel
-            def step(X, V, PB, PBC, G, P, seed, k, w, c1, c2, lo, hi):
-                for i in prange(X.shape[1]):
-                    move(X, V, PB, G, 0, i, seed, k, w, c1, c2, lo, hi)
-                    keep_best(X, PB, PBC, i, f(X, i, P))
+    return dict(init=init, step=step, run_async=run_async)
 
-            @kernel
-            def run_async(X, V, PB, PBC, G, GC, P, seed, iters, w, c1, c2, lo, hi):
-                for i in prange(X.shape[1]):
-                    for k in range(1, iters + 1):
-                        move(X, V, PB, G, i, i, seed, k, w, c1, c2, lo, hi)
-                        c = f(X, i, P)
-                        keep_best(X, PB, PBC, i, c)
-                        if c < GC[i]:
-                            GC[i] = c
-                            for d in range(X.shape[0]):
-                                G[d, i] = X[d, i]
 
-            out.update(init=init, step=step, run_async=run_async)
-        else:
-            @kernel
-            def init_fit(X, V, seed, lo, hi):
-                for i in prange(X.shape[1]):
-                    init_one(X, V, i, seed, lo, hi)
+def _cpu_fit_kernels(init_one, move, keep_best) -> dict:
+    @_parallel
+    def init_fit(X, V, seed, lo, hi):
+        for i in numba.prange(X.shape[1]):
+            init_one(X, V, i, seed, lo, hi)
 
-            @kernel
-            def move_fit(X, V, PB, G, seed, k, w, c1, c2, lo, hi):
-                for i in prange(X.shape[1]):
-                    move(X, V, PB, G, 0, i, seed, k, w, c1, c2, lo, hi)
+    @_parallel
+    def move_fit(X, V, PB, G, seed, k, w, c1, c2, lo, hi):
+        for i in numba.prange(X.shape[1]):
+            move(X, V, PB, G, 0, i, seed, k, w, c1, c2, lo, hi)
 
-            @kernel
-            def loss_fit(X, PB, PBC, saved, data):
-                for i in prange(X.shape[1]):
-                    s = data[0, 0] - data[0, 0]
-                    for j in range(data.shape[0]):
-                        for q in range(data.shape[1]):
-                            e = saved[j, q, i] - data[j, q]
-                            s = s + e * e
-                    keep_best(X, PB, PBC, i, s)
+    @_parallel
+    def loss_fit(X, PB, PBC, saved, data):
+        for i in numba.prange(X.shape[1]):
+            s = data[0, 0] - data[0, 0]
+            for j in range(data.shape[0]):
+                for q in range(data.shape[1]):
+                    e = saved[j, q, i] - data[j, q]
+                    s = s + e * e
+            keep_best(X, PB, PBC, i, s)
 
-            out.update(init=init_fit, move=move_fit, loss=loss_fit)
-        return out
+    return dict(init=init_fit, move=move_fit, loss=loss_fit)
 
-    # ---- CUDA: one thread per particle --------------------------------------------------------
-    if f is not None:
-        @cuda.jit
-        def init(X, V, PB, PBC, P, seed, lo, hi):
-            i = cuda.grid(1)
-            if i < X.shape[1]:
-                init_one(X, V, i, seed, lo, hi)
-                PBC[i] = f(X, i, P)
-                for d in range(X.shape[0]):
-                    PB[d, i] = X[d, i]
 
-        @cuda.jit
-        def step(X, V, PB, PBC, G, P, seed, k, w, c1, c2, lo, hi):
-            i = cuda.grid(1)
-            if i < X.shape[1]:
-                move(X, V, PB, G, 0, i, seed, k, w, c1, c2, lo, hi)
-                keep_best(X, PB, PBC, i, f(X, i, P))
+# ---- CUDA: one thread per particle ---------------------------------------------------------------
 
-        @cuda.jit
-        def run_async(X, V, PB, PBC, G, GC, P, seed, iters, w, c1, c2, lo, hi):
-            i = cuda.grid(1)
-            if i < X.shape[1]:
-                for k in range(1, iters + 1):
-                    move(X, V, PB, G, i, i, seed, k, w, c1, c2, lo, hi)
-                    c = f(X, i, P)
-                    keep_best(X, PB, PBC, i, c)
-                    if c < GC[i]:
-                        GC[i] = c
-                        for d in range(X.shape[0]):
-                            G[d, i] = X[d, i]
-
-        out.update(init=init, step=step, run_async=run_async)
-    else:
-        @cuda.jit
-        def init_fit(X, V, seed, lo, hi):
-            i = cuda.grid(1)
-            if i < X.shape[1]:
-                init_one(X, V, i, seed, lo, hi)
-
-        @cuda.jit
-        def move_fit(X, V, PB, G, seed, k, w, c1, c2, lo, hi):
-            i = cuda.grid(1)
-            if i < X.shape[1]:
-                move(X, V, PB, G, 0, i, seed, k, w, c1, c2, lo, hi)
-
-        @cuda.jit
-        def loss_fit(X, PB, PBC, saved, data):
-            i = cuda.grid(1)
-            if i < X.shape[1]:
-                s = data[0, 0] - data[0, 0]
-                for j in range(data.shape[0]):
-                    for q in range(data.shape[1]):
-                        e = saved[j, q, i] - data[j, q]
-                        s = s + e * e
-                keep_best(X, PB, PBC, i, s)
-
-        out.update(init=init_fit, move=move_fit, loss=loss_fit)
+def _cuda_kernels(f, init_one, move, keep_best) -> dict:
+    out = _cuda_fit_kernels(init_one, move, keep_best) if f is None else _cuda_swarm_kernels(
+        f, init_one, move, keep_best)
 
     @cuda.jit
     def set_gbest(PB, G, j):
@@ -229,6 +188,66 @@ def _build(objective, dtype: str, target: str) -> dict:
     return out
 
 
+def _cuda_swarm_kernels(f, init_one, move, keep_best) -> dict:
+    @cuda.jit
+    def init(X, V, PB, PBC, P, seed, lo, hi):
+        i = cuda.grid(1)
+        if i < X.shape[1]:
+            init_one(X, V, i, seed, lo, hi)
+            PBC[i] = f(X, i, P)
+            for d in range(X.shape[0]):
+                PB[d, i] = X[d, i]
+
+    @cuda.jit
+    def step(X, V, PB, PBC, G, P, seed, k, w, c1, c2, lo, hi):
+        i = cuda.grid(1)
+        if i < X.shape[1]:
+            move(X, V, PB, G, 0, i, seed, k, w, c1, c2, lo, hi)
+            keep_best(X, PB, PBC, i, f(X, i, P))
+
+    @cuda.jit
+    def run_async(X, V, PB, PBC, G, GC, P, seed, iters, w, c1, c2, lo, hi):
+        i = cuda.grid(1)
+        if i < X.shape[1]:
+            for k in range(1, iters + 1):
+                move(X, V, PB, G, i, i, seed, k, w, c1, c2, lo, hi)
+                c = f(X, i, P)
+                keep_best(X, PB, PBC, i, c)
+                if c < GC[i]:
+                    GC[i] = c
+                    for d in range(X.shape[0]):
+                        G[d, i] = X[d, i]
+
+    return dict(init=init, step=step, run_async=run_async)
+
+
+def _cuda_fit_kernels(init_one, move, keep_best) -> dict:
+    @cuda.jit
+    def init_fit(X, V, seed, lo, hi):
+        i = cuda.grid(1)
+        if i < X.shape[1]:
+            init_one(X, V, i, seed, lo, hi)
+
+    @cuda.jit
+    def move_fit(X, V, PB, G, seed, k, w, c1, c2, lo, hi):
+        i = cuda.grid(1)
+        if i < X.shape[1]:
+            move(X, V, PB, G, 0, i, seed, k, w, c1, c2, lo, hi)
+
+    @cuda.jit
+    def loss_fit(X, PB, PBC, saved, data):
+        i = cuda.grid(1)
+        if i < X.shape[1]:
+            s = data[0, 0] - data[0, 0]
+            for j in range(data.shape[0]):
+                for q in range(data.shape[1]):
+                    e = saved[j, q, i] - data[j, q]
+                    s = s + e * e
+            keep_best(X, PB, PBC, i, s)
+
+    return dict(init=init_fit, move=move_fit, loss=loss_fit)
+
+
 class FusedPSOPrepared:
     """A swarm ready to run (same lifecycle as solvers.base.Prepared); each ``run`` starts the
     swarm afresh from iteration 0 (the random stream makes every run identical)."""
@@ -236,8 +255,6 @@ class FusedPSOPrepared:
     dispatch = "kernel"
 
     def __init__(self, backend: Any, spec: Any) -> None:
-        from solvers.base import SolveSpec
-
         prob = spec.prob
         self.spec, self.prob = spec, prob
         self.target = "cuda" if spec.device == "gpu" else "cpu"
@@ -275,8 +292,6 @@ class FusedPSOPrepared:
         if self.target == "cpu":
             self.X, self.arr = X, host
         else:
-            from numba import cuda
-
             self.X = X if prob.fit is not None else cuda.to_device(X)
             self.arr = {k: cuda.to_device(v) for k, v in host.items()}
             self._data = cuda.to_device(self._data) if prob.fit is not None else None
@@ -347,8 +362,6 @@ class FusedPSOPrepared:
 
     def sync(self, out: Any) -> None:
         if self.target == "cuda":
-            from numba import cuda
-
             cuda.synchronize()
 
     def fetch(self, out: Any):

@@ -25,15 +25,15 @@ import types
 from dataclasses import dataclass
 from typing import Any
 
+import numba
 import numpy as np
 
 from problems.brownian import GENERATOR
 from problems.registry import get_problem
+from solvers.base import SolveResult
 
 #: Trajectories per lane block of the CPU kernel.
 LANES = 16
-#: SDE methods of the fused backend: name -> (strong order, weak order) for general noise.
-SDE_METHODS = {"em": (0.5, 1.0)}
 
 _lock = threading.Lock()
 _modules: dict[tuple, types.ModuleType] = {}
@@ -226,7 +226,7 @@ class FusedSDEPrepared:
             self._kernel = mod.solve_serial if variant == "serial" else mod.solve_lanes
             self._args = kernel_args(u0, p, self._out, spec.seed, t0, spec.step, spec.n_steps, 1, spec.dtype)
         else:
-            from numba import cuda
+            from numba import cuda  # optional (numba-cuda): needed for a GPU solve only
 
             d_u0, d_p = cuda.to_device(u0), cuda.to_device(p)
             self._out = cuda.device_array(u0.shape, dtype=u0.dtype)
@@ -241,13 +241,11 @@ class FusedSDEPrepared:
 
     def sync(self, out: Any) -> None:
         if self.target == "cuda":
-            from numba import cuda
+            from numba import cuda  # optional (numba-cuda): needed for a GPU solve only
 
             cuda.synchronize()
 
     def fetch(self, out: Any):
-        from solvers.base import SolveResult
-
         u = out if isinstance(out, np.ndarray) else out.copy_to_host()
         n = u.shape[0]
         steps = np.full(n, self.spec.n_steps, dtype=np.int64)
@@ -285,7 +283,5 @@ def settings(backend: Any, spec: Any) -> dict[str, Any]:
     if spec.device == "gpu":
         out["threads_per_block"] = threads_per_block
     else:
-        import numba
-
         out["threads"] = numba.get_num_threads()
     return out

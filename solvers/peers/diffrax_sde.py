@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from solvers.base import SolveResult, Status
 from solvers.peers._common import controller_reason
 from solvers.peers.diffrax_backend import x64
 
@@ -30,7 +31,7 @@ class DiffraxSDEPrepared:
     dispatch = "jax"
 
     def __init__(self, spec: Any, x64) -> None:
-        import diffrax
+        import diffrax  # optional (JAX stack): imported only when this backend runs
         import jax
         import jax.numpy as jnp
         import lineax
@@ -85,13 +86,11 @@ class DiffraxSDEPrepared:
             return self.fn(self.u0, self.p, self.keys)
 
     def sync(self, out: Any) -> None:
-        import jax
+        import jax  # optional (JAX stack): imported only when this backend runs
 
         jax.block_until_ready(out)
 
     def fetch(self, out: Any):
-        from solvers.base import SolveResult, Status
-
         u, steps, ok = (np.asarray(x) for x in out)
         u = np.asarray(u).reshape(self.spec.n, -1)
         status = np.where(ok, int(Status.SUCCESS), int(Status.FAILED))

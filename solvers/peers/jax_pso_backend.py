@@ -35,11 +35,12 @@ JAX_STREAM = "jax.random (threefry2x32), PRNGKey(seed), one split per iteration"
 
 
 def _x64(dtype: str):
-    import jax
+    import jax  # optional (JAX stack): imported only when this backend runs
 
     enable = dtype == "float64"
     if hasattr(jax, "enable_x64"):
         return jax.enable_x64(enable)
+    # jax before 0.7 has the context managers here only (optional, imported when this backend runs)
     from jax.experimental import disable_x64, enable_x64
 
     return enable_x64() if enable else disable_x64()
@@ -47,12 +48,12 @@ def _x64(dtype: str):
 
 def _loss_fn(prob, dtype):
     """The objective of the whole swarm: positions (N, dim) -> costs (N,)."""
-    import jax.numpy as jnp
+    import jax.numpy as jnp  # optional (JAX stack): imported only when this backend runs
 
     if prob.fit is None:
         p = jnp.asarray(prob.objective_params, dtype=dtype)
         return lambda x: prob.objective(x.T, slice(None), p)
-    import diffrax
+    import diffrax  # optional (JAX stack): imported only when this backend runs
 
     ode = prob.fit.ode
     rhs = ode.rhs_for(jnp)
@@ -83,7 +84,7 @@ def _loss_fn(prob, dtype):
 
 
 def _handwritten(prob, spec, iters):
-    import jax
+    import jax  # optional (JAX stack): imported only when this backend runs
     import jax.numpy as jnp
 
     T = np.dtype(spec.dtype).type
@@ -131,7 +132,7 @@ def _handwritten(prob, spec, iters):
 
 
 def _evosax(prob, spec, iters):
-    import jax
+    import jax  # optional (JAX stack): imported only when this backend runs
     import jax.numpy as jnp
     from evosax.algorithms import PSO
 
@@ -167,7 +168,7 @@ class JaxPSOPrepared:
     dispatch = "jax"
 
     def __init__(self, spec: SolveSpec) -> None:
-        import jax
+        import jax  # optional (JAX stack): imported only when this backend runs
 
         self.spec = spec
         self.iters = spec.prob.iterations_for(spec)
@@ -181,7 +182,7 @@ class JaxPSOPrepared:
             return self.fn(self.key)
 
     def sync(self, out: Any) -> None:
-        import jax
+        import jax  # optional (JAX stack): imported only when this backend runs
 
         jax.block_until_ready(out)
 

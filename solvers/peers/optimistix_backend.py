@@ -17,7 +17,7 @@ from solvers.base import Backend, KindSupport, SolveResult, SolveSpec, Status
 
 
 def _x64(dtype: str):
-    import jax
+    import jax  # optional (JAX stack): imported only when this backend runs
 
     return jax.enable_x64(dtype == "float64")
 
@@ -26,7 +26,7 @@ class OptimistixPrepared:
     dispatch = "jax"
 
     def __init__(self, spec: SolveSpec) -> None:
-        import jax
+        import jax  # optional (JAX stack): imported only when this backend runs
         import jax.numpy as jnp
         import optimistix as optx
 
@@ -60,7 +60,7 @@ class OptimistixPrepared:
             return self._fn(self._x0, self._p)
 
     def sync(self, out: Any) -> None:
-        import jax
+        import jax  # optional (JAX stack): imported only when this backend runs
 
         jax.block_until_ready(out)
 
@@ -83,7 +83,7 @@ class OptimistixBackend(Backend):
 
     def available(self, device: str = "cpu") -> tuple[bool, str]:
         try:
-            import jax
+            import jax  # optional: this backend is available where it imports
             import optimistix
         except ImportError as exc:
             return False, f"optimistix is not importable: {exc}"

@@ -30,7 +30,7 @@ class ScipyRootPrepared:
         self.res, self.jac = spec.prob.derivatives().functions(np, float)
 
     def run(self) -> Any:
-        from scipy.optimize import root
+        from scipy.optimize import root  # optional: imported only when this backend runs
 
         rtol, atol = self.spec.tol
         n, d = self.x0.shape
@@ -75,7 +75,7 @@ class ScipyRootBackend(Backend):
         if device != "cpu":
             return False, "scipy-root runs on the CPU only"
         try:
-            import scipy
+            import scipy  # optional: this backend is available where it imports
         except ImportError as exc:
             return False, f"scipy is not importable: {exc}"
         return True, f"scipy {scipy.__version__}"

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from solvers.availability import framework_available
 from solvers.base import Backend, KindSupport, SolveResult, SolveSpec, Status
 
 _RUNNING = -1
@@ -27,7 +28,7 @@ class TorchNewtonPrepared:
     dispatch = "torch"
 
     def __init__(self, spec: SolveSpec) -> None:
-        import torch
+        import torch  # optional (PyTorch stack): imported only when this backend runs
 
         self.spec = spec
         self.torch = torch
@@ -104,8 +105,6 @@ class TorchNewtonBackend(Backend):
     variants = ("", "compiled")
 
     def available(self, device: str = "cpu") -> tuple[bool, str]:
-        from solvers.availability import framework_available
-
         return framework_available("torch", device)
 
     def step_control(self, spec: SolveSpec) -> str:

@@ -57,7 +57,7 @@ class _TorchsdePrepared(Prepared):
     dispatch = "torch"
 
     def __init__(self, spec: SolveSpec) -> None:
-        import torch
+        import torch  # optional (PyTorch stack): imported only when this backend runs
 
         self.spec = spec
         self.device = torch.device("cuda" if spec.device == "gpu" else "cpu")
@@ -68,7 +68,7 @@ class _TorchsdePrepared(Prepared):
         self.sde = _make_sde(spec.prob, tuple(self.p))
 
     def _brownian(self):
-        import torch
+        import torch  # optional (PyTorch stack): imported only when this backend runs
         import torchsde
 
         prob, spec = self.spec.prob, self.spec
@@ -81,7 +81,7 @@ class _TorchsdePrepared(Prepared):
                                          entropy=spec.seed, dt=spec.step, cache_size=None)
 
     def run(self) -> Any:
-        import torch
+        import torch  # optional (PyTorch stack): imported only when this backend runs
         import torchsde
 
         t0, t1 = (float(x) for x in self.spec.prob.tspan)
@@ -93,7 +93,7 @@ class _TorchsdePrepared(Prepared):
 
     def sync(self, out: Any) -> None:
         if self.device.type == "cuda":
-            import torch
+            import torch  # optional (PyTorch stack): imported only when this backend runs
 
             torch.cuda.synchronize()
 
@@ -112,7 +112,7 @@ class _TorchsdePrepared(Prepared):
 
 def _make_sde(prob, params: tuple):
     """A torchsde SDE object whose f and g are the problem's drift and diffusion on torch."""
-    import torch
+    import torch  # optional (PyTorch stack): imported only when this backend runs
 
     drift, diffusion = prob.drift_for(torch), prob.diffusion_for(torch)
     n_states, noise = prob.n_states, prob.noise

@@ -38,15 +38,13 @@ def test_hot_loop_is_the_innermost_packed_loop():
 
 
 def test_cpu_peak_measures_vectorised_fma(tmp_path):
-    from harness.gpu_profile import cpu_peak
-
-    r = cpu_peak.measure_peak(iters=50, repeats=1)
+    r = cpu_asm.measure_peak(iters=50, repeats=1)
     assert r["fma_lanes_per_s_per_core"] > 0
     widths = r["fma_instructions_by_width"]
     assert widths["ymm"] + widths["zmm"] > 0, f"the FMA kernel did not vectorise: {widths}"
-    path = cpu_peak.write_peak(tmp_path)
+    path = cpu_asm.write_peak(tmp_path)
     assert json.loads(path.read_text())["method"].startswith("best of")
-    assert cpu_peak.read_peak(tmp_path)["fmas"] > 0
+    assert cpu_asm.read_peak(tmp_path)["fmas"] > 0
 
 
 @pytest.mark.slow

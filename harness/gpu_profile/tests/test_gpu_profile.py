@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from harness.gpu_profile import kernels, model, sass, specs, tools
+from harness.gpu_profile import kernels, model, sass, sources, tools
 
 needs_tools = pytest.mark.skipif(bool(tools.missing_tools()),
                                  reason=f"CUDA tools missing: {', '.join(tools.missing_tools())}")
@@ -37,7 +37,7 @@ def _fused_key(mode="fixed", dtype="float32", method="tsit5"):
 @pytest.mark.parametrize("mode", ["fixed", "adaptive"])
 def test_float32_fused_kernels_have_no_fp64_sass(mode):
     for arch in ("sm_75", "sm_90"):
-        row = kernels.profile_key(_fused_key(mode), arch)
+        row = sources.profile_numba(_fused_key(mode), arch)
         assert row["status"] == "ok", row["reason"]
         assert row["loop_found"] and row["loop_count"] >= 1
         assert row["registers"] > 0 and row["spill_store_bytes"] == 0
@@ -48,20 +48,20 @@ def test_float32_fused_kernels_have_no_fp64_sass(mode):
 @needs_tools
 @pytest.mark.slow
 def test_double_literal_variant_has_fp64_sass():
-    row = kernels.profile_key(kernels.mpgos_key(), "sm_90", variant=kernels.MPGOS_VARIANT)
+    row = sources.profile_numba(sources.mpgos_key(), "sm_90", variant=sources.MPGOS_VARIANT)
     assert row["status"] == "ok", row["reason"]
     assert row["step_fp64"] > 0
 
 
 def test_mpgos_variant_replaces_only_expression_uses():
-    src = kernels.mpgos_variant_source()
+    src = sources.mpgos_variant_source()
     assert "10.0 * (" in src and "2.666 * " in src
     assert "_sigma, " in src  # the unpacking of the parameters is untouched
 
 
 @needs_tools
 def test_hand_written_cuda_loop_counts():
-    rows = kernels.profile_cuda_source(CUDA_TOY, "sm_90")
+    rows = kernels.profile_cuda_source(CUDA_TOY, "sm_90", 256)
     assert len(rows) == 1
     r = rows[0]
     assert r["loop_found"] and r["step_fp64"] == 0
@@ -108,7 +108,7 @@ def test_ptxas_log_parsing_and_occupancy():
 
 
 def test_model_reproduces_hand_computed_numbers():
-    gpu = specs.GPUS["V100"]
+    gpu = model.GPUS["V100"]
     step = model.StepCounts({"ffma": 90, "integer": 10})
     # issue 100 cycles; FP32 pipe 90 * 32 / (64 / 4) = 180 cycles per warp-step: FP32-bound
     cyc = model.warp_step_cycles(step, gpu)
@@ -137,13 +137,13 @@ def test_model_reproduces_hand_computed_numbers():
 
 
 def test_spec_table_has_a_source_for_every_card():
-    for key, g in specs.GPUS.items():
-        assert g.sources and all(s in specs.SOURCES for s in g.sources), key
+    for key, g in model.GPUS.items():
+        assert g.sources and all(s in model.SOURCES for s in g.sources), key
     # the spec numbers reproduce the vendors' FP32 peaks (TFLOPS)
-    assert specs.GPUS["V100"].fp32_tflops == pytest.approx(14.1, abs=0.1)
-    assert specs.GPUS["RTX5000"].fp32_tflops == pytest.approx(11.2, abs=0.1)
-    assert specs.GPUS["H100"].fp32_tflops == pytest.approx(66.9, abs=0.2)
-    assert math.isclose(specs.GPUS["RTX5000"].fp32_lanes / specs.GPUS["RTX5000"].fp64_lanes, 32)
+    assert model.GPUS["V100"].fp32_tflops == pytest.approx(14.1, abs=0.1)
+    assert model.GPUS["RTX5000"].fp32_tflops == pytest.approx(11.2, abs=0.1)
+    assert model.GPUS["H100"].fp32_tflops == pytest.approx(66.9, abs=0.2)
+    assert math.isclose(model.GPUS["RTX5000"].fp32_lanes / model.GPUS["RTX5000"].fp64_lanes, 32)
 
 
 def test_cli_rejects_bad_arch(tmp_path, capsys):
@@ -196,7 +196,7 @@ def test_measured_vs_predicted_for_gpu_rows():
                             time_s=1e-3)])
     t = compare.measured_vs_predicted(df, "NVIDIA H200", prof)
     assert len(t) == 1
-    expected = model.predict_fused(model.StepCounts({"ffma": 90, "integer": 10}), 32, specs.GPUS["H200"], 32,
+    expected = model.predict_fused(model.StepCounts({"ffma": 90, "integer": 10}), 32, model.GPUS["H200"], 32,
                                    1000.0, bytes_per_trajectory=model.fused_bytes_per_trajectory(3, 3, 4)).total_s
     assert t["predicted_s"].iloc[0] == pytest.approx(expected)
     assert t["ratio"].iloc[0] == pytest.approx(expected / 1e-3)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from harness.gpu_profile import cpp_kernels, kernels, sass, section, tools
+from harness.gpu_profile import kernels, sass, section, sources, tools
 
 needs_tools = pytest.mark.skipif(bool(tools.missing_tools()),
                                  reason=f"CUDA tools missing: {', '.join(tools.missing_tools())}")
@@ -23,14 +23,14 @@ def _key(mode="fixed", dtype="float32", method="tsit5"):
 @needs_cuda12
 @pytest.mark.slow
 def test_sm70_row_takes_resources_from_the_cuda12_ptxas_and_sass_from_sm75():
-    row = kernels.profile_key(_key(), "sm_70")
+    row = sources.profile_numba(_key(), "sm_70")
     assert row["status"] == "ok", row["reason"]
     assert (row["arch"], row["assembled_for"], row["sass_from"]) == ("sm_70", "sm_70", "sm_75")
     v12 = tools.tool_version(tools.sm70_ptxas())
     assert v12.startswith("release 12.") and row["toolchain"].startswith(f"ptxas {v12} (sm_70)")
     assert "SASS counts:" in row["toolchain"]
     # The registers are those the CUDA 12 ptxas reports for sm_70, not the sm_75 proxy's.
-    real = tools.assemble_ptx(kernels.fused_ptx(_key()), "sm_70")
+    real = tools.assemble_ptx(sources.fused_ptx(_key()), "sm_70")
     assert real.assembled_for == "sm_70" and "sm_70" in real.ptxas_log
     (res,) = sass.parse_ptxas(real.ptxas_log).values()
     assert row["registers"] == res.registers and row["spill_store_bytes"] == res.spill_store_bytes
@@ -42,7 +42,7 @@ def test_sm70_row_takes_resources_from_the_cuda12_ptxas_and_sass_from_sm75():
 @pytest.mark.slow
 def test_sm70_falls_back_to_the_sm75_proxy_without_cuda12(monkeypatch):
     monkeypatch.setattr(tools, "sm70_ptxas", lambda: None)
-    (row,) = kernels.profile_ptx(kernels.fused_ptx(_key()), "sm_70")
+    (row,) = kernels.profile_ptx(sources.fused_ptx(_key()), "sm_70", sources.DEFAULT_BLOCK)
     assert (row["arch"], row["assembled_for"], row["sass_from"]) == ("sm_70", "sm_75", "sm_75")
     assert "release 12." not in row["toolchain"] and "SASS counts" not in row["toolchain"]
     assert row["registers"] > 0 and row["step_ffma"] > 0
@@ -54,11 +54,11 @@ def test_sm70_falls_back_to_the_sm75_proxy_without_cuda12(monkeypatch):
 def test_cuda_cpp_rows_beside_numba_and_float32_has_no_fp64():
     keys = [_key("fixed"), _key("adaptive")]
     archs = ("sm_70", "sm_90")
-    rows = pd.DataFrame(kernels.fused_profiles(archs, keys, include_mpgos=False))
-    assert set(rows["source"]) == {kernels.NUMBA_SOURCE, cpp_kernels.SOURCE}
+    rows = pd.DataFrame(sources.fused_profiles(archs, keys, include_mpgos=False))
+    assert set(rows["source"]) == {sources.NUMBA_SOURCE, sources.CPP_SOURCE}
     assert len(rows) == 2 * len(keys) * len(archs)
     assert (rows["status"] == "ok").all(), rows[rows["status"] != "ok"]["reason"].tolist()
-    cpp = rows[rows["source"] == cpp_kernels.SOURCE]
+    cpp = rows[rows["source"] == sources.CPP_SOURCE]
     assert set(cpp["kernel"]) == {"tsit5_fixed", "tsit5_adaptive"}
     assert (cpp["step_fp64"] == 0).all() and (cpp["ptx_f64_lines"] == 0).all()
     assert (cpp["step_ffma"] > 0).all() and cpp["loop_found"].all()
@@ -73,11 +73,11 @@ def test_cuda_cpp_rows_beside_numba_and_float32_has_no_fp64():
 
 
 def test_cpp_support_follows_the_backend_entry_points():
-    assert cpp_kernels.supports(_key("fixed")) and cpp_kernels.supports(_key("adaptive"))
-    assert cpp_kernels.supports(_key("fixed", method="rk4_38"))
+    assert sources.cpp_supports(_key("fixed")) and sources.cpp_supports(_key("adaptive"))
+    assert sources.cpp_supports(_key("fixed", method="rk4_38"))
     from solvers.fused import KernelKey
 
-    assert not cpp_kernels.supports(KernelKey("robertson", "rosenbrock23", "adaptive", "float64", target="cuda"))
+    assert not sources.cpp_supports(KernelKey("robertson", "rosenbrock23", "adaptive", "float64", target="cuda"))
 
 
 def test_side_by_side_and_sentence_from_rows():
@@ -171,8 +171,8 @@ def test_loop_unrolled_by_two_with_an_epilogue_step_counts_per_step():
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["rk4", "rk4_38"])
 def test_unrolled_rk4_loops_are_counted_per_step(method):
-    numba = kernels.profile_key(_key(method=method), "sm_90")
-    cpp = cpp_kernels.profile_key(_key(method=method), "sm_90")
+    numba = sources.profile_numba(_key(method=method), "sm_90")
+    cpp = sources.profile_cpp(_key(method=method), "sm_90")
     assert numba["status"] == cpp["status"] == "ok"
     # same algorithm, same FP32 work per step whether or not the loop was unrolled
     assert numba["step_ffma"] + numba["step_fmul"] + numba["step_fadd"] == pytest.approx(

@@ -212,7 +212,7 @@ def first_spill_d(path: Path | None = None) -> int | None:
     return int(spill["d"].min()) if len(spill) else None
 
 
-#: The committed static GPU profile vs d (``python -m harness.gpu_profile.sizes --out ...``).
+#: The committed static GPU profile vs d (``python -m harness.gpu_profile sizes --out ...``).
 GPU_PROFILE = Path(__file__).resolve().parents[3] / "results" / "gpu-sizes-sm_90" / "gpu_sizes.csv"
 
 
