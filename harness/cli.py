@@ -43,11 +43,11 @@ from harness.packages import OPTIONAL, REQUIRED, missing
 from harness.refs import write_shipped
 from harness.results.schema import SchemaError, validate
 from harness.results.store import CSV_NAME, read_results
-from harness.run.backends import backend_names, declared_methods, declared_variants, load_backend
 from harness.run.preflight import cmd_preflight
 from harness.run.session import run_session, split_values
 from harness.run.suites import load_suite, suite_names
 from problems.registry import get_problem, problem_names
+from solvers.registry import backend_names, load_backend, methods_of, variants_of
 
 
 class _Parser(argparse.ArgumentParser):
@@ -383,13 +383,12 @@ def cmd_list() -> int:
             cpu = gpu = (False, why)
         else:
             cpu, gpu = (_available(backend, d) for d in ("cpu", "gpu"))
-        methods, loaded = declared_methods(name)
-        variants, _ = declared_variants(name)
+        methods, variants = methods_of(name), variants_of(name)
         print(f"  {name}")
         for dev, (ok, reason) in (("cpu", cpu), ("gpu", gpu)):
             print(f"    {dev}: {'yes' if ok else 'no'}{' - ' + reason if reason else ''}")
         m = ", ".join(f"{k} ({'/'.join(v)})" for k, v in methods.items())
-        print(f"    methods{'' if loaded else ' (expected; backend not loaded)'}: {m}")
+        print(f"    methods: {m}")
         print(f"    variants: {', '.join(repr(v) for v in variants)}")
     print("suites:")
     for name in suite_names():

@@ -23,38 +23,20 @@ Rules that keep one source valid for every backend:
 """
 from __future__ import annotations
 
-import hashlib
 import inspect
 import math
 import sys
 import types
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Sequence
+from typing import Any, Callable, ClassVar
 
 import numpy as np
+
+from problems.base import ProblemBase, check_dtype, check_n
 
 # The placeholder math namespace seen by right-hand sides at definition time. `rhs_for`
 # replaces it per backend; `math` keeps the plain definition callable on Python floats.
 m = math
-
-VALID_DTYPES = ("float32", "float64")
-
-
-def check_dtype(dtype: str) -> str:
-    """Return ``dtype`` if it is one the project supports, else raise ``ValueError``."""
-    if dtype not in VALID_DTYPES:
-        raise ValueError(f"invalid dtype {dtype!r}: choose one of {', '.join(VALID_DTYPES)}")
-    return dtype
-
-
-def check_n(n: Any) -> int:
-    """Validate an ensemble size: a positive integer (bools and floats are refused)."""
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
-        raise ValueError(f"invalid ensemble size {n!r}: N must be a positive integer")
-    if n <= 0:
-        raise ValueError(f"invalid ensemble size {n}: N must be a positive integer")
-    return int(n)
-
 
 @dataclass(frozen=True)
 class Sweep:
@@ -98,7 +80,7 @@ class Invariant:
 
 
 @dataclass(frozen=True)
-class Problem:
+class Problem(ProblemBase):
     """One ODE of the zoo: everything a backend, a reference or a test needs to know.
 
     Attributes:
@@ -118,9 +100,7 @@ class Problem:
         citation: where the problem and its protocol come from.
     """
 
-    #: The problem kind backends and accuracy measures dispatch on (problems.sde_core: "sde").
     kind: ClassVar[str] = "ode"
-    #: Its accuracy needs a stored float64 reference (computed by SciPy, shipped in problems/refs).
     stored_reference: ClassVar[bool] = True
 
     name: str
@@ -158,15 +138,6 @@ class Problem:
             raise ValueError(f"{self.name}: give dt (fixed step) or dt0 (initial adaptive step)")
         if self.sweep.param not in self.param_names:
             raise ValueError(f"{self.name}: sweep parameter {self.sweep.param!r} is not a parameter")
-
-    # ---- sizes -------------------------------------------------------------------------
-    @property
-    def n_states(self) -> int:
-        return len(self.state_names)
-
-    @property
-    def n_params(self) -> int:
-        return len(self.param_names)
 
     @property
     def sweep_index(self) -> int:
@@ -237,28 +208,14 @@ class Problem:
     def derivatives(self):
         """Jacobian and time derivative derived from ``rhs`` by SymPy (see problems.derive)."""
         if "derivatives" not in self._cache:
-            from problems.derive import derive
+            from problems.derive import derive  # sympy: imported only where derivatives are used
 
             self._cache["derivatives"] = derive(self)
         return self._cache["derivatives"]
 
-    def reference_for(self, spec: Any):
-        """The accuracy reference of a solve of ``spec``: the float64 SciPy reference."""
-        from problems.reference import reference
-
-        return reference(self, spec.n, spec.dtype, spec.saveat)
-
-    def fingerprint(self) -> str:
-        """A content hash of the definition: source of rhs and every number that matters."""
-        if "fingerprint" not in self._cache:
-            src = inspect.getsource(self.rhs)
-            blob = repr((self.name, src, self.state_names, self.param_names, self.u0, self.params,
-                         self.tspan, self.sweep, self.default_dtype, self.dt, self.dt0))
-            if self.rhs_array is not None:  # only then: older problems keep their hashes
-                blob += inspect.getsource(self.rhs_array)
-            self._cache["fingerprint"] = hashlib.sha256(blob.encode()).hexdigest()[:16]
-        return self._cache["fingerprint"]
-
-
-def as_tuple(x: Sequence[float]) -> tuple[float, ...]:
-    return tuple(float(v) for v in x)
+    def fingerprint_blob(self) -> str:
+        blob = repr((self.name, inspect.getsource(self.rhs), self.state_names, self.param_names, self.u0,
+                     self.params, self.tspan, self.sweep, self.default_dtype, self.dt, self.dt0))
+        if self.rhs_array is not None:  # only then: older problems keep their hashes
+            blob += inspect.getsource(self.rhs_array)
+        return blob

@@ -20,7 +20,7 @@ import sympy as sp
 from sympy.printing.str import StrPrinter
 
 
-class _KernelPrinter(StrPrinter):
+class KernelPrinter(StrPrinter):
     """Prints SymPy expressions as dtype-safe Python usable by every backend."""
 
     def _print_Integer(self, expr):
@@ -102,7 +102,7 @@ def derive(problem) -> Derivatives:
     f = [sp.sympify(fi) for fi in f]
     jac = tuple(tuple(sp.simplify(sp.diff(fi, uj)) for uj in u) for fi in f)
     tgrad = tuple(sp.simplify(sp.diff(fi, t)) for fi in f)
-    pr = _KernelPrinter()
+    pr = KernelPrinter()
 
     def tup(items):
         items = list(items)

@@ -32,7 +32,6 @@ known root: max relative error, and ``max_scaled_err`` = max |x - root| / (atol 
 """
 from __future__ import annotations
 
-import hashlib
 import inspect
 import math
 import types
@@ -41,7 +40,7 @@ from typing import Any, Callable, ClassVar
 
 import numpy as np
 
-from problems.core import check_dtype, check_n
+from problems.base import ProblemBase, check_dtype, check_n
 
 #: The convergence test every nonlinear backend applies (stored in settings).
 CONVERGENCE = ("step dx at x, residual F(x): converged when max|dx_i| / (atol + rtol |x_new_i|) < 1 "
@@ -49,7 +48,7 @@ CONVERGENCE = ("step dx at x, residual F(x): converged when max|dx_i| / (atol + 
 
 
 @dataclass(frozen=True)
-class NonlinearProblem:
+class NonlinearProblem(ProblemBase):
     """One batched nonlinear system of the zoo.
 
     Attributes:
@@ -63,11 +62,6 @@ class NonlinearProblem:
     """
 
     kind: ClassVar[str] = "nonlinear"
-    #: The root is known in closed form: nothing to compute or ship.
-    stored_reference: ClassVar[bool] = False
-    #: A system that does not converge (iteration cap, overflow, singular Jacobian) is a measured
-    #: outcome of the algorithm from that start, counted in its row (harness.measure.accuracy: not an error).
-    failures_are_results: ClassVar[bool] = True
     stiff: ClassVar[bool] = False
     #: SolveSpec resolves a step for every kind; here it is the trust region's initial radius.
     dt: ClassVar[None] = None
@@ -94,14 +88,6 @@ class NonlinearProblem:
         lo, hi = self.start_box
         if not lo < hi:
             raise ValueError(f"{self.name}: start_box must be (lo, hi) with lo < hi")
-
-    @property
-    def n_states(self) -> int:
-        return len(self.state_names)
-
-    @property
-    def n_params(self) -> int:
-        return len(self.param_names)
 
     # ---- the batch -----------------------------------------------------------------------
     def starts(self, n: int, dtype: str | None = None, seed: int = 0) -> np.ndarray:
@@ -144,12 +130,9 @@ class NonlinearProblem:
             self._cache["derivatives"] = derive_nonlinear(self)
         return self._cache["derivatives"]
 
-    def fingerprint(self) -> str:
-        if "fingerprint" not in self._cache:
-            blob = repr((self.name, inspect.getsource(self.residual), self.params, self.root,
-                         self.start_box, self.default_dtype))
-            self._cache["fingerprint"] = hashlib.sha256(blob.encode()).hexdigest()[:16]
-        return self._cache["fingerprint"]
+    def fingerprint_blob(self) -> str:
+        return repr((self.name, inspect.getsource(self.residual), self.params, self.root,
+                     self.start_box, self.default_dtype))
 
     # ---- accuracy (the harness calls this without knowing the kind) --------------------------
     def reference_for(self, spec: Any) -> "NonlinearAccuracy":
@@ -179,9 +162,9 @@ class NonlinearDerivatives:
 
 
 def derive_nonlinear(problem: NonlinearProblem) -> NonlinearDerivatives:
-    import sympy as sp
+    import sympy as sp  # sympy (heavy) only where derivatives are used
 
-    from problems.derive import _KernelPrinter
+    from problems.derive import KernelPrinter  # imports sympy
 
     d, npar = problem.n_states, problem.n_params
     x = sp.symbols(" ".join(f"_x{i}" for i in range(d)) + " ", real=True)
@@ -191,7 +174,7 @@ def derive_nonlinear(problem: NonlinearProblem) -> NonlinearDerivatives:
         raise ValueError(f"{problem.name}: residual returned {len(f)} entries for {d} unknowns")
     f = [sp.sympify(fi) for fi in f]
     jac = tuple(tuple(sp.diff(fi, xj) for xj in x) for fi in f)
-    pr = _KernelPrinter()
+    pr = KernelPrinter()
 
     def tup(items):
         items = list(items)

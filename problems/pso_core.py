@@ -36,7 +36,6 @@ and ``spec.max_steps`` (if smaller) caps it; results report it as ``steps_mean``
 """
 from __future__ import annotations
 
-import hashlib
 import inspect
 import math
 from dataclasses import dataclass, field
@@ -44,7 +43,8 @@ from typing import Any, Callable, ClassVar
 
 import numpy as np
 
-from problems.core import check_dtype, check_n
+from problems.base import ProblemBase, check_dtype, check_n
+from problems.core import Problem
 
 #: ParallelParticleSwarms.jl's defaults (src/lowerlevel_solve.jl, src/kernels.jl).
 INERTIA = 0.7298
@@ -85,16 +85,16 @@ class ODEFit:
     ``ode.dt`` with ``method``, saved at every step; the data are the float64 SciPy solution
     (rtol = atol = 1e-12) at the true parameters on the same grid (noiseless)."""
 
-    ode: str
+    ode: Problem
     method: str = "tsit5"
 
-    def problem(self):
-        from problems.registry import get_problem
-
-        return get_problem(self.ode)
+    def __repr__(self) -> str:
+        # By name: a Problem's repr holds function addresses, and this repr is part of the
+        # PSO problem's fingerprint.
+        return f"ODEFit(ode={self.ode.name!r}, method={self.method!r})"
 
     def grid(self) -> np.ndarray:
-        prob = self.problem()
+        prob = self.ode
         t0, t1 = prob.tspan
         return np.linspace(t0, t1, int(round((t1 - t0) / prob.dt)) + 1)
 
@@ -104,16 +104,16 @@ class ODEFit:
 
     def params_for(self, positions: np.ndarray) -> np.ndarray:
         """(N, n_params) ODE parameters: the positions (N, dim), then the fixed ones."""
-        prob = self.problem()
+        prob = self.ode
         positions = np.asarray(positions)
         fixed = np.asarray(prob.params[positions.shape[1]:], dtype=np.float64)
         return np.concatenate([positions, np.tile(fixed, (positions.shape[0], 1))], axis=1)
 
     def loss(self, positions: np.ndarray) -> np.ndarray:
         """Float64 loss of each position (N, dim), by SciPy at rtol 1e-10 (tests, accuracy notes)."""
-        from scipy.integrate import solve_ivp
+        from scipy.integrate import solve_ivp  # scipy only where a loss is checked
 
-        prob, data, grid = self.problem(), self.data(), self.grid()
+        prob, data, grid = self.ode, self.data(), self.grid()
         f = prob.rhs_for(math)
         out = []
         for p in self.params_for(np.atleast_2d(positions)):
@@ -126,26 +126,23 @@ class ODEFit:
 _DATA: dict[str, np.ndarray] = {}
 
 
-def _fit_data(ode: str) -> np.ndarray:
-    if ode not in _DATA:
-        from scipy.integrate import solve_ivp
+def _fit_data(prob: Problem) -> np.ndarray:
+    if prob.name not in _DATA:
+        from scipy.integrate import solve_ivp  # scipy only for an ODE fit's data
 
-        from problems.registry import get_problem
-
-        prob = get_problem(ode)
         f = prob.rhs_for(math)
         t0, t1 = prob.tspan
         grid = np.linspace(t0, t1, int(round((t1 - t0) / prob.dt)) + 1)
         sol = solve_ivp(lambda t, u: f(tuple(u), prob.params, t), prob.tspan, prob.u0, method="DOP853",
                         t_eval=grid, rtol=1e-12, atol=1e-14)
         if not sol.success:
-            raise RuntimeError(f"{ode}: the data solve failed: {sol.message}")
-        _DATA[ode] = np.ascontiguousarray(sol.y.T)
-    return _DATA[ode]
+            raise RuntimeError(f"{prob.name}: the data solve failed: {sol.message}")
+        _DATA[prob.name] = np.ascontiguousarray(sol.y.T)
+    return _DATA[prob.name]
 
 
 @dataclass(frozen=True)
-class PSOProblem:
+class PSOProblem(ProblemBase):
     """One particle-swarm problem.
 
     Attributes:
@@ -161,9 +158,8 @@ class PSOProblem:
     """
 
     kind: ClassVar[str] = "pso"
-    stored_reference: ClassVar[bool] = False
-    #: Its error is a result (how close the swarm got), not a correctness bound (harness.measure.accuracy).
-    accuracy_bounded: ClassVar[bool] = False
+    #: The swarm's per-trajectory inputs are its size only (see ``ensemble``).
+    param_names: ClassVar[tuple[str, ...]] = ()
     stiff: ClassVar[bool] = False
     dt: ClassVar[float] = 1.0
     dt0: ClassVar[None] = None
@@ -204,14 +200,6 @@ class PSOProblem:
     def state_names(self) -> tuple[str, ...]:
         return tuple(f"x{d}" for d in range(self.dim))
 
-    @property
-    def n_states(self) -> int:
-        return self.dim
-
-    def objective_for(self, namespace: Any = None) -> Callable:
-        """The objective (its code uses no namespace; kept for symmetry with rhs_for)."""
-        return self.objective
-
     def ensemble(self, n: int, dtype: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The swarm has no per-trajectory inputs beyond its size: (N, dim) zeros, (N, 0)."""
         n = check_n(n)
@@ -221,13 +209,10 @@ class PSOProblem:
     def iterations_for(self, spec: Any) -> int:
         return int(min(spec.n_steps, spec.max_steps))
 
-    def fingerprint(self) -> str:
-        if "fingerprint" not in self._cache:
-            src = inspect.getsource(self.objective) if self.objective else repr(self.fit)
-            blob = repr((self.name, src, self.dim, self.lower, self.upper, self.iterations, self.objective_params,
-                         self.inertia, self.cognitive, self.social, self.default_dtype))
-            self._cache["fingerprint"] = hashlib.sha256(blob.encode()).hexdigest()[:16]
-        return self._cache["fingerprint"]
+    def fingerprint_blob(self) -> str:
+        src = inspect.getsource(self.objective) if self.objective else repr(self.fit)
+        return repr((self.name, src, self.dim, self.lower, self.upper, self.iterations, self.objective_params,
+                     self.inertia, self.cognitive, self.social, self.default_dtype))
 
     def reference_for(self, spec: Any) -> "PSOAccuracy":
         return PSOAccuracy(self)

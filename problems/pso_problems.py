@@ -1,6 +1,7 @@
 """The particle-swarm problems of issue 18 (ParallelParticleSwarms.jl's two benchmarks)."""
 from __future__ import annotations
 
+from problems.fitzhugh_nagumo import FITZHUGH_NAGUMO
 from problems.pso_core import ODEFit, PSOProblem, rosenbrock
 
 _PPS = "SciML/ParallelParticleSwarms.jl"
@@ -21,7 +22,7 @@ PSO_FITZHUGH_NAGUMO = PSOProblem(
     name="pso_fitzhugh_nagumo",
     dim=4, lower=0.0, upper=5.0, iterations=100,
     optimum=(0.7, 0.8, 0.08, 0.5),
-    fit=ODEFit("fitzhugh_nagumo", "tsit5"),
+    fit=ODEFit(FITZHUGH_NAGUMO, "tsit5"),
     default_dtype="float32",
     tolerance=5e-2,  # (a, b, tau_inv) lie in a flat valley on t in [0, 3] (see the recovery test)
     citation=f"{_PPS} benchmarks/Fitzhugh_Nagumo/ode_estimation.jl (parameters in [0, 5]^4, data on "

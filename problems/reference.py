@@ -18,10 +18,11 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from problems.core import Problem, check_dtype, check_n
+from problems.base import ProblemBase, check_dtype, check_n
 
 #: The most trajectories a reference integrates (both ends of the sweep are always included).
 MAX_REFERENCE_SIZE = 512
@@ -72,13 +73,13 @@ class Reference:
     settings: dict
 
 
-def _settings(problem: Problem, override: dict | None) -> dict:
+def _settings(problem: ProblemBase, override: dict | None) -> dict:
     base = dict(STIFF if problem.stiff else NONSTIFF)
     base.update(override or {})
     return base
 
 
-def _cache_key(problem: Problem, n: int, dtype: str, indices: np.ndarray,
+def _cache_key(problem: ProblemBase, n: int, dtype: str, indices: np.ndarray,
                saveat: tuple[float, ...] | None, settings: dict) -> str:
     blob = json.dumps({
         "problem": problem.fingerprint(), "n": n, "dtype": dtype,
@@ -88,7 +89,7 @@ def _cache_key(problem: Problem, n: int, dtype: str, indices: np.ndarray,
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
-def solve_one(problem: Problem, u0: np.ndarray, p: np.ndarray, saveat=None, settings=None):
+def solve_one(problem: ProblemBase, u0: np.ndarray, p: np.ndarray, saveat=None, settings=None):
     """Integrate one trajectory in float64 with SciPy; returns (u_final, saved or None)."""
     settings = _settings(problem, settings)
     pt = tuple(float(v) for v in p)
@@ -124,7 +125,7 @@ def solve_one(problem: Problem, u0: np.ndarray, p: np.ndarray, saveat=None, sett
     return sol.y[:, -1].copy(), saved
 
 
-def reference_file_name(problem: Problem, n: int, dtype: str | None = None,
+def reference_file_name(problem: ProblemBase, n: int, dtype: str | None = None,
                         saveat: tuple[float, ...] | None = None, *, max_size: int | None = None,
                         settings: dict | None = None) -> str:
     """The file name (content hash included) under which this reference is cached or shipped."""
@@ -136,13 +137,18 @@ def reference_file_name(problem: Problem, n: int, dtype: str | None = None,
     return f"{problem.name}-{_cache_key(problem, n, dtype, idx, saveat, _settings(problem, settings))}.npz"
 
 
-def is_shipped(problem: Problem, n: int, dtype: str | None = None,
+def is_shipped(problem: ProblemBase, n: int, dtype: str | None = None,
                saveat: tuple[float, ...] | None = None) -> bool:
     """Whether the reference is committed under ``SHIPPED_DIR``."""
     return (SHIPPED_DIR / reference_file_name(problem, n, dtype, saveat)).is_file()
 
 
-def reference(problem: Problem, n: int, dtype: str | None = None,
+def ode_reference(problem: ProblemBase, spec: Any) -> Reference:
+    """The accuracy reference of an ODE solve of ``spec`` (problems.kinds: the "ode" kind's)."""
+    return reference(problem, spec.n, spec.dtype, spec.saveat)
+
+
+def reference(problem: ProblemBase, n: int, dtype: str | None = None,
               saveat: tuple[float, ...] | None = None, *, max_size: int | None = None,
               settings: dict | None = None, cache_dir: Path | None = None) -> Reference:
     """The float64 reference for the N-trajectory ensemble of ``problem``.

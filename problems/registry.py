@@ -1,7 +1,7 @@
 """Look problems up by name."""
 from __future__ import annotations
 
-from problems.core import Problem
+from problems.base import ProblemBase
 from problems.crn_sigmagen import CRN_SIGMAGEN, CRN_SIGMAGEN_SHORT
 from problems.fitzhugh_nagumo import FITZHUGH_NAGUMO
 from problems.generalized_rosenbrock import GENERALIZED_ROSENBROCK
@@ -13,7 +13,7 @@ from problems.pso_problems import PSO_FITZHUGH_NAGUMO, PSO_ROSENBROCK
 from problems.robertson import ROBERTSON
 from problems.sir import SIR
 
-PROBLEMS: dict[str, Problem] = {p.name: p for p in (LORENZ, ROBERTSON, SIR, PROTHERO_ROBINSON)}
+PROBLEMS: dict[str, ProblemBase] = {p.name: p for p in (LORENZ, ROBERTSON, SIR, PROTHERO_ROBINSON)}
 #: SDE problems (problems.sde_core.SDEProblem, kind "sde"), served by backends whose kinds list it.
 PROBLEMS.update({p.name: p for p in (LINEAR_SDE, CRN_SIGMAGEN, CRN_SIGMAGEN_SHORT)})
 PROBLEMS[FITZHUGH_NAGUMO.name] = FITZHUGH_NAGUMO
@@ -48,7 +48,7 @@ def is_problem_name(name: str) -> bool:
     return True
 
 
-def get_problem(name: str) -> Problem:
+def get_problem(name: str) -> ProblemBase:
     """The problem called ``name``; an unknown name raises ``ValueError`` listing the choices."""
     try:
         return PROBLEMS[name]

@@ -18,7 +18,6 @@ float64 NumPy Euler-Maruyama path driven by the same increments on a subsample.
 """
 from __future__ import annotations
 
-import hashlib
 import inspect
 import math
 import types
@@ -27,16 +26,40 @@ from typing import Any, Callable, ClassVar
 
 import numpy as np
 
-from problems.core import check_dtype, check_n
+from problems.base import ProblemBase, check_dtype, check_n
+from problems.brownian import GENERATOR, increments
 
 #: Trajectories of the float64 same-increments reference path (a subsample: it is NumPy).
 MAX_PATH_REFERENCE = 64
 #: The z of the statistical bound of the weak check.
 WEAK_SIGMAS = 5.0
+#: Bounds of an ok SDE row: max_scaled_err is the weak check in units of its own allowed
+#: deviation (WEAK_SIGMAS standard errors + the Euler-Maruyama bias), so 1 is the bound;
+#: max_rel_err of a path-checked SDE (same increments, float64 NumPy path) at most SDE_PATH_BOUND.
+SDE_SCALED_BOUND = 1.0
+SDE_PATH_BOUND = 1e-3
+
+
+def violation(row: dict[str, Any]) -> str | None:
+    """Why an ok SDE results row fails its accuracy bound, else None (harness.measure.accuracy
+    asks the kind: problems.kinds)."""
+    rel, scaled = _number(row.get("max_rel_err")), _number(row.get("max_scaled_err"))
+    if not math.isnan(scaled):
+        return None if scaled <= SDE_SCALED_BOUND else f"weak check: {scaled:.3g} allowed deviations"
+    if not math.isnan(rel) and rel > SDE_PATH_BOUND:
+        return f"max_rel_err {rel:.3g} > bound {SDE_PATH_BOUND:g} (same-increments float64 path)"
+    return None
+
+
+def _number(v: Any) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return math.nan
 
 
 @dataclass(frozen=True)
-class SDEProblem:
+class SDEProblem(ProblemBase):
     """One SDE of the zoo.
 
     Attributes:
@@ -54,8 +77,6 @@ class SDEProblem:
     """
 
     kind: ClassVar[str] = "sde"
-    #: Accuracy from closed-form moments or a same-increments NumPy path, computed per solve.
-    stored_reference: ClassVar[bool] = False
     stiff: ClassVar[bool] = False
     dt0: ClassVar[None] = None
     #: Unused by fixed-step SDE solves; present because specs resolve tolerances uniformly.
@@ -91,14 +112,6 @@ class SDEProblem:
             raise ValueError(f"{self.name}: diagonal noise needs one Wiener process per state")
         if len(self.u0) != len(self.state_names) or len(self.params) != len(self.param_names):
             raise ValueError(f"{self.name}: u0/params and their names differ in length")
-
-    @property
-    def n_states(self) -> int:
-        return len(self.state_names)
-
-    @property
-    def n_params(self) -> int:
-        return len(self.param_names)
 
     # ---- the ensemble ------------------------------------------------------------------
     def ensemble(self, n: int, dtype: str | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -152,13 +165,10 @@ class SDEProblem:
             out.append(ut[i] + f[i] * dt + noise)
         return np.stack(np.broadcast_arrays(*out), axis=-1)
 
-    def fingerprint(self) -> str:
-        if "fingerprint" not in self._cache:
-            src = inspect.getsource(self.drift) + inspect.getsource(self.diffusion)
-            blob = repr((self.name, src, self.noise, self.n_noise, self.u0, self.params, self.tspan,
-                         self.dt, self.default_dtype))
-            self._cache["fingerprint"] = hashlib.sha256(blob.encode()).hexdigest()[:16]
-        return self._cache["fingerprint"]
+    def fingerprint_blob(self) -> str:
+        src = inspect.getsource(self.drift) + inspect.getsource(self.diffusion)
+        return repr((self.name, src, self.noise, self.n_noise, self.u0, self.params, self.tspan,
+                     self.dt, self.default_dtype))
 
     # ---- accuracy (the harness calls this without knowing the kind) ----------------------
     def reference_for(self, spec: Any) -> "SDEAccuracy":
@@ -239,8 +249,6 @@ class SDEAccuracy:
         return err, note
 
     def path_error(self, u: np.ndarray, result: Any) -> tuple[float, str]:
-        from problems.brownian import GENERATOR
-
         notes = getattr(result, "notes", {}) or {}
         if notes.get("increments") != GENERATOR or int(notes.get("seed", -1)) != int(getattr(self.spec, "seed", 0)):
             return math.nan, "no same-increments reference for this backend's generator"
@@ -254,8 +262,6 @@ def reference_path(problem: SDEProblem, spec: Any, idx: np.ndarray, refine: int 
     """Final states (len(idx), n_states) of trajectories ``idx`` by float64 Euler-Maruyama in
     NumPy, driven by the counter-based increments of ``spec.seed`` (the inputs rounded to the
     solve's dtype, as the solver saw them; the increments themselves in float64)."""
-    from problems.brownian import increments
-
     u0, p = problem.ensemble(spec.n, spec.dtype)
     u = u0[idx].astype(np.float64)
     p = p[idx].astype(np.float64)

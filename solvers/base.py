@@ -13,6 +13,7 @@ Lifecycle (the runner owns the clock; a backend never times itself)::
 """
 from __future__ import annotations
 
+import importlib
 import math
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field, replace
@@ -21,7 +22,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from problems.core import Problem, check_dtype, check_n
+from problems.base import ProblemBase, check_dtype, check_n
+from problems.kinds import kind_of
 from problems.registry import get_problem
 
 MODES = ("fixed", "adaptive")
@@ -125,7 +127,7 @@ class SolveSpec:
 
     # ---- resolved settings ---------------------------------------------------------------
     @property
-    def prob(self) -> Problem:
+    def prob(self) -> ProblemBase:
         return get_problem(self.problem)
 
     @property
@@ -230,69 +232,108 @@ class Prepared(ABC):
         """Release device memory and caches held by this solve."""
 
 
+@dataclass(frozen=True)
+class KindSupport:
+    """How a backend serves one workload kind (problems.kinds).
+
+    methods: method -> modes, the methods of this kind.
+    module: the module serving the kind, with ``check(backend, spec) -> str | None``,
+        ``settings(backend, spec) -> dict`` and ``prepare(backend, spec) -> Prepared``, imported
+        on first use; "" where the backend class serves it itself (``check_own``,
+        ``settings_own``, ``prepare_own``).
+    """
+
+    methods: dict[str, tuple[str, ...]]
+    module: str = ""
+
+
 class Backend(ABC):
     """A solver library or our own solver, behind one interface.
 
-    Subclasses set ``name``, ``devices`` and ``methods`` (method -> supported modes), and may
-    list named ``variants``. ``step_control`` says how step sizes are chosen across the
-    ensemble: "none" (fixed), "per-trajectory" (independent, as the fused kernel),
-    "lockstep" (per-trajectory dt but all lanes iterate until the slowest ends: jax.vmap),
-    "shared" (one dt for the whole batch: batched torchdiffeq), "serial" (one solve at a time).
+    Subclasses set ``name``, ``devices`` and ``kinds`` (kind -> :class:`KindSupport`), and may
+    list named ``variants``; ``methods`` (every method -> modes) is derived from ``kinds``.
+    ``check``, ``settings`` and ``prepare`` dispatch by the problem's kind, so a subclass writes
+    only ``check_own``, ``settings_own`` and ``prepare_own`` for the kind it serves itself.
+    ``step_control`` says how step sizes are chosen across the ensemble: "none" (fixed),
+    "per-trajectory" (independent, as the fused kernel), "lockstep" (per-trajectory dt but all
+    lanes iterate until the slowest ends: jax.vmap), "shared" (one dt for the whole batch:
+    batched torchdiffeq), "serial" (one solve at a time).
     """
 
     name: ClassVar[str]
     devices: ClassVar[tuple[str, ...]] = ("cpu",)
+    #: kind -> how this backend serves it; a kind not listed is "unsupported".
+    kinds: ClassVar[dict[str, KindSupport]] = {}
+    #: Every method of every kind (method -> modes): derived from ``kinds``.
     methods: ClassVar[dict[str, tuple[str, ...]]] = {}
     variants: ClassVar[tuple[str, ...]] = ("",)
-    #: Problem kinds this backend solves ("ode", "sde"); other kinds are "unsupported".
-    kinds: ClassVar[tuple[str, ...]] = ("ode",)
-    #: Where a backend serves several kinds: the methods of each (a kind not listed: all methods).
-    kind_methods: ClassVar[dict[str, frozenset[str]]] = {}
-    #: kind -> module serving that kind for this backend (SDE, nonlinear, ...): a module of its own
-    #: with ``check(backend, spec) -> str | None``, ``settings(backend, spec) -> dict`` and
-    #: ``prepare(backend, spec) -> Prepared``, imported on first use. A new workload kind plugs in
-    #: here instead of branching through the backend.
-    kind_modules: ClassVar[dict[str, str]] = {}
     stiff_methods: ClassVar[frozenset[str]] = frozenset({"rosenbrock23", "rodas4", "rodas5p", "kvaerno5", "radau", "bdf", "lsoda"})
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "kinds" in cls.__dict__:
+            cls.methods = {m: tuple(modes) for served in cls.kinds.values() for m, modes in served.methods.items()}
 
     @abstractmethod
     def available(self, device: str = "cpu") -> tuple[bool, str]:
         """(True, version info) if this backend can run on ``device`` here, else (False, reason)."""
 
     def check(self, spec: SolveSpec) -> str | None:
-        """None if ``spec`` can run; otherwise the reason it cannot (recorded as 'unsupported')."""
-        kind = getattr(spec.prob, "kind", "ode")
-        if kind not in self.kinds:
+        """None if ``spec`` can run; otherwise the reason it cannot (recorded as 'unsupported'):
+        the common checks, the device's availability, then the kind's own checks."""
+        kind = kind_of(spec.prob).name
+        served = self.kinds.get(kind)
+        if served is None:
             return f"{self.name} does not solve {kind} problems (solves: {', '.join(self.kinds)})"
         if spec.device not in self.devices:
             return f"{self.name} has no {spec.device} path"
         if spec.method not in self.methods:
             return f"{self.name} has no method {spec.method!r} (has: {', '.join(self.methods)})"
-        if kind in self.kind_methods and spec.method not in self.kind_methods[kind]:
-            return f"{self.name} has no {kind} method {spec.method!r} (has: {', '.join(sorted(self.kind_methods[kind]))})"
-        if spec.mode not in self.methods[spec.method]:
+        if spec.method not in served.methods:
+            return f"{self.name} has no {kind} method {spec.method!r} (has: {', '.join(served.methods)})"
+        if spec.mode not in served.methods[spec.method]:
             return f"{self.name} {spec.method} has no {spec.mode} mode"
         if spec.variant not in self.variants:
             return f"{self.name} has no variant {spec.variant!r} (has: {', '.join(map(repr, self.variants))})"
         if spec.prob.stiff and spec.method not in self.stiff_methods:
             return f"{spec.problem} is stiff and {spec.method} is an explicit method"
+        ok, why = self.available(spec.device)
+        if not ok:
+            return why
+        module = self._module(spec)
+        return self.check_own(spec) if module is None else module.check(self, spec)
+
+    def check_own(self, spec: SolveSpec) -> str | None:
+        """The backend's own checks for a kind it serves itself, after the common ones."""
         return None
 
-    def kind_module(self, spec: SolveSpec) -> Any:
-        """The module serving ``spec``'s problem kind (see :attr:`kind_modules`), or None for the
-        backend's own kind."""
-        import importlib
-
-        module = self.kind_modules.get(getattr(spec.prob, "kind", "ode"))
-        return None if module is None else importlib.import_module(module)
+    def _module(self, spec: SolveSpec) -> Any:
+        """The module serving ``spec``'s kind (imported on first use: each pulls in its own
+        compiler or library), or None where this class serves it itself."""
+        module = self.kinds[kind_of(spec.prob).name].module
+        return importlib.import_module(module) if module else None
 
     def step_control(self, spec: SolveSpec) -> str:
         return "none" if spec.mode == "fixed" else "per-trajectory"
 
     def settings(self, spec: SolveSpec) -> dict[str, Any]:
         """Every setting this backend uses for ``spec`` (stored with each result, for fairness)."""
+        module = self._module(spec)
+        return self.settings_own(spec) if module is None else module.settings(self, spec)
+
+    def settings_own(self, spec: SolveSpec) -> dict[str, Any]:
+        """:meth:`settings` for a kind this class serves itself."""
         return {"step_control": self.step_control(spec)}
 
-    @abstractmethod
     def prepare(self, spec: SolveSpec) -> Prepared:
-        """Build inputs and callables for ``spec`` (untimed). Raise UnsupportedError if needed."""
+        """Build inputs and callables for ``spec`` (untimed); UnsupportedError with the reason if
+        ``check`` refuses it (the device unavailable included)."""
+        reason = self.check(spec)
+        if reason:
+            raise UnsupportedError(reason)
+        module = self._module(spec)
+        return self.prepare_own(spec) if module is None else module.prepare(self, spec)
+
+    @abstractmethod
+    def prepare_own(self, spec: SolveSpec) -> Prepared:
+        """:meth:`prepare` for a kind this class serves itself, after the checks passed."""

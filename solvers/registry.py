@@ -1,9 +1,14 @@
-"""Backends by name, imported lazily so that a missing library breaks only its own backend."""
+"""Backends by name, what each one offers (``MANIFEST``), and loading one safely.
+
+Backends are imported lazily so that a missing library breaks only its own backend. The
+manifest is plain data: suites and listings read it without importing jax or torch, and a test
+(solvers/tests/test_registry.py) checks it against every backend that imports here.
+"""
 from __future__ import annotations
 
 import importlib
 
-from solvers.base import Backend
+from solvers.base import Backend, UnsupportedError
 
 #: name -> "module:Class". Order is the order listings and figures use.
 BACKENDS: dict[str, str] = {
@@ -19,16 +24,69 @@ BACKENDS: dict[str, str] = {
     "pallas": "solvers.handwritten.pallas_backend:PallasBackend",
     "cuda-cpp": "solvers.cpp.backend:CppBackend",
     "jax-pso": "solvers.peers.jax_pso_backend:JaxPSOBackend",
-    "optimistix": "solvers.peers.optimistix_backend:OptimistixBackend",      # nonlinear systems only
-    "scipy-root": "solvers.peers.scipy_root_backend:ScipyRootBackend",      # nonlinear systems only
-    "torch-newton": "solvers.peers.torch_newton_backend:TorchNewtonBackend",  # nonlinear systems only
+    "optimistix": "solvers.peers.optimistix_backend:OptimistixBackend",
+    "scipy-root": "solvers.peers.scipy_root_backend:ScipyRootBackend",
+    "torch-newton": "solvers.peers.torch_newton_backend:TorchNewtonBackend",
 }
 
-_instances: dict[str, Backend] = {}
+_EXPLICIT_RK = {"tsit5": ("fixed", "adaptive"), "dopri5": ("fixed", "adaptive"), "rk4": ("fixed",),
+                "rk4_38": ("fixed",)}
+_FUSED_ODE = {"tsit5": ("fixed", "adaptive"), "rk4": ("fixed",), "rk4_38": ("fixed",)}
+_PSO = {"pso": ("fixed",), "pso-async": ("fixed",)}
+_NEWTON = {"newton": ("adaptive",), "trust-region": ("adaptive",)}
+
+#: What each backend offers: kinds (kind -> method -> modes) and its named variants. Each
+#: backend's own ``kinds`` and ``variants`` equal this (the registry test).
+MANIFEST: dict[str, dict] = {
+    "fused": {"kinds": {"ode": {**_FUSED_ODE, "rosenbrock23": ("adaptive",), "rodas4": ("adaptive",),
+                                "rodas5p": ("adaptive",)},
+                        "sde": {"em": ("fixed",)}, "pso": _PSO, "nonlinear": _NEWTON},
+              "variants": ("", "serial")},
+    "array": {"kinds": {"ode": {**_FUSED_ODE, "rosenbrock23": ("adaptive",)},
+                        "sde": {"em": ("fixed",)}, "pso": _PSO, "nonlinear": _NEWTON},
+              "variants": ("", "shared", "philox")},
+    "diffrax": {"kinds": {"ode": {"tsit5": ("fixed", "adaptive"), "dopri5": ("fixed", "adaptive"),
+                                  "kvaerno5": ("adaptive",)},
+                          "sde": {"em": ("fixed",)}},
+                "variants": ("", "vmap-of-jit", "batched")},
+    "torchdiffeq": {"kinds": {"ode": {"rk4_38": ("fixed",), "dopri5": ("adaptive",)}},
+                    "variants": ("", "max-norm", "vmap", "compiled")},
+    "torchode": {"kinds": {"ode": {"tsit5": ("fixed", "adaptive"), "dopri5": ("fixed", "adaptive")}},
+                 "variants": ("", "compiled", "jit")},
+    "torchsde": {"kinds": {"sde": {"em": ("fixed",)}}, "variants": ("", "path")},
+    "scipy": {"kinds": {"ode": {m: ("adaptive",) for m in ("rk45", "dop853", "radau", "bdf", "lsoda")}},
+              "variants": ("", "odeint", "ode")},
+    "jax-handwritten": {"kinds": {"ode": _EXPLICIT_RK}, "variants": ("", "soa", "soa-unroll8")},
+    "torch-handwritten": {"kinds": {"ode": _EXPLICIT_RK}, "variants": ("", "compiled", "cudagraph")},
+    "pallas": {"kinds": {"ode": _EXPLICIT_RK}, "variants": ("",)},
+    "cuda-cpp": {"kinds": {"ode": _FUSED_ODE}, "variants": ("",)},
+    "jax-pso": {"kinds": {"pso": _PSO}, "variants": ("", "evosax")},
+    "optimistix": {"kinds": {"nonlinear": {"newton": ("adaptive",)}}, "variants": ("",)},
+    "scipy-root": {"kinds": {"nonlinear": {"hybr": ("adaptive",)}}, "variants": ("",)},
+    "torch-newton": {"kinds": {"nonlinear": {"newton": ("adaptive",)}}, "variants": ("", "compiled")},
+}
 
 
 def backend_names() -> list[str]:
     return list(BACKENDS)
+
+
+def methods_of(name: str) -> dict[str, tuple[str, ...]]:
+    """Every method of backend ``name`` (method -> modes), from the manifest."""
+    return {m: modes for methods in MANIFEST[name]["kinds"].values() for m, modes in methods.items()}
+
+
+def variants_of(name: str) -> tuple[str, ...]:
+    """The named variants of backend ``name``, from the manifest."""
+    return MANIFEST[name]["variants"]
+
+
+def all_method_names() -> list[str]:
+    """Every method some backend has, sorted."""
+    return sorted({m for name in MANIFEST for m in methods_of(name)})
+
+
+_instances: dict[str, Backend] = {}
 
 
 def get_backend(name: str) -> Backend:
@@ -44,24 +102,36 @@ def get_backend(name: str) -> Backend:
         try:
             _instances[name] = getattr(importlib.import_module(module), cls)()
         except Exception as exc:  # a broken install can raise more than ImportError
-            _instances[name] = _Missing(name, f"{type(exc).__name__}: {exc}")
+            _instances[name] = Missing(name, one_line(f"{type(exc).__name__}: {exc}"))
     return _instances[name]
 
 
-class _Missing(Backend):
+def load_backend(name: str) -> tuple[Backend | None, str]:
+    """(backend, "") if ``name``'s module imports, else (None, why not): one broken backend never
+    stops a sweep."""
+    backend = get_backend(name)
+    if isinstance(backend, Missing):
+        return None, backend.reason
+    return backend, ""
+
+
+def one_line(text: str) -> str:
+    """``text`` squeezed onto one line (results rows and messages are one line each)."""
+    return " ".join(str(text).split())
+
+
+class Missing(Backend):
     """Stand-in for a backend whose module cannot be imported here."""
 
     def __init__(self, name: str, reason: str) -> None:
         self.name = name
-        self._reason = reason
+        self.reason = reason
 
     def available(self, device: str = "cpu") -> tuple[bool, str]:
-        return False, self._reason
+        return False, self.reason
 
     def check(self, spec):
-        return self._reason
+        return self.reason
 
-    def prepare(self, spec):
-        from solvers.base import UnsupportedError
-
-        raise UnsupportedError(self._reason)
+    def prepare_own(self, spec):
+        raise UnsupportedError(self.reason)

@@ -24,7 +24,8 @@ import re
 import sys
 
 from harness.gpu_profile import kernels, tools
-from problems.registry import get_problem, problem_names
+from problems.kinds import kind_of
+from problems.registry import problem_names
 from solvers.cpp import cuda_source
 from solvers.cpp.backend import THREADS_PER_BLOCK as CPP_BLOCK
 from solvers.cpp.build import NVRTC_OPTIONS
@@ -51,15 +52,15 @@ CPP_FLAGS = ("-O3", *NVRTC_OPTIONS)
 def fused_keys(problems=None, methods=None, modes=None, dtypes=("float32", "float64")):
     """Every (problem, method, mode, dtype) KernelKey the fused backend supports (CUDA target,
     final state saved), filtered by the given names."""
-    ode_methods = FusedBackend.kind_methods.get("ode", ())
     keys = []
     for prob in problem_names():
         if problems and prob not in problems:
             continue
-        if get_problem(prob).kind != "ode":
-            continue  # generated ODE kernels only (SDE, swarm kernels are built elsewhere)
-        for method, mode_list in FusedBackend.methods.items():
-            if (methods and method not in methods) or method not in ode_methods:
+        kind = kind_of(prob)
+        if not kind.gpu_profiled:
+            continue  # kernels of the other kinds (SDE, swarm, nonlinear) are built elsewhere
+        for method, mode_list in FusedBackend.kinds[kind.name].methods.items():
+            if methods and method not in methods:
                 continue
             for mode in mode_list:
                 if modes and mode not in modes:

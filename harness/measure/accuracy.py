@@ -13,11 +13,16 @@ measured, so a wrong kernel (an error of order 1) fails and rounding does not.
 * otherwise ``max_rel_err``: adaptive at most ``max(ROUNDING_FLOOR[dtype], REL_FACTOR * rtol)``,
   fixed step at most ``FIXED_BOUND[dtype]`` (Lorenz, dt = 1e-3: 1.0e-5 in float32);
 * per-method overrides in ``METHOD_REL_FACTOR`` (none needed so far beyond the default).
+
+Other kinds answer through their policy (problems.kinds): failures that are results, errors that
+are results rather than bounded, or a bound of their own (SDEs: problems.sde_core.violation).
 """
 from __future__ import annotations
 
 import math
 from typing import Any
+
+from problems.kinds import kind_of
 
 #: Relative error that rounding alone can reach after Lorenz's amplification (~1e3 x eps).
 ROUNDING_FLOOR = {"float32": 5e-4, "float64": 1e-10}
@@ -28,11 +33,6 @@ METHOD_REL_FACTOR: dict[str, float] = {}
 FIXED_BOUND = {"float32": 1e-3, "float64": 1e-6}
 #: max_scaled_err bound (tolerance units).
 SCALED_BOUND = 1000.0
-#: SDE rows (problems.sde_core): max_scaled_err is the weak check in units of its own allowed
-#: deviation (5 standard errors + the Euler-Maruyama bias), so 1 is the bound; max_rel_err of a
-#: path-checked SDE (same increments, float64 NumPy path) at most SDE_PATH_BOUND.
-SDE_SCALED_BOUND = 1.0
-SDE_PATH_BOUND = 1e-3
 
 
 def _f(v: Any) -> float:
@@ -40,34 +40,6 @@ def _f(v: Any) -> float:
         return float(v)
     except (TypeError, ValueError):
         return math.nan
-
-
-def _kind(problem: Any) -> str:
-    """The problem's kind ("ode", "sde"); "ode" for a name this checkout does not know."""
-    from problems.registry import get_problem
-
-    try:
-        return get_problem(str(problem)).kind
-    except ValueError:
-        return "ode"
-
-
-def _bounded(problem: Any) -> bool:
-    """False for a problem kind whose error is a result rather than a correctness bound (its class
-    sets ``accuracy_bounded = False``: particle swarms, problems.pso_core)."""
-    return _problem_flag(problem, "accuracy_bounded", True)
-
-
-def _problem_flag(problem: Any, name: str, default: bool) -> bool:
-    """A problem class's policy flag (``accuracy_bounded``; ``failures_are_results``: systems that
-    do not converge are a measured outcome of the algorithm, counted in the row, not a harness
-    error: Newton from random starts, problems.nonlinear_core)."""
-    from problems.registry import get_problem
-
-    try:
-        return bool(getattr(get_problem(str(problem)), name, default))
-    except ValueError:
-        return default
 
 
 def rel_bound(method: str, mode: str, dtype: str, rtol: float) -> float:
@@ -81,19 +53,16 @@ def rel_bound(method: str, mode: str, dtype: str, rtol: float) -> float:
 def violation(row: dict[str, Any]) -> str | None:
     """Why an ok row fails its accuracy bound or reports failed trajectories, else None.
     A row without a measured error (reference missing: its reason says so) is not a violation."""
+    kind = kind_of(row.get("problem"))
     failed = _f(row.get("failed_trajectories"))
-    if failed > 0 and not _problem_flag(row.get("problem"), "failures_are_results", False):
+    if failed > 0 and not kind.failures_are_results:
         return f"{int(failed)} failed trajectories"
-    if not _bounded(row.get("problem")):
+    if not kind.accuracy_bounded:
         return None
+    if kind.violation is not None:
+        return kind.violation(row)
     rel, scaled = _f(row.get("max_rel_err")), _f(row.get("max_scaled_err"))
     dtype, mode, method = str(row.get("dtype")), str(row.get("mode")), str(row.get("method"))
-    if _kind(row.get("problem")) == "sde":
-        if not math.isnan(scaled):
-            return None if scaled <= SDE_SCALED_BOUND else f"weak check: {scaled:.3g} allowed deviations"
-        if not math.isnan(rel) and rel > SDE_PATH_BOUND:
-            return f"max_rel_err {rel:.3g} > bound {SDE_PATH_BOUND:g} (same-increments float64 path)"
-        return None
     floor = ROUNDING_FLOOR.get(dtype, ROUNDING_FLOOR["float32"])
     if not math.isnan(scaled) and mode == "adaptive":
         if scaled <= SCALED_BOUND or rel <= floor:

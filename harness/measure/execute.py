@@ -37,9 +37,10 @@ from harness.measure.threads import apply_to_libraries
 from harness.measure.threads import resolve as resolve_threads
 from harness.results.schema import SCHEMA_VERSION
 from harness.results.store import cell_key
-from harness.run.backends import load_backend, one_line
+from problems.kinds import reference_for
 from problems.reference import max_relative_error, max_scaled_error
 from solvers.base import SolveResult, SolveSpec, Status, UnsupportedError
+from solvers.registry import load_backend, one_line
 
 #: The longest reason stored in a row (exception messages can be pages long).
 MAX_REASON = 400
@@ -209,9 +210,9 @@ def load_reference(cell: Cell) -> tuple[Any, str]:
     """(the float64 reference for ``cell``'s ensemble, "") or (None, why it is unavailable)."""
     spec = cell.spec
     try:
-        # The problem supplies its own reference (ODE: the float64 SciPy reference; SDE: its
+        # The problem's kind supplies the reference (ODE: the float64 SciPy reference; SDE: its
         # moment/path measure, problems.sde_core) so that this runner stays kind-agnostic.
-        return spec.prob.reference_for(spec), ""
+        return reference_for(spec), ""
     except Exception as exc:  # noqa: BLE001 - a reference failure must not lose the timings
         return None, one_line(f"accuracy not measured: {type(exc).__name__}: {exc}")[:MAX_REASON]
 

@@ -27,7 +27,6 @@ from harness.measure.environment import device_tag, fingerprint
 from harness.measure.load import busy_warning
 from harness.results.schema import SCHEMA_VERSION, SchemaError, validate
 from harness.results.store import CSV_NAME, read_results, read_rows, write_parquet
-from harness.run.backends import all_method_names, backend_names, is_method_name
 from harness.run.cluster import Cluster, DaskExecutor, parse_address, require_dask
 from harness.run.executors import order_cells
 from harness.run.gates import Budget, BrokenBackend, LaunchesOncePerSeries, Preflight, headline_first
@@ -35,6 +34,7 @@ from harness.run.suites import load_suite
 from harness.run.sweep import run_sweep
 from problems.registry import is_problem_name, problem_names
 from solvers.base import MODES
+from solvers.registry import all_method_names, backend_names
 
 ENV_NAME = "environment.json"
 
@@ -73,7 +73,7 @@ def _validated_filters(args: argparse.Namespace) -> dict[str, list]:
                        ("method", None), ("mode", list(MODES))):
         values = split_values(getattr(args, opt))
         for v in values:
-            if opt == "method" and not is_method_name(v):
+            if opt == "method" and v not in all_method_names():
                 raise UsageError(f"unknown method {v!r}; valid choices: {', '.join(all_method_names())}")
             if opt == "problem" and is_problem_name(v):  # the zoo, or a family (lorenz96-<d>)
                 continue

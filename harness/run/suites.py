@@ -48,14 +48,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.run.backends import (EXPECTED, backend_names, declared_methods, declared_variants,
-                              method_known, variant_known)
 from harness.errors import UsageError
 from harness.measure.execute import Cell
-from problems.core import VALID_DTYPES
+from problems.base import VALID_DTYPES
 from problems.registry import get_problem, is_problem_name, problem_choices, problem_names  # noqa: F401
 from harness.measure.threads import resolve as resolve_threads
 from solvers.base import DEVICES, MODES, SolveSpec
+from solvers.registry import backend_names, methods_of, variants_of
 
 SUITES_DIR = Path(__file__).resolve().parents[1] / "suites"
 
@@ -296,9 +295,8 @@ def _expand_entry(w: _Where, where: str, entry: dict, suite_device: str, default
     _choose(w, where + ".backends", backends, backend_names())
     methods = _str_list(w, where + ".methods", entry["methods"], allow_scalar=False)
     for m in methods:
-        if not any(method_known(b, m) for b in backends):
-            valid = sorted({x for b in backends
-                            for x in (*declared_methods(b)[0], *EXPECTED.get(b, {}).get("methods", {}))})
+        if not any(m in methods_of(b) for b in backends):
+            valid = sorted({x for b in backends for x in methods_of(b)})
             raise w.fail(where + ".methods", f"no backend of this entry has method {m!r}; valid choices: {', '.join(valid)}")
     modes = _str_list(w, where + ".modes", entry["modes"], allow_scalar=False)
     _choose(w, where + ".modes", modes, MODES)
@@ -307,9 +305,8 @@ def _expand_entry(w: _Where, where: str, entry: dict, suite_device: str, default
         _choose(w, where + ".dtype", dtypes, VALID_DTYPES)
     variants = _str_list(w, where + ".variant", entry.get("variant", ""), allow_scalar=True)
     for v in variants:
-        if not any(variant_known(b, v) for b in backends):
-            valid = sorted({x for b in backends
-                            for x in (*declared_variants(b)[0], *EXPECTED.get(b, {}).get("variants", ()))})
+        if not any(v in variants_of(b) for b in backends):
+            valid = sorted({x for b in backends for x in variants_of(b)})
             raise w.fail(where + ".variant", f"no backend of this entry has variant {v!r}; valid choices: {', '.join(map(repr, valid))}")
     device = entry.get("device", suite_device)
     if device not in DEVICES:

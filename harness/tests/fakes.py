@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from solvers.base import Backend, Prepared, SolveResult, SolveSpec, Status
+from solvers.base import Backend, KindSupport, Prepared, SolveResult, SolveSpec, Status
 
 #: name -> "module:Class", as solvers.registry.BACKENDS spells it.
 FAKES = {
@@ -83,16 +83,22 @@ class FakePrepared(Prepared):
                                   "XLA_FLAGS": os.environ.get("XLA_FLAGS")})
 
 
+#: The methods every fake declares (method -> modes).
+FAKE_METHODS = {"tsit5": ("fixed", "adaptive"), "rk4": ("fixed",)}
+#: Each fake's solvers.registry.MANIFEST entry.
+FAKE_MANIFEST = {"kinds": {"ode": FAKE_METHODS}, "variants": ("",)}
+
+
 class FakeBackend(Backend):
     """Base fake: every method and mode, CPU only, behaviour in the hooks below."""
 
     devices = ("cpu",)
-    methods = {"tsit5": ("fixed", "adaptive"), "rk4": ("fixed",)}
+    kinds = {"ode": KindSupport(FAKE_METHODS)}
 
     def available(self, device: str = "cpu") -> tuple[bool, str]:
         return True, "fake"
 
-    def prepare(self, spec: SolveSpec) -> Prepared:
+    def prepare_own(self, spec: SolveSpec) -> Prepared:
         return FakePrepared(spec, self)
 
     def on_run(self, spec: SolveSpec, call: int) -> None:
@@ -269,6 +275,7 @@ def fake_backends(monkeypatch, tmp_path):
 
     for name, target in FAKES.items():
         monkeypatch.setitem(registry.BACKENDS, name, target)
+        monkeypatch.setitem(registry.MANIFEST, name, FAKE_MANIFEST)
     monkeypatch.setattr(registry, "_instances", {})
     monkeypatch.setenv("HARNESS_FAKE_MARKER", str(tmp_path / "fake-marker"))
     return FAKES

@@ -91,11 +91,12 @@ n = [8]
 DRIVER = """
 import sys
 from solvers import registry
-from harness.tests.fakes import FAKES
+from harness.tests.fakes import FAKE_MANIFEST, FAKES
 from harness.cli import main
 
 if __name__ == "__main__":
     registry.BACKENDS.update(FAKES)
+    registry.MANIFEST.update({name: FAKE_MANIFEST for name in FAKES})
     sys.exit(main(sys.argv[1:]))
 """
 

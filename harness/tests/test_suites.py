@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import pytest
 
-from harness.run.backends import backend_names, declared_methods, declared_variants, load_backend
 from harness.errors import UsageError
 from harness.run.suites import load_suite, suite_names
+from problems.kinds import kind_of
 from problems.registry import get_problem, problem_names
 from solvers.base import Backend
+from solvers.registry import MANIFEST, backend_names, methods_of, variants_of
 
 SHIPPED = ("smoke", "cpu", "gpu-quick", "paper", "nightly")
 
@@ -28,10 +29,10 @@ def test_shipped_suite_expands_to_cells_with_existing_names(name):
     for c in suite.cells:
         assert c.spec.problem in problem_names()
         assert c.backend in backend_names()
-        methods, _ = declared_methods(c.backend)
+        methods = methods_of(c.backend)
         assert c.spec.method in methods, (c.label, sorted(methods))
         assert c.spec.mode in methods[c.spec.method], c.label
-        declared = declared_variants(c.backend)[0]
+        declared = variants_of(c.backend)
         if (c.backend, c.spec.variant) in PENDING_VARIANTS:
             assert c.spec.variant not in declared, f"{c.label}: now declared, remove it from PENDING_VARIANTS"
         else:
@@ -56,20 +57,13 @@ def test_smoke_runs_every_problem_backend_and_mode():
     have = {(c.spec.problem, c.backend, c.spec.mode) for c in load_suite("smoke").cells}
     assert all(c.spec.n == 8 for c in load_suite("smoke").cells)
     missing = []
+    stiff_methods = Backend.stiff_methods
     for backend in backend_names():
-        loaded, _ = load_backend(backend)
-        stiff_methods = (loaded or Backend).stiff_methods
-        methods, _ = declared_methods(backend)
         for problem in problem_names():
             prob = get_problem(problem)
             if getattr(prob, "grid_sizes", ""):
                 continue  # N restricted to a grid (crn_sigmagen: 1680 k^2): not a smoke cell at N = 8
-            kind_methods = (loaded or Backend).kind_methods.get(prob.kind)
-            if prob.kind not in (loaded or Backend).kinds:
-                continue
-            for method, modes in methods.items():
-                if kind_methods is not None and method not in kind_methods:
-                    continue
+            for method, modes in MANIFEST[backend]["kinds"].get(kind_of(prob).name, {}).items():
                 if prob.stiff and method not in stiff_methods:
                     continue
                 if not prob.stiff and method in stiff_methods:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from problems import PROBLEMS, get_problem, problem_names, reference, subsample_indices
-from problems.core import check_n
+from problems.base import check_n
 from problems.reference import max_relative_error, solve_one
 
 #: The ODE problems (the SDE kind has its own tests: test_sde_problems.py).

@@ -8,7 +8,7 @@ import numpy as np
 from solvers.array.drivers import (GridSaver, LaneSaver, SharedSaver, Solution, solve_fixed,
                                    solve_lockstep, solve_shared)
 from solvers.array.steppers import Ensemble, ExplicitStepper, Rosenbrock23Stepper
-from solvers.base import Backend, Prepared, SolveResult, SolveSpec, UnsupportedError
+from solvers.base import Backend, KindSupport, Prepared, SolveResult, SolveSpec
 from solvers.tableaus import EXPLICIT, ROSENBROCK23, PIController, get_controller, get_tableau
 
 #: method -> the mode(s) it runs in (rk4 / rk4_38 carry no error estimate: fixed only).
@@ -89,14 +89,13 @@ class ArrayBackend(Backend):
 
     name = "array"
     devices = ("cpu", "gpu")
-    methods = {**METHODS, "em": ("fixed",),  # em: Euler-Maruyama for SDE problems (solvers/array/sde.py)
-               "pso": ("fixed",), "pso-async": ("fixed",),  # particle swarms (solvers/array/pso.py)
-               "newton": ("adaptive",), "trust-region": ("adaptive",)}  # solvers/array/nonlinear.py
+    kinds = {
+        "ode": KindSupport(METHODS),
+        "sde": KindSupport({"em": ("fixed",)}, "solvers.array.sde"),  # Euler-Maruyama
+        "pso": KindSupport({"pso": ("fixed",), "pso-async": ("fixed",)}, "solvers.array.pso"),
+        "nonlinear": KindSupport({"newton": ("adaptive",), "trust-region": ("adaptive",)}, "solvers.array.nonlinear"),
+    }
     variants = ("", "shared", "philox")
-    kinds = ("ode", "sde", "pso", "nonlinear")
-    kind_methods = {"ode": frozenset(METHODS), "sde": frozenset({"em"}), "pso": frozenset({"pso", "pso-async"}),
-                    "nonlinear": frozenset({"newton", "trust-region"})}
-    kind_modules = {"sde": "solvers.array.sde", "pso": "solvers.array.pso", "nonlinear": "solvers.array.nonlinear"}
 
     def available(self, device: str = "cpu") -> tuple[bool, str]:
         if device == "cpu":
@@ -115,12 +114,7 @@ class ArrayBackend(Backend):
             return False, "cupy sees no CUDA device"
         return True, f"cupy {cupy.__version__}, {count} CUDA device(s)"
 
-    def check(self, spec: SolveSpec) -> str | None:
-        reason = super().check(spec)
-        if reason is not None:
-            return reason
-        if (kind := self.kind_module(spec)) is not None:
-            return kind.check(self, spec)
+    def check_own(self, spec: SolveSpec) -> str | None:
         if spec.variant == "philox":
             return "variant 'philox' is an SDE variant"
         if spec.mode == "fixed" and spec.variant != "":
@@ -141,9 +135,7 @@ class ArrayBackend(Backend):
             return "none"
         return "shared" if spec.variant == "shared" else "lockstep"
 
-    def settings(self, spec: SolveSpec) -> dict[str, Any]:
-        if (kind := self.kind_module(spec)) is not None:
-            return kind.settings(self, spec)
+    def settings_own(self, spec: SolveSpec) -> dict[str, Any]:
         out: dict[str, Any] = {
             "step_control": self.step_control(spec),
             "namespace": "numpy" if spec.device == "cpu" else "cupy",
@@ -173,15 +165,7 @@ class ArrayBackend(Backend):
         out["saveat"] = None if spec.saveat is None else list(spec.saveat)
         return out
 
-    def prepare(self, spec: SolveSpec) -> "ArrayPrepared":
-        reason = self.check(spec)
-        if reason is not None:
-            raise UnsupportedError(reason)
-        ok, why = self.available(spec.device)
-        if not ok:
-            raise UnsupportedError(why)
-        if (kind := self.kind_module(spec)) is not None:
-            return kind.prepare(self, spec)
+    def prepare_own(self, spec: SolveSpec) -> "ArrayPrepared":
         return ArrayPrepared(spec)
 
 

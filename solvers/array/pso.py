@@ -38,7 +38,7 @@ class ArrayPSOPrepared:
         self.asynchronous = spec.method == "pso-async"
         if self.prob.fit is not None:
             fit = self.prob.fit
-            ode = fit.problem()
+            ode = fit.ode
             self.ode = ode
             self.data = xp.asarray(fit.data().astype(spec.dtype))
             self.fixed = [self.T(v) for v in ode.params[self.prob.dim:]]
@@ -154,5 +154,5 @@ def settings(backend: Any, spec: Any) -> dict[str, Any]:
            "social": prob.social, "random_stream": GENERATOR + " (array-wise)", "seed": spec.seed}
     if prob.fit is not None:
         out["objective"] = (f"sum of squares vs {len(prob.fit.grid())} data points; array-style {prob.fit.method} "
-                            f"replica (fixed dt {prob.fit.problem().dt}) per iteration")
+                            f"replica (fixed dt {prob.fit.ode.dt}) per iteration")
     return out

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from solvers.base import Backend, Prepared, SolveResult, SolveSpec, UnsupportedError
+from solvers.base import Backend, KindSupport, Prepared, SolveResult, SolveSpec
 from solvers.cpp import build
 from solvers.cpp.source import ENTRY_POINTS, ORDERS, entry_point, translation_unit
 from solvers.tableaus import get_controller
@@ -169,8 +169,8 @@ class CppBackend(Backend):
 
     name = "cuda-cpp"
     devices = ("cpu", "gpu")
-    methods = {"tsit5": ("fixed", "adaptive"), "rk4": ("fixed",), "rk4_38": ("fixed",)}
-    assert set(ENTRY_POINTS) == {(m, md) for m, modes in methods.items() for md in modes}
+    kinds = {"ode": KindSupport({"tsit5": ("fixed", "adaptive"), "rk4": ("fixed",), "rk4_38": ("fixed",)})}
+    assert set(ENTRY_POINTS) == {(m, md) for m, modes in kinds["ode"].methods.items() for md in modes}
 
     def available(self, device: str = "cpu") -> tuple[bool, str]:
         if device == "cpu":
@@ -189,10 +189,7 @@ class CppBackend(Backend):
         except Exception as exc:  # no driver
             return False, f"CUDA unusable: {type(exc).__name__}: {exc}"
 
-    def check(self, spec: SolveSpec) -> str | None:
-        reason = super().check(spec)
-        if reason:
-            return reason
+    def check_own(self, spec: SolveSpec) -> str | None:
         if spec.saveat is not None:
             return "cuda-cpp saves the final state only (no saveat)"
         if spec.max_steps > MAX_STEPS_LIMIT:
@@ -208,7 +205,7 @@ class CppBackend(Backend):
         t = getattr(spec, "threads", None)
         return int(t) if t else 0
 
-    def settings(self, spec: SolveSpec) -> dict[str, Any]:
+    def settings_own(self, spec: SolveSpec) -> dict[str, Any]:
         out: dict[str, Any] = {
             "step_control": self.step_control(spec),
             "method": spec.method, "mode": spec.mode, "dtype": spec.dtype,
@@ -236,13 +233,7 @@ class CppBackend(Backend):
                        controller_power="in-kernel log/exp (bit-level, vectorisable)")
         return out
 
-    def prepare(self, spec: SolveSpec) -> Prepared:
-        reason = self.check(spec)
-        if reason:
-            raise UnsupportedError(reason)
-        ok, why = self.available(spec.device)
-        if not ok:
-            raise UnsupportedError(why)
+    def prepare_own(self, spec: SolveSpec) -> Prepared:
         source = translation_unit(spec.problem, spec.dtype, spec.controller)
         function = entry_point(spec.method, spec.mode)
         if spec.device == "gpu":

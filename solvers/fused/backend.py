@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from solvers.base import Backend, Prepared, SolveResult, SolveSpec, UnsupportedError
+from solvers.base import Backend, KindSupport, Prepared, SolveResult, SolveSpec
 from solvers.fused.build import (
     KernelInputs, collect, cpu_kernel, grid_indices, kernel_args, load_module, make_inputs,
     make_outputs, module_path,
@@ -151,25 +151,15 @@ class FusedBackend(Backend):
 
     name = "fused"
     devices = ("cpu", "gpu")
-    methods = {
-        "tsit5": ("fixed", "adaptive"),
-        "rk4": ("fixed",),
-        "rk4_38": ("fixed",),
-        "rosenbrock23": ("adaptive",),
-        "rodas4": ("adaptive",),
-        "rodas5p": ("adaptive",),
-        "em": ("fixed",),  # Euler-Maruyama, SDE problems (solvers/fused/sde.py)
-        "pso": ("fixed",),  # particle swarms (solvers/fused/pso.py): synchronised per iteration
-        "pso-async": ("fixed",),  # one launch for the whole run
-        "newton": ("adaptive",),        # nonlinear systems (solvers/fused/nonlinear.py)
-        "trust-region": ("adaptive",),
+    kinds = {
+        "ode": KindSupport({"tsit5": ("fixed", "adaptive"), "rk4": ("fixed",), "rk4_38": ("fixed",),
+                            "rosenbrock23": ("adaptive",), "rodas4": ("adaptive",), "rodas5p": ("adaptive",)}),
+        "sde": KindSupport({"em": ("fixed",)}, "solvers.fused.sde"),  # Euler-Maruyama
+        # pso: synchronised per iteration; pso-async: one launch for the whole run
+        "pso": KindSupport({"pso": ("fixed",), "pso-async": ("fixed",)}, "solvers.fused.pso"),
+        "nonlinear": KindSupport({"newton": ("adaptive",), "trust-region": ("adaptive",)}, "solvers.fused.nonlinear"),
     }
     variants = ("", "serial")
-    kinds = ("ode", "sde", "pso", "nonlinear")
-    kind_methods = {"ode": frozenset({"tsit5", "rk4", "rk4_38", "rosenbrock23", "rodas4", "rodas5p"}),
-                    "sde": frozenset({"em"}), "pso": frozenset({"pso", "pso-async"}),
-                    "nonlinear": frozenset({"newton", "trust-region"})}
-    kind_modules = {"sde": "solvers.fused.sde", "pso": "solvers.fused.pso", "nonlinear": "solvers.fused.nonlinear"}
 
     def __init__(self, lanes: int = 32, threads_per_block: int = 256,
                  fastmath: tuple[str, ...] = ("contract",), lane_layout: str = "auto") -> None:
@@ -209,14 +199,9 @@ class FusedBackend(Backend):
         except Exception as exc:  # driver present but unusable
             return False, f"CUDA unusable: {type(exc).__name__}: {exc}"
 
-    def check(self, spec: SolveSpec) -> str | None:
-        reason = super().check(spec)
-        if reason:
-            return reason
+    def check_own(self, spec: SolveSpec) -> str | None:
         if spec.variant == "serial" and spec.device != "cpu":
             return "variant 'serial' is a CPU variant"
-        if (kind := self.kind_module(spec)) is not None:
-            return kind.check(self, spec)
         from solvers.fused import looped
 
         why = looped.unsupported_reason(spec.prob, spec.method, spec.mode, save_mode(spec))
@@ -240,9 +225,7 @@ class FusedBackend(Backend):
             lane_layout=self.lane_layout,
         )
 
-    def settings(self, spec: SolveSpec) -> dict[str, Any]:
-        if (kind := self.kind_module(spec)) is not None:
-            return kind.settings(self, spec)
+    def settings_own(self, spec: SolveSpec) -> dict[str, Any]:
         tab = get_tableau(spec.method)
         mc = method_code(spec.method)
         out: dict[str, Any] = {
@@ -289,16 +272,7 @@ class FusedBackend(Backend):
             )
         return out
 
-    def prepare(self, spec: SolveSpec) -> FusedPrepared:
-        reason = self.check(spec)
-        if reason:
-            raise UnsupportedError(reason)
-        if spec.device == "gpu":
-            ok, why = self.available("gpu")
-            if not ok:
-                raise UnsupportedError(why)
-        if (kind := self.kind_module(spec)) is not None:
-            return kind.prepare(self, spec)
+    def prepare_own(self, spec: SolveSpec) -> FusedPrepared:
         key = self.kernel_key(spec)
         module_path(key)  # generate (untimed) the module source before the first run
         u0, p = spec.ensemble()

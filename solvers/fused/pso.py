@@ -268,7 +268,7 @@ class FusedPSOPrepared:
         self._ode_prep = None
         if prob.fit is not None:
             # the fused ODE kernel, its parameter rows 0..dim-1 being the particles' positions
-            ode_spec = SolveSpec(problem=prob.fit.ode, method=prob.fit.method, mode="fixed", dtype=spec.dtype,
+            ode_spec = SolveSpec(problem=prob.fit.ode.name, method=prob.fit.method, mode="fixed", dtype=spec.dtype,
                                  n=n, device=spec.device, saveat=tuple(prob.fit.grid()))
             self._ode_prep = backend.prepare(ode_spec)
             X = self._ode_prep._args[1][:dim]  # rows dim.. keep the ODE's fixed parameters
@@ -405,6 +405,6 @@ def settings(backend: Any, spec: Any) -> dict[str, Any]:
            "fastmath": "none (IEEE order as the array replica)"}
     if prob.fit is not None:
         out["objective"] = (f"sum of squares vs {len(prob.fit.grid())} data points; per iteration the fused ODE "
-                            f"kernel ({prob.fit.method}, fixed dt {prob.fit.problem().dt}, saved on the data grid) "
+                            f"kernel ({prob.fit.method}, fixed dt {prob.fit.ode.dt}, saved on the data grid) "
                             "then a loss launch")
     return out

@@ -260,6 +260,8 @@ class FusedSDEPrepared:
 
 def check(backend: Any, spec: Any) -> str | None:
     """The fused backend's SDE-specific check (after its generic one)."""
+    if spec.variant == "serial" and spec.device != "cpu":
+        return "variant 'serial' is a CPU variant"
     return "the fused SDE kernels save the final state only" if spec.saveat is not None else None
 
 

@@ -30,7 +30,7 @@ import numpy as np
 
 from solvers import jax_sharding
 from solvers.availability import framework_available
-from solvers.base import Backend, Prepared, SolveResult, SolveSpec, UnsupportedError
+from solvers.base import Backend, KindSupport, Prepared, SolveResult, SolveSpec
 from solvers.handwritten.common import METHODS, adaptive_result, check_common, common_settings, fixed_result
 from solvers.handwritten.rk import (StepConstants, adaptive_attempt, fixed_step, initial_state, state_rhs,
                                    step_constants)
@@ -184,14 +184,14 @@ class JaxHandwrittenBackend(Backend):
 
     name = "jax-handwritten"
     devices = ("cpu", "gpu")
-    methods = METHODS
+    kinds = {"ode": KindSupport(METHODS)}
     variants = VARIANTS
 
     def available(self, device: str = "cpu") -> tuple[bool, str]:
         return jax_available(device)
 
-    def check(self, spec: SolveSpec) -> str | None:
-        reason = super().check(spec) or check_common(spec)
+    def check_own(self, spec: SolveSpec) -> str | None:
+        reason = check_common(spec)
         if reason is None and UNROLL.get(spec.variant, 1) > 1 and spec.mode != "fixed":
             reason = (f"variant {spec.variant!r} unrolls the fixed-step fori_loop: fixed mode only "
                       f"(lax.while_loop has no unroll)")
@@ -200,7 +200,7 @@ class JaxHandwrittenBackend(Backend):
     def step_control(self, spec: SolveSpec) -> str:
         return "none" if spec.mode == "fixed" else "lockstep"
 
-    def settings(self, spec: SolveSpec) -> dict[str, Any]:
+    def settings_own(self, spec: SolveSpec) -> dict[str, Any]:
         import jax
 
         s = common_settings(spec, step_constants(spec))
@@ -220,8 +220,5 @@ class JaxHandwrittenBackend(Backend):
         )
         return s
 
-    def prepare(self, spec: SolveSpec) -> Prepared:
-        reason = self.check(spec)
-        if reason:
-            raise UnsupportedError(reason)
+    def prepare_own(self, spec: SolveSpec) -> Prepared:
         return JaxHandwrittenPrepared(spec)

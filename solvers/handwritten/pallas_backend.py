@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from solvers.base import Backend, Prepared, SolveResult, SolveSpec, UnsupportedError
+from solvers.base import Backend, KindSupport, Prepared, SolveResult, SolveSpec
 from solvers.handwritten.common import METHODS, adaptive_result, check_common, common_settings, fixed_result
 from solvers.handwritten.jax_backend import jax_available, jax_device, x64_scope
 from solvers.handwritten.rk import StepConstants, adaptive_attempt, fixed_step, initial_state, step_constants
@@ -173,7 +173,7 @@ class PallasBackend(Backend):
 
     name = "pallas"
     devices = ("cpu", "gpu")
-    methods = METHODS
+    kinds = {"ode": KindSupport(METHODS)}
     variants = ("",)
 
     def available(self, device: str = "cpu") -> tuple[bool, str]:
@@ -188,8 +188,8 @@ class PallasBackend(Backend):
             return False, f"jax.experimental.pallas is not importable: {exc}"
         return True, why + (f" ({INTERPRET_NOTE})" if device == "cpu" else " (Triton lowering)")
 
-    def check(self, spec: SolveSpec) -> str | None:
-        reason = super().check(spec) or check_common(spec)
+    def check_own(self, spec: SolveSpec) -> str | None:
+        reason = check_common(spec)
         if reason is None and getattr(spec.prob, "rhs_array", None) is not None:
             reason = "pallas kernels take the component form only (a vectorised-form problem, e.g. Lorenz-96)"
         return reason
@@ -197,7 +197,7 @@ class PallasBackend(Backend):
     def step_control(self, spec: SolveSpec) -> str:
         return "none" if spec.mode == "fixed" else "lockstep"
 
-    def settings(self, spec: SolveSpec) -> dict[str, Any]:
+    def settings_own(self, spec: SolveSpec) -> dict[str, Any]:
         import jax
 
         b = block_size(spec)
@@ -220,8 +220,5 @@ class PallasBackend(Backend):
             s.update(interpret=False, lowering="triton", num_warps=max(b // 32, 1), num_stages=1)
         return s
 
-    def prepare(self, spec: SolveSpec) -> Prepared:
-        reason = self.check(spec)
-        if reason:
-            raise UnsupportedError(reason)
+    def prepare_own(self, spec: SolveSpec) -> Prepared:
         return PallasPrepared(spec)

@@ -29,7 +29,7 @@ from typing import Any, Callable
 import numpy as np
 
 from solvers.availability import framework_available
-from solvers.base import Backend, Prepared, SolveResult, SolveSpec, UnsupportedError
+from solvers.base import Backend, KindSupport, Prepared, SolveResult, SolveSpec
 from solvers.handwritten.common import METHODS, adaptive_result, check_common, common_settings, fixed_result
 from solvers.handwritten.rk import (AdaptiveState, StepConstants, adaptive_attempt, fixed_step, initial_state,
                                    state_rhs, step_constants)
@@ -317,14 +317,14 @@ class TorchHandwrittenBackend(Backend):
 
     name = "torch-handwritten"
     devices = ("cpu", "gpu")
-    methods = METHODS
+    kinds = {"ode": KindSupport(METHODS)}
     variants = VARIANTS
 
     def available(self, device: str = "cpu") -> tuple[bool, str]:
         return torch_available(device)
 
-    def check(self, spec: SolveSpec) -> str | None:
-        reason = super().check(spec) or check_common(spec)
+    def check_own(self, spec: SolveSpec) -> str | None:
+        reason = check_common(spec)
         if reason:
             return reason
         if spec.variant == "cudagraph" and spec.device != "gpu":
@@ -339,7 +339,7 @@ class TorchHandwrittenBackend(Backend):
     def step_control(self, spec: SolveSpec) -> str:
         return "none" if spec.mode == "fixed" else "lockstep"
 
-    def settings(self, spec: SolveSpec) -> dict[str, Any]:
+    def settings_own(self, spec: SolveSpec) -> dict[str, Any]:
         import torch
 
         s = common_settings(spec, step_constants(spec))
@@ -362,10 +362,7 @@ class TorchHandwrittenBackend(Backend):
             s["check_every"] = STEPS_PER_GRAPH if spec.variant == "cudagraph" else CHECK_EVERY[spec.device]
         return s
 
-    def prepare(self, spec: SolveSpec) -> Prepared:
-        reason = self.check(spec)
-        if reason:
-            raise UnsupportedError(reason)
+    def prepare_own(self, spec: SolveSpec) -> Prepared:
         if spec.variant == "cudagraph":
             return TorchGraphPrepared(spec)
         return TorchLoopPrepared(spec, compiled=spec.variant == "compiled")

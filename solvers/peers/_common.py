@@ -21,15 +21,6 @@ from solvers.tableaus import get_controller, get_tableau
 CONTROLLER_PRESETS = ("diffeqgpu", "default")
 
 
-def common_check_reason(backend, spec: SolveSpec) -> str | None:
-    """The checks every peer makes: the base checks, the controller preset, availability."""
-    reason = super(type(backend), backend).check(spec) or controller_reason(backend.name, spec)
-    if reason:
-        return reason
-    ok, why = backend.available(spec.device)
-    return None if ok else why
-
-
 def controller_reason(backend: str, spec: SolveSpec) -> str | None:
     """None if ``spec.controller`` is a preset the peer backends know, else why not."""
     if spec.controller not in CONTROLLER_PRESETS:

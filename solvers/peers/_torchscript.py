@@ -22,10 +22,10 @@ from pathlib import Path
 import sympy as sp
 
 from problems.core import Problem
-from problems.derive import _KernelPrinter
+from problems.derive import KernelPrinter
 
 
-class _TorchScriptPrinter(_KernelPrinter):
+class _TorchScriptPrinter(KernelPrinter):
     """The kernel printer with plain float literals and ``torch.`` math functions."""
 
     def _print_Integer(self, expr):

@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 
 from solvers.availability import framework_available
-from solvers.base import Backend, Prepared, SolveResult, SolveSpec, Status, UnsupportedError
+from solvers.base import Backend, KindSupport, Prepared, SolveResult, SolveSpec, Status
 from solvers import jax_sharding
 from solvers.peers import _common
 
@@ -94,7 +94,7 @@ def _eqx_on_error() -> str:
     return f"{os.environ.get('EQX_ON_ERROR', 'raise')} (environment; equinox not yet imported)"
 
 
-def _x64(dtype: str):
+def x64(dtype: str):
     """The JAX context that makes ``dtype`` the working precision (x64 on only for float64)."""
     import jax
 
@@ -120,21 +120,16 @@ def _shard_plan(spec: SolveSpec) -> "jax_sharding.ShardPlan":
 class DiffraxBackend(Backend):
     name = "diffrax"
     devices = ("cpu", "gpu")
-    methods = {"tsit5": ("fixed", "adaptive"), "dopri5": ("fixed", "adaptive"),
-               "kvaerno5": ("adaptive",),
-               "em": ("fixed",)}  # Euler-Maruyama on SDE problems (solvers/peers/diffrax_sde.py)
+    kinds = {"ode": KindSupport({"tsit5": ("fixed", "adaptive"), "dopri5": ("fixed", "adaptive"),
+                                 "kvaerno5": ("adaptive",)}),
+             "sde": KindSupport({"em": ("fixed",)}, "solvers.peers.diffrax_sde")}  # Euler-Maruyama
     variants = ("", "vmap-of-jit", "batched")
-    kinds = ("ode", "sde")
-    kind_methods = {"ode": frozenset({"tsit5", "dopri5", "kvaerno5"}), "sde": frozenset({"em"})}
 
     def available(self, device: str = "cpu") -> tuple[bool, str]:
         return framework_available("jax", device, "diffrax")
 
-    def check(self, spec: SolveSpec) -> str | None:
-        reason = _common.common_check_reason(self, spec)
-        if reason is None and spec.prob.kind == "sde" and (spec.variant or spec.saveat is not None):
-            reason = "diffrax SDE solves: default variant, final state only"
-        return reason
+    def check_own(self, spec: SolveSpec) -> str | None:
+        return _common.controller_reason(self.name, spec)
 
     def step_control(self, spec: SolveSpec) -> str:
         if spec.mode == "fixed":
@@ -172,11 +167,7 @@ class DiffraxBackend(Backend):
                            "gamma/E**beta1 only"),
         }
 
-    def settings(self, spec: SolveSpec) -> dict[str, Any]:
-        if spec.prob.kind == "sde":
-            from solvers.peers.diffrax_sde import settings
-
-            return {"library": self.available(spec.device)[1], **settings(spec)}
+    def settings_own(self, spec: SolveSpec) -> dict[str, Any]:
         times, _ = _common.output_grid(spec)
         s: dict[str, Any] = {
             "library": self.available(spec.device)[1],
@@ -209,14 +200,7 @@ class DiffraxBackend(Backend):
             s["root_finder"] = "diffrax default VeryChord, rtol/atol taken from the controller"
         return s
 
-    def prepare(self, spec: SolveSpec) -> Prepared:
-        reason = self.check(spec)
-        if reason:
-            raise UnsupportedError(reason)
-        if spec.prob.kind == "sde":
-            from solvers.peers.diffrax_sde import DiffraxSDEPrepared
-
-            return DiffraxSDEPrepared(spec, lambda: _x64(spec.dtype))
+    def prepare_own(self, spec: SolveSpec) -> Prepared:
         return _DiffraxPrepared(self, spec)
 
 
@@ -236,7 +220,7 @@ class _DiffraxPrepared(Prepared):
         import jax.numpy as jnp
 
         self.spec = spec
-        self._x64 = lambda: _x64(spec.dtype)
+        self._x64 = lambda: x64(spec.dtype)
         prob = spec.prob
         rhs = prob.rhs_for(jnp)
         n_states = prob.n_states

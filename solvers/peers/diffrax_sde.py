@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 
 from solvers.base import SolveResult, Status
+from solvers.peers._common import controller_reason
+from solvers.peers.diffrax_backend import x64
 
 
 class DiffraxSDEPrepared:
@@ -102,9 +104,22 @@ class DiffraxSDEPrepared:
         self.u0 = self.p = self.keys = self.fn = None
 
 
-def settings(spec: Any) -> dict[str, Any]:
+# ---- the kind module interface (solvers.base.KindSupport) ----------------------------------------
+def check(backend: Any, spec: Any) -> str | None:
+    """diffrax's SDE-specific check (after the generic one)."""
+    if spec.variant or spec.saveat is not None:
+        return "diffrax SDE solves: default variant, final state only"
+    return controller_reason(backend.name, spec)
+
+
+def prepare(backend: Any, spec: Any) -> DiffraxSDEPrepared:
+    return DiffraxSDEPrepared(spec, lambda: x64(spec.dtype))
+
+
+def settings(backend: Any, spec: Any) -> dict[str, Any]:
     prob = spec.prob
     return {
+        "library": backend.available(spec.device)[1],
         "step_control": "none", "method": "diffrax.Euler (Euler-Maruyama)",
         "terms": "MultiTerm(ODETerm(drift), ControlTerm(diffusion, UnsafeBrownianPath))",
         "diffusion_form": "lineax.DiagonalLinearOperator" if prob.noise == "diagonal" else "dense (n_states, n_noise) matrix",

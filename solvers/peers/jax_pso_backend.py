@@ -28,7 +28,7 @@ import numpy as np
 
 from problems.pso_core import PSO_METHODS
 from solvers.availability import framework_available
-from solvers.base import Backend, SolveSpec, UnsupportedError
+from solvers.base import Backend, KindSupport, SolveSpec
 from solvers.pso_result import pso_result
 
 JAX_STREAM = "jax.random (threefry2x32), PRNGKey(seed), one split per iteration"
@@ -55,7 +55,7 @@ def _loss_fn(prob, dtype):
         return lambda x: prob.objective(x.T, slice(None), p)
     import diffrax  # optional (JAX stack): imported only when this backend runs
 
-    ode = prob.fit.problem()
+    ode = prob.fit.ode
     rhs = ode.rhs_for(jnp)
     data = jnp.asarray(prob.fit.data(), dtype=dtype)  # (len(grid), n_states)
     grid = np.asarray(prob.fit.grid())
@@ -201,25 +201,20 @@ class JaxPSOBackend(Backend):
 
     name = "jax-pso"
     devices = ("cpu", "gpu")
-    methods = {m: ("fixed",) for m in PSO_METHODS}
+    kinds = {"pso": KindSupport({m: ("fixed",) for m in PSO_METHODS})}
     variants = ("", "evosax")
-    kinds = ("pso",)
 
     def available(self, device: str = "cpu") -> tuple[bool, str]:
         return framework_available("jax", device, "diffrax", "evosax")
 
-    def check(self, spec: SolveSpec) -> str | None:
-        reason = super().check(spec)
-        if reason:
-            return reason
+    def check_own(self, spec: SolveSpec) -> str | None:
         if spec.variant == "evosax" and spec.method != "pso":
             return "evosax's PSO has the synchronised form only (method 'pso')"
         if spec.saveat is not None:
             return "a swarm saves no time points"
-        ok, why = self.available(spec.device)
-        return None if ok else why
+        return None
 
-    def settings(self, spec: SolveSpec) -> dict[str, Any]:
+    def settings_own(self, spec: SolveSpec) -> dict[str, Any]:
         prob = spec.prob
         out = {"step_control": "none", "iterations": prob.iterations_for(spec), "particles": spec.n,
                "dim": prob.dim, "bounds": [prob.lower, prob.upper], "inertia": prob.inertia,
@@ -228,12 +223,9 @@ class JaxPSOBackend(Backend):
                "algorithm": ("evosax.algorithms.PSO (r1, r2 shared across dimensions), positions clipped"
                              if spec.variant == "evosax" else "hand-vectorised ParallelParticleSwarms PSO")}
         if prob.fit is not None:
-            out["objective"] = (f"diffrax batched: one diffeqsolve on ({prob.fit.problem().n_states}, N), Tsit5, "
-                                f"ConstantStepSize dt={prob.fit.problem().dt}, SaveAt(ts=data grid)")
+            out["objective"] = (f"diffrax batched: one diffeqsolve on ({prob.fit.ode.n_states}, N), Tsit5, "
+                                f"ConstantStepSize dt={prob.fit.ode.dt}, SaveAt(ts=data grid)")
         return out
 
-    def prepare(self, spec: SolveSpec) -> JaxPSOPrepared:
-        reason = self.check(spec)
-        if reason:
-            raise UnsupportedError(reason)
+    def prepare_own(self, spec: SolveSpec) -> JaxPSOPrepared:
         return JaxPSOPrepared(spec)

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from solvers.base import Backend, SolveResult, SolveSpec, Status, UnsupportedError
+from solvers.base import Backend, KindSupport, SolveResult, SolveSpec, Status
 
 
 def _x64(dtype: str):
@@ -79,8 +79,7 @@ class OptimistixPrepared:
 class OptimistixBackend(Backend):
     name = "optimistix"
     devices = ("cpu", "gpu")
-    methods = {"newton": ("adaptive",)}
-    kinds = ("nonlinear",)
+    kinds = {"nonlinear": KindSupport({"newton": ("adaptive",)})}
 
     def available(self, device: str = "cpu") -> tuple[bool, str]:
         try:
@@ -95,7 +94,7 @@ class OptimistixBackend(Backend):
     def step_control(self, spec: SolveSpec) -> str:
         return "lockstep"
 
-    def settings(self, spec: SolveSpec) -> dict[str, Any]:
+    def settings_own(self, spec: SolveSpec) -> dict[str, Any]:
         rtol, atol = spec.tol
         return {"step_control": "lockstep", "method": "optx.Newton(rtol, atol), defaults otherwise",
                 "linear_solver": "lineax.AutoLinearSolver(well_posed=None) (LU)", "norm": "optx.max_norm",
@@ -105,11 +104,5 @@ class OptimistixBackend(Backend):
                 "batching": "jax.jit(jax.vmap(root_find)) over systems", "rtol": rtol, "atol": atol,
                 "max_steps": spec.max_steps, "throw": False, "x64": spec.dtype == "float64"}
 
-    def prepare(self, spec: SolveSpec) -> OptimistixPrepared:
-        reason = self.check(spec)
-        if reason:
-            raise UnsupportedError(reason)
-        ok, why = self.available(spec.device)
-        if not ok:
-            raise UnsupportedError(why)
+    def prepare_own(self, spec: SolveSpec) -> OptimistixPrepared:
         return OptimistixPrepared(spec)

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from solvers.base import Backend, Prepared, SolveResult, SolveSpec, Status, UnsupportedError
+from solvers.base import Backend, KindSupport, Prepared, SolveResult, SolveSpec, Status
 from solvers.peers import _common
 from solvers.peers._scipy_fortran import FortranPrepared, fortran_reason, fortran_settings
 
@@ -38,7 +38,7 @@ IMPLICIT = frozenset({"radau", "bdf", "lsoda"})
 class ScipyBackend(Backend):
     name = "scipy"
     devices = ("cpu",)
-    methods = {m: ("adaptive",) for m in SCIPY_METHOD}
+    kinds = {"ode": KindSupport({m: ("adaptive",) for m in SCIPY_METHOD})}
     variants = ("", "odeint", "ode")
 
     def available(self, device: str = "cpu") -> tuple[bool, str]:
@@ -47,9 +47,13 @@ class ScipyBackend(Backend):
         return _common.probe_import("scipy")
 
     def check(self, spec: SolveSpec) -> str | None:
+        # Explained before the generic "no fixed mode" refusal.
         if spec.mode == "fixed" and spec.method in self.methods:
             return "SciPy's solve_ivp has no fixed-step integrator (adaptive only)"
-        reason = _common.common_check_reason(self, spec)
+        return super().check(spec)
+
+    def check_own(self, spec: SolveSpec) -> str | None:
+        reason = _common.controller_reason(self.name, spec)
         if reason is None and spec.variant:
             reason = fortran_reason(spec)
         return reason
@@ -57,7 +61,7 @@ class ScipyBackend(Backend):
     def step_control(self, spec: SolveSpec) -> str:
         return "serial"
 
-    def settings(self, spec: SolveSpec) -> dict[str, Any]:
+    def settings_own(self, spec: SolveSpec) -> dict[str, Any]:
         rtol, atol = spec.tol
         times, _ = _common.output_grid(spec)
         s = {
@@ -88,10 +92,7 @@ class ScipyBackend(Backend):
                            else f"integrated to each of {list(times)} in turn")
         return s
 
-    def prepare(self, spec: SolveSpec) -> Prepared:
-        reason = self.check(spec)
-        if reason:
-            raise UnsupportedError(reason)
+    def prepare_own(self, spec: SolveSpec) -> Prepared:
         return FortranPrepared(spec) if spec.variant else _ScipyPrepared(spec)
 
 

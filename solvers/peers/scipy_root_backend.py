@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from solvers.base import Backend, SolveResult, SolveSpec, Status, UnsupportedError
+from solvers.base import Backend, KindSupport, SolveResult, SolveSpec, Status
 
 #: MINPACK stops on a relative step below xtol; a step of rtol leaves |F| near atol, so it is asked
 #: for a step 100x smaller before the residual test of the project is applied.
@@ -69,8 +69,7 @@ class ScipyRootPrepared:
 class ScipyRootBackend(Backend):
     name = "scipy-root"
     devices = ("cpu",)
-    methods = {"hybr": ("adaptive",)}
-    kinds = ("nonlinear",)
+    kinds = {"nonlinear": KindSupport({"hybr": ("adaptive",)})}
 
     def available(self, device: str = "cpu") -> tuple[bool, str]:
         if device != "cpu":
@@ -81,10 +80,7 @@ class ScipyRootBackend(Backend):
             return False, f"scipy is not importable: {exc}"
         return True, f"scipy {scipy.__version__}"
 
-    def check(self, spec: SolveSpec) -> str | None:
-        reason = super().check(spec)
-        if reason:
-            return reason
+    def check_own(self, spec: SolveSpec) -> str | None:
         if spec.dtype != "float64":
             return "scipy.optimize.root (MINPACK) computes in float64 only"
         return None
@@ -92,15 +88,12 @@ class ScipyRootBackend(Backend):
     def step_control(self, spec: SolveSpec) -> str:
         return "serial"
 
-    def settings(self, spec: SolveSpec) -> dict[str, Any]:
+    def settings_own(self, spec: SolveSpec) -> dict[str, Any]:
         rtol, atol = spec.tol
         return {"step_control": "serial", "method": "scipy.optimize.root(method='hybr') per system (MINPACK hybrj)",
                 "jacobian": "SymPy-derived, analytic", "xtol": rtol * XTOL_FACTOR, "atol_on_residual": atol,
                 "maxfev": spec.max_steps * (spec.prob.n_states + 1),
                 "status": "SUCCESS needs MINPACK success and max|F| < atol"}
 
-    def prepare(self, spec: SolveSpec) -> ScipyRootPrepared:
-        reason = self.check(spec)
-        if reason:
-            raise UnsupportedError(reason)
+    def prepare_own(self, spec: SolveSpec) -> ScipyRootPrepared:
         return ScipyRootPrepared(spec)

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from solvers.availability import framework_available
-from solvers.base import Backend, SolveResult, SolveSpec, Status, UnsupportedError
+from solvers.base import Backend, KindSupport, SolveResult, SolveSpec, Status
 
 _RUNNING = -1
 
@@ -101,9 +101,8 @@ class TorchNewtonPrepared:
 class TorchNewtonBackend(Backend):
     name = "torch-newton"
     devices = ("cpu", "gpu")
-    methods = {"newton": ("adaptive",)}
+    kinds = {"nonlinear": KindSupport({"newton": ("adaptive",)})}
     variants = ("", "compiled")
-    kinds = ("nonlinear",)
 
     def available(self, device: str = "cpu") -> tuple[bool, str]:
         return framework_available("torch", device)
@@ -111,7 +110,7 @@ class TorchNewtonBackend(Backend):
     def step_control(self, spec: SolveSpec) -> str:
         return "lockstep"
 
-    def settings(self, spec: SolveSpec) -> dict[str, Any]:
+    def settings_own(self, spec: SolveSpec) -> dict[str, Any]:
         rtol, atol = spec.tol
         return {"step_control": "lockstep", "method": "Newton, full steps, batched",
                 "jacobian": "SymPy-derived (problem.derivatives()), evaluated batched on tensors",
@@ -119,11 +118,5 @@ class TorchNewtonBackend(Backend):
                 "compiled": spec.variant == "compiled", "torch_compile": "dynamic=False, iteration body" if spec.variant else "eager",
                 "rtol": rtol, "atol": atol, "max_iterations": spec.max_steps, "inference_mode": True}
 
-    def prepare(self, spec: SolveSpec) -> TorchNewtonPrepared:
-        reason = self.check(spec)
-        if reason:
-            raise UnsupportedError(reason)
-        ok, why = self.available(spec.device)
-        if not ok:
-            raise UnsupportedError(why)
+    def prepare_own(self, spec: SolveSpec) -> TorchNewtonPrepared:
         return TorchNewtonPrepared(spec)

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from solvers.availability import framework_available
-from solvers.base import Backend, Prepared, SolveResult, SolveSpec, Status, UnsupportedError
+from solvers.base import Backend, KindSupport, Prepared, SolveResult, SolveSpec, Status
 from solvers.peers import _common
 
 #: our method name -> torchdiffeq's
@@ -127,13 +127,14 @@ def _max_trajectory_rms(x):
 class TorchdiffeqBackend(Backend):
     name = "torchdiffeq"
     devices = ("cpu", "gpu")
-    methods = {"rk4_38": ("fixed",), "dopri5": ("adaptive",)}
+    kinds = {"ode": KindSupport({"rk4_38": ("fixed",), "dopri5": ("adaptive",)})}
     variants = ("", "max-norm", "vmap", "compiled")
 
     def available(self, device: str = "cpu") -> tuple[bool, str]:
         return framework_available("torch", device, "torchdiffeq")
 
     def check(self, spec: SolveSpec) -> str | None:
+        # What torchdiffeq's names would suggest, explained before the generic "no method" refusal.
         if spec.method == "tsit5":
             return "torchdiffeq has no Tsit5 (its 5(4) pair is dopri5; its 'rk4' is rk4_38)"
         if spec.method == "rk4":
@@ -144,7 +145,10 @@ class TorchdiffeqBackend(Backend):
                     f"are explicit; 'implicit_adams' is fixed-step with fixed-point iteration)")
         if spec.variant == "max-norm" and spec.mode != "adaptive":
             return "variant 'max-norm' changes the error norm: adaptive mode only"
-        reason = _common.common_check_reason(self, spec)
+        return super().check(spec)
+
+    def check_own(self, spec: SolveSpec) -> str | None:
+        reason = _common.controller_reason(self.name, spec)
         if reason:
             return reason
         if spec.variant == "vmap":
@@ -167,7 +171,7 @@ class TorchdiffeqBackend(Backend):
             opts.update(safety=ctrl["safety"], ifactor=ctrl["factormax"], dfactor=ctrl["factormin"])
         return opts
 
-    def settings(self, spec: SolveSpec) -> dict[str, Any]:
+    def settings_own(self, spec: SolveSpec) -> dict[str, Any]:
         times, _ = _common.output_grid(spec)
         s: dict[str, Any] = {
             "library": self.available(spec.device)[1],
@@ -205,10 +209,7 @@ class TorchdiffeqBackend(Backend):
                                 "set (see solvers.tableaus.DOPRI5)")
         return s
 
-    def prepare(self, spec: SolveSpec) -> Prepared:
-        reason = self.check(spec)
-        if reason:
-            raise UnsupportedError(reason)
+    def prepare_own(self, spec: SolveSpec) -> Prepared:
         return _TorchdiffeqPrepared(self, spec)
 
 

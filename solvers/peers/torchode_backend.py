@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from solvers.availability import framework_available
-from solvers.base import Backend, Prepared, SolveResult, SolveSpec, Status, UnsupportedError
+from solvers.base import Backend, KindSupport, Prepared, SolveResult, SolveSpec, Status
 from solvers.peers import _common
 
 #: method name -> torchode step-method class
@@ -56,17 +56,21 @@ _TORCHODE_DEFAULT_PID = {"pcoeff": 0.2, "icoeff": 0.5, "dcoeff": 0.0}
 class TorchodeBackend(Backend):
     name = "torchode"
     devices = ("cpu", "gpu")
-    methods = {"tsit5": ("fixed", "adaptive"), "dopri5": ("fixed", "adaptive")}
+    kinds = {"ode": KindSupport({"tsit5": ("fixed", "adaptive"), "dopri5": ("fixed", "adaptive")})}
     variants = ("", "compiled", "jit")
 
     def available(self, device: str = "cpu") -> tuple[bool, str]:
         return framework_available("torch", device, "torchode")
 
     def check(self, spec: SolveSpec) -> str | None:
+        # Explained before the generic "explicit method" refusal.
         if spec.prob.stiff:
             return (f"torchode has no stiff solver and {spec.problem} is stiff "
                     f"(its methods are explicit Runge-Kutta)")
-        reason = _common.common_check_reason(self, spec)
+        return super().check(spec)
+
+    def check_own(self, spec: SolveSpec) -> str | None:
+        reason = _common.controller_reason(self.name, spec)
         if reason is None and spec.variant == "jit":
             reason = _jit_reason(self, spec)
         return reason
@@ -97,7 +101,7 @@ class TorchodeBackend(Backend):
                            "and reject alike and keeps the P term on rejection"),
         }
 
-    def settings(self, spec: SolveSpec) -> dict[str, Any]:
+    def settings_own(self, spec: SolveSpec) -> dict[str, Any]:
         times, _ = _common.output_grid(spec)
         return {
             "library": self.available(spec.device)[1],
@@ -124,10 +128,7 @@ class TorchodeBackend(Backend):
             "torch_threads": _torch_threads(),
         }
 
-    def prepare(self, spec: SolveSpec) -> Prepared:
-        reason = self.check(spec)
-        if reason:
-            raise UnsupportedError(reason)
+    def prepare_own(self, spec: SolveSpec) -> Prepared:
         return _TorchodePrepared(self, spec)
 
 

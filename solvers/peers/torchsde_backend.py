@@ -21,29 +21,24 @@ from typing import Any
 import numpy as np
 
 from solvers.availability import framework_available
-from solvers.base import Backend, Prepared, SolveResult, SolveSpec, Status, UnsupportedError
+from solvers.base import Backend, KindSupport, Prepared, SolveResult, SolveSpec, Status
 
 
 class TorchsdeBackend(Backend):
     name = "torchsde"
     devices = ("cpu", "gpu")
-    methods = {"em": ("fixed",)}
+    kinds = {"sde": KindSupport({"em": ("fixed",)})}
     variants = ("", "path")
-    kinds = ("sde",)
 
     def available(self, device: str = "cpu") -> tuple[bool, str]:
         return framework_available("torch", device, "torchsde")
 
-    def check(self, spec: SolveSpec) -> str | None:
-        reason = super().check(spec)
-        if reason:
-            return reason
+    def check_own(self, spec: SolveSpec) -> str | None:
         if spec.saveat is not None:
             return "torchsde cells save the final state only"
-        ok, why = self.available(spec.device)
-        return None if ok else why
+        return None
 
-    def settings(self, spec: SolveSpec) -> dict[str, Any]:
+    def settings_own(self, spec: SolveSpec) -> dict[str, Any]:
         prob = spec.prob
         bm = ("BrownianPath(t0, w0=zeros(N, n_noise))" if spec.variant == "path" else
               "BrownianInterval(t0, t1, size=(N, n_noise), dt=dt, cache_size=None, entropy=seed)")
@@ -54,10 +49,7 @@ class TorchsdeBackend(Backend):
                 "brownian": bm, "batching": "one (N, n_states) tensor", "grad": "torch.no_grad()",
                 "seed": spec.seed}
 
-    def prepare(self, spec: SolveSpec) -> Prepared:
-        reason = self.check(spec)
-        if reason:
-            raise UnsupportedError(reason)
+    def prepare_own(self, spec: SolveSpec) -> Prepared:
         return _TorchsdePrepared(spec)
 
 

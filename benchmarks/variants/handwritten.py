@@ -1,14 +1,15 @@
 """CPU benchmark: the hand-written peers beside diffrax, torchdiffeq and the fused kernel.
 
-    python -m solvers.handwritten.bench                       # N = 8, 8192, 65536; 2.5-3 minutes on 2 cores
-    python -m solvers.handwritten.bench --sizes 8 512 --modes fixed --csv out.csv
+    python -m benchmarks.variants.handwritten                       # N = 8, 8192, 65536; 2.5-3 minutes on 2 cores
+    python -m benchmarks.variants.handwritten --sizes 8 512 --modes fixed --csv out.csv
 
 Lorenz, float32: Tsit5 with exactly 1000 fixed steps, and adaptive Tsit5 at rtol = atol = 1e-6
 (torchdiffeq has no Tsit5: its rows use its own rk4 = the 3/8 rule for fixed steps and dopri5
 with one shared step for adaptive steps; a torch-handwritten rk4_38 row is the like-for-like
 comparison for the fixed case). Every cell follows the runner's protocol: untimed prepare; the
-first run + sync timed on its own (compilation included); then 1-3 timed runs + sync (fewer when
-a run is slow, ``--budget`` seconds per cell); untimed fetch; accuracy against the float64
+first run + sync timed on its own (compilation included); then 1-3 timed runs + sync by the
+harness's clock (``harness.measure.clock.time_repeats``, after its warm-up; 1 when a run is slow,
+``--budget`` seconds per cell); untimed fetch; accuracy against the float64
 SciPy reference. Reported: the minimum over the timed runs, as nanoseconds per
 trajectory-step = time / (sum over trajectories of accepted steps), so lockstep and shared-step
 overheads show up as cost, not as fewer steps.
@@ -20,12 +21,19 @@ can slow down by 10-100x. Numbers from one run are comparable with each other on
 from __future__ import annotations
 
 import argparse
+import csv
 import math
 import os
+import platform
 import statistics
 import sys
 import time
 from dataclasses import dataclass
+
+from harness.measure.clock import time_repeats
+from problems.reference import max_relative_error, reference
+from solvers.base import SolveSpec
+from solvers.registry import get_backend
 
 #: (label, backend, variant, fixed-mode method, adaptive-mode method); None: no such row.
 ENTRIES: list[tuple[str, str, str, str | None, str | None]] = [
@@ -74,7 +82,7 @@ def pin_threads(threads: int) -> None:
     if threads == 1:
         flags = os.environ.get("XLA_FLAGS", "")
         os.environ["XLA_FLAGS"] = (flags + " --xla_cpu_multi_thread_eigen=false").strip()
-    import torch
+    import torch  # only now: the thread variables above must be set before torch starts
 
     torch.set_num_threads(threads)
 
@@ -82,10 +90,6 @@ def pin_threads(threads: int) -> None:
 def run_cell(label: str, backend: str, variant: str, method: str, mode: str, n: int,
              budget: float) -> Row:
     """Prepare, time and check one cell; failures become a row with the reason."""
-    from problems.reference import max_relative_error, reference
-    from solvers.base import SolveSpec
-    from solvers.registry import get_backend
-
     row = Row(mode, n, label, method)
     tol = ADAPTIVE_TOL if mode == "adaptive" else None
     spec = SolveSpec("lorenz", method, mode, "float32", n=n, variant=variant, rtol=tol, atol=tol)
@@ -102,19 +106,19 @@ def run_cell(label: str, backend: str, variant: str, method: str, mode: str, n: 
         prep = b.prepare(spec)
         try:
             t = time.perf_counter()
-            out = prep.run()
-            prep.sync(out)
+            last = [prep.run()]
+            prep.sync(last[0])
             row.first = time.perf_counter() - t
-            times = []
-            while True:
-                t = time.perf_counter()
-                out = prep.run()
-                prep.sync(out)
-                times.append(time.perf_counter() - t)
-                if len(times) >= 3 or sum(times) + times[-1] > budget:
-                    break
+
+            def solve() -> None:
+                last[0] = prep.run()
+                prep.sync(last[0])
+
+            times = time_repeats(solve, 1)
+            if 2 * times[0] <= budget:
+                times += time_repeats(solve, 2)
             row.times = tuple(times)
-            res = prep.fetch(out)
+            res = prep.fetch(last[0])
         finally:
             prep.close()
     except Exception as exc:  # a failing cell is a row, the benchmark goes on
@@ -151,8 +155,6 @@ def format_table(rows: list[Row]) -> str:
 
 
 def write_csv(rows: list[Row], path: str) -> None:
-    import csv
-
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["mode", "n", "backend", "method", "first_s", "times_s", "min_s", "ns_per_traj_step",
@@ -164,7 +166,7 @@ def write_csv(rows: list[Row], path: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m solvers.handwritten.bench", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.variants.handwritten", description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=list(SIZES), help="ensemble sizes N")
     ap.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES, help="step modes")
     ap.add_argument("--only", nargs="+", default=None, metavar="BACKEND",
@@ -183,10 +185,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--only: unknown backend(s) {sorted(set(args.only) - known)}; choose from {sorted(known)}")
     pin_threads(args.threads)
 
-    import platform
-
-    import jax
-    import torch
+    import jax  # only after pin_threads: XLA reads its thread flags at import
+    import torch  # for its version (pin_threads imported it first, after setting its threads)
 
     print(f"# Lorenz float32, fixed: 1000 steps; adaptive: rtol=atol={ADAPTIVE_TOL:g}; CPU "
           f"{platform.processor() or platform.machine()} ({os.cpu_count()} cores), threads={args.threads}; "

@@ -1,12 +1,13 @@
 """Which variant of each peer is strongest: a quick interleaved comparison (not a results run).
 
-    python -m solvers.peers.bench_variants --n 2048 32768 --threads 1
-    python -m solvers.peers.bench_variants --n 2048 --threads 2 --only diffrax jax-handwritten
+    python -m benchmarks.variants.peers --n 2048 32768 --threads 1
+    python -m benchmarks.variants.peers --n 2048 --threads 2 --only diffrax jax-handwritten
 
 Lorenz, float32, Tsit5 (torchdiffeq: rk4_38 fixed, dopri5 adaptive; scipy: adaptive only),
 exactly 1000 fixed steps, and adaptive at rtol = atol = 1e-6. For each (N, mode) every variant
 is prepared and compiled first (compile time reported), then the timed runs go round-robin over
-the variants (``--rounds``), so a burst of load from elsewhere hits them all alike. Printed: the
+the variants (``--rounds``), so a burst of load from elsewhere hits them all alike; each timed run
+is one sample of the harness's clock (``harness.measure.clock.time_repeats``, after its warm-up). Printed: the
 minimum and median over the rounds, per-trajectory accepted steps (mean), and the maximum
 relative error against the float64 reference. ``--threads`` sets torch's thread count and, for
 JAX, the number of host devices (``XLA_FLAGS``, before JAX is imported; the JAX backends then
@@ -20,6 +21,13 @@ import os
 import statistics
 import sys
 import time
+
+import numpy as np
+
+from harness.measure.clock import time_repeats
+from problems.reference import max_relative_error, reference
+from solvers.base import SolveSpec
+from solvers.registry import get_backend
 
 #: (backend, variant, fixed method or None, adaptive method or None, largest N or None)
 CELLS = (
@@ -55,13 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                                f" --xla_force_host_platform_device_count={args.threads}").strip()
-    import numpy as np
-    import torch
+    import torch  # only after XLA_FLAGS is set above, as every backend library
 
     torch.set_num_threads(args.threads)
-    from problems.reference import max_relative_error, reference
-    from solvers.base import SolveSpec
-    from solvers.registry import get_backend
 
     print(f"threads={args.threads}  rounds={args.rounds}  (contended machine: compare within a block)")
     for n in args.n:
@@ -91,10 +95,7 @@ def main(argv: list[str] | None = None) -> int:
                 for row in preps:
                     if row[3] and max(row[3]) > args.budget:
                         continue
-                    t = time.perf_counter()
-                    out = row[1].run()
-                    row[1].sync(out)
-                    row[3].append(time.perf_counter() - t)
+                    row[3].extend(time_repeats(lambda p=row[1]: p.sync(p.run()), 1))
             print(f"N={n} {mode}" + (" rtol=atol=1e-6" if mode == "adaptive" else " 1000 steps"))
             for label, prep, compile_s, times, steps, err in preps:
                 print(f"  {label:42s} min {min(times):9.4f} s  median {statistics.median(times):9.4f} s"

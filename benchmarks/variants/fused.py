@@ -1,12 +1,13 @@
 """CPU timings of the fused kernels: nanoseconds per trajectory-step (not a test).
 
-    python -m solvers.fused.bench                 # Lorenz, Tsit5, float32, N = 65536
-    python -m solvers.fused.bench --repeats 7 --lanes 8 16 32 --fastmath contract none
-    python -m solvers.fused.bench --cases fixed adaptive-1e-6 --lane-layout one-pass two-pass
+    python -m benchmarks.variants.fused                 # Lorenz, Tsit5, float32, N = 65536
+    python -m benchmarks.variants.fused --repeats 7 --lanes 8 16 32 --fastmath contract none
+    python -m benchmarks.variants.fused --cases fixed adaptive-1e-6 --lane-layout one-pass two-pass
 
 For each case the Prepared lifecycle is used as the harness uses it: ``prepare`` (untimed),
-one warm-up ``run``+``sync`` (compilation, or loading Numba's disk cache), then ``repeats``
-timed ``run``+``sync`` calls; the median (and min) time is divided by the number of steps
+the first ``run``+``sync`` timed on its own (compilation, or loading Numba's disk cache), then
+the harness's clock (``harness.measure.clock.time_repeats``: warm-up, then ``repeats`` timed
+``run``+``sync`` calls with the GC paused); the median (and min) time is divided by the number of steps
 taken, summed over trajectories (every attempt: accepted + rejected; exactly N * n_steps in
 fixed mode). The closing ratios also divide by the lane-steps the blocks run (each block's
 lanes x its largest step count), which removes the lane blocks' divergence from the ratio. Each row also reports the steps per trajectory and the accuracy against the float64
@@ -26,11 +27,14 @@ import os
 import statistics
 import time
 
+import numba
 import numpy as np
 
+from harness.measure.clock import time_repeats
 from problems.reference import max_relative_error, reference
 from solvers.base import SolveSpec
 from solvers.fused.backend import FusedBackend
+from solvers.fused.peak import cpu_isa, fma_peak
 
 CASES = {
     "fixed": {"mode": "fixed"},
@@ -60,15 +64,17 @@ def measure(spec: SolveSpec, backend: FusedBackend, repeats: int, lanes: int = 1
     out = prep.run()
     prep.sync(out)
     first = time.perf_counter() - t
-    samples, cpu = [], []
-    for _ in range(repeats):
+    last, cpu = [out], []
+
+    def solve() -> None:
         c = time.process_time()
-        t = time.perf_counter()
-        out = prep.run()
-        prep.sync(out)
-        samples.append(time.perf_counter() - t)
+        last[0] = prep.run()
+        prep.sync(last[0])
         cpu.append(time.process_time() - c)
-    res = prep.fetch(out)
+
+    samples = time_repeats(solve, repeats)
+    cpu = cpu[-len(samples):]  # the timed calls are the last ones (the clock warms up first)
+    res = prep.fetch(last[0])
     prep.close()
     per_traj = res.accepted + res.rejected
     steps = int(per_traj.sum())
@@ -105,15 +111,11 @@ def main(argv=None) -> int:
                     help="adaptive lane layouts to try (auto: the one this ISA gets)")
     args = ap.parse_args(argv)
 
-    import numba
-
-    from solvers.fused.peak import cpu_isa, fma_peak
-
     isa = cpu_isa()
     peak = fma_peak(args.dtype)
     print(f"# fused CPU kernels: {args.problem} {args.method} {args.dtype} N={args.n}, "
           f"{numba.get_num_threads()} threads, cpu_count={os.cpu_count()}, "
-          f"median of {args.repeats} after one warm-up run")
+          f"median of {args.repeats} after the clock's warm-up")
     print(f"# ISA: {isa['isa']} ({isa['cpu_name']}, {isa['vector_bits']}-bit vectors); measured "
           f"{args.dtype} FMA peak {peak['lane_fma_per_ns']:.1f} lane-FMA/ns per core "
           f"(solvers.fused.peak)")

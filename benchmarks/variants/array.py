@@ -1,14 +1,15 @@
 """Array-style replica vs the fused kernel: time and dispatched operations per solve.
 
-    python -m benchmarks.array_vs_fused                       # CPU, N = 8, 512, 8192, 65536
-    python -m benchmarks.array_vs_fused --n 8 512 --repeats 5
-    python -m benchmarks.array_vs_fused --device gpu          # on a GPU box (CuPy / Numba CUDA)
+    python -m benchmarks.variants.array                       # CPU, N = 8, 512, 8192, 65536
+    python -m benchmarks.variants.array --n 8 512 --repeats 5
+    python -m benchmarks.variants.array --device gpu          # on a GPU box (CuPy / Numba CUDA)
 
 Cases (Lorenz, Tsit5, float32 by default): fixed dt = 1e-3 (1000 steps); adaptive at
 rtol = atol = 1e-6 with per-trajectory (lockstep) and shared step control for the array backend,
 each against the fused kernel's own per-trajectory adaptive solve. Both backends run in this one
-process, so the ratios come from one run. Time is the wall time of ``run()`` + ``sync()``: one
-untimed warm-up (compilation), then ``--repeats`` timed calls; min and median are reported.
+process, so the ratios come from one run. Time is the wall time of ``run()`` + ``sync()``, timed
+by the harness's clock (``harness.measure.clock.time_repeats``: first call and warm-up untimed,
+then ``--repeats`` timed calls); min and median are reported.
 Operations per solve come from ``harness.measure.launches.count_launches`` (array operations on a CPU,
 kernel launches on a GPU). This is a quick side-by-side, not the harness; nothing is asserted.
 """
@@ -17,11 +18,11 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from dataclasses import dataclass
 
 import numpy as np
 
+from harness.measure.clock import time_repeats
 from harness.measure.launches import count_launches
 from solvers.base import SolveSpec
 from solvers.registry import get_backend
@@ -59,7 +60,7 @@ class Measurement:
 
 
 def measure(backend_name: str, spec: SolveSpec, repeats: int) -> Measurement | str:
-    """Time ``repeats`` solves of ``spec`` after one warm-up; a string says why it could not run."""
+    """Time ``repeats`` solves of ``spec`` after the clock's warm-up; a string says why it could not run."""
     backend = get_backend(backend_name)
     ok, why = backend.available(spec.device)
     if not ok:
@@ -69,15 +70,14 @@ def measure(backend_name: str, spec: SolveSpec, repeats: int) -> Measurement | s
         return f"unsupported: {reason}"
     prepared = backend.prepare(spec)
     try:
-        out = prepared.run()
-        prepared.sync(out)
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            out = prepared.run()
-            prepared.sync(out)
-            times.append(time.perf_counter() - start)
-        result = prepared.fetch(out)
+        last = []
+
+        def solve() -> None:
+            last[:] = [prepared.run()]
+            prepared.sync(last[0])
+
+        times = time_repeats(solve, repeats)
+        result = prepared.fetch(last[0])
         operations, counter = count_launches(prepared, spec.device)
     finally:
         prepared.close()
