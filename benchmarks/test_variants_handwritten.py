@@ -1,11 +1,11 @@
-"""The benchmark script: argument checking and one cell (no timing is asserted)."""
+"""The hand-written solvers' timing script (benchmarks.variants.handwritten): argument checking and one cell (no timing is asserted)."""
 from __future__ import annotations
 
 import math
 
 import pytest
 
-from solvers.handwritten import bench
+from benchmarks.variants import handwritten as bench
 
 
 @pytest.mark.parametrize("argv,message", [
