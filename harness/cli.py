@@ -41,8 +41,8 @@ from harness.measure.accuracy import accuracy_violations
 from harness.measure.clock import measure_overhead
 from harness.packages import OPTIONAL, REQUIRED, missing
 from harness.refs import write_shipped
-from harness.results.schema import SchemaError, validate
-from harness.results.store import CSV_NAME, read_results
+from harness.results.integrity import integrity_failures
+from harness.results.store import CSV_NAME
 from harness.run.backends import backend_names, declared_methods, declared_variants, load_backend
 from harness.run.preflight import cmd_preflight
 from harness.run.session import run_session, split_values
@@ -137,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     chk = sub.add_parser("check", help="exit 1 unless RUN_DIR holds a valid results table with timings")
     chk.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    chk.add_argument("--partial", action="store_true",
+                     help="accept an unfinished run (interrupted, or cells skipped for lack of time); "
+                          "every row it holds must still be sound")
     chk.add_argument("--require-ok", action="append", metavar="BACKEND",
                      help="also fail unless each of these backends has an ok cell; repeatable or comma-separated")
     refs = sub.add_parser("refs", help="compute the float64 references a suite needs into problems/refs/ (commit them)")
@@ -270,29 +273,27 @@ def cmd_readme(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    """Exit 0 only for a run folder whose results validate, hold at least one timed cell, and
-    whose ok cells are within their accuracy bounds with no failed trajectory (harness.measure.accuracy)."""
+    """Exit 0 only for a run folder whose table passes every integrity rule (harness.results.
+    integrity: whole, unedited since its session closed, complete, plausible rows, the run's
+    plan), holds at least one timed cell, and whose ok rows, every repeat, are within their
+    accuracy bounds with no failed trajectory (harness.measure.accuracy). One line per failure."""
     path = args.run_dir / CSV_NAME
     if not path.is_file():
         raise UsageError(f"{args.run_dir} is not a run folder (no {CSV_NAME})")
-    try:
-        df = validate(read_results(path))
-    except (SchemaError, ValueError) as exc:
-        print(f"error: {path}: {' '.join(str(exc).split())}", file=sys.stderr)
-        return 1
-    cells = df[df["repeat"] <= 0].groupby("status").size().to_dict()
-    print(f"{path}: {len(df)} rows; cells by status: " + ", ".join(f"{k} {v}" for k, v in sorted(cells.items())))
-    ok_cells = df[(df["status"] == "ok") & (df["repeat"] == 0)]
-    if len(ok_cells):
-        print(f"{path}: max_scaled_err measured in {int(ok_cells['max_scaled_err'].notna().sum())} "
-              f"of {len(ok_cells)} ok cells")
-    if not (df["status"] == "ok").any():
-        print(f"error: {path}: no cell produced timings", file=sys.stderr)
-        return 1
-    bad = accuracy_violations(df)
-    ok_backends = set(df.loc[df["status"] == "ok", "backend"])
-    bad += [f"backend {b} has no ok cell" for b in split_values(getattr(args, "require_ok", None))
-            if b not in ok_backends]
+    df, bad = integrity_failures(args.run_dir, partial=args.partial)
+    if df is not None:
+        cells = df[df["repeat"] <= 0].groupby("status").size().to_dict()
+        print(f"{path}: {len(df)} rows; cells by status: " + ", ".join(f"{k} {v}" for k, v in sorted(cells.items())))
+        ok_cells = df[(df["status"] == "ok") & (df["repeat"] == 0)]
+        if len(ok_cells):
+            print(f"{path}: max_scaled_err measured in {int(ok_cells['max_scaled_err'].notna().sum())} "
+                  f"of {len(ok_cells)} ok cells")
+        if not (df["status"] == "ok").any():
+            bad.append("table: timings: no cell produced timings")
+        bad += accuracy_violations(df)
+        ok_backends = set(df.loc[df["status"] == "ok", "backend"])
+        bad += [f"table: require-ok: backend {b} has no ok cell"
+                for b in split_values(getattr(args, "require_ok", None)) if b not in ok_backends]
     for line in bad:
         print(f"error: {path}: {line}", file=sys.stderr)
     return 1 if bad else 0

@@ -22,6 +22,7 @@ from harness.results.cells import (REFERENCE_BACKEND, cell_table, paper_ratio, p
 from harness.results.headline import XLA_CAVEAT, headline_table, threads_label, verdict
 from harness.report.figures.core import PAPER_GPUS, FigureInfo, make_figures
 from harness.results.schema import COLUMNS, SchemaError, validate
+from harness.results.store import last_line_cut
 
 RESULTS_FILE = "results.csv"
 ENVIRONMENT_FILE = "environment.json"
@@ -50,6 +51,9 @@ def load_results(run_dir: Path) -> pd.DataFrame:
         raise SchemaError(f"run folder {run_dir} does not exist")
     if not path.is_file():
         raise SchemaError(f"{path} is missing: a run folder holds {RESULTS_FILE} (write one with a run first)")
+    if last_line_cut(path):  # a cut row is not a repeat (harness.results.store)
+        raise SchemaError(f"{path}: its last line is cut (a write was interrupted); "
+                          f"`python -m harness run --resume` drops it and runs that cell again")
     strings = [c for c, t in COLUMNS.items() if t == "string"]
     # Text read as written ("None" or "NA" stay text); only numeric columns have missing values.
     # Floats are parsed exactly (the default from pandas 3), so key columns match as written.

@@ -25,7 +25,8 @@ from typing import Any
 from harness.errors import UsageError
 from harness.measure.environment import device_tag, fingerprint
 from harness.results.schema import SCHEMA_VERSION, SchemaError, validate
-from harness.results.store import CSV_NAME, read_results, read_rows, write_parquet
+from harness.results.integrity import ENV_NAME
+from harness.results.store import CSV_NAME, read_results, read_rows, table_sha256, write_parquet
 from harness.run.backends import all_method_names, backend_names, is_method_name
 from harness.run.cluster import Cluster, DaskExecutor, parse_address, require_dask
 from harness.run.executors import order_cells
@@ -34,8 +35,6 @@ from harness.run.suites import load_suite
 from harness.run.sweep import run_sweep
 from problems.registry import is_problem_name, problem_names
 from solvers.base import MODES
-
-ENV_NAME = "environment.json"
 
 
 def split_values(values: list[str] | None) -> list[str]:
@@ -281,7 +280,9 @@ def _run_plan(plan: RunPlan, args: argparse.Namespace) -> tuple[int, Path]:
     """The part of ``run`` that writes: the run folder is validated and locked."""
     run_dir, suite, fp = plan.run_dir, plan.suite, plan.fingerprint
     session = {"started_at": plan.started.isoformat(timespec="seconds"), "command": plan.command,
-               "how": plan.how, "hostname": fp["hostname"], "git": fp["git"], "cells_selected": len(plan.cells)}
+               "how": plan.how, "hostname": fp["hostname"], "git": fp["git"], "cells_selected": len(plan.cells),
+               # the cells this session selected, by key: `harness check` compares the table with them
+               "cells_planned": [list(c.key) for c in plan.cells]}
     if plan.saved:
         env = plan.saved
         _warn_if_changed(plan.saved, fp, suite)
@@ -317,6 +318,8 @@ def _run_plan(plan: RunPlan, args: argparse.Namespace) -> tuple[int, Path]:
         session.update(cells_run=summary.run, cells_already_done=summary.skipped,
                        statuses=summary.statuses)
     env["finished_at"] = finished
+    if (run_dir / CSV_NAME).is_file():  # `harness check` reports a table edited after this
+        env["results_sha256"] = table_sha256(run_dir / CSV_NAME)
     _write_json(run_dir / ENV_NAME, env)
     if interrupted:
         print(f"interrupted; finished cells are in {run_dir / CSV_NAME}; continue with: "
