@@ -24,7 +24,7 @@ for a sweep.
 
 Faults: a worker that dies mid-task (killed, out of memory) loses its task, which Dask runs again
 on another worker; after ``MAX_WORKER_DEATHS`` deaths (the scheduler's ``allowed-failures``) the
-cell is one "error" row saying so. Exceptions inside a task are not retried: a cell's own
+cell is one "oom" row saying so. Exceptions inside a task are not retried: a cell's own
 failures are rows already, and a retry would time a different process.
 
 Provenance: every row of a clustered run carries in ``settings.harness.worker`` the address,
@@ -49,8 +49,9 @@ from harness.run.executors import Admit, ChildExecutor, Finish, order_cells
 from harness.run.shards import run_sharded_cell
 from solvers import registry
 
-#: Deaths of the worker running a task before the cell is given up ("error" row): the
-#: scheduler's ``distributed.scheduler.allowed-failures`` of a cluster started here.
+#: The scheduler's ``distributed.scheduler.allowed-failures`` of a cluster started here: the
+#: deaths of workers running a task that Dask tolerates; at the next one (MAX_WORKER_DEATHS + 1
+#: deaths) it gives the task up with KilledWorker and the cell gets an "oom" row.
 MAX_WORKER_DEATHS = 2
 WORKERS_JSON = "workers.json"
 #: The worker resource that keeps one cell per worker.
@@ -326,7 +327,8 @@ class DaskExecutor:
                 except Exception as exc:  # noqa: BLE001 - KilledWorker etc. become the cell's row
                     status, reason = classify_exception(exc)
                     if type(exc).__name__ == "KilledWorker":
-                        reason = f"the worker running this cell died {cluster.max_worker_deaths} times; {reason}"
+                        # Dask raises KilledWorker at the death after the allowed ones
+                        reason = f"the worker running this cell died {cluster.max_worker_deaths + 1} times; {reason}"
                     rows = [failure_row(cell, context, now_iso(), status, reason)]
                 finish(cell, rows)
                 submit_more()
