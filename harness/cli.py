@@ -207,6 +207,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a read-only or full destination, a missing file: one line, no traceback
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
     return 2
 
 
@@ -345,11 +349,18 @@ def default_suite() -> str:
 
 def cmd_refs(args: argparse.Namespace) -> int:
     """Compute every reference a suite needs into problems/refs/ (harness.refs)."""
-    cells = load_suite(args.suite).cells
-    ns = {int(v) for v in split_values(args.n) if v.isdigit()}
+    suite = load_suite(args.suite)
+    ns = set()
+    for v in split_values(args.n):
+        if not v.isdigit() or int(v) < 1:
+            raise UsageError(f"invalid --n {v!r}: N must be a positive integer")
+        ns.add(int(v))
     if args.n and not ns:
-        raise UsageError(f"invalid --n {args.n!r}: positive integers")
-    cells = [c for c in cells if not ns or c.spec.n in ns]
+        raise UsageError("empty --n: give at least one ensemble size")
+    cells = [c for c in suite.cells if not ns or c.spec.n in ns]
+    if not cells:
+        raise UsageError(f"--n {','.join(map(str, sorted(ns)))} matches no cell of suite {suite.name!r} "
+                         f"(its N: {', '.join(map(str, sorted({c.spec.n for c in suite.cells})))})")
     for path in write_shipped(cells):
         print(str(path))
     return 0

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import argparse
 import csv
+import shutil
 import sys
 from pathlib import Path
 
 from harness.errors import UsageError
+from problems.registry import is_problem_name, problem_names
 
 PROFILE_CSV = "gpu_profile.csv"
 SPECS_CSV = "gpu_specs.csv"
@@ -51,7 +53,7 @@ def write_csv(path: Path, rows: list[dict], columns) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.gpu_profile import kernels, specs, tools
+    from harness.gpu_profile import kernels, tools
 
     archs = _split(args.arch) or list(kernels.ARCHS)
     for a in archs:
@@ -71,16 +73,58 @@ def run(args: argparse.Namespace) -> int:
     for f in [*args.ptx, *args.cuda]:
         if not f.is_file():
             raise UsageError(f"no such file: {f}")
+    for f in args.ptx:
+        _require_ptx(f)
+    keys = _selected_keys(args, kernels)
     missing = tools.missing_tools()
     if missing:
         raise UsageError(f"CUDA tools not found: {', '.join(missing)} (pip install nvidia-cuda-nvcc "
                          "nvidia-cuda-nvdisasm, or put CUDA on PATH)")
+    created = next((p for p in [args.out, *args.out.parents] if p.parent.exists()), None) \
+        if not args.out.exists() else None
     try:
         args.out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"cannot create output folder {args.out}: {exc.strerror or exc}") from None
+    try:
+        return _profile(args, archs, keys, block, sources)
+    except BaseException:
+        if created is not None:  # a failed command leaves nothing behind
+            shutil.rmtree(created, ignore_errors=True)
+        raise
+
+
+def _require_ptx(path: Path) -> None:
+    """UsageError unless ``path`` reads as PTX text (its .version and .target directives)."""
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"--ptx {path} is not a PTX text file ({type(exc).__name__})") from None
+    if ".version" not in text or ".target" not in text:
+        raise UsageError(f"--ptx {path} is not PTX (no .version and .target directives)")
+
+
+def _selected_keys(args: argparse.Namespace, kernels) -> list:
+    """The fused kernels --problem/--method/--mode/--dtype select; UsageError for an unknown
+    name or a selection that matches no kernel."""
+    dtypes = tuple(_split(args.dtype)) or ("float32", "float64")
+    bad = [d for d in dtypes if d not in ("float32", "float64")]
+    if bad:
+        raise UsageError(f"invalid --dtype {', '.join(bad)}: choose from float32, float64")
+    bad = [p for p in _split(args.problem) if not is_problem_name(p)]
+    if bad:
+        raise UsageError(f"unknown --problem {', '.join(bad)}; valid choices: {', '.join(problem_names())}")
     keys = kernels.fused_keys(_split(args.problem) or None, _split(args.method) or None,
-                              _split(args.mode) or None, tuple(_split(args.dtype)) or ("float32", "float64"))
+                              _split(args.mode) or None, dtypes)
+    if not keys:
+        raise UsageError("no fused kernel matches --problem/--method/--mode/--dtype "
+                         "(the fused CUDA kernels are ODE kernels)")
+    return keys
+
+
+def _profile(args: argparse.Namespace, archs: list[str], keys: list, block, sources) -> int:
+    """Profile and write the CSVs into the (created) ``args.out``."""
+    from harness.gpu_profile import kernels, specs  # as in run(): imported when the command runs
     rows = kernels.fused_profiles(archs, keys, block, progress=lambda m: print(m, file=sys.stderr), sources=sources)
     for path in args.ptx:
         for a in archs:

@@ -87,17 +87,30 @@ class ResultsWriter:
                 raise ValueError(f"{self.path} has other columns than this harness writes "
                                  f"(schema changed?); start a new run instead of resuming")
             _drop_torn_tail(self.path)
-            self._file = open(self.path, "a", newline="")
+            self._file = open(self.path, "ab", buffering=0)
         else:
-            self._file = open(self.path, "w", newline="")
+            self._file = open(self.path, "wb", buffering=0)
             self._write_lines([columns])
 
     def _write_lines(self, lines: Iterable[list[str]]) -> None:
+        """Append ``lines`` whole or not at all: on an OS error (a full disk) what was written
+        of them is cut off again, so the file never ends in a half row, and the error propagates."""
         buf = io.StringIO()
         csv.writer(buf, lineterminator="\n").writerows(lines)
-        self._file.write(buf.getvalue())
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        data = buf.getvalue().encode()
+        fd = self._file.fileno()
+        start = os.lseek(fd, 0, os.SEEK_END)
+        try:
+            view = memoryview(data)
+            while view:  # unbuffered: a write may take only part of the bytes
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        except OSError:
+            try:
+                os.ftruncate(fd, start)
+            except OSError:
+                pass  # then the reader's cut-line rule (last_line_cut) still catches the half row
+            raise
 
     def append(self, rows: list[Mapping[str, Any]]) -> None:
         """Write one cell's rows at once (unknown keys are an error: they would be lost)."""

@@ -36,6 +36,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import sys
 from collections import deque
 from pathlib import Path
@@ -81,6 +82,25 @@ def parse_address(text: str) -> tuple[str, int | None]:
         return (text if "://" in text else f"tcp://{text}"), None
     raise UsageError(f"invalid --cluster {text!r}: give local, local:W or a scheduler address "
                      f"such as tcp://host:8786")
+
+
+#: How long ``check_reachable`` waits for the scheduler's port (a refused port fails at once).
+REACH_TIMEOUT_S = 3.0
+
+
+def check_reachable(text: str, timeout_s: float = REACH_TIMEOUT_S) -> None:
+    """UsageError unless the scheduler address's TCP port accepts a connection within seconds:
+    checked before a run folder exists (Dask's client would wait 30 s, then fail mid-run)."""
+    address, _ = parse_address(text)
+    rest = address.split("://", 1)[-1]
+    host, _, port = rest.rpartition(":")
+    if not port.isdigit():
+        return  # not host:port (another transport): the client's own connect decides
+    try:
+        socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise UsageError(f"cannot reach the Dask scheduler at {address}: "
+                         f"{exc.strerror or type(exc).__name__} (waited {timeout_s:g} s)") from None
 
 
 # ---- the cell task (runs in a Dask worker process) ---------------------------------------------
