@@ -157,11 +157,11 @@ def plan_failures(env: dict[str, Any], by_key: dict[tuple, list[dict[str, str]]]
     planned = [s["cells_planned"] for s in sessions if isinstance(s.get("cells_planned"), list)]
     if planned:
         keys = {tuple(k) for p in planned for k in p}
-        for k in sorted(keys - set(by_key), key=str):
-            out.append(f"table: planned: the planned cell {list(k)} has no row")
         for k in sorted(set(by_key) - keys, key=str):
             out.append(f"{cell_label(by_key[k][0])}: planned: no session selected this cell")
         if not partial:
+            for k in sorted(keys - set(by_key), key=str):
+                out.append(f"table: planned: the planned cell {list(k)} has no row")
             for k in sorted((keys & set(by_key)) - complete, key=str):
                 out.append(f"{cell_label(by_key[k][0])}: planned: the cell was not run to completion")
         return out
