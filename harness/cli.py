@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -244,7 +245,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_readme(args: argparse.Namespace) -> int:
     """`readme`: rewrite or check README.md's results block; `figures`: the top-level figures/."""
     # optional: the figures need matplotlib
-    from harness.report.readme import ReadmeError, run_named_in_readme, write_readme, write_top_figures
+    from harness.report.readme import (FIGURES_DIR, ReadmeError, run_named_in_readme, write_readme,
+                                       write_top_figures)
 
     try:
         if args.command == "figures":
@@ -252,7 +254,14 @@ def cmd_readme(args: argparse.Namespace) -> int:
             for run in runs:
                 if not (run / "results.csv").is_file():
                     raise UsageError(f"{run} is not a run folder (no results.csv)")
-            for path in write_top_figures(runs):
+            had_figures = FIGURES_DIR.exists()
+            try:
+                paths = write_top_figures(runs)
+            except BaseException:
+                if not had_figures:  # a failed command leaves nothing behind
+                    shutil.rmtree(FIGURES_DIR, ignore_errors=True)
+                raise
+            for path in paths:
                 print(path)
             return 0
         run = args.run_dir or run_named_in_readme(args.readme)

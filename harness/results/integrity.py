@@ -72,8 +72,11 @@ def file_failures(path: Path) -> list[str]:
     if last_line_cut(path):
         out.append("table: cut-line: the last line has no newline (a write was cut off by a kill "
                    "or a full disk); it is not a row")
-    with open(path, newline="") as f:
-        lines = list(csv.reader(f))
+    try:
+        with open(path, newline="") as f:
+            lines = list(csv.reader(f))
+    except (UnicodeDecodeError, csv.Error) as exc:
+        return out + [f"table: header: not a CSV text file ({type(exc).__name__})"]
     # a run written before a column existed lacks it (adding a column keeps the schema version)
     header = lines[0] if lines else []
     unknown = [c for c in header if c not in COLUMNS]
@@ -192,8 +195,10 @@ def integrity_failures(run_dir: Path, partial: bool = False):
         elif recorded != table_sha256(path):
             out.append(f"table: checksum: {CSV_NAME} was changed after its session closed "
                        f"(its SHA-256 is not the one {ENV_NAME} recorded)")
+    if any(": header:" in line for line in out):
+        return None, out  # not a results table: its rows cannot be judged
     df = None
-    if not any(": cut-line:" in line or ": header:" in line for line in out):
+    if not any(": cut-line:" in line for line in out):
         try:
             df = validate(read_results(path))
         except (SchemaError, ValueError) as exc:
