@@ -208,3 +208,26 @@ def test_a_full_disk_closes_the_row_and_the_session(work, capsys, monkeypatch):
     assert main(["check", "--partial", str(work / "full")]) == 0
     assert main(["run", "--resume", str(work / "full"), "--in-process", "--quiet"]) == 0
     assert main(["check", str(work / "full")]) == 0
+
+
+def test_a_cluster_that_fails_to_start_leaves_no_folder(work, capsys, monkeypatch):
+    """The run folder is created before the cluster starts; a failure there removes it again."""
+    pytest.importorskip("distributed")
+    import harness.run.session as session
+
+    class NoWorkers:
+        @classmethod
+        def for_cells(cls, address, cells):
+            return cls()
+
+        def start(self):
+            raise session.UsageError("the Dask cluster local has no workers")
+
+    monkeypatch.setattr(session, "Cluster", NoWorkers)
+    before = listing(work)
+    capsys.readouterr()
+    code = main(["run", "--suite", str(work / "fake.toml"), "--out", str(work / "a" / "b"), "--cluster", "local",
+                 "--quiet"])
+    err = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("run ")]  # its banner
+    assert code == 2 and err == ["error: the Dask cluster local has no workers"]
+    assert listing(work) == before
