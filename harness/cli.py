@@ -4,7 +4,9 @@ Commands: ``run`` (a suite, or part of it, into a run folder; ``--resume`` conti
 ``--budget-s``/``--preflight``/``--device`` for a short GPU session: harness.run.session and
 harness.run.gates),
 ``report`` (figures and report of a run folder, by harness.report.markdown), ``check`` (exit 1 unless a
-run folder holds a valid results table with timings whose ok cells meet harness.measure.accuracy),
+run folder's table passes harness.results.integrity (whole, unedited since its session closed,
+complete, plausible, the run's plan; ``--partial`` accepts an unfinished run) and holds timings
+whose ok rows meet harness.measure.accuracy; one line per failure, naming the cell and the rule),
 ``refs`` (the references a suite needs, into problems/refs/), ``preflight`` (quick checks
 before a GPU session: harness.run.preflight), ``list`` (problems, backends and their
 availability, methods, suites), ``env`` (the environment fingerprint; ``--check``: required and
@@ -16,12 +18,15 @@ reference runs' headline figures into figures/), both by harness.report.readme, 
 (harness.gpu_profile.command).
 
 Bad input (an unknown name, N <= 0, a malformed suite, an output folder that cannot be
-written) gives one line ``error: ...`` on stderr and exit code 2, before anything is written.
+written) gives one line ``error: ...`` on stderr and exit code 2, before anything is written; a
+command that fails after creating a folder removes it, and an OS error (a read-only or full
+destination) is one line too (``main``).
 Progress and messages go to stderr; data goes to files (``list`` and ``env`` print to stdout,
 that being their output).
 
 Exit codes of ``run``: 0 the sweep finished; 1 it finished but no cell produced timings (a
-sweep that measured nothing must fail loudly); 2 bad input; 130 interrupted (resume with
+sweep that measured nothing must fail loudly), or writing failed mid-run (a full disk: the rows
+written are whole, ``--resume DIR`` continues); 2 bad input; 130 interrupted (resume with
 ``--resume DIR``).
 """
 from __future__ import annotations
