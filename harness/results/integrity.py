@@ -113,9 +113,12 @@ def row_failures(row: dict[str, Any], run_id: str | None) -> list[str]:
     if ok and not (math.isfinite(t) and t > 0):
         rule.append(f"time: time_s {row.get('time_s')!r} is not a finite positive time")
     for col in TIME_COLUMNS:
+        # compile_s is a difference (first call minus the median repeat) and may be negative; a
+        # CUDA-event time may round to 0 for a tiny kernel
         v = _f(row.get(col))
-        if ok and not math.isnan(v) and (not math.isfinite(v) or (col != "compile_s" and v <= 0)):
-            rule.append(f"time: {col} {row.get(col)!r} is not finite and positive")
+        floor_ok = col == "compile_s" or (v >= 0 if col == "device_time_s" else v > 0)
+        if ok and not math.isnan(v) and not (math.isfinite(v) and floor_ok):
+            rule.append(f"time: {col} {row.get(col)!r} is not a finite time")
     for col in COUNT_COLUMNS:
         v = _f(row.get(col))
         if not math.isnan(v) and (v < 0 or not math.isfinite(v)):

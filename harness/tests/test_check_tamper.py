@@ -15,6 +15,7 @@ import pytest
 
 from harness.cli import main
 from harness.results.store import table_sha256
+from harness.tests.fakes import fake_backends  # noqa: F401 - fixture
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN = ROOT / "results" / "20261201T213830Z-scaling-vm"  # 9 cells of 3 repeats (Lorenz, fixed step)
@@ -141,3 +142,23 @@ def test_a_killed_run_is_unfinished_and_incomplete(run, capsys):
     # --partial accepts an unfinished run but still wants its checksum
     code, err = _check(run, capsys, "--partial")
     assert code == 1 and [line.split(": ")[3] for line in err] == ["checksum"]
+
+
+def test_a_new_run_is_checked_against_the_cells_its_sessions_planned(fake_backends, tmp_path, capsys):
+    """A run written now records its planned cells (environment.json, sessions[].cells_planned):
+    a missing cell and a cell no session selected are named even with the checksum re-recorded."""
+    suite = tmp_path / "fake.toml"
+    suite.write_text('description = "plan"\ndevice = "cpu"\nrepeats = 2\nwarmups = 0\ncell_timeout_s = 30\n'
+                     '[[entries]]\nproblem = "lorenz"\nbackends = ["fake-ok"]\nmethods = ["tsit5"]\n'
+                     'modes = ["fixed"]\nn = [8, 16]\n')
+    run = tmp_path / "run"
+    assert main(["run", "--suite", str(suite), "--out", str(run), "--in-process", "--quiet"]) == 0
+    assert _check(run, capsys)[0] == 0
+    header, rows = _rows(run / "results.csv")
+    n = header.index("n")
+    _write(run / "results.csv", header, [r[:n] + ["32"] + r[n + 1:] if r[n] == "16" else r for r in rows])
+    _rehash(run)
+    code, err = _check(run, capsys)
+    assert code == 1
+    assert any("N=32" in line and ": planned: no session selected" in line for line in err), err
+    assert any(": planned: the planned cell" in line and "16" in line for line in err), err
