@@ -179,7 +179,9 @@ class RunPlan:
 def run_session(args: argparse.Namespace, command: list[str]) -> tuple[int, Path]:
     """Run what ``python -m harness run`` was given (``args``; ``command``: the command line, as
     recorded) and return (exit code, run folder): 0 the sweep finished; 1 it finished but no
-    cell produced timings; 130 interrupted. Bad input raises UsageError before anything is written."""
+    cell produced timings, or writing failed (a full disk; the session is closed as interrupted);
+    130 interrupted. Bad input raises UsageError before anything is written; a failure before the
+    first row removes the folder this command created."""
     plan = _plan_run(args, command)
     lock = _lock_run_folder(plan.run_dir)
     previous = _terminate_as_interrupt()
@@ -193,7 +195,7 @@ def run_session(args: argparse.Namespace, command: list[str]) -> tuple[int, Path
         os.close(lock)  # releases the lock
 
 
-def _remove_if_unused(plan: "RunPlan") -> None:
+def _remove_if_unused(plan: RunPlan) -> None:
     """Remove the folder this command created when it failed before writing any row."""
     if plan.created is None:
         return
