@@ -6,10 +6,15 @@ NumPy workload, ``benchmarks/test_bench.py::test_reference_workload``) and that 
 compared with the same ratio in the stored baseline. A cell regresses when
 
     (median_cell / median_ref)_current  >  (1 + threshold) * (median_cell / median_ref)_baseline
+
+The check also fails when a benchmark is in only one of the files ("missing" from the current
+run: it crashed or was deselected; "new": the baseline needs refreshing) or its median is not a
+finite number ("nan"): a benchmark that did not measure must not pass CI.
 """
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +32,11 @@ class Comparison:
     baseline_ratio: float | None
     current_ratio: float | None
     change: float | None       # current_ratio / baseline_ratio - 1
-    verdict: str               # "ok" | "regression" | "faster" | "new" | "missing"
+    verdict: str               # "ok" | "regression" | "faster" | "new" | "missing" | "nan"
+
+
+#: Verdicts that fail the check.
+FAILING = ("regression", "missing", "new", "nan")
 
 
 def load_medians(path: str | Path) -> dict[str, float]:
@@ -65,7 +74,9 @@ def compare(current: dict[str, float], baseline: dict[str, float],
     for name in sorted((set(current) | set(baseline)) - {REFERENCE_NAME}):
         rc = current[name] / ref_c if name in current else None
         rb = baseline[name] / ref_b if name in baseline else None
-        if rc is None:
+        if (rc is not None and not math.isfinite(rc)) or (rb is not None and not math.isfinite(rb)):
+            out.append(Comparison(name, rb, rc, None, "nan"))
+        elif rc is None:
             out.append(Comparison(name, rb, None, None, "missing"))
         elif rb is None:
             out.append(Comparison(name, None, rc, None, "new"))
@@ -94,6 +105,11 @@ def main(current_path: str, baseline_path: str, threshold: float = DEFAULT_THRES
     bad = [r.name for r in rows if r.verdict == "regression"]
     if bad:
         print(f"REGRESSION (> {threshold:.0%} slower relative to the reference cell): {', '.join(bad)}")
+    broken = [f"{r.name} ({r.verdict})" for r in rows if r.verdict in FAILING and r.verdict != "regression"]
+    if broken:
+        print(f"FAILED: benchmarks missing from the current run, absent from the baseline or "
+              f"without a finite median: {', '.join(broken)}")
+    if bad or broken:
         return 1
     print(f"no regression beyond {threshold:.0%}")
     return 0

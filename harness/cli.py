@@ -4,7 +4,9 @@ Commands: ``run`` (a suite, or part of it, into a run folder; ``--resume`` conti
 ``--budget-s``/``--preflight``/``--device`` for a short GPU session: harness.run.session and
 harness.run.gates),
 ``report`` (figures and report of a run folder, by harness.report.markdown), ``check`` (exit 1 unless a
-run folder holds a valid results table with timings whose ok cells meet harness.measure.accuracy),
+run folder's table passes harness.results.integrity (whole, unedited since its session closed,
+complete, plausible, the run's plan; ``--partial`` accepts an unfinished run) and holds timings
+whose ok rows meet harness.measure.accuracy; one line per failure, naming the cell and the rule),
 ``refs`` (the references a suite needs, into problems/refs/), ``preflight`` (quick checks
 before a GPU session: harness.run.preflight), ``list`` (problems, backends and their
 availability, methods, suites), ``env`` (the environment fingerprint; ``--check``: required and
@@ -16,18 +18,22 @@ reference runs' headline figures into figures/), both by harness.report.readme, 
 (harness.gpu_profile.command).
 
 Bad input (an unknown name, N <= 0, a malformed suite, an output folder that cannot be
-written) gives one line ``error: ...`` on stderr and exit code 2, before anything is written.
+written) gives one line ``error: ...`` on stderr and exit code 2, before anything is written; a
+command that fails after creating a folder removes it, and an OS error (a read-only or full
+destination) is one line too (``main``).
 Progress and messages go to stderr; data goes to files (``list`` and ``env`` print to stdout,
 that being their output).
 
 Exit codes of ``run``: 0 the sweep finished; 1 it finished but no cell produced timings (a
-sweep that measured nothing must fail loudly); 2 bad input; 130 interrupted (resume with
+sweep that measured nothing must fail loudly), or writing failed mid-run (a full disk: the rows
+written are whole, ``--resume DIR`` continues); 2 bad input; 130 interrupted (resume with
 ``--resume DIR``).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -41,8 +47,8 @@ from harness.measure.accuracy import accuracy_violations
 from harness.measure.clock import measure_overhead
 from harness.packages import OPTIONAL, REQUIRED, missing
 from harness.refs import write_shipped
-from harness.results.schema import SchemaError, validate
-from harness.results.store import CSV_NAME, read_results
+from harness.results.integrity import integrity_failures
+from harness.results.store import CSV_NAME
 from harness.run.preflight import cmd_preflight
 from harness.run.session import run_session, split_values
 from harness.run.suites import load_suite, suite_names
@@ -140,6 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "default: the run suite's `companions`")
     chk = sub.add_parser("check", help="exit 1 unless RUN_DIR holds a valid results table with timings")
     chk.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    chk.add_argument("--partial", action="store_true",
+                     help="accept an unfinished run (interrupted, or cells skipped for lack of time); "
+                          "every row it holds must still be sound")
     chk.add_argument("--require-ok", action="append", metavar="BACKEND",
                      help="also fail unless each of these backends has an ok cell; repeatable or comma-separated")
     refs = sub.add_parser("refs", help="compute the float64 references a suite needs into problems/refs/ (commit them)")
@@ -209,6 +218,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a read-only or full destination, a missing file: one line, no traceback
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
     return 2
 
 
@@ -243,7 +256,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_readme(args: argparse.Namespace) -> int:
     """`readme`: rewrite or check README.md's results block; `figures`: the top-level figures/."""
     # optional: the figures need matplotlib
-    from harness.report.readme import ReadmeError, runs_named_in_readme, write_readme, write_top_figures
+    from harness.report.readme import (FIGURES_DIR, ReadmeError, runs_named_in_readme, write_readme,
+                                       write_top_figures)
 
     try:
         if args.command == "figures":
@@ -251,7 +265,14 @@ def cmd_readme(args: argparse.Namespace) -> int:
             for run in runs:
                 if not (run / "results.csv").is_file():
                     raise UsageError(f"{run} is not a run folder (no results.csv)")
-            for path in write_top_figures(runs):
+            had_figures = FIGURES_DIR.exists()
+            try:
+                paths = write_top_figures(runs)
+            except BaseException:
+                if not had_figures:  # a failed command leaves nothing behind
+                    shutil.rmtree(FIGURES_DIR, ignore_errors=True)
+                raise
+            for path in paths:
                 print(path)
             return 0
         run, companions = ((args.run_dir, tuple(args.companions)) if args.run_dir
@@ -278,29 +299,27 @@ def cmd_readme(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    """Exit 0 only for a run folder whose results validate, hold at least one timed cell, and
-    whose ok cells are within their accuracy bounds with no failed trajectory (harness.measure.accuracy)."""
+    """Exit 0 only for a run folder whose table passes every integrity rule (harness.results.
+    integrity: whole, unedited since its session closed, complete, plausible rows, the run's
+    plan), holds at least one timed cell, and whose ok rows, every repeat, are within their
+    accuracy bounds with no failed trajectory (harness.measure.accuracy). One line per failure."""
     path = args.run_dir / CSV_NAME
     if not path.is_file():
         raise UsageError(f"{args.run_dir} is not a run folder (no {CSV_NAME})")
-    try:
-        df = validate(read_results(path))
-    except (SchemaError, ValueError) as exc:
-        print(f"error: {path}: {' '.join(str(exc).split())}", file=sys.stderr)
-        return 1
-    cells = df[df["repeat"] <= 0].groupby("status").size().to_dict()
-    print(f"{path}: {len(df)} rows; cells by status: " + ", ".join(f"{k} {v}" for k, v in sorted(cells.items())))
-    ok_cells = df[(df["status"] == "ok") & (df["repeat"] == 0)]
-    if len(ok_cells):
-        print(f"{path}: max_scaled_err measured in {int(ok_cells['max_scaled_err'].notna().sum())} "
-              f"of {len(ok_cells)} ok cells")
-    if not (df["status"] == "ok").any():
-        print(f"error: {path}: no cell produced timings", file=sys.stderr)
-        return 1
-    bad = accuracy_violations(df)
-    ok_backends = set(df.loc[df["status"] == "ok", "backend"])
-    bad += [f"backend {b} has no ok cell" for b in split_values(getattr(args, "require_ok", None))
-            if b not in ok_backends]
+    df, bad = integrity_failures(args.run_dir, partial=args.partial)
+    if df is not None:
+        cells = df[df["repeat"] <= 0].groupby("status").size().to_dict()
+        print(f"{path}: {len(df)} rows; cells by status: " + ", ".join(f"{k} {v}" for k, v in sorted(cells.items())))
+        ok_cells = df[(df["status"] == "ok") & (df["repeat"] == 0)]
+        if len(ok_cells):
+            print(f"{path}: max_scaled_err measured in {int(ok_cells['max_scaled_err'].notna().sum())} "
+                  f"of {len(ok_cells)} ok cells")
+        if not (df["status"] == "ok").any():
+            bad.append("table: timings: no cell produced timings")
+        bad += accuracy_violations(df)
+        ok_backends = set(df.loc[df["status"] == "ok", "backend"])
+        bad += [f"table: require-ok: backend {b} has no ok cell"
+                for b in split_values(getattr(args, "require_ok", None)) if b not in ok_backends]
     for line in bad:
         print(f"error: {path}: {line}", file=sys.stderr)
     return 1 if bad else 0
@@ -352,11 +371,18 @@ def default_suite() -> str:
 
 def cmd_refs(args: argparse.Namespace) -> int:
     """Compute every reference a suite needs into problems/refs/ (harness.refs)."""
-    cells = load_suite(args.suite).cells
-    ns = {int(v) for v in split_values(args.n) if v.isdigit()}
+    suite = load_suite(args.suite)
+    ns = set()
+    for v in split_values(args.n):
+        if not v.isdigit() or int(v) < 1:
+            raise UsageError(f"invalid --n {v!r}: N must be a positive integer")
+        ns.add(int(v))
     if args.n and not ns:
-        raise UsageError(f"invalid --n {args.n!r}: positive integers")
-    cells = [c for c in cells if not ns or c.spec.n in ns]
+        raise UsageError("empty --n: give at least one ensemble size")
+    cells = [c for c in suite.cells if not ns or c.spec.n in ns]
+    if not cells:
+        raise UsageError(f"--n {','.join(map(str, sorted(ns)))} matches no cell of suite {suite.name!r} "
+                         f"(its N: {', '.join(map(str, sorted({c.spec.n for c in suite.cells})))})")
     for path in write_shipped(cells):
         print(str(path))
     return 0

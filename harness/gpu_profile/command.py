@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import shutil
 import sys
 from pathlib import Path
 
@@ -30,7 +31,7 @@ import pandas as pd
 
 from harness.errors import UsageError
 from harness.gpu_profile import compare, cpu_asm, kernels, model, section, sources, tools
-from problems.registry import get_problem
+from problems.registry import get_problem, is_problem_name, problem_names
 from solvers.fused import KernelKey
 from solvers.fused.looped import uses_looped
 
@@ -76,8 +77,9 @@ def write_csv(path: Path, rows: list[dict], columns) -> None:
     tmp.replace(path)
 
 
-def _checked(args: argparse.Namespace) -> tuple[list[str], tuple[str, ...]]:
-    """(architectures, kernel sources) of the command line; UsageError on anything invalid."""
+def _checked(args: argparse.Namespace) -> tuple[list[str], tuple[str, ...], list]:
+    """(architectures, kernel sources, fused kernel keys) of the command line; UsageError on
+    anything invalid, before any folder is made."""
     archs = _split(args.arch) or list(sources.ARCHS)
     for a in archs:
         if not (a.startswith("sm_") and a[3:].isdigit()):
@@ -91,21 +93,62 @@ def _checked(args: argparse.Namespace) -> tuple[list[str], tuple[str, ...]]:
     for f in [*args.ptx, *args.cuda]:
         if not f.is_file():
             raise UsageError(f"no such file: {f}")
+    for f in args.ptx:
+        _require_ptx(f)
+    keys = _selected_keys(args)
     missing = tools.missing_tools()
     if missing:
         raise UsageError(f"CUDA tools not found: {', '.join(missing)} (pip install nvidia-cuda-nvcc "
                          "nvidia-cuda-nvdisasm, or put CUDA on PATH)")
+    return archs, chosen, keys
+
+
+def _require_ptx(path: Path) -> None:
+    """UsageError unless ``path`` reads as PTX text (its .version and .target directives)."""
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"--ptx {path} is not a PTX text file ({type(exc).__name__})") from None
+    if ".version" not in text or ".target" not in text:
+        raise UsageError(f"--ptx {path} is not PTX (no .version and .target directives)")
+
+
+def _selected_keys(args: argparse.Namespace) -> list:
+    """The fused kernels --problem/--method/--mode/--dtype select; UsageError for an unknown
+    name or a selection that matches no kernel."""
+    dtypes = tuple(_split(args.dtype)) or ("float32", "float64")
+    bad = [d for d in dtypes if d not in ("float32", "float64")]
+    if bad:
+        raise UsageError(f"invalid --dtype {', '.join(bad)}: choose from float32, float64")
+    bad = [p for p in _split(args.problem) if not is_problem_name(p)]
+    if bad:
+        raise UsageError(f"unknown --problem {', '.join(bad)}; valid choices: {', '.join(problem_names())}")
+    keys = sources.fused_keys(_split(args.problem) or None, _split(args.method) or None,
+                              _split(args.mode) or None, dtypes)
+    if not keys:
+        raise UsageError("no fused kernel matches --problem/--method/--mode/--dtype "
+                         "(the fused CUDA kernels are ODE kernels)")
+    return keys
+
+
+def run(args: argparse.Namespace) -> int:
+    archs, chosen, keys = _checked(args)
+    created = next((p for p in [args.out, *args.out.parents] if p.parent.exists()), None) \
+        if not args.out.exists() else None
     try:
         args.out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"cannot create output folder {args.out}: {exc.strerror or exc}") from None
-    return archs, chosen
+    try:
+        return _profile(args, archs, chosen, keys)
+    except BaseException:
+        if created is not None:  # a failed command leaves nothing behind
+            shutil.rmtree(created, ignore_errors=True)
+        raise
 
 
-def run(args: argparse.Namespace) -> int:
-    archs, chosen = _checked(args)
-    keys = sources.fused_keys(_split(args.problem) or None, _split(args.method) or None,
-                              _split(args.mode) or None, tuple(_split(args.dtype)) or ("float32", "float64"))
+def _profile(args: argparse.Namespace, archs: list[str], chosen: tuple[str, ...], keys: list) -> int:
+    """Profile and write the CSVs into the (created) ``args.out``."""
     rows = sources.fused_profiles(archs, keys, args.block, progress=lambda m: print(m, file=sys.stderr),
                                   sources=chosen)
     file_block = args.block or sources.DEFAULT_BLOCK  # files given belong to no backend

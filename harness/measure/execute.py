@@ -117,7 +117,9 @@ def classify_exception(exc: BaseException) -> tuple[str, str]:
     if isinstance(exc, UnsupportedError):
         return "unsupported", one_line(str(exc))[:MAX_REASON] or reason
     text = reason.lower()
-    if isinstance(exc, MemoryError) or any(m in text for m in OOM_MARKERS):
+    # KilledWorker: Dask gave a task up after its workers died (killed, most often by the OOM
+    # killer); like any out-of-memory failure it stops the larger N of its series
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "KilledWorker" or any(m in text for m in OOM_MARKERS):
         return "oom", reason
     return "error", reason
 

@@ -15,6 +15,7 @@ import pandas as pd
 from harness.errors import UsageError
 from harness.results.cells import cell_table
 from harness.results.schema import COLUMNS, SchemaError, validate
+from harness.results.store import last_line_cut
 from harness.run.suites import resolve_suite_path
 
 RESULTS_FILE = "results.csv"
@@ -66,6 +67,9 @@ def load_results(run_dir: Path) -> pd.DataFrame:
         raise SchemaError(f"run folder {run_dir} does not exist")
     if not path.is_file():
         raise SchemaError(f"{path} is missing: a run folder holds {RESULTS_FILE} (write one with a run first)")
+    if last_line_cut(path):  # a cut row is not a repeat (harness.results.store)
+        raise SchemaError(f"{path}: its last line is cut (a write was interrupted); "
+                          f"`python -m harness run --resume` drops it and runs that cell again")
     strings = [c for c, t in COLUMNS.items() if t == "string"]
     # Text read as written ("None" or "NA" stay text); only numeric columns have missing values.
     # Floats are parsed exactly (the default from pandas 3), so key columns match as written.

@@ -8,15 +8,17 @@ rows of a cell that was cut off half-written (so nothing is ever duplicated).
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import math
 import os
+import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from harness.results.schema import COLUMNS, KEY_COLUMNS
+from harness.results.schema import COLUMNS, KEY_COLUMNS, SchemaError
 
 CSV_NAME = "results.csv"
 PARQUET_NAME = "results.parquet"
@@ -85,17 +87,30 @@ class ResultsWriter:
                 raise ValueError(f"{self.path} has other columns than this harness writes "
                                  f"(schema changed?); start a new run instead of resuming")
             _drop_torn_tail(self.path)
-            self._file = open(self.path, "a", newline="")
+            self._file = open(self.path, "ab", buffering=0)
         else:
-            self._file = open(self.path, "w", newline="")
+            self._file = open(self.path, "wb", buffering=0)
             self._write_lines([columns])
 
     def _write_lines(self, lines: Iterable[list[str]]) -> None:
+        """Append ``lines`` whole or not at all: on an OS error (a full disk) what was written
+        of them is cut off again, so the file never ends in a half row, and the error propagates."""
         buf = io.StringIO()
         csv.writer(buf, lineterminator="\n").writerows(lines)
-        self._file.write(buf.getvalue())
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        data = buf.getvalue().encode()
+        fd = self._file.fileno()
+        start = os.lseek(fd, 0, os.SEEK_END)
+        try:
+            view = memoryview(data)
+            while view:  # unbuffered: a write may take only part of the bytes
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        except OSError:
+            try:
+                os.ftruncate(fd, start)
+            except OSError:
+                pass  # then the reader's cut-line rule (last_line_cut) still catches the half row
+            raise
 
     def append(self, rows: list[Mapping[str, Any]]) -> None:
         """Write one cell's rows at once (unknown keys are an error: they would be lost)."""
@@ -109,22 +124,50 @@ class ResultsWriter:
         self._file.close()
 
 
+def last_line_cut(path: Path) -> bool:
+    """True when the file's last line has no newline: the writer ends every row with one, so
+    such a line was cut by a kill or a full disk mid-write and is not a row."""
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        if f.tell() == 0:
+            return False
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) != b"\n"
+
+
 def _drop_torn_tail(path: Path) -> None:
-    """Cut a last line that was not finished (the writer was killed mid-write)."""
+    """Cut a last line that was not finished (the writer was killed mid-write); say so, since
+    its cell is then run again."""
+    if not last_line_cut(path):
+        return
     with open(path, "rb+") as f:
         data = f.read()
-        if data and not data.endswith(b"\n"):
-            f.truncate(data.rfind(b"\n") + 1)
+        f.truncate(data.rfind(b"\n") + 1)
+    print(f"warning: {path}: dropped its last line, cut by an interrupted write; that cell runs again",
+          file=sys.stderr)
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:
-    """All rows of a results CSV as dicts of strings (empty list if the file does not exist)."""
+    """All whole rows of a results CSV as dicts of strings (empty list if the file does not
+    exist); a cut last line (``last_line_cut``) is left out, and the file is not changed."""
     path = Path(path)
     if not path.exists():
         return []
-    _drop_torn_tail(path)
     with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+        text = f.read()
+    if text and not text.endswith("\n"):
+        text = text[:text.rfind("\n") + 1]
+    return list(csv.DictReader(io.StringIO(text, newline="")))
+
+
+def table_sha256(path: Path) -> str:
+    """SHA-256 of the results file's bytes: recorded when a session closes, so that ``harness
+    check`` can tell a table edited since (harness.results.integrity)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _expected_repeats(row: Mapping[str, str]) -> int | None:
@@ -137,7 +180,7 @@ def _expected_repeats(row: Mapping[str, str]) -> int | None:
         return None
 
 
-def _complete(rows: list[dict[str, str]]) -> bool:
+def cell_complete(rows: list[dict[str, str]]) -> bool:
     """A cell is complete as one non-ok row (repeat -1), or ok rows with repeats 0..R-1 once each."""
     statuses = {r["status"] for r in rows}
     if statuses != {"ok"}:
@@ -158,7 +201,7 @@ def finished_keys(path: Path) -> set[tuple]:
     by_key: dict[tuple, list[dict[str, str]]] = defaultdict(list)
     for r in rows:
         by_key[cell_key(r)].append(r)
-    done = {k for k, rs in by_key.items() if _complete(rs)}
+    done = {k for k, rs in by_key.items() if cell_complete(rs)}
     if len(done) < len(by_key):
         keep = [r for r in rows if cell_key(r) in done]
         tmp = path.with_name(path.name + ".partial")
@@ -182,6 +225,9 @@ def read_results(path: Path):
     path = Path(path)
     if path.is_dir():
         path = path / CSV_NAME
+    if last_line_cut(path):
+        raise SchemaError(f"{path}: its last line is cut (a write was interrupted); "
+                          f"`python -m harness run --resume` drops it and runs that cell again")
     strings = [c for c, t in COLUMNS.items() if t == "string"]
     # pandas >= 3 parses floats exactly by default (and deprecates the option that did it before)
     exact = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}

@@ -24,7 +24,7 @@ for a sweep.
 
 Faults: a worker that dies mid-task (killed, out of memory) loses its task, which Dask runs again
 on another worker; after ``MAX_WORKER_DEATHS`` deaths (the scheduler's ``allowed-failures``) the
-cell is one "error" row saying so. Exceptions inside a task are not retried: a cell's own
+cell is one "oom" row saying so. Exceptions inside a task are not retried: a cell's own
 failures are rows already, and a retry would time a different process.
 
 Provenance: every row of a clustered run carries in ``settings.harness.worker`` the address,
@@ -36,6 +36,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import sys
 from collections import deque
 from pathlib import Path
@@ -49,8 +50,9 @@ from harness.run.executors import Admit, ChildExecutor, Finish, order_cells
 from harness.run.shards import run_sharded_cell
 from solvers import registry
 
-#: Deaths of the worker running a task before the cell is given up ("error" row): the
-#: scheduler's ``distributed.scheduler.allowed-failures`` of a cluster started here.
+#: The scheduler's ``distributed.scheduler.allowed-failures`` of a cluster started here: the
+#: deaths of workers running a task that Dask tolerates; at the next one (MAX_WORKER_DEATHS + 1
+#: deaths) it gives the task up with KilledWorker and the cell gets an "oom" row.
 MAX_WORKER_DEATHS = 2
 WORKERS_JSON = "workers.json"
 #: The worker resource that keeps one cell per worker.
@@ -80,6 +82,25 @@ def parse_address(text: str) -> tuple[str, int | None]:
         return (text if "://" in text else f"tcp://{text}"), None
     raise UsageError(f"invalid --cluster {text!r}: give local, local:W or a scheduler address "
                      f"such as tcp://host:8786")
+
+
+#: How long ``check_reachable`` waits for the scheduler's port (a refused port fails at once).
+REACH_TIMEOUT_S = 3.0
+
+
+def check_reachable(text: str, timeout_s: float = REACH_TIMEOUT_S) -> None:
+    """UsageError unless the scheduler address's TCP port accepts a connection within seconds:
+    checked before a run folder exists (Dask's client would wait 30 s, then fail mid-run)."""
+    address, _ = parse_address(text)
+    rest = address.split("://", 1)[-1]
+    host, _, port = rest.rpartition(":")
+    if not port.isdigit():
+        return  # not host:port (another transport): the client's own connect decides
+    try:
+        socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise UsageError(f"cannot reach the Dask scheduler at {address}: "
+                         f"{exc.strerror or type(exc).__name__} (waited {timeout_s:g} s)") from None
 
 
 # ---- the cell task (runs in a Dask worker process) ---------------------------------------------
@@ -326,7 +347,8 @@ class DaskExecutor:
                 except Exception as exc:  # noqa: BLE001 - KilledWorker etc. become the cell's row
                     status, reason = classify_exception(exc)
                     if type(exc).__name__ == "KilledWorker":
-                        reason = f"the worker running this cell died {cluster.max_worker_deaths} times; {reason}"
+                        # Dask raises KilledWorker at the death after the allowed ones
+                        reason = f"the worker running this cell died {cluster.max_worker_deaths + 1} times; {reason}"
                     rows = [failure_row(cell, context, now_iso(), status, reason)]
                 finish(cell, rows)
                 submit_more()

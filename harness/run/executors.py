@@ -15,7 +15,8 @@ Local executors (``local_executor(how)``):
 
 In the two child-process modes a cell that runs past its limit gets its child killed (a
 "timeout" row) and the next cell starts a fresh child; a child that dies mid-cell gives an
-"error" row (a killed child's signal is named). On a GPU a child is also restarted after an
+"error" row (a killed child's signal is named), or an "oom" row when SIGKILL killed it (what the
+kernel's OOM killer sends; the sweep then stops the larger N of that series, harness.run.sweep). On a GPU a child is also restarted after an
 "error" or "oom" cell, since a CUDA error can poison the process's context. Cells with different
 ``threads`` never share a child: a child is configured for one thread count before it imports
 any library (see harness.measure.threads).
@@ -191,7 +192,7 @@ class ChildExecutor(_LocalExecutor):
         except WorkerDied as exc:
             phase = self.worker.phase if self.worker is not None else "start"
             self.close()
-            return [failure_row(cell, context, started_at, "error", f"{exc} during {phase}")]
+            return [failure_row(cell, context, started_at, exc.status, f"{exc} during {phase}")]
         if cell.spec.device == "gpu" and rows[0]["status"] in ("error", "oom"):
             self.close()
         return rows
@@ -261,7 +262,12 @@ def _exit_with_parent(poll_s: float = 1.0) -> None:
 
 
 class WorkerDied(Exception):
-    """The child ended without answering (crash, kill, or failed start)."""
+    """The child ended without answering (crash, kill, or failed start). ``status``: the row's,
+    "oom" when SIGKILL ended it (the OOM killer's signal), else "error"."""
+
+    def __init__(self, message: str, status: str = "error") -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class WorkerTimeout(Exception):
@@ -291,15 +297,19 @@ class Worker:
         except WorkerTimeout:
             raise WorkerDied(f"worker did not start within {STARTUP_TIMEOUT_S:.0f} s") from None
 
-    def _exit_reason(self) -> str:
+    def _died(self) -> WorkerDied:
+        """Why the child ended, as the exception to raise (a SIGKILL is taken for the OOM killer:
+        the harness's own kills are time-outs and never get here)."""
         self.process.join(timeout=5)
         code = self.process.exitcode
         if code is not None and code < 0:
             sig = -code
             name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
-            hint = " (the OOM killer sends SIGKILL)" if sig == signal.SIGKILL else ""
-            return f"worker process killed by {name}{hint}"
-        return f"worker process exited with code {code}"
+            if sig == signal.SIGKILL:
+                return WorkerDied(f"worker process killed by {name} (out of memory: the OOM killer "
+                                  f"sends SIGKILL)", status="oom")
+            return WorkerDied(f"worker process killed by {name}")
+        return WorkerDied(f"worker process exited with code {code}")
 
     def _receive(self, timeout_s: float, phase: str) -> tuple:
         """The next message other than a phase report, within ``timeout_s`` seconds of work.
@@ -321,7 +331,7 @@ class Worker:
                 try:
                     msg = self._conn.recv()
                 except (EOFError, OSError):
-                    raise WorkerDied(self._exit_reason()) from None
+                    raise self._died() from None
                 if msg[0] == "phase":
                     now = time.monotonic()
                     if reference_started is not None:  # leaving the uncounted phase
@@ -333,14 +343,14 @@ class Worker:
                     continue
                 return msg
             if self.process.sentinel in ready:
-                raise WorkerDied(self._exit_reason())
+                raise self._died()
 
     def run(self, cell: Cell, timeout_s: float) -> list[dict[str, Any]]:
         """Run ``cell`` in the child; raises WorkerTimeout (child killed) or WorkerDied."""
         try:
             self._conn.send(("cell", cell))
         except (BrokenPipeError, OSError):
-            raise WorkerDied(self._exit_reason()) from None
+            raise self._died() from None
         msg = self._receive(timeout_s, "queued")
         return msg[1]
 

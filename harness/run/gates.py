@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from harness.errors import UsageError
 from harness.measure.execute import failure_row, now_iso
 from harness.results.schema import series_of
 
@@ -178,8 +179,18 @@ class Preflight:
 
     @classmethod
     def from_file(cls, path: Path, context: dict[str, Any]) -> "Preflight":
-        data = json.loads(Path(path).read_text())
-        return cls(data.get("backends", {}), context)
+        """The gate of ``preflight.json``; UsageError (one line) unless the file is one."""
+        try:
+            data = json.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise UsageError(f"pre-flight file {path} does not exist") from None
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise UsageError(f"pre-flight file {path} is not JSON: {' '.join(str(exc).split())}") from None
+        backends = data.get("backends") if isinstance(data, dict) else None
+        if not isinstance(backends, dict) or not all(isinstance(v, dict) for v in backends.values()):
+            raise UsageError(f"pre-flight file {path} is not a preflight.json (no \"backends\" object "
+                             f"of verdicts); write one with `python -m harness preflight`")
+        return cls(backends, context)
 
     def admit(self, cell):
         v = self.verdicts.get(cell.backend)

@@ -11,10 +11,12 @@ stay, and ``--resume`` continues.
 from __future__ import annotations
 
 import argparse
+import csv
 import dataclasses
 import fcntl
 import json
 import os
+import shutil
 import signal
 import sys
 from contextlib import nullcontext
@@ -25,9 +27,11 @@ from typing import Any
 from harness.errors import UsageError
 from harness.measure.environment import device_tag, fingerprint
 from harness.measure.load import busy_warning
-from harness.results.schema import SCHEMA_VERSION, SchemaError, validate
-from harness.results.store import CSV_NAME, read_results, read_rows, write_parquet
-from harness.run.cluster import Cluster, DaskExecutor, parse_address, require_dask
+from harness.measure.threads import cpu_count
+from harness.results.integrity import ENV_NAME
+from harness.results.schema import COLUMNS, SCHEMA_VERSION, SchemaError, validate
+from harness.results.store import CSV_NAME, read_results, read_rows, table_sha256, write_parquet
+from harness.run.cluster import Cluster, DaskExecutor, check_reachable, parse_address, require_dask
 from harness.run.executors import order_cells
 from harness.run.gates import Budget, BrokenBackend, LaunchesOncePerSeries, Preflight, headline_first
 from harness.run.suites import load_suite
@@ -35,8 +39,6 @@ from harness.run.sweep import run_sweep
 from problems.registry import is_problem_name, problem_names
 from solvers.base import MODES
 from solvers.registry import all_method_names, backend_names
-
-ENV_NAME = "environment.json"
 
 
 def split_values(values: list[str] | None) -> list[str]:
@@ -61,6 +63,8 @@ def _threads_arg(values: list[str]) -> list[int]:
             t = 0
         if t <= 0:
             raise UsageError(f"invalid --threads {v!r}: must be a positive integer")
+        if t > cpu_count():  # more would oversubscribe the cores and time the scheduler
+            raise UsageError(f"invalid --threads {t}: this machine has {cpu_count()} usable cores")
         if t not in out:
             out.append(t)
     return out
@@ -72,6 +76,8 @@ def _validated_filters(args: argparse.Namespace) -> dict[str, list]:
     for opt, valid in (("problem", problem_names()), ("backend", backend_names()),
                        ("method", None), ("mode", list(MODES))):
         values = split_values(getattr(args, opt))
+        if getattr(args, opt) and not values:  # --problem '' must not mean "every problem"
+            raise UsageError(f"empty --{opt}: give at least one name")
         for v in values:
             if opt == "method" and v not in all_method_names():
                 raise UsageError(f"unknown method {v!r}; valid choices: {', '.join(all_method_names())}")
@@ -82,6 +88,8 @@ def _validated_filters(args: argparse.Namespace) -> dict[str, list]:
         if values:
             filters[opt] = values
     ns = []
+    if args.n and not split_values(args.n):
+        raise UsageError("empty --n: give at least one ensemble size")
     for v in split_values(args.n):
         try:
             n = int(v)
@@ -109,8 +117,12 @@ def _select(cells, filters: dict[str, list]):
 def _write_json(path: Path, data: dict) -> None:
     """Write JSON to ``path`` through a ``.partial`` file, so no half-written file remains."""
     tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)  # the old file stays whole
+        raise
 
 
 def _lock_run_folder(run_dir: Path) -> int:
@@ -149,6 +161,7 @@ class RunPlan:
         how: "isolate", "shared" or "in-process".
         fingerprint: this machine's environment; started: when the command started.
         command: the command line, as recorded.
+        created: the topmost folder this command created, None when it created none.
     """
 
     run_dir: Path
@@ -161,22 +174,36 @@ class RunPlan:
     fingerprint: dict[str, Any]
     started: datetime
     command: list[str]
+    created: Path | None = None  # the top folder this command created (removed if it fails)
 
 
 def run_session(args: argparse.Namespace, command: list[str]) -> tuple[int, Path]:
     """Run what ``python -m harness run`` was given (``args``; ``command``: the command line, as
     recorded) and return (exit code, run folder): 0 the sweep finished; 1 it finished but no
-    cell produced timings; 130 interrupted. Bad input raises UsageError before anything is written."""
+    cell produced timings, or writing failed (a full disk; the session is closed as interrupted);
+    130 interrupted. Bad input raises UsageError before anything is written; a failure before the
+    first row removes the folder this command created."""
     plan = _plan_run(args, command)
-    if args.preflight is not None and not args.preflight.is_file():
-        raise UsageError(f"pre-flight file {args.preflight} does not exist")
     lock = _lock_run_folder(plan.run_dir)
     previous = _terminate_as_interrupt()
     try:
         return _run_plan(plan, args)
+    except BaseException:
+        _remove_if_unused(plan)  # e.g. the cluster did not start: leave nothing behind
+        raise
     finally:
         signal.signal(signal.SIGTERM, previous)
         os.close(lock)  # releases the lock
+
+
+def _remove_if_unused(plan: RunPlan) -> None:
+    """Remove the folder this command created when it failed before writing any row."""
+    if plan.created is None:
+        return
+    csv_path = plan.run_dir / CSV_NAME
+    if csv_path.is_file() and read_rows(csv_path):
+        return
+    shutil.rmtree(plan.created, ignore_errors=True)
 
 
 def _terminate_as_interrupt():
@@ -221,6 +248,8 @@ def _plan_run(args: argparse.Namespace, command: list[str]) -> RunPlan:
             if opt == "cluster":
                 parse_address(args.cluster)
             given[opt] = getattr(args, opt)
+    if args.preflight is not None:
+        Preflight.from_file(args.preflight, {})  # UsageError unless it is a preflight.json
     request.update(given)
     if filters or "suite" in given:
         request["filters"] = filters
@@ -228,6 +257,8 @@ def _plan_run(args: argparse.Namespace, command: list[str]) -> RunPlan:
         raise UsageError("run needs --suite NAME (or --resume DIR of an earlier run); "
                          "see `python -m harness list` for the suites")
     suite = load_suite(request["suite"])
+    if saved:
+        _check_resumable(args.resume, saved, suite)
     overrides = {k: request[k] for k in ("repeats", "warmups") if request.get(k) is not None}
     if request.get("cell_timeout_s") is not None:
         overrides["timeout_s"] = request["cell_timeout_s"]
@@ -247,6 +278,9 @@ def _plan_run(args: argparse.Namespace, command: list[str]) -> RunPlan:
     if not cells:
         raise UsageError(f"no cell of suite {suite.name!r} matches the filters "
                          f"{json.dumps(request.get('filters', {}))}")
+    _check_shards(cells, request, "shards" in given)
+    if request.get("cluster") and parse_address(request["cluster"])[0] != "local":
+        check_reachable(request["cluster"])  # seconds, not the client's 30 s, and before any folder
     on_gpu = any(c.spec.device == "gpu" for c in cells)
     if args.in_process:
         how = "in-process"
@@ -260,29 +294,74 @@ def _plan_run(args: argparse.Namespace, command: list[str]) -> RunPlan:
     if args.resume is not None:
         run_dir = args.resume
         run_id = saved.get("run_id") or run_dir.name
-        if not (run_dir / "results.csv").exists():
-            raise UsageError(f"cannot resume {run_dir}: it has no results.csv")
     else:
         run_id = f"{started.strftime('%Y%m%dT%H%M%SZ')}-{suite.name}-{device_tag(fp, 'gpu' if on_gpu else 'cpu')}"
         run_dir = args.out if args.out is not None else Path("results") / run_id
-        if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+        if run_dir.exists() and not run_dir.is_dir():
+            raise UsageError(f"output folder {run_dir} is a file, not a folder")
+        if run_dir.exists() and any(run_dir.iterdir()):
             raise UsageError(f"output folder {run_dir} exists and is not empty; "
                              f"use --resume {run_dir} to continue that run")
+    created = None
+    if not run_dir.exists():
+        created = next(p for p in [run_dir, *run_dir.parents] if p.parent.exists())
         try:
-            run_dir.mkdir(parents=True, exist_ok=True)
+            run_dir.mkdir(parents=True)
         except OSError as exc:
             raise UsageError(f"cannot create output folder {run_dir}: {exc.strerror or exc}") from None
     if not os.access(run_dir, os.W_OK):
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
         raise UsageError(f"output folder {run_dir} is not writable")
     return RunPlan(run_dir=run_dir, run_id=run_id, saved=saved, request=request, suite=suite,
-                   cells=cells, how=how, fingerprint=fp, started=started, command=command)
+                   cells=cells, how=how, fingerprint=fp, started=started, command=command, created=created)
+
+
+def _check_resumable(run_dir: Path, saved: dict[str, Any], suite) -> None:
+    """UsageError unless ``run_dir`` is a run of ``suite`` written with this schema: appending
+    another suite's cells, or rows of another schema, would corrupt the table."""
+    was = (saved.get("suite") or {}).get("name")
+    if was and was != suite.name:
+        raise UsageError(f"cannot resume {run_dir}: it is a run of suite {was!r}, not {suite.name!r}")
+    if saved.get("schema_version", SCHEMA_VERSION) != SCHEMA_VERSION:
+        raise UsageError(f"cannot resume {run_dir}: it was written with schema version "
+                         f"{saved.get('schema_version')!r}, this harness writes {SCHEMA_VERSION}")
+    path = run_dir / CSV_NAME
+    if not path.is_file():
+        raise UsageError(f"cannot resume {run_dir}: it has no {CSV_NAME}")
+    try:
+        with open(path, newline="") as f:
+            header = next(csv.reader(f), [])
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise UsageError(f"cannot resume {run_dir}: {CSV_NAME} is unreadable ({exc})") from None
+    if header != list(COLUMNS):
+        raise UsageError(f"cannot resume {run_dir}: {CSV_NAME} has other columns than this harness "
+                         f"writes (another schema, or not a results table); start a new run")
+
+
+def _check_shards(cells, request: dict[str, Any], given: bool) -> None:
+    """--shards K against the cells' N and, for a cluster started here, the usable cores:
+    checked before any cluster starts (K workers on fewer cores would time the scheduler)."""
+    k = request.get("shards")
+    if not k:
+        return
+    small = min(c.spec.n for c in cells)
+    if k > small:
+        raise UsageError(f"invalid --shards {k}: more shards than trajectories in a selected cell "
+                         f"(N={small}); choose K <= {small} or select larger N with --n")
+    local = parse_address(request.get("cluster") or "local")[0] == "local"
+    if given and local and k > cpu_count():
+        raise UsageError(f"invalid --shards {k}: a local cluster has {cpu_count()} usable cores "
+                         f"(one worker each); join a larger cluster with --cluster ADDRESS")
 
 
 def _run_plan(plan: RunPlan, args: argparse.Namespace) -> tuple[int, Path]:
     """The part of ``run`` that writes: the run folder is validated and locked."""
     run_dir, suite, fp = plan.run_dir, plan.suite, plan.fingerprint
     session = {"started_at": plan.started.isoformat(timespec="seconds"), "command": plan.command,
-               "how": plan.how, "hostname": fp["hostname"], "git": fp["git"], "cells_selected": len(plan.cells)}
+               "how": plan.how, "hostname": fp["hostname"], "git": fp["git"], "cells_selected": len(plan.cells),
+               # the cells this session selected, by key: `harness check` compares the table with them
+               "cells_planned": [list(c.key) for c in plan.cells]}
     if plan.saved:
         env = plan.saved
         _warn_if_changed(plan.saved, fp, suite)
@@ -306,7 +385,7 @@ def _run_plan(plan: RunPlan, args: argparse.Namespace) -> tuple[int, Path]:
     if warning:
         print(warning, file=sys.stderr)
     session["busy_at_start"] = warning is not None
-    interrupted = False
+    interrupted, failure = False, None
     try:
         cells, gates = _sweep_order_and_gates(plan, args)
         with _cluster_for(plan, session) as cluster:
@@ -314,15 +393,19 @@ def _run_plan(plan: RunPlan, args: argparse.Namespace) -> tuple[int, Path]:
             summary = run_sweep(cells, run_dir, run_id=plan.run_id, suite=suite.name, how=how,
                                 progress=not args.quiet, gates=gates, keep_order=True)
     except KeyboardInterrupt:
-        interrupted = True
-        summary = None
-    finished = _utc_now().isoformat(timespec="seconds")
-    session.update(finished_at=finished, interrupted=interrupted)
-    if summary is not None:
-        session.update(cells_run=summary.run, cells_already_done=summary.skipped,
-                       statuses=summary.statuses)
-    env["finished_at"] = finished
-    _write_json(run_dir / ENV_NAME, env)
+        interrupted, summary = True, None
+    except OSError as exc:  # a full disk, a folder gone: the rows written are whole (ResultsWriter)
+        interrupted, summary = True, None
+        failure = f"{exc.filename or run_dir / CSV_NAME}: {exc.strerror or exc}"
+        session["error"] = failure
+    unrecorded = _close_session(run_dir, env, session, summary, interrupted)
+    if failure is not None:
+        print(f"error: the run stopped writing {failure}; its finished cells are kept"
+              f"{'; ' + unrecorded if unrecorded else ''}: free the space and continue with "
+              f"python -m harness run --resume {run_dir}", file=sys.stderr)
+        return 1, run_dir
+    if unrecorded:
+        print(f"warning: {unrecorded}", file=sys.stderr)
     if interrupted:
         print(f"interrupted; finished cells are in {run_dir / CSV_NAME}; continue with: "
               f"python -m harness run --resume {run_dir}", file=sys.stderr)
@@ -339,6 +422,26 @@ def _run_plan(plan: RunPlan, args: argparse.Namespace) -> tuple[int, Path]:
         code = 1
     print(str(run_dir))
     return code, run_dir
+
+
+def _close_session(run_dir: Path, env: dict, session: dict, summary, interrupted: bool) -> str:
+    """Record the session's end in environment.json, with the table's SHA-256 (``harness check``
+    reports a table edited after this). On a full disk the old record stays whole: the session
+    then reads as never closed, which `check` reports and --resume continues; returns "" or why
+    the record could not be written."""
+    finished = _utc_now().isoformat(timespec="seconds")
+    session.update(finished_at=finished, interrupted=interrupted)
+    if summary is not None:
+        session.update(cells_run=summary.run, cells_already_done=summary.skipped,
+                       statuses=summary.statuses)
+    env["finished_at"] = finished
+    if (run_dir / CSV_NAME).is_file():
+        env["results_sha256"] = table_sha256(run_dir / CSV_NAME)
+    try:
+        _write_json(run_dir / ENV_NAME, env)
+    except OSError as exc:
+        return f"{ENV_NAME} keeps the session open ({exc.strerror or exc})"
+    return ""
 
 
 def _cluster_for(plan: RunPlan, session: dict):

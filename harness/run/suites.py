@@ -55,6 +55,7 @@ from problems.registry import get_problem, is_problem_name, problem_choices, pro
 from harness.measure.threads import resolve as resolve_threads
 from solvers.base import DEVICES, MODES, SolveSpec
 from solvers.registry import backend_names, methods_of, variants_of
+from solvers.tableaus import CONTROLLERS
 
 SUITES_DIR = Path(__file__).resolve().parents[1] / "suites"
 
@@ -326,6 +327,12 @@ def _expand_entry(w: _Where, where: str, entry: dict, suite_device: str, default
     if "controller" in entry:
         if not isinstance(entry["controller"], str):
             raise w.fail(where + ".controller", f"must be a string, got {entry['controller']!r}")
+        if entry["controller"] not in CONTROLLERS:
+            raise w.fail(where + ".controller", f"unknown controller {entry['controller']!r}; valid choices: "
+                                                f"{', '.join(CONTROLLERS)}")
+        if "adaptive" not in modes:  # a fixed step has no controller: the key would be ignored
+            raise w.fail(where + ".controller", f"a step controller needs mode adaptive; this entry's "
+                                                f"modes are {modes}")
         extra["controller"] = entry["controller"]
     timing = {
         "repeats": _positive_int(w, where + ".repeats", entry.get("repeats", defaults["repeats"])),

@@ -39,6 +39,7 @@ FAKES = {
     "fake-killworker": "harness.tests.fakes:WorkerKillingBackend",
     "fake-killworker-always": "harness.tests.fakes:AlwaysWorkerKillingBackend",
     "fake-killself": "harness.tests.fakes:SelfKillingBackend",
+    "fake-oomkill": "harness.tests.fakes:OomKilledBackend",
 }
 
 
@@ -198,7 +199,7 @@ class WorkerKillingBackend(FakeBackend):
 
 
 class AlwaysWorkerKillingBackend(WorkerKillingBackend):
-    """Kills the worker running it every time (the cell must end as an "error" row)."""
+    """Kills the worker running it every time (the cell must end as an "oom" row: KilledWorker)."""
 
     name = "fake-killworker-always"
 
@@ -214,6 +215,18 @@ class SelfKillingBackend(FakeBackend):
 
     def on_run(self, spec, call) -> None:
         if _first_time():
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+class OomKilledBackend(FakeBackend):
+    """SIGKILLs its own process (as the kernel's OOM killer does) in every solve of N >=
+    ``KILL_AT_N``; smaller N solve. Run it in a child process only (how="isolate"/"shared")."""
+
+    name = "fake-oomkill"
+    KILL_AT_N = 16
+
+    def on_run(self, spec, call) -> None:
+        if spec.n >= self.KILL_AT_N:
             os.kill(os.getpid(), signal.SIGKILL)
 
 

@@ -38,10 +38,22 @@ def test_uniformly_slower_machine_is_not_a_regression():
     assert all(r.verdict == "ok" for r in rows)
 
 
-def test_new_and_missing_cells_are_reported_not_failed():
+def test_new_and_missing_cells_are_reported():
     cur = {REFERENCE_NAME: 0.01, "test_new": 1.0}
     rows = {r.name: r.verdict for r in compare(cur, BASE)}
     assert rows["test_new"] == "new" and rows["test_diffrax[8]"] == "missing"
+
+
+@pytest.mark.parametrize("current", [
+    {k: v for k, v in BASE.items() if k != "test_diffrax[8]"},   # a crashed benchmark
+    dict(BASE, test_extra=0.001),                                 # one the baseline lacks
+    dict(BASE, **{"test_diffrax[8]": float("nan")}),              # a NaN median
+])
+def test_missing_extra_or_nan_benchmark_fails(tmp_path, capsys, current):
+    b = write(tmp_path / "b.json", BASE)
+    c = write(tmp_path / "c.json", current)
+    assert main(str(c), str(b)) == 1
+    assert "FAILED" in capsys.readouterr().out
 
 
 def test_empty_or_malformed_input_fails(tmp_path):

@@ -104,8 +104,8 @@ def test_a_worker_killed_mid_cell_is_retried_elsewhere_then_given_up(fake_backen
     assert by == {"fake-killworker": 2, "fake-killworker-always": 1, "fake-ok": 2}  # no half rows
     status = {r["backend"]: (r["status"], r["reason"]) for r in rows}
     assert status["fake-killworker"][0] == "ok"  # killed once, run again on another worker
-    assert status["fake-killworker-always"][0] == "error"
-    assert "died 2 times" in status["fake-killworker-always"][1]
+    assert status["fake-killworker-always"][0] == "oom"  # KilledWorker: the OOM killer's doing
+    assert "died 3 times" in status["fake-killworker-always"][1]  # allowed-failures 2, then given up
     validate(read_results(tmp_path))
 
 

@@ -57,6 +57,18 @@ def test_a_dead_worker_is_an_error_row_and_a_new_worker_takes_over(fake_backends
     assert [r["status"] for r in rows[1:]] == ["ok", "ok"]
 
 
+def test_an_oom_killed_cell_stops_its_series(fake_backends, tmp_path):
+    """A child killed by SIGKILL (the OOM killer) is an "oom" row, and like a time-out it keeps
+    the larger N of its series from running (and being killed again)."""
+    cells = [cell("fake-oomkill", n) for n in (8, 16, 32)] + [cell("fake-ok", 32)]
+    run_sweep(cells, tmp_path, run_id="r", suite="t", how="isolate", progress=False)
+    assert outcomes(tmp_path) == [("fake-oomkill", 8, "tsit5", "ok"), ("fake-oomkill", 16, "tsit5", "oom"),
+                                  ("fake-oomkill", 32, "tsit5", "oom"), ("fake-ok", 32, "tsit5", "ok")]
+    rows = {(r["backend"], r["n"]): r["reason"] for r in read_rows(tmp_path / "results.csv")}
+    assert "killed by SIGKILL" in rows[("fake-oomkill", "16")]
+    assert rows[("fake-oomkill", "32")] == "not run: N=16 of this series ran out of memory"
+
+
 def test_after_a_timeout_larger_n_of_the_same_series_is_not_run(fake_backends, tmp_path):
     cells = [cell("fake-hang", n=8, timeout_s=0.5), cell("fake-hang", n=32, timeout_s=0.5),
              cell("fake-hang", n=8, mode="adaptive", timeout_s=0.5)]

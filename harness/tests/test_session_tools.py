@@ -118,13 +118,13 @@ def test_sigterm_closes_a_run_like_ctrl_c(tmp_path):
 
 def test_check_require_ok_names_a_backend_without_ok_cells(fake_backends, tmp_path, capsys):
     from harness.cli import main
-    from harness.run.sweep import run_sweep
-    from harness.measure.execute import Cell
-    from solvers.base import SolveSpec
 
-    spec = SolveSpec(problem="lorenz", method="tsit5", mode="fixed", dtype="float32", n=8)
-    run_sweep([Cell("fake-ok", spec, repeats=1, warmups=0, timeout_s=30)], tmp_path, run_id="r", suite="t",
-              how="in-process", progress=False)
-    assert main(["check", str(tmp_path), "--require-ok", "fake-ok"]) == 0
-    assert main(["check", str(tmp_path), "--require-ok", "fake-ok,fake-raise"]) == 1
+    suite = tmp_path / "one.toml"
+    suite.write_text('description = "one cell"\ndevice = "cpu"\nrepeats = 1\nwarmups = 0\n'
+                     'cell_timeout_s = 30\n[[entries]]\nproblem = "lorenz"\nbackends = ["fake-ok"]\n'
+                     'methods = ["tsit5"]\nmodes = ["fixed"]\nn = [8]\n')
+    run = tmp_path / "run"
+    assert main(["run", "--suite", str(suite), "--out", str(run), "--in-process", "--quiet"]) == 0
+    assert main(["check", str(run), "--require-ok", "fake-ok"]) == 0
+    assert main(["check", str(run), "--require-ok", "fake-ok,fake-raise"]) == 1
     assert "backend fake-raise has no ok cell" in capsys.readouterr().err
