@@ -39,6 +39,7 @@ FAKES = {
     "fake-killworker": "harness.tests.fakes:WorkerKillingBackend",
     "fake-killworker-always": "harness.tests.fakes:AlwaysWorkerKillingBackend",
     "fake-killself": "harness.tests.fakes:SelfKillingBackend",
+    "fake-threads": "harness.tests.probe:ThreadProbeBackend",
 }
 
 
