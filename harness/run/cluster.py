@@ -23,8 +23,10 @@ time, each over K workers. ``DaskExecutor`` is the harness.run.executors.Executo
 for a sweep.
 
 Faults: a worker that dies mid-task (killed, out of memory) loses its task, which Dask runs again
-on another worker; after ``MAX_WORKER_DEATHS`` deaths (the scheduler's ``allowed-failures``) the
-cell is one "error" row saying so. Exceptions inside a task are not retried: a cell's own
+on another worker; at ``MAX_WORKER_DEATHS`` + 1 deaths (the scheduler's ``allowed-failures``
++ 1) the cell is one "error" row saying so. Dask counts a death against every task the worker
+held, also one sent to it and waiting for its ``cell`` resource behind the cell that killed it:
+with several cells in flight an innocent cell can be given up with a killer. Exceptions inside a task are not retried: a cell's own
 failures are rows already, and a retry would time a different process.
 
 Provenance: every row of a clustered run carries in ``settings.harness.worker`` the address,
@@ -49,8 +51,9 @@ from harness.run.executors import Admit, ChildExecutor, Finish, order_cells
 from harness.run.shards import run_sharded_cell
 from solvers import registry
 
-#: Deaths of the worker running a task before the cell is given up ("error" row): the
-#: scheduler's ``distributed.scheduler.allowed-failures`` of a cluster started here.
+#: Deaths of the worker running a task that are tolerated (the task runs again elsewhere): the
+#: scheduler's ``distributed.scheduler.allowed-failures`` of a cluster started here. The next
+#: death gives the cell up ("error" row): a cell is given up at MAX_WORKER_DEATHS + 1.
 MAX_WORKER_DEATHS = 2
 WORKERS_JSON = "workers.json"
 #: The worker resource that keeps one cell per worker.
@@ -326,7 +329,7 @@ class DaskExecutor:
                 except Exception as exc:  # noqa: BLE001 - KilledWorker etc. become the cell's row
                     status, reason = classify_exception(exc)
                     if type(exc).__name__ == "KilledWorker":
-                        reason = f"the worker running this cell died {cluster.max_worker_deaths} times; {reason}"
+                        reason = f"the worker running this cell died {cluster.max_worker_deaths + 1} times; {reason}"
                     rows = [failure_row(cell, context, now_iso(), status, reason)]
                 finish(cell, rows)
                 submit_more()

@@ -196,7 +196,7 @@ class ShardedRun:
             k = next((i for i, f in enumerate(futures) if f.status == "error"), None)
             where = "" if k is None else f"shard {k} ({self.bounds[k][0]}:{self.bounds[k][1]}): "
             if type(exc).__name__ == "KilledWorker":
-                reason = f"its worker died {self.cluster.max_worker_deaths} times; {reason}"
+                reason = f"its worker died {self.cluster.max_worker_deaths + 1} times; {reason}"
             raise ShardFailure(status, where + reason) from None
 
     def setup(self) -> list[dict]:

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from harness.results.store import read_results, read_rows
-from harness.run.cluster import Cluster, DaskExecutor
+from harness.run.cluster import MAX_WORKER_DEATHS, Cluster, DaskExecutor
 from harness.run.sweep import run_sweep
 from harness.results.schema import validate
 from harness.measure.execute import Cell
-from harness.tests.fakes import fake_backends  # noqa: F401 - fixture
+from harness.tests.fakes import fake_backends, kill_log  # noqa: F401 - fixture
 from solvers.base import SolveSpec
 
 pytest.importorskip("distributed", reason="dask[distributed] is not installed (the extras install it)")
@@ -93,19 +93,55 @@ def test_interrupted_clustered_run_resumes_without_loss_or_duplicates(fake_backe
     assert {k: v for k, v in final.items() if k in first} == first
 
 
+def kills() -> Counter:
+    """The kills the fakes logged (harness.tests.fakes.kill_log): events, not timing."""
+    path = kill_log()
+    return Counter(path.read_text().split()) if path.is_file() else Counter()
+
+
 def test_a_worker_killed_mid_cell_is_retried_elsewhere_then_given_up(fake_backends, tmp_path):
+    # One cell in the cluster at a time: a worker's death then counts against that cell alone
+    # (Dask counts it against every task the worker held, queued ones included; see below).
     cells = [cell("fake-killworker"), cell("fake-killworker-always"), cell("fake-ok")]
     with local() as cluster:
+        cluster.max_in_flight = 1
         summary = run_sweep(cells, tmp_path, run_id="r", suite="t", how=DaskExecutor(cluster, tmp_path),
                             progress=False)
     assert summary.run == 3
+    # each kill is logged by the fake before it kills: the always-killer is tried until Dask
+    # gives up (allowed-failures + 1 deaths), the other killer kills once and then succeeds
+    assert kills() == {"fake-killworker": 1, "fake-killworker-always": MAX_WORKER_DEATHS + 1}
     rows = read_rows(tmp_path / "results.csv")
     by = Counter(r["backend"] for r in rows)
     assert by == {"fake-killworker": 2, "fake-killworker-always": 1, "fake-ok": 2}  # no half rows
     status = {r["backend"]: (r["status"], r["reason"]) for r in rows}
     assert status["fake-killworker"][0] == "ok"  # killed once, run again on another worker
+    assert status["fake-ok"][0] == "ok"
     assert status["fake-killworker-always"][0] == "error"
-    assert "died 2 times" in status["fake-killworker-always"][1]
+    assert f"died {MAX_WORKER_DEATHS + 1} times" in status["fake-killworker-always"][1]
+    validate(read_results(tmp_path))
+
+
+def test_killed_workers_with_cells_in_flight_end_every_cell_whole(fake_backends, tmp_path):
+    # Two cells in flight: which cells a death also counts against depends on where Dask had
+    # queued them, so only what holds whatever the order is asserted.
+    cells = [cell("fake-killworker"), cell("fake-killworker-always"), cell("fake-ok")]
+    with local() as cluster:
+        cluster.max_in_flight = 2
+        summary = run_sweep(cells, tmp_path, run_id="r", suite="t", how=DaskExecutor(cluster, tmp_path),
+                            progress=False)
+    assert summary.run == 3
+    rows = read_rows(tmp_path / "results.csv")
+    by = Counter(r["backend"] for r in rows)
+    status = {r["backend"]: (r["status"], r["reason"]) for r in rows}
+    for backend, n in by.items():  # a whole cell: its 2 timed rows, or one row saying why not
+        assert (n, status[backend][0]) in ((2, "ok"), (1, "error")), (backend, n, status[backend])
+        if status[backend][0] == "error":
+            assert f"died {MAX_WORKER_DEATHS + 1} times" in status[backend][1]
+    assert set(by) == {"fake-killworker", "fake-killworker-always", "fake-ok"}
+    assert status["fake-killworker-always"][0] == "error"
+    assert kills()["fake-killworker"] <= 1  # 0: given up while queued behind the always-killer
+    assert 1 <= kills()["fake-killworker-always"] <= MAX_WORKER_DEATHS + 1
     validate(read_results(tmp_path))
 
 
