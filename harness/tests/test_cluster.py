@@ -5,6 +5,7 @@ sharded fused cell equal to the unsharded one, and the one-line errors of --clus
 These start LocalClusters (a few seconds each): few, small (N = 8), time-limited."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
 from collections import Counter
@@ -20,7 +21,10 @@ from harness.measure.execute import Cell
 from harness.tests.fakes import fake_backends, kill_log  # noqa: F401 - fixture
 from solvers.base import SolveSpec
 
-pytest.importorskip("distributed", reason="dask[distributed] is not installed (the extras install it)")
+#: The tests that start a cluster need Dask; the last one (the one-line errors, also without
+#: Dask) runs everywhere (the GPU box has no Dask).
+needs_dask = pytest.mark.skipif(importlib.util.find_spec("distributed") is None,
+                                reason="dask[distributed] is not installed (the extras install it)")
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -42,6 +46,7 @@ def local(workers: int = 2):
     return Cluster(f"local:{workers}")
 
 
+@needs_dask
 def test_clustered_sweep_gives_the_cells_and_statuses_of_a_local_one(fake_backends, tmp_path):
     cells = [cell("fake-ok"), cell("fake-ok", 16), cell("fake-raise"), cell("fake-unsupported"),
              cell("fake-ok", mode="adaptive")]
@@ -75,6 +80,7 @@ class InterruptAfter:
         return rows
 
 
+@needs_dask
 def test_interrupted_clustered_run_resumes_without_loss_or_duplicates(fake_backends, tmp_path):
     cells = [cell("fake-ok", n) for n in (8, 16, 32, 64)] + [cell("fake-raise")]
     with local() as cluster:
@@ -99,6 +105,7 @@ def kills() -> Counter:
     return Counter(path.read_text().split()) if path.is_file() else Counter()
 
 
+@needs_dask
 def test_a_worker_killed_mid_cell_is_retried_elsewhere_then_given_up(fake_backends, tmp_path):
     # One cell in the cluster at a time: a worker's death then counts against that cell alone
     # (Dask counts it against every task the worker held, queued ones included; see below).
@@ -122,6 +129,7 @@ def test_a_worker_killed_mid_cell_is_retried_elsewhere_then_given_up(fake_backen
     validate(read_results(tmp_path))
 
 
+@needs_dask
 def test_killed_workers_with_cells_in_flight_end_every_cell_whole(fake_backends, tmp_path):
     # Two cells in flight: which cells a death also counts against depends on where Dask had
     # queued them, so only what holds whatever the order is asserted.
@@ -145,6 +153,7 @@ def test_killed_workers_with_cells_in_flight_end_every_cell_whole(fake_backends,
     validate(read_results(tmp_path))
 
 
+@needs_dask
 def test_a_shard_whose_worker_is_killed_runs_again_on_another_worker(fake_backends, tmp_path):
     with local() as cluster:
         run_sweep([cell("fake-killself", 8, shards=2)], tmp_path, run_id="r", suite="t", how=DaskExecutor(cluster, tmp_path),
@@ -155,6 +164,7 @@ def test_a_shard_whose_worker_is_killed_runs_again_on_another_worker(fake_backen
     assert [(s["start"], s["stop"]) for s in shards] == [(0, 4), (4, 8)]
 
 
+@needs_dask
 def test_sharded_fused_cell_equals_the_unsharded_one(tmp_path):
     cells = [cell("fused", 24), cell("fused", 24, shards=3)]
     with local(3) as cluster:
@@ -171,11 +181,17 @@ def test_sharded_fused_cell_equals_the_unsharded_one(tmp_path):
     assert all(o >= 0 for o in harness["overhead_s"])
 
 
-def test_cluster_options_fail_in_one_line(tmp_path, monkeypatch, capsys):
+@needs_dask
+def test_an_invalid_cluster_address_fails_in_one_line(tmp_path, capsys):
     from harness.cli import main
 
     assert main(["run", "--suite", "smoke", "--cluster", "nowhere", "--out", str(tmp_path / "a")]) == 2
     assert "invalid --cluster 'nowhere'" in capsys.readouterr().err
+
+
+def test_cluster_options_without_dask_fail_in_one_line(tmp_path, monkeypatch, capsys):
+    from harness.cli import main
+
     monkeypatch.setitem(sys.modules, "distributed", None)  # as if dask were not installed
     for opt in (["--cluster", "local"], ["--shards", "2"]):
         assert main(["run", "--suite", "smoke", *opt, "--out", str(tmp_path / "b")]) == 2
