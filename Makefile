@@ -38,7 +38,7 @@ PYTEST_ARGS ?=
 .PHONY: help setup test reproduce smoke report list env bench bench-compare gpu-session gpu-dry-run clean figures readme
 
 help:
-	@echo "make reproduce   set up, run the default suite (gpu-quick with a GPU, else cpu), figures, report"
+	@echo "make reproduce   set up, run the default suite (gpu-quick with a GPU, else cpu) into results/<id>/ with its report"
 	@echo "make reproduce SUITE=paper   the paper's full protocol (GPU box)"
 	@echo "make test        the test suite"
 	@echo "make smoke       every problem x backend x mode once at tiny N"
@@ -62,13 +62,15 @@ setup: $(SETUP_STAMP)
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# The run prints its folder on stdout; a headline suite's run also refreshes figures/.
+# A run writes only into its own results/<run_id>/ (results, figures, report: the tracked tree is
+# left as it was) and prints that folder, then its report. The top-level figures/ and README.md's
+# results block are drawn from the committed reference run by `make figures` / `make readme` only.
 reproduce: setup
 	$(PY) -m harness env --check
 	@suite=$${SUITE:-$$($(PY) -m harness default-suite)}; \
 	out=$$($(PY) -m harness run --suite $$suite --report $(RUN_ARGS)) || exit $$?; \
-	echo "$$out"; run_dir=$$(echo "$$out" | head -n 1); \
-	case $$suite in cpu|gpu-quick|paper|nightly) $(PY) -m harness figures "$$run_dir" ;; esac
+	echo "run folder: $$(echo "$$out" | head -n 1)"; \
+	echo "report: $$(echo "$$out" | tail -n 1)"
 
 smoke: setup
 	$(PY) -m harness run --suite smoke $(RUN_ARGS)

@@ -18,6 +18,10 @@
 # pre-flight 4 s + GPU test 36 s (12 skipped, no GPU) + sweep 365 s (budget 355 s: 15 ok cells,
 # every backend's Lorenz N=8 cells; 5 "skipped": fused rk4_38 and the 4 Robertson cells) +
 # check 5 s. Command: `OUT=/tmp/dry GPU_SESSION_CACHE=/tmp/cold bash tools/gpu_session.sh --dry-run`.
+# With the GPU box's package set (2026-12-06: Python 3.12.1 venv, jax/jaxlib 0.11.2, numpy 2.5.2,
+# no torchode, torchsde, dask or evosax; PYTHON=/path/to/venv/bin/python picks the interpreter):
+# exit 0 after 179 s, 24 cells: 22 ok, 2 "unavailable" (torchode by the pre-flight, torchsde by
+# its backend), each with the missing package as its reason.
 set -uo pipefail
 
 DRY=0

@@ -23,8 +23,11 @@ time, each over K workers. ``DaskExecutor`` is the harness.run.executors.Executo
 for a sweep.
 
 Faults: a worker that dies mid-task (killed, out of memory) loses its task, which Dask runs again
-on another worker; after ``MAX_WORKER_DEATHS`` deaths (the scheduler's ``allowed-failures``) the
-cell is one "oom" row saying so. Exceptions inside a task are not retried: a cell's own
+on another worker; at ``MAX_WORKER_DEATHS`` + 1 deaths (the scheduler's ``allowed-failures``
++ 1) the cell is one "oom" row saying so. Dask counts a death against every task the worker
+held, also one sent to it and waiting for its ``cell`` resource behind the cell that killed it:
+with several cells in flight an innocent cell can be given up with a killer. Exceptions inside a
+task are not retried: a cell's own
 failures are rows already, and a retry would time a different process.
 
 Provenance: every row of a clustered run carries in ``settings.harness.worker`` the address,

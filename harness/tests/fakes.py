@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -40,7 +41,60 @@ FAKES = {
     "fake-killworker-always": "harness.tests.fakes:AlwaysWorkerKillingBackend",
     "fake-killself": "harness.tests.fakes:SelfKillingBackend",
     "fake-oomkill": "harness.tests.fakes:OomKilledBackend",
+    "fake-threads": "harness.tests.probe:ThreadProbeBackend",
 }
+
+
+class RealClock:
+    """Time as it passes: what the fakes' timed work uses unless a test installs a VirtualClock."""
+
+    @staticmethod
+    def sleep(seconds: float) -> None:
+        time.sleep(seconds)
+
+    @staticmethod
+    def spin(seconds: float) -> None:
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            pass
+
+
+class VirtualClock:
+    """Time that passes only when the fakes say so: ``sleep`` advances the wall clock, ``spin``
+    the wall and CPU clocks together. Installed by the ``virtual_clock`` fixture in place of the
+    harness clock's ``perf_counter`` and ``process_time``, it makes timings exact on any machine,
+    quiet or busy (in-process sweeps only: a worker process has its own, real, clock)."""
+
+    def __init__(self) -> None:
+        self.wall = self.cpu = 0.0
+
+    def perf_counter(self) -> float:
+        return self.wall
+
+    def process_time(self) -> float:
+        return self.cpu
+
+    def sleep(self, seconds: float) -> None:
+        self.wall += seconds
+
+    def spin(self, seconds: float) -> None:
+        self.wall += seconds
+        self.cpu += seconds
+
+
+#: The clock the fakes' timed work runs on (run/sync durations of fake-sync, fake-compile, fake-busy).
+CLOCK: RealClock | VirtualClock = RealClock()
+
+
+def kill_log() -> Path:
+    """The file where the killing fakes log each kill (one line: the backend's name), beside
+    the marker: a test counts the deaths it caused from it, not from timing."""
+    return Path(os.environ["HARNESS_FAKE_MARKER"] + ".kills")
+
+
+def log_kill(name: str) -> None:
+    with open(kill_log(), "a") as f:  # one short append per kill: whole lines
+        f.write(name + "\n")
 
 
 def _first_time() -> bool:
@@ -122,9 +176,7 @@ class BusyBackend(FakeBackend):
     name = "fake-busy"
 
     def on_run(self, spec, call) -> None:
-        end = time.perf_counter() + 0.03
-        while time.perf_counter() < end:
-            pass
+        CLOCK.spin(0.03)
 
 
 class NoopBackend(FakeBackend):
@@ -139,7 +191,7 @@ class SlowSyncBackend(FakeBackend):
     name = "fake-sync"
 
     def on_sync(self, spec, out) -> None:
-        time.sleep(0.05)
+        CLOCK.sleep(0.05)
 
 
 class CompileBackend(FakeBackend):
@@ -148,7 +200,7 @@ class CompileBackend(FakeBackend):
     name = "fake-compile"
 
     def on_run(self, spec, call) -> None:
-        time.sleep(0.3 if call == 1 else 0.01)
+        CLOCK.sleep(0.3 if call == 1 else 0.01)
 
 
 class RaisingBackend(FakeBackend):
@@ -191,6 +243,7 @@ class WorkerKillingBackend(FakeBackend):
 
     def on_run(self, spec, call) -> None:
         if self.kills():
+            log_kill(self.name)
             os.kill(os.getppid(), signal.SIGKILL)
             time.sleep(30)  # mid-cell: ended by harness.run.executors' exit-with-parent watch
 
@@ -215,6 +268,7 @@ class SelfKillingBackend(FakeBackend):
 
     def on_run(self, spec, call) -> None:
         if _first_time():
+            log_kill(self.name)
             os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -292,3 +346,15 @@ def fake_backends(monkeypatch, tmp_path):
     monkeypatch.setattr(registry, "_instances", {})
     monkeypatch.setenv("HARNESS_FAKE_MARKER", str(tmp_path / "fake-marker"))
     return FAKES
+
+
+@pytest.fixture
+def virtual_clock(monkeypatch):
+    """A VirtualClock for the harness clock and the fakes' timed work (import it by name)."""
+    from harness.measure import clock as harness_clock
+
+    virtual = VirtualClock()
+    monkeypatch.setattr(harness_clock, "perf_counter", virtual.perf_counter)
+    monkeypatch.setattr(harness_clock, "process_time", virtual.process_time)
+    monkeypatch.setattr(sys.modules[__name__], "CLOCK", virtual)
+    return virtual

@@ -1,4 +1,7 @@
-"""The clock: the timed region includes the device sync, the first call is timed on its own."""
+"""The clock: the timed region includes the device sync, the first call is timed on its own.
+
+Timings are exact here: the solves "take" their time on a VirtualClock (harness.tests.fakes)
+that replaces the clock's perf_counter, so no assertion depends on how busy the machine is."""
 from __future__ import annotations
 
 import json
@@ -9,40 +12,42 @@ import pytest
 from harness.measure.clock import time_solve
 from harness.measure.execute import execute_cell
 from harness.measure.execute import Cell
-from harness.tests.fakes import fake_backends  # noqa: F401 - fixture
+from harness.tests.fakes import VirtualClock, fake_backends, virtual_clock  # noqa: F401 - fixtures
 from solvers.base import SolveSpec
 
 
 class Recorder:
-    """A prepared solve that records which calls happen, with run/sync durations to choose."""
+    """A prepared solve that records which calls happen, with run/sync durations to choose,
+    taken on ``clock`` (a VirtualClock: exact)."""
 
-    def __init__(self, run_s=0.0, sync_s=0.0, first_run_s=None):
+    def __init__(self, clock: VirtualClock | None = None, run_s=0.0, sync_s=0.0, first_run_s=None):
+        self.clock = clock or VirtualClock()
         self.run_s, self.sync_s, self.first_run_s = run_s, sync_s, first_run_s
         self.events: list[str] = []
 
     def run(self):
         first = not self.events
         self.events.append("run")
-        time.sleep(self.first_run_s if (first and self.first_run_s is not None) else self.run_s)
+        self.clock.sleep(self.first_run_s if (first and self.first_run_s is not None) else self.run_s)
         return self.events.count("run")
 
     def sync(self, out):
         self.events.append("sync")
-        time.sleep(self.sync_s)
+        self.clock.sleep(self.sync_s)
 
 
-def test_time_includes_the_device_sync():
-    # run() returns at once, the 50 ms happen in sync(): a clock without the sync would read ~0.
-    t = time_solve(Recorder(sync_s=0.05), repeats=3, warmups=1)
-    assert all(s >= 0.05 for s in t.samples), t.samples
-    assert t.first_call_s >= 0.05
+def test_time_includes_the_device_sync(virtual_clock):
+    # run() returns at once, the 50 ms happen in sync(): a clock without the sync would read 0.
+    t = time_solve(Recorder(virtual_clock, sync_s=0.05), repeats=3, warmups=1)
+    assert t.samples == pytest.approx([0.05] * 3)
+    assert t.first_call_s == pytest.approx(0.05)
 
 
-def test_first_call_is_timed_apart_as_compile_time():
-    t = time_solve(Recorder(run_s=0.01, first_run_s=0.3), repeats=3, warmups=1)
-    assert t.first_call_s >= 0.3
-    assert all(0.01 <= s < 0.1 for s in t.samples), t.samples  # the repeats exclude the compile
-    assert 0.25 <= t.compile_s <= t.first_call_s - 0.01
+def test_first_call_is_timed_apart_as_compile_time(virtual_clock):
+    t = time_solve(Recorder(virtual_clock, run_s=0.01, first_run_s=0.3), repeats=3, warmups=1)
+    assert t.first_call_s == pytest.approx(0.3)
+    assert t.samples == pytest.approx([0.01] * 3)  # the repeats exclude the compile
+    assert t.compile_s == pytest.approx(0.3 - 0.01)
 
 
 def test_calls_are_first_then_warmups_then_repeats_each_synced():
@@ -53,24 +58,25 @@ def test_calls_are_first_then_warmups_then_repeats_each_synced():
     assert t.output == 7  # the handle of the last timed run is kept for fetch
 
 
-def test_compile_time_is_floored_at_zero():
+def test_compile_time_is_floored_at_zero(virtual_clock):
     # A first call faster than the repeats (noise) must not give a negative compile time.
-    rec = Recorder(run_s=0.02, first_run_s=0.0)
+    rec = Recorder(virtual_clock, run_s=0.02, first_run_s=0.0)
     assert time_solve(rec, repeats=2, warmups=0).compile_s == 0.0
 
 
-def test_warm_up_lasts_at_least_the_minimum_time():
-    # 10 ms calls and a 0.1 s minimum: about 10 warm-up calls although only 1 was asked for.
+def test_warm_up_lasts_at_least_the_minimum_time(virtual_clock):
+    # 10 ms calls and a 0.1 s minimum: 10 warm-up calls although only 1 was asked for (11 when
+    # the ten 0.01 s steps add up to a hair under 0.1 in floating point).
     # (max_warmup_s = the minimum: no calls added for stability, tested in test_threads.py)
-    rec = Recorder(run_s=0.01)
+    rec = Recorder(virtual_clock, run_s=0.01)
     time_solve(rec, repeats=1, warmups=1, min_warmup_s=0.1, max_warmup_s=0.1)
     warm = rec.events.count("run") - 2
-    assert 8 <= warm <= 12, warm
+    assert warm in (10, 11), warm
     # slow calls: the requested count is honoured, and more only while the last two warm
-    # calls disagree by more than 10% (a sleep on a busy machine can)
-    rec = Recorder(run_s=0.06)
+    # calls disagree by more than 10% (equal calls agree at once)
+    rec = Recorder(virtual_clock, run_s=0.06)
     time_solve(rec, repeats=1, warmups=2, min_warmup_s=0.1)
-    assert 1 + 2 + 1 <= rec.events.count("run") <= 1 + 2 + 1 + 3
+    assert rec.events.count("run") == 1 + 2 + 1
 
 
 def test_bad_repeat_counts_are_refused():
@@ -83,19 +89,20 @@ def _cell(backend: str, repeats: int = 3, warmups: int = 1, **spec) -> Cell:
     return Cell(backend=backend, spec=s, repeats=repeats, warmups=warmups, timeout_s=30)
 
 
-def test_cell_rows_carry_the_sync_time(fake_backends):
+def test_cell_rows_carry_the_sync_time(fake_backends, virtual_clock):
     rows = execute_cell(_cell("fake-sync"), {"run_id": "r", "suite": "s"})
     assert [r["repeat"] for r in rows] == [0, 1, 2]
-    assert all(r["status"] == "ok" and r["time_s"] >= 0.05 for r in rows)
+    assert all(r["status"] == "ok" for r in rows)
+    assert [r["time_s"] for r in rows] == pytest.approx([0.05] * 3)
     settings = json.loads(rows[0]["settings"])
     assert settings["harness"]["repeats"] == 3 and settings["n"] == 8
 
 
-def test_cell_rows_separate_compile_from_repeats(fake_backends):
+def test_cell_rows_separate_compile_from_repeats(fake_backends, virtual_clock):
     rows = execute_cell(_cell("fake-compile"), {})
-    assert all(r["time_s"] < 0.1 for r in rows)
-    assert rows[0]["first_call_s"] >= 0.3
-    assert 0.25 <= rows[0]["compile_s"] <= 0.35
+    assert [r["time_s"] for r in rows] == pytest.approx([0.01] * 3)
+    assert rows[0]["first_call_s"] == pytest.approx(0.3)
+    assert rows[0]["compile_s"] == pytest.approx(0.29)
     # the untimed checks are filled: the reference answer rounded to float32, counts from the result
     assert rows[0]["max_rel_err"] < 1e-6
     assert rows[0]["steps_mean"] == 100 and rows[0]["rhs_evals_max"] == 601

@@ -62,10 +62,11 @@ def test_shipped_reference_is_read_before_computing(tmp_path, monkeypatch):
 
 def test_missing_reference_is_not_computed_when_shipped_only(tmp_path, monkeypatch):
     monkeypatch.setenv(refmod.POLICY_ENV, "shipped")
-    started = time.monotonic()
+    solved = []
+    monkeypatch.setattr(refmod, "solve_one", lambda *a, **k: solved.append(a))  # would compute
     with pytest.raises(refmod.ReferenceMissing, match="harness refs"):
         refmod.reference(get_problem("lorenz"), 24, "float32", cache_dir=tmp_path)
-    assert time.monotonic() - started < 5
+    assert not solved and not any(tmp_path.iterdir())  # refused before any solve, nothing cached
 
 
 def test_missing_reference_leaves_accuracy_empty_with_a_reason(monkeypatch, tmp_path):
@@ -96,7 +97,11 @@ def test_preflight_names_every_gpu_check_skipped_without_a_gpu(tmp_path):
         assert data["checks"][name]["status"] == "skipped" and data["checks"][name]["reason"]
     assert data["checks"]["references"]["status"] == "ok"
     assert data["imports"]["numpy"]["required"] and not data["imports"]["cupy"]["required"]
-    assert all(v["ok"] for v in data["backends"].values())
+    # every backend passes, except one whose optional package is not installed here (the GPU
+    # box has no torchode): that one says which
+    for name, v in data["backends"].items():
+        absent = [m for m, i in data["imports"].items() if not i["found"]]
+        assert v["ok"] or set(v["reason"].split("; ")) <= {f"{m} not importable" for m in absent}, (name, v)
 
 
 def test_sigterm_closes_a_run_like_ctrl_c(tmp_path):

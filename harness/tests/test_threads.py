@@ -1,10 +1,10 @@
 """The threads setting: suites expand it, workers are configured for it, rows record it with
-the measured cpu_util, resumed runs key on it; and the repeats' time box and warm-up."""
+the measured cpu_util, resumed runs key on it; and the repeats' time box and warm-up (timed on
+a VirtualClock: exact, whatever the machine's load)."""
 from __future__ import annotations
 
 import json
 import os
-import time
 
 import pandas as pd
 import pytest
@@ -16,7 +16,7 @@ from harness.run.sweep import run_sweep
 from harness.results.schema import validate
 from harness.measure.execute import Cell
 from harness.run.suites import load_suite
-from harness.tests.fakes import fake_backends  # noqa: F401 - fixture
+from harness.tests.fakes import fake_backends, virtual_clock  # noqa: F401 - fixtures
 from harness.measure.threads import resolve, worker_environment
 from solvers.base import SolveSpec
 
@@ -106,15 +106,14 @@ def test_cells_of_one_thread_count_share_a_worker_and_rows_record_it(fake_backen
         assert note["affinity"] == min(threads, len(os.sched_getaffinity(0)))
 
 
-def test_cpu_util_is_cpu_time_over_wall_time(fake_backends, tmp_path):
+def test_cpu_util_is_cpu_time_over_wall_time(fake_backends, virtual_clock, tmp_path):
+    # on the virtual clock a spinning solve costs exactly its wall time in CPU time and a
+    # sleeping one none: the ratio is exact whatever else the machine is doing
     cells = [cell("fake-busy", 1), cell("fake-sync", 1)]
     run_sweep(cells, tmp_path, run_id="r", suite="t", how="in-process", progress=False)
     df = read_results(tmp_path).groupby("backend")["cpu_util"].agg(["min", "max"])
-    # one busy thread: at most one core (less when other work shares the machine) ...
-    assert df.loc["fake-busy", "max"] < 1.3
-    # ... and far more than a solve that sleeps in sync(), which costs no CPU
-    assert df.loc["fake-sync", "max"] < 0.2
-    assert df.loc["fake-busy", "min"] > max(0.05, 5 * df.loc["fake-sync", "max"])
+    assert df.loc["fake-busy"].tolist() == pytest.approx([1.0, 1.0])  # one core busy
+    assert df.loc["fake-sync"].tolist() == pytest.approx([0.0, 0.0])  # waiting costs no CPU
 
 
 def test_resume_keys_on_threads_and_reads_older_runs_without_it(fake_backends, tmp_path):
@@ -134,24 +133,27 @@ def test_resume_keys_on_threads_and_reads_older_runs_without_it(fake_backends, t
 
 
 class _Timed:
-    """A prepared solve whose calls take the given times (the last repeats forever)."""
+    """A prepared solve whose calls take the given times (the last repeats forever), on a
+    VirtualClock: exact on any machine."""
 
-    def __init__(self, times):
-        self.times, self.calls = list(times), 0
+    def __init__(self, clock, times):
+        self.clock, self.times, self.calls = clock, list(times), 0
 
     def run(self):
         t = self.times[min(self.calls, len(self.times) - 1)]
         self.calls += 1
-        time.sleep(t)
+        self.clock.sleep(t)
 
     def sync(self, out):
         pass
 
 
-def test_repeats_stop_at_the_time_box_but_not_before_the_minimum(fake_backends, tmp_path):
-    t = time_solve(_Timed([0.05]), repeats=7, warmups=0, min_warmup_s=0, min_repeats=3, repeat_budget_s=0.12)
+def test_repeats_stop_at_the_time_box_but_not_before_the_minimum(fake_backends, virtual_clock, tmp_path):
+    t = time_solve(_Timed(virtual_clock, [0.05]), repeats=7, warmups=0, min_warmup_s=0, min_repeats=3,
+                   repeat_budget_s=0.12)
     assert len(t.samples) == 3  # 0.05 + 0.05 + 0.05 >= 0.12 after the third
-    t = time_solve(_Timed([0.01]), repeats=7, warmups=0, min_warmup_s=0, min_repeats=3, repeat_budget_s=10)
+    t = time_solve(_Timed(virtual_clock, [0.01]), repeats=7, warmups=0, min_warmup_s=0, min_repeats=3,
+                   repeat_budget_s=10)
     assert len(t.samples) == 7
     # a time-boxed cell is complete with the repeats it made, so resume does not rerun it
     c = cell("fake-sync", 1, repeats=7, min_repeats=3, repeat_budget_s=0.1)
@@ -161,13 +163,13 @@ def test_repeats_stop_at_the_time_box_but_not_before_the_minimum(fake_backends, 
     assert finished_keys(tmp_path / "results.csv") == {c.key}
 
 
-def test_warm_up_goes_on_until_two_calls_agree():
-    # first call 0.2 s (compile), then 0.12, 0.06, 0.03, 0.03, ...: not stable before the
-    # fourth warm call (the 0.03 calls may need one more on a busy machine)
-    p = _Timed([0.2, 0.12, 0.06, 0.03, 0.03])
+def test_warm_up_goes_on_until_two_calls_agree(virtual_clock):
+    # first call 0.2 s (compile), then 0.12, 0.06, 0.03, 0.03, ...: stable at the fourth warm call
+    p = _Timed(virtual_clock, [0.2, 0.12, 0.06, 0.03, 0.03])
     t = time_solve(p, repeats=2, warmups=1, min_warmup_s=0)
-    assert t.warmup_calls >= 4 and t.warmup_stable
+    assert t.warmup_calls == 4 and t.warmup_stable
     # ... but not past max_warmup_s: a cell that never settles stops warming up
-    p = _Timed([0.2, 0.01, 0.05, 0.01, 0.05, 0.01, 0.05, 0.01, 0.05, 0.01, 0.05])
+    # (0.01 + 0.05 + 0.01 + 0.05 = 0.12 >= 0.1 after the fourth warm call)
+    p = _Timed(virtual_clock, [0.2, 0.01, 0.05, 0.01, 0.05, 0.01, 0.05, 0.01, 0.05, 0.01, 0.05])
     t = time_solve(p, repeats=1, warmups=1, min_warmup_s=0, max_warmup_s=0.1)
-    assert not t.warmup_stable and 2 <= t.warmup_calls <= 6
+    assert not t.warmup_stable and t.warmup_calls == 4

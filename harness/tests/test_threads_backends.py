@@ -1,14 +1,21 @@
-"""threads=1 holds each backend to one core; threads=2 lets each use two where it can.
+"""threads=1 holds each backend to one thread; threads=2 offers each two: checked by what every
+library reports inside the worker process that ran the cell, never by measured speed or CPU use.
 
-Measured, not assumed: the rows' cpu_util (process CPU time / wall time over the repeats) of
-real solves long enough to measure (Lorenz, Tsit5, fixed step, N = 32768; 8192 for eager
-torch, whose thousands of small operations per step make it ~20x slower: about 0.1-0.5 s a call
-on a quiet machine).
+Measured utilisation depends on whatever else the machine is doing (a busy machine gives a
+process less than the cores it may use), so it belongs in the rows and the report, not in
+pass/fail. What the harness guarantees, and what is asserted here, is the configuration a
+worker runs under (harness.measure.threads):
 
-On a machine busy with other work a process gets less than the cores it may use, so cpu_util
-falls below its setting: the upper bound (threads=1 never uses more than one core) is asserted
-always; "close to 1" and "clearly above 1 with two threads" are asserted only when the
-threads=1 fused cell got most of a core, and skipped with the measured reason otherwise.
+* the worker's environment: NUMBA_NUM_THREADS, OMP_NUM_THREADS, MKL_NUM_THREADS,
+  OPENBLAS_NUM_THREADS = threads, XLA_FLAGS with the host device count = threads;
+* its CPU affinity: ``threads`` cores (or every core, when the machine has fewer);
+* each library's own answer: ``numba.get_num_threads()``, ``torch.get_num_threads()``, the
+  number of CPU devices JAX exposes, the OpenMP runtime's ``omp_get_max_threads()`` (what the
+  C++ arm's team gets by default; it passes the count explicitly as well);
+* what the real backends record: the fused kernel's Numba pool (settings.harness.threads_used),
+  torch-handwritten's intra-op pool, the JAX devices jax-handwritten splits the ensemble over.
+
+The cells are small (N = 8): only their configuration is looked at.
 """
 from __future__ import annotations
 
@@ -17,84 +24,117 @@ import os
 
 import pytest
 
+from harness.measure.execute import Cell
+from harness.measure.threads import THREAD_VARIABLES, XLA_DEVICE_FLAG
 from harness.results.store import read_results
 from harness.run.executors import order_cells
 from harness.run.sweep import run_sweep
-from harness.measure.execute import Cell
+from harness.tests.fakes import fake_backends  # noqa: F401 - fixture
 from solvers.base import SolveSpec
 
 pytestmark = pytest.mark.slow
-BACKENDS = ("fused", "torch-handwritten", "jax-handwritten")
-N = {"fused": 32768, "torch-handwritten": 8192, "jax-handwritten": 32768}
-#: Below this cpu_util of a one-thread cell the machine is too busy to show two threads' worth.
-QUIET = 0.8
-
-
-def _run(tmp_path, threads_values):
-    cells = [Cell(backend=b, spec=SolveSpec(problem="lorenz", method="tsit5", mode="fixed",
-                                            dtype="float32", n=N[b], threads=t),
-                  repeats=2, warmups=0, timeout_s=300)
-             for b in BACKENDS for t in threads_values]
-    run_sweep(order_cells(cells, "isolate"), tmp_path, run_id="r", suite="t", how="isolate", progress=False)
-    df = read_results(tmp_path)
-    bad = df[df["status"] != "ok"]
-    assert bad.empty, bad[["backend", "status", "reason"]].to_string()
-    return df
+BACKENDS = ("fake-threads", "fused", "torch-handwritten", "jax-handwritten")
+THREADS = (1, 2)
+CORES = len(os.sched_getaffinity(0))
 
 
 @pytest.fixture(scope="module")
 def rows(tmp_path_factory):
-    threads = [1, 2] if len(os.sched_getaffinity(0)) >= 2 else [1]
-    return _run(tmp_path_factory.mktemp("threads"), threads)
+    from solvers import registry
+    from harness.tests.fakes import FAKES
+
+    # the fake_backends fixture is function-scoped: register the probe by hand for this module
+    saved = dict(registry.BACKENDS)
+    registry.BACKENDS.update(FAKES)
+    try:
+        cells = [Cell(backend=b, spec=SolveSpec(problem="lorenz", method="tsit5", mode="fixed",
+                                                dtype="float32", n=8, threads=t),
+                      repeats=1, warmups=0, timeout_s=600)
+                 for b in BACKENDS for t in THREADS]
+        out = tmp_path_factory.mktemp("threads")
+        run_sweep(order_cells(cells, "isolate"), out, run_id="r", suite="t", how="isolate", progress=False)
+    finally:
+        registry.BACKENDS.clear()
+        registry.BACKENDS.update(saved)
+    df = read_results(out)
+    first = df.drop_duplicates(["backend", "threads"]).set_index(["backend", "threads"])
+    return first
 
 
+def _settings(rows, backend, threads) -> dict:
+    if (backend, threads) not in rows.index:
+        pytest.fail(f"no row for {backend} threads={threads}")
+    r = rows.loc[(backend, threads)]
+    if r["status"] == "unavailable":
+        pytest.skip(f"{backend} is unavailable here: {r['reason']}")
+    assert r["status"] == "ok", f"{backend} threads={threads}: {r['status']}: {r['reason']}"
+    return json.loads(r["settings"])
+
+
+def _library(probe: dict, name: str):
+    got = probe[name]
+    if isinstance(got, str) and got.startswith("absent"):
+        pytest.skip(f"{name} {got}")
+    return got
+
+
+@pytest.mark.parametrize("threads", THREADS)
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_one_thread_means_one_core(rows, backend):
-    r = rows[(rows["backend"] == backend) & (rows["threads"] == 1)]
-    util = r["cpu_util"].iloc[0]
-    used = json.loads(r["settings"].iloc[0])["harness"]["threads_used"]
-    assert used["env"]["NUMBA_NUM_THREADS"] == "1" and used.get("affinity") == 1
-    if "torch" in used:
-        assert used["torch"] == 1
-    # never more than one core (affinity and pools both set); a busy machine lowers it
-    assert 0.0 < util <= 1.1, f"{backend}: cpu_util {util:.2f} at threads=1"
-    _need_quiet(rows)
-    assert util > QUIET, f"{backend}: cpu_util {util:.2f} at threads=1 on a quiet machine"
+def test_the_worker_environment_and_affinity_follow_threads(rows, backend, threads):
+    used = _settings(rows, backend, threads)["harness"]["threads_used"]
+    assert used["threads"] == threads
+    assert all(used["env"][k] == str(threads) for k in THREAD_VARIABLES), used["env"]
+    assert f"{XLA_DEVICE_FLAG}={threads}" in used["env"]["XLA_FLAGS"].split()
+    assert used["affinity"] == min(threads, CORES)
 
 
-def _need_quiet(rows):
-    fused = rows[(rows["backend"] == "fused") & (rows["threads"] == 1)]["cpu_util"].iloc[0]
-    if fused < QUIET:
-        pytest.skip(f"machine busy: the one-thread fused cell got {fused:.2f} of a core "
-                    f"(< {QUIET}), so how many cores a solve can use cannot be measured now")
+@pytest.mark.parametrize("threads", THREADS)
+@pytest.mark.parametrize("library", ["numba", "torch", "jax", "openmp"])
+def test_each_library_in_the_worker_reports_the_thread_count(rows, library, threads):
+    probe = _settings(rows, "fake-threads", threads)["notes"]["library_threads"]
+    assert probe["affinity"] == min(threads, CORES)
+    got = _library(probe, library)
+    if library == "numba":
+        assert got == {"get_num_threads": threads, "config": threads}
+    elif library == "torch":
+        assert got["get_num_threads"] == threads
+        assert got["get_num_interop_threads"] == threads  # set once, before any inter-op work
+    elif library == "jax":
+        assert got["cpu_devices"] == threads  # XLA's host device count, read at JAX's import
+    else:
+        assert got == threads  # OMP_NUM_THREADS as the OpenMP runtime read it
 
 
-def _two(rows, backend, measure=True):
-    if len(os.sched_getaffinity(0)) < 2:
-        pytest.skip("this machine gives the tests one core: threads=2 cannot be shown")
-    if measure:
-        _need_quiet(rows)
-    return rows[(rows["backend"] == backend) & (rows["threads"] == 2)]
+@pytest.mark.parametrize("threads", THREADS)
+def test_the_fused_kernel_runs_on_a_numba_pool_of_threads(rows, threads):
+    assert _settings(rows, "fused", threads)["harness"]["threads_used"]["numba"] == threads
 
 
-def test_two_threads_let_the_fused_kernel_use_two_cores(rows):
-    r = _two(rows, "fused", measure=False)
-    used = json.loads(r["settings"].iloc[0])["harness"]["threads_used"]
-    assert used["numba"] == 2 and used["affinity"] >= 2
-    _need_quiet(rows)
-    assert r["cpu_util"].iloc[0] > 1.2, f"fused cpu_util {r['cpu_util'].iloc[0]:.2f} at threads=2"
+@pytest.mark.parametrize("threads", THREADS)
+def test_torch_handwritten_runs_on_a_torch_pool_of_threads(rows, threads):
+    assert _settings(rows, "torch-handwritten", threads)["harness"]["threads_used"]["torch"] == threads
 
 
-def test_two_threads_are_offered_to_torch_and_jax(rows):
-    # what the harness guarantees: torch's pool and JAX's host device count are set to 2
-    t = _two(rows, "torch-handwritten", measure=False)
-    assert json.loads(t["settings"].iloc[0])["harness"]["threads_used"]["torch"] == 2
-    j = _two(rows, "jax-handwritten", measure=False)
-    flags = json.loads(j["settings"].iloc[0])["harness"]["threads_used"]["env"]["XLA_FLAGS"]
-    assert "--xla_force_host_platform_device_count=2" in flags
+@pytest.mark.parametrize("threads", THREADS)
+def test_jax_handwritten_splits_the_ensemble_over_threads_host_devices(rows, threads):
+    # the backend shards the ensemble over the host devices (solvers/jax_sharding.py); N = 8
+    # divides by 1 and 2, so it uses exactly ``threads`` devices
+    s = _settings(rows, "jax-handwritten", threads)
+    assert s["notes"]["jax_devices"] == threads, s.get("sharding")
 
 
-def test_two_threads_let_jax_use_two_cores(rows):
-    # the backend shards the ensemble over the host devices (solvers/jax_sharding.py)
-    r = _two(rows, "jax-handwritten")
-    assert r["cpu_util"].iloc[0] > 1.2, f"jax cpu_util {r['cpu_util'].iloc[0]:.2f} at threads=2"
+def test_the_cpp_arm_passes_the_thread_count_to_openmp():
+    # the C++ arm's host library is called with ``threads`` as its OpenMP team size (0: the
+    # OpenMP default, every core); no compiler needed to check what it would pass
+    from solvers.cpp.backend import CppBackend
+
+    for threads, passed in ((1, 1), (2, 2), (None, 0)):
+        spec = SolveSpec(problem="lorenz", method="tsit5", mode="fixed", dtype="float32", n=8,
+                         threads=threads)
+        assert CppBackend().threads(spec) == passed
+
+
+def test_utilisation_is_recorded_not_judged(rows):
+    # cpu_util is in every timed row (the report reads it); no bound is asserted on it
+    ok = rows[rows["status"] == "ok"]
+    assert not ok.empty and ok["cpu_util"].notna().all()

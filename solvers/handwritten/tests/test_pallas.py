@@ -58,6 +58,16 @@ def test_padding_repeats_the_last_trajectory():
     np.testing.assert_array_equal(cols[3][5:], p[-1, 0])
 
 
+def _abstract_gpu():
+    """The GPU to lower for, named: since jax 0.11 Pallas's Triton lowering asks for the target's
+    compute capability and, without a GPU here, raises unless an abstract device names one (jax
+    0.10 read none). The lent boxes' H100 (sm_90) is named."""
+    from jax.sharding import AbstractDevice, AbstractMesh, use_abstract_mesh
+
+    h100 = AbstractDevice(device_kind="NVIDIA H100", num_cores=None, platform="cuda")
+    return use_abstract_mesh(AbstractMesh((1,), ("ensemble",), abstract_device=h100))
+
+
 def _triton_module_text(spec: SolveSpec) -> str:
     """Lower the kernel for platform "cuda" on this CPU machine and return the Triton IR text.
 
@@ -73,7 +83,7 @@ def _triton_module_text(spec: SolveSpec) -> str:
         fn = jax.jit(build_kernel_call(spec, step_constants(spec), 128, interpret=False, debug=True))
         args = [jax.ShapeDtypeStruct(c.shape, c.dtype) for c in padded_inputs(spec, 128)]
         printed = io.StringIO()
-        with contextlib.redirect_stdout(printed):
+        with contextlib.redirect_stdout(printed), _abstract_gpu():
             export.export(fn, platforms=["cuda"], disabled_checks=[
                 export.DisabledSafetyCheck.custom_call("__gpu$xla.gpu.triton")])(*args)
     text = printed.getvalue()
