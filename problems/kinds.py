@@ -37,6 +37,9 @@ class Kind:
         or, for ODEs, a problems.reference.Reference).
     violation: (results row) -> why an ok row fails this kind's own accuracy bound, or None;
         None here: the ODE bounds of harness.measure.accuracy apply.
+    explicit_inputs: a solve may carry per-trajectory initial states and parameters
+        (problems.inputs.EnsembleInputs) in place of the problem's own ensemble, and the
+        kind's reference integrates them.
     """
     name: str
     reference: Callable[[Any, Any], Any]
@@ -45,10 +48,11 @@ class Kind:
     shardable: bool = False
     gpu_profiled: bool = False
     violation: Callable[[dict], str | None] | None = None
+    explicit_inputs: bool = False
 
 
 KINDS: dict[str, Kind] = {k.name: k for k in (
-    Kind("ode", ode_reference, shardable=True, gpu_profiled=True),
+    Kind("ode", ode_reference, shardable=True, gpu_profiled=True, explicit_inputs=True),
     Kind("sde", SDEProblem.reference_for, violation=sde_core.violation),
     Kind("nonlinear", NonlinearProblem.reference_for, failures_are_results=True),
     Kind("pso", PSOProblem.reference_for, accuracy_bounded=False),
