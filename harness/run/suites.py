@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import math
 import tomllib
 from dataclasses import dataclass
@@ -49,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import UsageError
+from harness.run.default_suite import DEFAULT_PREFIX, is_default_suite, suite_data
 from harness.measure.execute import Cell
 from problems.base import VALID_DTYPES
 from problems.registry import get_problem, is_problem_name, problem_choices, problem_names  # noqa: F401
@@ -100,7 +102,16 @@ def resolve_suite_path(name_or_path: str) -> Path:
 
 
 def load_suite(name_or_path: str) -> Suite:
-    """Read, validate and expand a suite; any problem raises UsageError naming file and key."""
+    """Read, validate and expand a suite; any problem raises UsageError naming file and key.
+    ``problem:NAME[,NAME...]`` is the default suite of those problems (harness.run.default_suite)."""
+    if is_default_suite(name_or_path):
+        name = str(name_or_path)
+        for problem in name[len(DEFAULT_PREFIX):].split(","):
+            if not is_problem_name(problem):
+                raise UsageError(f"unknown problem {problem!r}; valid choices: {', '.join(problem_choices())}")
+        data = suite_data(name)
+        label = "problem-" + name[len(DEFAULT_PREFIX):].replace(",", "-")
+        return _build(Path(f"{label}.toml"), data, hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest())
     path = resolve_suite_path(name_or_path)
     raw = path.read_bytes()
     try:
