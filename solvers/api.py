@@ -97,7 +97,9 @@ def as_problem(problem_or_rhs: Any, n_states: int | None = None, n_params: int |
             raise ValueError("a plain right-hand side needs u0 and p to tell its numbers of states and parameters")
         if n_params < 1:
             raise ValueError("give at least one parameter (constants are parameters: no float literals)")
-        span = (0.0, 1.0) if tspan is None else (float(tspan[0]), float(tspan[1]))
+        # the registered base spans [0, 1] whatever tspan is (other spans: derived problems below),
+        # so one function keeps one definition under its name
+        span = (0.0, 1.0)
         prob = register(Problem(
             name=name or problem_or_rhs.__name__, rhs=problem_or_rhs,
             state_names=tuple(state_names or (f"u{i}" for i in range(n_states))),
