@@ -77,8 +77,8 @@ def headline_problem(cells: pd.DataFrame) -> str:
     names = sorted(set(fused["problem"]))
     if HEADLINE_PROBLEM in names or not names:
         return HEADLINE_PROBLEM
-    odes = [p for p in names if kind_of(p).name == "ode"]
-    return odes[0] if odes else HEADLINE_PROBLEM
+    fit = [p for p in names if kind_of(p).headline]
+    return fit[0] if fit else HEADLINE_PROBLEM
 
 
 def headline_settings(cells: pd.DataFrame) -> list[Setting]:
