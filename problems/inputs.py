@@ -125,3 +125,48 @@ def random_initial_conditions(problem: Any, n: int, seed: int = 0, *, low: Seque
     p = np.asarray(problem.params if params is None else as_host_array(params, "params"), dtype=np.float64)
     p = np.broadcast_to(p, (n, problem.n_params)) if p.ndim == 1 else p
     return EnsembleInputs(u0, p, label=f"random u0 ({how}, seed {seed})")
+
+
+#: The keys of a generator table (a suite entry's ``inputs``), per generator.
+GENERATORS = {"random": {"generator", "seed", "scale", "low", "high", "param", "lo", "hi"},
+              "grid": {"generator", "param", "lo", "hi"}}
+
+
+def generate(problem: Any, n: int, table: dict) -> EnsembleInputs:
+    """Inputs named by a table, as a suite entry's ``inputs`` gives them (harness.run.suites):
+
+    * ``{generator = "random", seed = 1, scale = 0.5}`` (or ``low``/``high`` lists): seeded random
+      initial states (``random_initial_conditions``); with ``param``, ``lo``, ``hi`` that
+      parameter is also drawn uniformly in [lo, hi] from the same seed;
+    * ``{generator = "grid", param = "mu", lo = 0.1, hi = 5.0}``: ``parameter_grid`` over
+      ``linspace(lo, hi, n)``.
+
+    ValueError (one line) for an unknown generator or key, or a bad value."""
+    if not isinstance(table, dict):
+        raise ValueError(f"must be a table {{generator = ...}}, got {table!r}")
+    kind = table.get("generator")
+    if kind not in GENERATORS:
+        raise ValueError(f"unknown generator {kind!r}; valid choices: {', '.join(GENERATORS)}")
+    extra = sorted(set(table) - GENERATORS[kind])
+    if extra:
+        raise ValueError(f"unknown key {extra[0]!r} for generator {kind!r}; valid: {', '.join(sorted(GENERATORS[kind]))}")
+    has_param = "param" in table
+    if has_param and not all(k in table for k in ("lo", "hi")):
+        raise ValueError("param needs lo and hi")
+    if kind == "grid":
+        if not has_param:
+            raise ValueError("generator 'grid' needs param, lo and hi")
+        return parameter_grid(problem, table["param"], np.linspace(float(table["lo"]), float(table["hi"]), n))
+    seed = table.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+    params = np.tile(np.asarray(problem.params, dtype=np.float64), (n, 1))
+    if has_param:
+        if table["param"] not in problem.param_names:
+            raise ValueError(f"{problem.name} has no parameter {table['param']!r} (has: {', '.join(problem.param_names)})")
+        rng = np.random.default_rng([seed, 1])  # a stream of its own: the states keep theirs
+        params[:, problem.param_names.index(table["param"])] = rng.uniform(float(table["lo"]), float(table["hi"]), n)
+    made = random_initial_conditions(problem, n, seed, low=table.get("low"), high=table.get("high"),
+                                     scale=table.get("scale"), params=params)
+    label = made.label + (f", {table['param']} uniform in [{table['lo']}, {table['hi']}]" if has_param else "")
+    return EnsembleInputs(made.u0, made.p, label=label)

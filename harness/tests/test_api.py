@@ -288,3 +288,26 @@ def test_example_runs(script, tmp_path):
     proc = _run([str(ROOT / "examples" / script), "16"], tmp_path, {}, 900)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() and "nan" not in proc.stdout
+
+
+def test_suite_entry_names_an_input_generator(tmp_path):
+    suite = tmp_path / "mc.toml"
+    suite.write_text(textwrap.dedent("""
+        description = "Monte-Carlo Lorenz"
+        device = "cpu"
+        [[entries]]
+        problem = "lorenz"
+        backends = ["fused", "array"]
+        methods = ["tsit5"]
+        modes = ["adaptive"]
+        n = [8, 16]
+        inputs = { generator = "random", seed = 3, scale = 1.0, param = "rho", lo = 10.0, hi = 28.0 }
+    """))
+    cells = load_suite(str(suite)).cells
+    assert len(cells) == 4 and all(c.spec.inputs is not None for c in cells)
+    a, b = (c.spec.inputs for c in cells if c.spec.n == 8)
+    assert a == b and "seed 3" in a.label and np.all((a.p[:, 1] >= 10) & (a.p[:, 1] <= 28))
+    assert cells[0].spec.as_dict()["inputs"]["digest"] == a.digest   # what the row's settings record
+    suite.write_text(suite.read_text().replace('generator = "random"', 'generator = "sobol"'))
+    with pytest.raises(UsageError, match=r"mc.toml: entries\[0\].inputs: unknown generator 'sobol'"):
+        load_suite(str(suite))
