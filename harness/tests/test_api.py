@@ -311,3 +311,14 @@ def test_suite_entry_names_an_input_generator(tmp_path):
     suite.write_text(suite.read_text().replace('generator = "random"', 'generator = "sobol"'))
     with pytest.raises(UsageError, match=r"mc.toml: entries\[0\].inputs: unknown generator 'sobol'"):
         load_suite(str(suite))
+
+
+def test_inputs_from_torch_and_jax_arrays():
+    torch = pytest.importorskip("torch")
+    jnp = pytest.importorskip("jax.numpy")
+    u0 = np.array([[1.0, 0.0], [0.0, 1.0]])
+    p = np.array([[1.0, 0.25], [2.0, 0.5]])  # exact in float32 (JAX's default)
+    a = solve_ensemble(oscillator, torch.tensor(u0), jnp.asarray(p), (0.0, 1.0), backend="array", dtype="float64",
+                       rtol=1e-8, atol=1e-8)
+    b = solve_ensemble(oscillator, u0, p, (0.0, 1.0), backend="array", dtype="float64", rtol=1e-8, atol=1e-8)
+    np.testing.assert_array_equal(a.u_final, b.u_final)
