@@ -15,13 +15,14 @@ import pandas as pd
 import pytest
 
 from harness.errors import UsageError
+from harness.measure.ensemble import benchmark_ensemble
 from harness.results.headline import headline_table
 from harness.run.default_suite import problem_entries
 from harness.run.suites import load_suite
 from problems import EnsembleInputs, Problem, Sweep, get_problem, register
 from problems.reference import reference, solve_one
 from problems.registry import PLUGINS_ENV, PROBLEMS
-from problems.rhs_check import RhsError
+from problems.rhs_check import RhsError, check_problem
 from solvers import parameter_grid, random_initial_conditions, solve_ensemble
 from solvers.base import SolveSpec
 from solvers.registry import MANIFEST, load_backend
@@ -170,8 +171,6 @@ def test_parameter_grid_and_reference_key():
 
 
 def test_benchmark_ensemble_returns_a_row():
-    from harness import benchmark_ensemble
-
     row = benchmark_ensemble("lorenz", random_initial_conditions("lorenz", 16, seed=3), backend="array",
                              dtype="float64", rtol=1e-6, atol=1e-6, repeats=2, warmups=0)
     assert row["status"] == "ok" and row["n"] == 16 and len(row["time_samples"]) == 2
@@ -204,8 +203,6 @@ def test_register_is_idempotent_and_refuses_a_clash():
 
 
 def test_every_zoo_rhs_passes_the_checks():
-    from problems.rhs_check import check_problem
-
     for name in list(PROBLEMS) + ["lorenz96-8"]:
         check_problem(get_problem(name))
 
