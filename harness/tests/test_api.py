@@ -36,6 +36,15 @@ ODE_METHODS = {"fused": "tsit5", "array": "tsit5", "diffrax": "tsit5", "torchdif
 FAST = ("fused", "array", "scipy")
 
 
+@pytest.fixture(autouse=True)
+def _registry_restored():
+    """Problems registered by a test leave the registry with it (other tests loop over the zoo)."""
+    before = dict(PROBLEMS)
+    yield
+    PROBLEMS.clear()
+    PROBLEMS.update(before)
+
+
 def test_every_ode_backend_is_listed():
     assert set(ODE_METHODS) == {b for b, m in MANIFEST.items() if "ode" in m["kinds"]}
 
