@@ -222,6 +222,9 @@ def solve_ensemble(problem_or_rhs: Any, u0: Any = None, p: Any = None, tspan: Se
     ``p`` (N, n_params) on ``backend`` (see the module docstring).
 
     A 1-D ``u0`` or ``p`` (or None, for a registered problem) is shared by every trajectory.
+    ``threads`` goes to the backend as ``SolveSpec.threads`` (the C++ arm's OpenMP threads, JAX's
+    host devices); library-wide pools (Numba's, torch's) are pinned by the harness
+    (``benchmark_ensemble``), not here.
     ``options``: ``mode``, ``name``, ``stiff``, ``variant``, ``max_steps`` (see ``make_spec``).
     The solution's layout and dtype are the same whichever backend ran (``EnsembleSolution``).
     """
