@@ -22,6 +22,7 @@ _PUBLIC = {
     "read_results": "harness.results.store",
     "cell_table": "harness.results.cells",
     "write_report": "harness.report.markdown",
+    "benchmark_ensemble": "harness.measure.ensemble",
 }
 __all__ = sorted(_PUBLIC)
 

@@ -52,7 +52,7 @@ from harness.results.store import CSV_NAME
 from harness.run.preflight import cmd_preflight
 from harness.run.session import run_session, split_values
 from harness.run.suites import load_suite, suite_names
-from problems.registry import get_problem, problem_names
+from problems.registry import ProblemPluginError, get_problem, problem_names
 from solvers.registry import backend_names, load_backend, methods_of, variants_of
 
 
@@ -215,7 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_overhead(args)
         if args.command in ("readme", "figures"):
             return cmd_readme(args)
-    except UsageError as exc:
+    except (UsageError, ProblemPluginError) as exc:  # a bad $ODEBENCH_PROBLEMS file is bad input too
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # a read-only or full destination, a missing file: one line, no traceback

@@ -37,6 +37,11 @@ class Kind:
         or, for ODEs, a problems.reference.Reference).
     violation: (results row) -> why an ok row fails this kind's own accuracy bound, or None;
         None here: the ODE bounds of harness.measure.accuracy apply.
+    explicit_inputs: a solve may carry per-trajectory initial states and parameters
+        (problems.inputs.EnsembleInputs) in place of the problem's own ensemble, and the
+        kind's reference integrates them.
+    headline: the report's headline (harness.results.headline) may compare the fused kernel with
+        the libraries on a problem of this kind, where the run has no Lorenz.
     """
     name: str
     reference: Callable[[Any, Any], Any]
@@ -45,10 +50,13 @@ class Kind:
     shardable: bool = False
     gpu_profiled: bool = False
     violation: Callable[[dict], str | None] | None = None
+    explicit_inputs: bool = False
+    headline: bool = False
 
 
 KINDS: dict[str, Kind] = {k.name: k for k in (
-    Kind("ode", ode_reference, shardable=True, gpu_profiled=True),
+    Kind("ode", ode_reference, shardable=True, gpu_profiled=True, explicit_inputs=True,
+         headline=True),
     Kind("sde", SDEProblem.reference_for, violation=sde_core.violation),
     Kind("nonlinear", NonlinearProblem.reference_for, failures_are_results=True),
     Kind("pso", PSOProblem.reference_for, accuracy_bounded=False),

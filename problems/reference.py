@@ -80,12 +80,15 @@ def _settings(problem: ProblemBase, override: dict | None) -> dict:
 
 
 def _cache_key(problem: ProblemBase, n: int, dtype: str, indices: np.ndarray,
-               saveat: tuple[float, ...] | None, settings: dict) -> str:
-    blob = json.dumps({
+               saveat: tuple[float, ...] | None, settings: dict, inputs: Any = None) -> str:
+    fields = {
         "problem": problem.fingerprint(), "n": n, "dtype": dtype,
         "indices": hashlib.sha256(indices.tobytes()).hexdigest(),
         "saveat": saveat, "settings": settings,
-    }, sort_keys=True)
+    }
+    if inputs is not None:  # explicit per-trajectory inputs: only then, so sweep keys keep their hashes
+        fields["inputs"] = inputs.digest
+    blob = json.dumps(fields, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
@@ -145,16 +148,18 @@ def is_shipped(problem: ProblemBase, n: int, dtype: str | None = None,
 
 def ode_reference(problem: ProblemBase, spec: Any) -> Reference:
     """The accuracy reference of an ODE solve of ``spec`` (problems.kinds: the "ode" kind's)."""
-    return reference(problem, spec.n, spec.dtype, spec.saveat)
+    return reference(problem, spec.n, spec.dtype, spec.saveat, inputs=getattr(spec, "inputs", None))
 
 
 def reference(problem: ProblemBase, n: int, dtype: str | None = None,
               saveat: tuple[float, ...] | None = None, *, max_size: int | None = None,
-              settings: dict | None = None, cache_dir: Path | None = None) -> Reference:
+              settings: dict | None = None, cache_dir: Path | None = None, inputs: Any = None) -> Reference:
     """The float64 reference for the N-trajectory ensemble of ``problem``.
 
     ``dtype`` is the precision of the solver being judged: the ensemble's inputs are rounded to
-    it first, so the reference integrates exactly what that solver integrates.
+    it first, so the reference integrates exactly what that solver integrates. ``inputs``
+    (problems.inputs.EnsembleInputs of N trajectories) replaces the problem's own ensemble; the
+    cache key then holds their content hash.
     """
     n = check_n(n)
     max_size = max_size or problem.reference_size  # MAX_REFERENCE_SIZE unless the problem is large
@@ -162,7 +167,9 @@ def reference(problem: ProblemBase, n: int, dtype: str | None = None,
     saveat = None if saveat is None else tuple(float(s) for s in saveat)
     settings = _settings(problem, settings)
     idx = subsample_indices(n, max_size)
-    key = _cache_key(problem, n, dtype, idx, saveat, settings)
+    if inputs is not None and inputs.n != n:
+        raise ValueError(f"inputs hold {inputs.n} trajectories, not N={n}")
+    key = _cache_key(problem, n, dtype, idx, saveat, settings, inputs)
     cache = Path(cache_dir) if cache_dir is not None else _default_cache_dir()
     path = cache / f"{problem.name}-{key}.npz"
     for found in (SHIPPED_DIR / path.name, path):
@@ -175,7 +182,7 @@ def reference(problem: ProblemBase, n: int, dtype: str | None = None,
                                f"({POLICY_ENV}=shipped: not computed here; "
                                f"`python -m harness refs` makes it on any CPU)")
 
-    u0, p = problem.ensemble(n, dtype)
+    u0, p = problem.ensemble(n, dtype) if inputs is None else inputs.take(dtype)
     finals, saves = [], []
     for i in idx:
         uf, sv = solve_one(problem, u0[i].astype(np.float64), p[i].astype(np.float64), saveat, settings)

@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from problems.base import ProblemBase, check_dtype, check_n
+from problems.inputs import EnsembleInputs
 from problems.kinds import kind_of
 from problems.registry import get_problem
 
@@ -72,6 +73,10 @@ class SolveSpec:
         shard_of: (start, total) when this solve is one shard of a larger ensemble: its ``n``
             trajectories are trajectories start .. start+n-1 of the ``total``-trajectory
             ensemble (harness.run.shards splits a cell so); None: the whole n-trajectory ensemble.
+        inputs: explicit per-trajectory initial states (N, n_states) and parameters
+            (N, n_params) (problems.inputs.EnsembleInputs, of ``shard_of[1]`` trajectories for a
+            shard) in place of the problem's sweep; None: the problem's own ensemble. Every
+            backend reads its inputs through :meth:`ensemble`, so every backend honours them.
     """
 
     problem: str
@@ -90,6 +95,7 @@ class SolveSpec:
     threads: int | None = None
     seed: int = 0
     shard_of: tuple[int, int] | None = None
+    inputs: EnsembleInputs | None = None
 
     def __post_init__(self) -> None:
         get_problem(self.problem)
@@ -124,6 +130,20 @@ class SolveSpec:
                 raise ValueError(f"invalid shard_of {self.shard_of!r}: trajectories {start}.."
                                  f"{start + self.n - 1} are not inside an ensemble of {total}")
             object.__setattr__(self, "shard_of", (start, total))
+        if self.inputs is not None:
+            self._check_inputs()
+
+    def _check_inputs(self) -> None:
+        if not isinstance(self.inputs, EnsembleInputs):
+            raise ValueError(f"invalid inputs {type(self.inputs).__name__}: give a problems.inputs.EnsembleInputs")
+        kind = kind_of(self.prob)
+        if not kind.explicit_inputs:
+            raise ValueError(f"{self.problem}: {kind.name} problems take no explicit per-trajectory inputs")
+        total = self.n if self.shard_of is None else self.shard_of[1]
+        shapes = ((total, self.prob.n_states), (total, self.prob.n_params))
+        if (self.inputs.u0.shape, self.inputs.p.shape) != shapes:
+            raise ValueError(f"{self.problem}: inputs must be u0 {shapes[0]} and p {shapes[1]}, "
+                             f"got {self.inputs.u0.shape} and {self.inputs.p.shape}")
 
     # ---- resolved settings ---------------------------------------------------------------
     @property
@@ -166,7 +186,11 @@ class SolveSpec:
         return np.dtype(self.dtype)
 
     def ensemble(self) -> tuple[np.ndarray, np.ndarray]:
-        """(u0 (N, n_states), p (N, n_params)) in this spec's dtype (a shard: its slice only)."""
+        """(u0 (N, n_states), p (N, n_params)) in this spec's dtype (a shard: its slice only):
+        the explicit ``inputs`` where given, else the problem's own ensemble."""
+        if self.inputs is not None:
+            start = 0 if self.shard_of is None else self.shard_of[0]
+            return self.inputs.take(self.dtype, start, start + self.n)
         if self.shard_of is None:
             return self.prob.ensemble(self.n, self.dtype)
         start, total = self.shard_of
@@ -178,6 +202,10 @@ class SolveSpec:
     def as_dict(self) -> dict[str, Any]:
         """The spec with defaults resolved, for results rows and settings records."""
         d = asdict(self)
+        if self.inputs is None:
+            del d["inputs"]  # the problem's own ensemble: rows keep their settings as before
+        else:
+            d["inputs"] = self.inputs.describe()
         d["dt"] = self.step
         if self.mode == "adaptive":
             d["rtol"], d["atol"] = self.tol

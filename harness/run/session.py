@@ -34,6 +34,7 @@ from harness.results.store import CSV_NAME, read_results, read_rows, table_sha25
 from harness.run.cluster import Cluster, DaskExecutor, check_reachable, parse_address, require_dask
 from harness.run.executors import order_cells
 from harness.run.gates import Budget, BrokenBackend, LaunchesOncePerSeries, Preflight, headline_first
+from harness.run.default_suite import default_suite_name
 from harness.run.suites import load_suite
 from harness.run.sweep import run_sweep
 from problems.registry import is_problem_name, problem_names
@@ -253,8 +254,10 @@ def _plan_run(args: argparse.Namespace, command: list[str]) -> RunPlan:
     request.update(given)
     if filters or "suite" in given:
         request["filters"] = filters
+    if not request.get("suite") and filters.get("problem"):  # a problem without a suite: its default cells
+        request["suite"] = default_suite_name(filters["problem"])
     if not request.get("suite"):
-        raise UsageError("run needs --suite NAME (or --resume DIR of an earlier run); "
+        raise UsageError("run needs --suite NAME or --problem NAME (or --resume DIR of an earlier run); "
                          "see `python -m harness list` for the suites")
     suite = load_suite(request["suite"])
     if saved:

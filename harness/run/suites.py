@@ -27,6 +27,8 @@ A suite file::
     rtol = [1e-6, 1e-8]                       # optional; rtol and atol lists are paired
     atol = [1e-6, 1e-8]                       #   element by element (a scalar applies to all)
     variant = ""                              # optional, or a list
+    inputs = { generator = "random", seed = 1, scale = 0.5 }   # optional: per-trajectory u0 and p
+                                              #   (problems.inputs.generate; recorded in settings)
     # optional: max_steps, saveat (list of times), controller, device, repeats, warmups,
     # cell_timeout_s, threads, min_repeats, repeat_budget_s, shards (per-entry overrides)
 
@@ -42,6 +44,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import math
 import tomllib
 from dataclasses import dataclass
@@ -49,8 +52,10 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import UsageError
+from harness.run.default_suite import DEFAULT_PREFIX, is_default_suite, suite_data
 from harness.measure.execute import Cell
 from problems.base import VALID_DTYPES
+from problems.inputs import generate
 from problems.registry import get_problem, is_problem_name, problem_choices, problem_names  # noqa: F401
 from harness.measure.threads import resolve as resolve_threads
 from solvers.base import DEVICES, MODES, SolveSpec
@@ -63,7 +68,7 @@ TIMING_KEYS = {"repeats", "warmups", "cell_timeout_s", "threads", "min_repeats",
                "shards"}
 TOP_KEYS = {"description", "device", "entries", "companions"} | TIMING_KEYS
 ENTRY_KEYS = {"problem", "backends", "methods", "modes", "dtype", "n", "n_range", "n_max", "dt",
-              "rtol", "atol", "variant", "max_steps", "saveat", "controller", "device"} | TIMING_KEYS
+              "rtol", "atol", "variant", "max_steps", "saveat", "controller", "device", "inputs"} | TIMING_KEYS
 N_RANGE_KEYS = {"min", "max", "factor"}
 DEFAULTS = {"repeats": 5, "warmups": 1, "cell_timeout_s": 600.0, "threads": None,
             "min_repeats": None, "repeat_budget_s": None, "shards": None}
@@ -101,7 +106,16 @@ def resolve_suite_path(name_or_path: str) -> Path:
 
 
 def load_suite(name_or_path: str) -> Suite:
-    """Read, validate and expand a suite; any problem raises UsageError naming file and key."""
+    """Read, validate and expand a suite; any problem raises UsageError naming file and key.
+    ``problem:NAME[,NAME...]`` is the default suite of those problems (harness.run.default_suite)."""
+    if is_default_suite(name_or_path):
+        name = str(name_or_path)
+        for problem in name[len(DEFAULT_PREFIX):].split(","):
+            if not is_problem_name(problem):
+                raise UsageError(f"unknown problem {problem!r}; valid choices: {', '.join(problem_choices())}")
+        data = suite_data(name)
+        label = "problem-" + name[len(DEFAULT_PREFIX):].replace(",", "-")
+        return _build(Path(f"{label}.toml"), data, hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest())
     path = resolve_suite_path(name_or_path)
     raw = path.read_bytes()
     try:
@@ -355,8 +369,18 @@ def _expand_entry(w: _Where, where: str, entry: dict, suite_device: str, default
                     continue
                 spec = _spec(w, where, entry["problem"], method, mode, dtype, n,
                              device, dt, rtol, atol, variant, dict(extra, threads=threads))
+                if "inputs" in entry:
+                    spec = _with_inputs(w, where + ".inputs", spec, entry["inputs"])
                 out.append(Cell(backend=backend, spec=spec, shards=shards, **timing))
     return out
+
+
+def _with_inputs(w: _Where, where: str, spec: SolveSpec, table: Any) -> SolveSpec:
+    """``spec`` with the per-trajectory inputs a generator table names (problems.inputs.generate)."""
+    try:
+        return spec.with_(inputs=generate(spec.prob, spec.n, table))
+    except ValueError as exc:
+        raise w.fail(where, str(exc)) from None
 
 
 def _spec(w: _Where, where: str, problem: str, method: str, mode: str, dtype: str | None, n: int,

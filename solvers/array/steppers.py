@@ -67,6 +67,9 @@ def combination(coefficients: Sequence[float], arrays: Sequence[Any]) -> Any:
     """
     total = None
     for c, a in zip(coefficients, arrays):
+        if getattr(c, "ndim", 0):  # an (N,) array (dense output: one theta per lane): never skipped
+            total = c * a if total is None else total + c * a
+            continue
         if c == 0.0:
             continue
         if total is None:

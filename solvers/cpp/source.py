@@ -89,8 +89,8 @@ def literal(value: float, suffix: str) -> str:
 def rhs_source(problem: str, dtype: str) -> str:
     """``rhs(u, p, t, du)`` in C++, translated from the problem's Python right-hand side."""
     prob = get_problem(problem)
-    u = sp.symbols(" ".join(f"u_{i}" for i in range(prob.n_states)) + " ", real=True)
-    p = sp.symbols(" ".join(f"p_{i}" for i in range(prob.n_params)) + " ", real=True)
+    u = sp.symbols(" ".join(f"u_{i}" for i in range(prob.n_states)), real=True, seq=True)
+    p = sp.symbols(" ".join(f"p_{i}" for i in range(prob.n_params)), real=True, seq=True)
     t = sp.Symbol("t", real=True)
     exprs = [sp.sympify(e) for e in prob.rhs_for(sp)(tuple(u), tuple(p), t)]
     if len(exprs) != prob.n_states:
