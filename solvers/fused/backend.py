@@ -34,6 +34,8 @@ def save_mode(spec: SolveSpec) -> str:
         return "final"
     if spec.mode == "fixed":
         return "grid"
+    if spec.variant == "stop":  # clipping kept for comparison with the interpolants
+        return "stop"
     return "dense" if method_code(spec.method).has_dense else "stop"
 
 
@@ -164,7 +166,7 @@ class FusedBackend(Backend):
         "newton": ("adaptive",),        # nonlinear systems (solvers/fused/nonlinear.py)
         "trust-region": ("adaptive",),
     }
-    variants = ("", "serial")
+    variants = ("", "serial", "stop")  # "stop": lanes, adaptive saves by clipping steps
     kinds = ("ode", "sde", "pso", "nonlinear")
     kind_methods = {"ode": frozenset({"tsit5", "rk4", "rk4_38", "rosenbrock23", "rodas4", "rodas5p"}),
                     "sde": frozenset({"em"}), "pso": frozenset({"pso", "pso-async"}),

@@ -12,8 +12,9 @@ Each method writes up to four device functions for one trajectory, on explicit s
     one adaptive step attempt: candidate state, candidate carried values, DiffEqGPU's error
     norm ``EEst`` and, where the method has dense output, the stage values it needs.
 ``_dense(y.., dense.., xn.., h, th) -> ys..``
-    the state at ``t + th*h`` inside an accepted step (Tsit5's interpolant; ``dense`` are
-    the attempt's stages, ``xn`` the new FSAL stage).
+    the state at ``t + th*h`` inside an accepted step (the interpolants of Tsit5,
+    Rosenbrock23, Rodas4 and Rodas5P; ``dense`` are the values the attempt returned for it,
+    ``xn`` the new carried values).
 
 Every coefficient comes from ``solvers.tableaus`` (never re-typed here) and enters the
 generated source as a typed constant.
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 from solvers.fused.emit import Constants, lincomb, lu_factor, lu_solve, names, targets, tup
 from solvers.tableaus import (
     ROSENBROCK23, TSIT5_DENSE, ExplicitRK, Rosenbrock, Rosenbrock23Constants, Src, get_tableau, rk_update,
-    srcs,
+    srcs, weighted_sum,
 )
 
 
@@ -228,6 +229,33 @@ class RodasCode(MethodCode):
         s = tab.stages
         self.stiffly_accurate = (tuple(tab.b) == tuple(tab.a[s - 1]) + (1.0,)
                                  and tuple(tab.btilde) == (0.0,) * (s - 1) + (1.0,))
+        self.has_dense = bool(tab.H)
+
+    def dense_values(self, sh):
+        """The candidate (as ``dy``) and the stages ``k1..ks``, for ``_dense``."""
+        return names("dy", sh.n) + [f"k{i + 1}_{s}" for i in range(self.tab.stages) for s in range(sh.n)]
+
+    def emit_dense(self, C, sh):
+        """The Rodas interpolant of ``solvers.tableaus.Rosenbrock`` (OrdinaryDiffEq's and
+        DiffEqGPU's): with ``K_m = sum_i H_mi k_i`` and ``th1 = 1 - th``,
+        ``th1*y + th*(yn + th1*(K_1 + th*(K_2 [+ th*K_3])))``."""
+        tab, n = self.tab, sh.n
+        y, dy = names("y", n), names("dy", n)
+        ks = [names(f"k{i + 1}_", n) for i in range(tab.stages)]
+        one = C.add("ONE", 1.0)
+        body = [f"th1 = {one} - th"]
+        out = []
+        for s in range(n):
+            for m, row in enumerate(tab.H):
+                const = lambda j, c, m=m: Src(C.add(f"H_{m}_{j}", c))  # noqa: E731
+                body.append(f"K{m}_{s} = {weighted_sum(row, srcs(k[s] for k in ks), const)}")
+            inner = f"K{len(tab.H) - 1}_{s}"
+            for m in reversed(range(len(tab.H) - 1)):
+                inner = f"K{m}_{s} + th * ({inner})"
+            out.append(f"th1 * {y[s]} + th * ({dy[s]} + th1 * ({inner}))")
+        body.append(f"return {tup(out)}")
+        args = y + self.dense_values(sh)
+        return _function(f"def _dense({', '.join(args)}, h, th):", body)
 
     def _stages(self, C: Constants, sh: Shape) -> list[str]:
         tab, n = self.tab, sh.n
@@ -287,7 +315,8 @@ class RodasCode(MethodCode):
                                                          for j, e in enumerate(self.tab.btilde) if e != 0.0]))
                 err.append(f"err{s}")
         body += norm_lines(C, err, y, names("yn", sh.n))
-        body.append(f"return {tup(names('yn', sh.n) + ['eest'])}")
+        body += [f"dy{s} = yn{s}" for s in range(sh.n)]
+        body.append(f"return {tup(names('yn', sh.n) + ['eest'] + self.dense_values(sh))}")
         return _function(f"def _attempt({', '.join(y + p)}, t, h, rtol, atol):", body)
 
 
@@ -303,9 +332,30 @@ class Rosenbrock23Code(MethodCode):
         self.init_evals = 1
         self.attempt_evals = 2     # f1 and f2; f0 is the previous step's f2 (FSAL)
         self.step_evals = 2        # f0 and f1 (a fixed step needs no f2)
+        self.has_dense = True
 
     def extras(self, sh):
         return names("x", sh.n)
+
+    def dense_values(self, sh):
+        """The stages ``k1``, ``k2``, for ``_dense``."""
+        return names("k1_", sh.n) + names("k2_", sh.n)
+
+    def emit_dense(self, C, sh):
+        """Shampine-Reichelt's interpolant (OrdinaryDiffEq's, DiffEqGPU's): with
+        ``c1 = th (1 - th) / (1 - 2d)`` and ``c2 = th (th - 2d) / (1 - 2d)``,
+        ``y + h*(c1 k1 + c2 k2)`` (``rk_update``)."""
+        n, k = sh.n, self.k
+        y = names("y", n)
+        one, two = C.add("ONE", 1.0), C.add("TWO", 2.0)
+        d = C.add("d", k.d)
+        body = [f"den = {one} / ({one} - {two} * {d})",
+                f"c1 = th * ({one} - th) * den", f"c2 = th * (th - {two} * {d}) * den"]
+        out = [rk_update(Src(y[s]), Src("h"), srcs(["c1", "c2"]), srcs([f"k1_{s}", f"k2_{s}"]))
+               for s in range(n)]
+        body.append(f"return {tup(out)}")
+        args = y + self.dense_values(sh) + names("xn", n)
+        return _function(f"def _dense({', '.join(args)}, h, th):", body)
 
     def _solution(self, C: Constants, sh: Shape, f0: list[str]) -> list[str]:
         n, k = sh.n, self.k
@@ -360,7 +410,7 @@ class Rosenbrock23Code(MethodCode):
         for s in range(n):
             body.append(f"err{s} = h6 * (k1_{s} - {two} * k2_{s} + k3_{s})")
         body += norm_lines(C, names("err", n), y, names("yn", n))
-        body.append(f"return {tup(names('yn', n) + names('f2_', n) + ['eest'])}")
+        body.append(f"return {tup(names('yn', n) + names('f2_', n) + ['eest'] + self.dense_values(sh))}")
         return _function(f"def _attempt({', '.join(y + f0 + p)}, t, h, rtol, atol):", body)
 
 
