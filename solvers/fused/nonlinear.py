@@ -365,7 +365,10 @@ def generate_source(key: NonlinearKernelKey) -> str:
         mul = "fmul_rn" if key.dtype == "float32" else "dmul_rn"
         head += ["from numba import cuda", "from numba.core.extending import register_jitable as _jit",
                  "from numba.cuda import libdevice",
-                 f"_mul = libdevice.{mul}  # a rounded product"]
+                 "if numba.config.ENABLE_CUDASIM:  # the simulator's libdevice is stubs; Python has no FMA",
+                 "    _mul = _jit(lambda a, b: a * b)",
+                 "else:",
+                 f"    _mul = libdevice.{mul}  # a rounded product"]
     body = ["", "", "# ---- residual and Jacobian: SymPy-printed from the problem's written-once residual ----"]
     body += _problem_source(prob)
     body += ["", "", "# ---- the algorithms (solvers.nonlinear_methods) ----", ALGORITHM.strip("\n"), "", ""]
