@@ -181,8 +181,9 @@ class SDEAccuracy:
     """Measures an SDE ensemble result; ``accuracy(result) -> (max_rel_err, note)``.
 
     * closed-form moments: max over states of the relative errors of the sample mean and
-      variance at the end time; the note says when they exceed WEAK_SIGMAS standard errors
-      plus the Euler-Maruyama chain's own bias (the weak check failed);
+      variance at the end time against the closed form (informational); the note says when
+      they are more than WEAK_SIGMAS standard errors from the Euler-Maruyama chain's own
+      moments (the weak check failed);
     * otherwise: non-finite or negative states are reported in the note; if the solve used the
       project's counter-based increments (``result.notes["increments"]``), the error is the max
       relative error against a float64 NumPy path with the same increments on a subsample.
@@ -211,7 +212,8 @@ class SDEAccuracy:
 
     def scaled_accuracy(self, result: Any) -> float:
         """The weak check in units of its own allowed deviation: max over states of
-        |sample mean - mean| / tol_mean and |sample var - var| / tol_var (<= 1 passes; the
+        |sample mean - chain mean| / tol_mean and |sample var - chain var| / tol_var (see
+        ``weak_check``; <= 1 passes; the
         ``max_scaled_err`` of an SDE row). NaN where the problem has no closed-form moments."""
         u = np.asarray(result.u_final, dtype=np.float64)
         u = u[np.isfinite(u).all(axis=1)]
@@ -222,30 +224,44 @@ class SDEAccuracy:
                          np.max(np.abs(c["sample_var"] - c["var"]) / c["tol_var"])))
 
     def weak_check(self, u: np.ndarray) -> dict[str, np.ndarray]:
-        """Sample moments, closed form, EM-chain moments and the allowed deviation, per state."""
+        """Sample moments against the Euler-Maruyama chain's exact moments, per state.
+
+        The chain's moments (``em_moments``), not the SDE's: the method's own weak bias is
+        then no part of the allowed deviation, which is WEAK_SIGMAS standard errors of the
+        sample moments (estimated from the sample: the variance's from its fourth moment,
+        since the states are not Gaussian). Why: allowing the bias let a sampler without it,
+        or with a bias of the opposite sign, pass (at N = 1e5 the bias of the mean is ~140
+        standard errors, issue 28). The closed form comes along for information
+        (``closed_mean``, ``closed_var``: ``weak_error``'s relative error is against them).
+        """
         prob, spec = self.problem, self.spec
         n = u.shape[0]
         u0, p = prob.ensemble(1, spec.dtype)
         t1 = prob.tspan[1]
-        mean, var = (np.asarray(x, dtype=np.float64) for x in prob.moments(u0[0].astype(np.float64), p[0].astype(np.float64), t1))
-        em_mean, em_var = (np.asarray(x, dtype=np.float64)
-                           for x in prob.em_moments(u0[0].astype(np.float64), p[0].astype(np.float64), t1, spec.step))
+        u0, p = u0[0].astype(np.float64), p[0].astype(np.float64)
+        mean, var = (np.asarray(x, dtype=np.float64) for x in prob.moments(u0, p, t1))
+        em = (mean, var) if prob.em_moments is None else prob.em_moments(u0, p, t1, spec.step)
+        em_mean, em_var = (np.asarray(x, dtype=np.float64) for x in em)
         s_mean, s_var = u.mean(axis=0), u.var(axis=0, ddof=1)
-        # standard errors: of the mean sqrt(V/n); of the variance V sqrt(2/(n-1)) (near-Gaussian)
-        tol_mean = WEAK_SIGMAS * np.sqrt(var / n) + np.abs(em_mean - mean)
-        tol_var = WEAK_SIGMAS * var * math.sqrt(2.0 / max(n - 1, 1)) + np.abs(em_var - var)
-        return {"mean": mean, "var": var, "sample_mean": s_mean, "sample_var": s_var,
-                "tol_mean": tol_mean, "tol_var": tol_var,
-                "ok": bool((np.abs(s_mean - mean) <= tol_mean).all() and (np.abs(s_var - var) <= tol_var).all())}
+        m4 = ((u - s_mean) ** 4).mean(axis=0)
+        se_var = np.sqrt(np.maximum(m4 - s_var ** 2 * (n - 3) / max(n - 1, 1), 0.0) / n)
+        tol_mean = WEAK_SIGMAS * np.sqrt(s_var / n)
+        tol_var = WEAK_SIGMAS * se_var
+        return {"mean": em_mean, "var": em_var, "closed_mean": mean, "closed_var": var,
+                "sample_mean": s_mean, "sample_var": s_var, "tol_mean": tol_mean, "tol_var": tol_var,
+                "ok": bool((np.abs(s_mean - em_mean) <= tol_mean).all()
+                           and (np.abs(s_var - em_var) <= tol_var).all())}
 
     def weak_error(self, u: np.ndarray) -> tuple[float, str]:
+        """(relative error of the sample moments against the closed form (informational), the
+        note of the weak check against the Euler-Maruyama chain)."""
         if u.shape[0] < 2:
             return math.nan, "weak error needs at least 2 finite trajectories"
         c = self.weak_check(u)
-        err = float(max(np.max(np.abs(c["sample_mean"] - c["mean"]) / np.abs(c["mean"])),
-                        np.max(np.abs(c["sample_var"] - c["var"]) / np.abs(c["var"]))))
+        err = float(max(np.max(np.abs(c["sample_mean"] - c["closed_mean"]) / np.abs(c["closed_mean"])),
+                        np.max(np.abs(c["sample_var"] - c["closed_var"]) / np.abs(c["closed_var"]))))
         note = "" if c["ok"] else (f"weak check failed: sample mean/variance outside {WEAK_SIGMAS:g} "
-                                   "standard errors + Euler-Maruyama bias of the closed form")
+                                   "standard errors of the Euler-Maruyama chain's moments")
         return err, note
 
     def path_error(self, u: np.ndarray, result: Any) -> tuple[float, str]:

@@ -41,7 +41,7 @@ MANIFEST: dict[str, dict] = {
     "fused": {"kinds": {"ode": {**_FUSED_ODE, "rosenbrock23": ("adaptive",), "rodas4": ("adaptive",),
                                 "rodas5p": ("adaptive",)},
                         "sde": {"em": ("fixed",)}, "pso": _PSO, "nonlinear": _NEWTON},
-              "variants": ("", "serial")},
+              "variants": ("", "serial", "stop")},
     "array": {"kinds": {"ode": {**_FUSED_ODE, "rosenbrock23": ("adaptive",)},
                         "sde": {"em": ("fixed",)}, "pso": _PSO, "nonlinear": _NEWTON},
               "variants": ("", "shared", "philox")},

@@ -50,6 +50,7 @@ Conventions shared by everything below (read these before writing a stepper):
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 __all__ = [
@@ -57,7 +58,7 @@ __all__ = [
     "TSIT5", "TSIT5_DENSE", "RK4", "RK4_38", "DOPRI5", "RODAS4", "RODAS5P", "ROSENBROCK23",
     "DIFFEQGPU_PI", "EXPLICIT", "ROSENBROCK", "METHODS", "CONTROLLERS",
     "tsit5_dense_weights", "rosenbrock_dense_weights", "pi_step_factor", "scaled_rms_norm",
-    "diffeqgpu_pi", "get_tableau", "get_controller",
+    "diffeqgpu_pi", "get_tableau", "get_controller", "weighted_sum", "rk_update", "Src", "srcs", "SNAP_ULPS",
 ]
 
 
@@ -71,6 +72,81 @@ def _check_lower(name: str, what: str, rows: tuple[tuple[float, ...], ...], s: i
     for i, row in enumerate(rows):
         if len(row) != i:
             raise ValueError(f"{name}: {what} row {i} has {len(row)} entries, expected {i}")
+
+
+# =================================================================================================
+# The order of the sums (one definition for every implementation of this project)
+# =================================================================================================
+
+def weighted_sum(coeffs, vectors, const=None):
+    """``c_1 v_1 + c_2 v_2 + ...`` summed left to right; None when every term is skipped.
+
+    A numeric coefficient equal to 0 skips its term and one equal to 1 adds its vector as it
+    is (both exact for finite values, so a tableau's zeros cost nothing); ``const(j, c)``, when
+    given, is the operand that stands for numeric coefficient ``c`` of term ``j`` (a typed
+    scalar, the name of a generated constant). A coefficient that is not a number (a runtime
+    weight, a source expression) is used as it is. Operands need only ``+`` and ``*``, so the
+    same function sums NumPy, JAX and torch arrays, Python scalars, and the source-text
+    expressions (``solvers.fused.emit.Src``) the kernel generators print as Python or C++.
+    """
+    total = None
+    for j, (c, v) in enumerate(zip(coeffs, vectors)):
+        numeric = isinstance(c, numbers.Real)  # NumPy scalars register as Real; arrays do not
+        if numeric and c == 0.0:
+            continue
+        if numeric and c == 1.0:
+            term = v
+        else:
+            term = (const(j, c) if numeric and const is not None else c) * v
+        total = term if total is None else total + term
+    return total
+
+
+def rk_update(base, h, coeffs, vectors, const=None):
+    """DiffEqGPU's Runge-Kutta sum ``base + h * (c_1 v_1 + c_2 v_2 + ...)``.
+
+    The stage arguments ``u + h*(sum_j a_ij k_j)``, the solution ``u + h*(sum_i b_i k_i)``, the
+    error estimate ``h*(sum_i btilde_i k_i)`` (``base`` None) and Tsit5's interpolant
+    ``u + h*(sum_i b_i(theta) k_i)`` are all this expression, as DiffEqGPU's
+    ``gpu_tsit5_perform_step.jl`` and diffrax write them: the stage sum is formed first and
+    scaled by ``h`` once. Why it matters: adding each ``h a_ij k_j`` to ``u`` in turn rounds at
+    the magnitude of ``u`` once per term, which in float32 made Lorenz-96 2.5-6x less accurate
+    (issue 28). Every implementation (fused kernels, the array replica, the hand-written
+    JAX/torch solvers, the C++ arm) calls this function, so they agree bitwise in float64.
+    ``base`` is returned unchanged when every coefficient is zero.
+    """
+    total = weighted_sum(coeffs, vectors, const)
+    if total is None:
+        return base
+    step = h * total
+    return step if base is None else base + step
+
+
+class Src(str):
+    """Source text of an expression that composes with ``+`` and ``*`` into source text.
+
+    Every operation is parenthesised, so the printed expression evaluates in the order the
+    operations were applied, in Python and in C++ alike. Why: the kernel generators (fused,
+    C++) print the sums of :func:`rk_update` by calling it on ``Src`` operands, so generated
+    code follows the one definition of that sum instead of a copy of it.
+    """
+
+    def __add__(self, other):
+        return Src(f"({self} + {other})")
+
+    def __radd__(self, other):
+        return Src(f"({other} + {self})")
+
+    def __mul__(self, other):
+        return Src(f"({self} * {other})")
+
+    def __rmul__(self, other):
+        return Src(f"({other} * {self})")
+
+
+def srcs(items) -> list[Src]:
+    """The names ``items`` as ``Src`` operands."""
+    return [Src(x) for x in items]
 
 
 # =================================================================================================
@@ -613,6 +689,15 @@ class PIController:
 
 
 DIFFEQGPU_PI = PIController()
+
+
+#: Landing on a save or stop time: a step that would end within ``SNAP_ULPS`` ulps (of the time's
+#: magnitude) short of it lands on it instead, and the step after a clipped landing step starts
+#: from the step the controller had proposed, not from the clipped one (``next_step``). Why: a
+#: step one rounding short left a rest of ~1e-18 for a step of its own, whose controller then
+#: proposed a step below dtmin (DT_UNDERFLOW, issue 28). DiffEqGPU snaps within 100 eps (save
+#: times) or 1e-14 (the end), absolute; a relative window serves every time scale alike.
+SNAP_ULPS = 8
 
 
 def diffeqgpu_pi(order: int) -> PIController:

@@ -26,9 +26,9 @@ import numpy as np
 
 from solvers.array.control import (LaneController, rms_per_trajectory, rms_whole_batch,
                                    scaled_error)
-from solvers.array.steppers import Attempt, Ensemble, combination, tsit5_dense_weights_lanes
+from solvers.array.steppers import Attempt, Ensemble, tsit5_dense_weights_lanes
 from solvers.base import Status
-from solvers.tableaus import PIController, pi_step_factor, tsit5_dense_weights
+from solvers.tableaus import SNAP_ULPS, PIController, pi_step_factor, rk_update, tsit5_dense_weights
 
 
 @dataclass
@@ -95,7 +95,7 @@ class SharedSaver:
                 value = att.u_new
             else:
                 weights = [self.typed(w) for w in tsit5_dense_weights((s - t) / h)]
-                value = u + self.typed(h) * combination(weights, att.stages)
+                value = rk_update(u, self.typed(h), weights, att.stages)
             self.saved[:, self.next, :] = value.T
             self.next += 1
 
@@ -137,7 +137,7 @@ class LaneSaver:
             save_t, end_t, h_lanes = self.times[j], t_end[lanes], h[lanes]
             theta = (save_t - t[lanes]) / h_lanes
             stages = [k[:, lanes] for k in att.stages]
-            value = u[:, lanes] + h_lanes * combination(tsit5_dense_weights_lanes(theta), stages)
+            value = rk_update(u[:, lanes], h_lanes, tsit5_dense_weights_lanes(theta), stages)
             value = xp.where(save_t == end_t, att.u_new[:, lanes], value)
             self.saved[lanes, j] = value.T
             self.next = self.next + due
@@ -190,6 +190,7 @@ def solve_lockstep(stepper: Any, ens: Ensemble, u0: Any, tspan: tuple[float, flo
     t0, tf = typed(tspan[0]), typed(tspan[1])
     rtol, atol = typed(rtol), typed(atol)
     control = LaneController(ctrl, ens.dtype, xp)
+    snap = typed(SNAP_ULPS * np.finfo(ens.dtype).eps)
     n = ens.n_lanes
 
     u = u0
@@ -208,7 +209,7 @@ def solve_lockstep(stepper: Any, ens: Ensemble, u0: Any, tspan: tuple[float, flo
         iterations += 1
         running = status == RUNNING
         remaining = tf - t
-        last = dt >= remaining
+        last = dt >= remaining - snap * abs(tf)   # within SNAP_ULPS ulps: land on tf
         h = xp.where(last, remaining, dt)
         maxed = accepted + rejected >= max_steps
         underflow = ~last & ((h < control.dtmin) | (t + h == t))
@@ -229,6 +230,8 @@ def solve_lockstep(stepper: Any, ens: Ensemble, u0: Any, tspan: tuple[float, flo
         u = xp.where(accept | bad, att.u_new, u)
         f0 = xp.where(accept, att.f_new, f0)
         t = xp.where(accept, t_end, t)
+        # after a clipped landing step, go on from the step the controller had proposed
+        dt_accepted = xp.where(h < dt, xp.maximum(dt_accepted, dt), dt_accepted)
         dt = xp.where(accept, dt_accepted, xp.where(reject, dt_rejected, dt))
         qold = xp.where(accept, qold_accepted, qold)
         accepted = accepted + accept
@@ -275,7 +278,7 @@ def solve_shared(stepper: Any, ens: Ensemble, u0: Any, tspan: tuple[float, float
             status = Status.MAX_STEPS
             break
         remaining = tf - t
-        last = dt >= remaining
+        last = dt >= remaining - SNAP_ULPS * np.finfo(ens.dtype).eps * abs(tf)   # land on tf
         h = remaining if last else dt
         if not last and (h < ctrl.dtmin or t + h == t):
             status = Status.DT_UNDERFLOW
@@ -287,7 +290,8 @@ def solve_shared(stepper: Any, ens: Ensemble, u0: Any, tspan: tuple[float, float
             rejected += 1
             break
         factor, qold_new, accept = pi_step_factor(eest, qold, ctrl)
-        dt = h * factor
+        # after a clipped landing step, go on from the step the controller had proposed
+        dt = max(h * factor, dt) if accept and h < dt else h * factor
         if not accept:
             rejected += 1
             continue

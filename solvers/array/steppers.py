@@ -9,9 +9,10 @@ trajectory); both broadcast against ``(n_states, N)``.
 
 Nothing is fused: every ``+``, ``*``, ``xp.stack`` and ``xp.linalg.solve`` below is one array
 operation (one kernel launch on a GPU), which is the point of this control experiment. The
-arithmetic is the fused kernel's, expression for expression (``solvers.fused.methods``: stage
-arguments ``y + (h*a_1)*k_1 + (h*a_2)*k_2 + ...`` left to right, zero coefficients skipped,
-trivial nodes ``c = 0, 1`` exact), so the two differ in architecture, not in rounding order.
+arithmetic is the fused kernel's, expression for expression (both sum with
+``solvers.tableaus.rk_update``: stage arguments ``y + h*(a_1*k_1 + a_2*k_2 + ...)``, zero
+coefficients skipped; trivial nodes ``c = 0, 1`` exact), so the two differ in architecture, not
+in rounding order.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from solvers.tableaus import TSIT5_DENSE, ExplicitRK, Rosenbrock23Constants
+from solvers.tableaus import TSIT5_DENSE, ExplicitRK, Rosenbrock23Constants, rk_update
 
 
 @dataclass
@@ -58,45 +59,6 @@ class Ensemble:
 
     def stack_rows(self, rows: Sequence[Any]) -> Any:
         return self.xp.stack([self.lane_array(r) for r in rows])
-
-
-def combination(coefficients: Sequence[float], arrays: Sequence[Any]) -> Any:
-    """``sum_j c_j * arrays[j]`` left to right, skipping zero terms and multiplies by +-1.
-
-    Returns None when every coefficient is zero. (Dense output: ``h * combination(w, k)``.)
-    """
-    total = None
-    for c, a in zip(coefficients, arrays):
-        if getattr(c, "ndim", 0):  # an (N,) array (dense output: one theta per lane): never skipped
-            total = c * a if total is None else total + c * a
-            continue
-        if c == 0.0:
-            continue
-        if total is None:
-            total = a if c == 1.0 else (-a if c == -1.0 else c * a)
-        elif c == 1.0:
-            total = total + a
-        elif c == -1.0:
-            total = total - a
-        else:
-            total = total + c * a
-    return total
-
-
-def scaled_sum(base: Any, coefficients: Sequence[Any], arrays: Sequence[Any], h: Any) -> Any:
-    """``base + (h*c_1)*arrays[1] + (h*c_2)*arrays[2] + ...`` left to right, zero terms skipped.
-
-    The fused kernel's form (``y + ha_1*k_1 + ...`` with ``ha = h*a`` formed first), so both
-    round alike. ``h`` is a dtype scalar (the product ``h*c`` is host arithmetic) or an ``(N,)``
-    array (one more array operation per coefficient). ``base`` None starts at the first term.
-    """
-    total = base
-    for c, a in zip(coefficients, arrays):
-        if c == 0.0:
-            continue
-        term = (h * c) * a
-        total = term if total is None else total + term
-    return total
 
 
 def stage_time(t: Any, h: Any, c: Any) -> Any:
@@ -148,22 +110,22 @@ class ExplicitStepper:
     def _stages(self, u: Any, k1: Any, t: Any, h: Any, count: int) -> list:
         stages = [k1]
         for i in range(1, count):
-            u_stage = scaled_sum(u, self.a[i], stages, h)
+            u_stage = rk_update(u, h, self.a[i], stages)
             stages.append(self.ens.derivative(u_stage, stage_time(t, h, self.c[i])))
         return stages
 
     def step(self, u: Any, t: Any, h: Any) -> Any:
         """One fixed step: the new state."""
         stages = self._stages(u, self.ens.derivative(u, t), t, h, self.step_stages)
-        return scaled_sum(u, self.b[:self.step_stages], stages, h)
+        return rk_update(u, h, self.b[:self.step_stages], stages)
 
     def attempt(self, u: Any, f0: Any, t: Any, h: Any) -> Attempt:
         """One adaptive attempt from ``f0 = f(u, t)`` (needs an FSAL embedded pair)."""
         s = self.tableau.stages
         stages = self._stages(u, f0, t, h, s - 1)
-        u_new = scaled_sum(u, self.b[:s - 1], stages, h)  # b[s-1] == 0 (FSAL)
+        u_new = rk_update(u, h, self.b[:s - 1], stages)  # b[s-1] == 0 (FSAL)
         stages.append(self.ens.derivative(u_new, stage_time(t, h, self.c[s - 1])))
-        err = scaled_sum(None, self.btilde, stages, h)
+        err = rk_update(None, h, self.btilde, stages)
         return Attempt(u_new=u_new, f_new=stages[-1], err=err, stages=stages)
 
 

@@ -131,43 +131,45 @@ HD bool all_finite(const real (&y)[NS]) {
   return ok;
 }
 
-// ---- the methods ------------------------------------------------------------------------------
+// ---- the methods ----------------------------------------------------------------------------
 // step(y, p, t, h): one fixed step in place. Adaptive methods (Tsit5) also have
 // init(y, p, t, k1) (the FSAL derivative) and attempt(...) (candidate state, new FSAL stage,
-// EEst), on h-scaled stages hk_j = h k_j (n products per stage instead of s(s+1)/2 per step).
+// EEst). Every sum y + h*(sum_j a_ij k_j) is a function of the generated prelude
+// (tsit5_stage_i, *_solution, *_error), printed from solvers.tableaus.rk_update.
 
 struct Tsit5 {
   static constexpr int STEP_EVALS = 6;     // the 7th (FSAL) stage is the next step's first
   static constexpr int INIT_EVALS = 1;
   static constexpr int ATTEMPT_EVALS = 6;
 
-  HD static void step(real (&y)[NS], const real (&p)[NP], real t, real h) {
-    real k1[NS], k2[NS], k3[NS], k4[NS], k5[NS], k6[NS], u[NS];
-    rhs(y, p, t, k1);
+  // Stages k2..k6 of a step from (t, y) with k1 = f(t, y).
+  HD static void stages(const real (&y)[NS], const real (&p)[NP], real t, real h,
+                        const real (&k1)[NS], real (&k2)[NS], real (&k3)[NS], real (&k4)[NS],
+                        real (&k5)[NS], real (&k6)[NS]) {
+    real u[NS];
 #pragma unroll
-    for (int s = 0; s < NS; ++s) u[s] = y[s] + (h * TSIT5_A_1_0) * k1[s];
+    for (int s = 0; s < NS; ++s) u[s] = tsit5_stage_1(y[s], h, k1[s]);
     rhs(u, p, t + h * TSIT5_C_1, k2);
 #pragma unroll
-    for (int s = 0; s < NS; ++s) u[s] = y[s] + (h * TSIT5_A_2_0) * k1[s] + (h * TSIT5_A_2_1) * k2[s];
+    for (int s = 0; s < NS; ++s) u[s] = tsit5_stage_2(y[s], h, k1[s], k2[s]);
     rhs(u, p, t + h * TSIT5_C_2, k3);
 #pragma unroll
-    for (int s = 0; s < NS; ++s)
-      u[s] = y[s] + (h * TSIT5_A_3_0) * k1[s] + (h * TSIT5_A_3_1) * k2[s] + (h * TSIT5_A_3_2) * k3[s];
+    for (int s = 0; s < NS; ++s) u[s] = tsit5_stage_3(y[s], h, k1[s], k2[s], k3[s]);
     rhs(u, p, t + h * TSIT5_C_3, k4);
 #pragma unroll
-    for (int s = 0; s < NS; ++s)
-      u[s] = y[s] + (h * TSIT5_A_4_0) * k1[s] + (h * TSIT5_A_4_1) * k2[s] + (h * TSIT5_A_4_2) * k3[s]
-             + (h * TSIT5_A_4_3) * k4[s];
+    for (int s = 0; s < NS; ++s) u[s] = tsit5_stage_4(y[s], h, k1[s], k2[s], k3[s], k4[s]);
     rhs(u, p, t + h * TSIT5_C_4, k5);
 #pragma unroll
-    for (int s = 0; s < NS; ++s)
-      u[s] = y[s] + (h * TSIT5_A_5_0) * k1[s] + (h * TSIT5_A_5_1) * k2[s] + (h * TSIT5_A_5_2) * k3[s]
-             + (h * TSIT5_A_5_3) * k4[s] + (h * TSIT5_A_5_4) * k5[s];
+    for (int s = 0; s < NS; ++s) u[s] = tsit5_stage_5(y[s], h, k1[s], k2[s], k3[s], k4[s], k5[s]);
     rhs(u, p, t + h, k6);   // c_5 = 1
+  }
+
+  HD static void step(real (&y)[NS], const real (&p)[NP], real t, real h) {
+    real k1[NS], k2[NS], k3[NS], k4[NS], k5[NS], k6[NS];
+    rhs(y, p, t, k1);
+    stages(y, p, t, h, k1, k2, k3, k4, k5, k6);
 #pragma unroll
-    for (int s = 0; s < NS; ++s)
-      y[s] = y[s] + (h * TSIT5_B_0) * k1[s] + (h * TSIT5_B_1) * k2[s] + (h * TSIT5_B_2) * k3[s]
-             + (h * TSIT5_B_3) * k4[s] + (h * TSIT5_B_4) * k5[s] + (h * TSIT5_B_5) * k6[s];
+    for (int s = 0; s < NS; ++s) y[s] = tsit5_solution(y[s], h, k1[s], k2[s], k3[s], k4[s], k5[s], k6[s]);
   }
 
   HD static void init(const real (&y)[NS], const real (&p)[NP], real t, real (&k1)[NS]) {
@@ -177,46 +179,13 @@ struct Tsit5 {
   // One attempt from (t, y) with FSAL stage k1: candidate yn, its stage k7 = f(t + h, yn), EEst.
   HD static real attempt(const real (&y)[NS], const real (&k1)[NS], const real (&p)[NP], real t,
                          real h, real rtol, real atol, real (&yn)[NS], real (&k7)[NS]) {
-    real h1[NS], h2[NS], h3[NS], h4[NS], h5[NS], h6[NS], k[NS], u[NS], err[NS];
+    real k2[NS], k3[NS], k4[NS], k5[NS], k6[NS], err[NS];
+    stages(y, p, t, h, k1, k2, k3, k4, k5, k6);
 #pragma unroll
-    for (int s = 0; s < NS; ++s) { h1[s] = h * k1[s]; u[s] = y[s] + TSIT5_A_1_0 * h1[s]; }
-    rhs(u, p, t + h * TSIT5_C_1, k);
-#pragma unroll
-    for (int s = 0; s < NS; ++s) {
-      h2[s] = h * k[s];
-      u[s] = y[s] + TSIT5_A_2_0 * h1[s] + TSIT5_A_2_1 * h2[s];
-    }
-    rhs(u, p, t + h * TSIT5_C_2, k);
-#pragma unroll
-    for (int s = 0; s < NS; ++s) {
-      h3[s] = h * k[s];
-      u[s] = y[s] + TSIT5_A_3_0 * h1[s] + TSIT5_A_3_1 * h2[s] + TSIT5_A_3_2 * h3[s];
-    }
-    rhs(u, p, t + h * TSIT5_C_3, k);
-#pragma unroll
-    for (int s = 0; s < NS; ++s) {
-      h4[s] = h * k[s];
-      u[s] = y[s] + TSIT5_A_4_0 * h1[s] + TSIT5_A_4_1 * h2[s] + TSIT5_A_4_2 * h3[s] + TSIT5_A_4_3 * h4[s];
-    }
-    rhs(u, p, t + h * TSIT5_C_4, k);
-#pragma unroll
-    for (int s = 0; s < NS; ++s) {
-      h5[s] = h * k[s];
-      u[s] = y[s] + TSIT5_A_5_0 * h1[s] + TSIT5_A_5_1 * h2[s] + TSIT5_A_5_2 * h3[s] + TSIT5_A_5_3 * h4[s]
-             + TSIT5_A_5_4 * h5[s];
-    }
-    rhs(u, p, t + h, k);   // c_5 = 1
-#pragma unroll
-    for (int s = 0; s < NS; ++s) {
-      h6[s] = h * k[s];
-      yn[s] = y[s] + TSIT5_A_6_0 * h1[s] + TSIT5_A_6_1 * h2[s] + TSIT5_A_6_2 * h3[s] + TSIT5_A_6_3 * h4[s]
-              + TSIT5_A_6_4 * h5[s] + TSIT5_A_6_5 * h6[s];
-    }
+    for (int s = 0; s < NS; ++s) yn[s] = tsit5_stage_6(y[s], h, k1[s], k2[s], k3[s], k4[s], k5[s], k6[s]);
     rhs(yn, p, t + h, k7);  // c_6 = 1: the FSAL stage, at the candidate
 #pragma unroll
-    for (int s = 0; s < NS; ++s)
-      err[s] = TSIT5_E_0 * h1[s] + TSIT5_E_1 * h2[s] + TSIT5_E_2 * h3[s] + TSIT5_E_3 * h4[s]
-               + TSIT5_E_4 * h5[s] + TSIT5_E_5 * h6[s] + TSIT5_E_6 * (h * k7[s]);
+    for (int s = 0; s < NS; ++s) err[s] = tsit5_error(h, k1[s], k2[s], k3[s], k4[s], k5[s], k6[s], k7[s]);
     return error_norm(err, y, yn, rtol, atol);
   }
 };
@@ -227,18 +196,16 @@ struct Rk4 {   // the classic rule: a_2_0 = a_3_0 = a_3_1 = 0
     real k1[NS], k2[NS], k3[NS], k4[NS], u[NS];
     rhs(y, p, t, k1);
 #pragma unroll
-    for (int s = 0; s < NS; ++s) u[s] = y[s] + (h * RK4_A_1_0) * k1[s];
+    for (int s = 0; s < NS; ++s) u[s] = rk4_stage_1(y[s], h, k1[s]);
     rhs(u, p, t + h * RK4_C_1, k2);
 #pragma unroll
-    for (int s = 0; s < NS; ++s) u[s] = y[s] + (h * RK4_A_2_1) * k2[s];
+    for (int s = 0; s < NS; ++s) u[s] = rk4_stage_2(y[s], h, k1[s], k2[s]);
     rhs(u, p, t + h * RK4_C_2, k3);
 #pragma unroll
-    for (int s = 0; s < NS; ++s) u[s] = y[s] + (h * RK4_A_3_2) * k3[s];
+    for (int s = 0; s < NS; ++s) u[s] = rk4_stage_3(y[s], h, k1[s], k2[s], k3[s]);
     rhs(u, p, t + h, k4);  // c_3 = 1
 #pragma unroll
-    for (int s = 0; s < NS; ++s)
-      y[s] = y[s] + (h * RK4_B_0) * k1[s] + (h * RK4_B_1) * k2[s] + (h * RK4_B_2) * k3[s]
-             + (h * RK4_B_3) * k4[s];
+    for (int s = 0; s < NS; ++s) y[s] = rk4_solution(y[s], h, k1[s], k2[s], k3[s], k4[s]);
   }
 };
 
@@ -248,19 +215,16 @@ struct Rk4_38 {   // Kutta's 3/8 rule (torchdiffeq's "rk4")
     real k1[NS], k2[NS], k3[NS], k4[NS], u[NS];
     rhs(y, p, t, k1);
 #pragma unroll
-    for (int s = 0; s < NS; ++s) u[s] = y[s] + (h * RK4_38_A_1_0) * k1[s];
+    for (int s = 0; s < NS; ++s) u[s] = rk4_38_stage_1(y[s], h, k1[s]);
     rhs(u, p, t + h * RK4_38_C_1, k2);
 #pragma unroll
-    for (int s = 0; s < NS; ++s) u[s] = y[s] + (h * RK4_38_A_2_0) * k1[s] + (h * RK4_38_A_2_1) * k2[s];
+    for (int s = 0; s < NS; ++s) u[s] = rk4_38_stage_2(y[s], h, k1[s], k2[s]);
     rhs(u, p, t + h * RK4_38_C_2, k3);
 #pragma unroll
-    for (int s = 0; s < NS; ++s)
-      u[s] = y[s] + (h * RK4_38_A_3_0) * k1[s] + (h * RK4_38_A_3_1) * k2[s] + (h * RK4_38_A_3_2) * k3[s];
+    for (int s = 0; s < NS; ++s) u[s] = rk4_38_stage_3(y[s], h, k1[s], k2[s], k3[s]);
     rhs(u, p, t + h, k4);  // c_3 = 1
 #pragma unroll
-    for (int s = 0; s < NS; ++s)
-      y[s] = y[s] + (h * RK4_38_B_0) * k1[s] + (h * RK4_38_B_1) * k2[s] + (h * RK4_38_B_2) * k3[s]
-             + (h * RK4_38_B_3) * k4[s];
+    for (int s = 0; s < NS; ++s) y[s] = rk4_38_solution(y[s], h, k1[s], k2[s], k3[s], k4[s]);
   }
 };
 

@@ -22,7 +22,7 @@ from sympy.printing.c import C99CodePrinter
 
 from problems.registry import get_problem
 from solvers.base import Status
-from solvers.tableaus import RK4, RK4_38, TSIT5, PIController, get_controller
+from solvers.tableaus import RK4, RK4_38, TSIT5, PIController, Src, get_controller, rk_update, srcs
 
 HEADER = Path(__file__).with_name("fused.hpp")
 
@@ -122,6 +122,27 @@ def _tableau_constants(prefix: str, tab, lit) -> list[str]:
     return out
 
 
+def _sum_functions(prefix: str, tab) -> list[str]:
+    """The tableau's sums as C++ functions printed from ``solvers.tableaus.rk_update`` (so the
+    C++ arm sums exactly as every other implementation): ``{prefix}_stage_{i}(y, h, k1..k{i})``
+    the argument of stage i (0-based), ``{prefix}_solution(y, h, k1..)`` the fixed step's new
+    state (an FSAL tableau's last stage has b = 0 and is left out) and, for an embedded pair,
+    ``{prefix}_error(h, k1..k{s})`` the error estimate."""
+    def fn(label: str, base: str | None, row, count: int, const_name: str) -> str:
+        ks = srcs(f"k{j + 1}" for j in range(count))
+        const = lambda j, c: Src(f"{const_name}_{j}")  # noqa: E731
+        expr = rk_update(None if base is None else Src(base), Src("h"), row[:count], ks, const)
+        params = ([] if base is None else ["real y"]) + ["real h"] + [f"real {k}" for k in ks]
+        return f"HD real {prefix.lower()}_{label}({', '.join(params)}) {{ return {expr}; }}"
+
+    out = [f"// {tab.name}: sums printed from solvers.tableaus.rk_update"]
+    out += [fn(f"stage_{i}", "y", tab.a[i], i, f"{prefix}_A_{i}") for i in range(1, tab.stages)]
+    out.append(fn("solution", "y", tab.b, tab.stages - 1 if tab.fsal else tab.stages, f"{prefix}_B"))
+    if tab.btilde is not None:
+        out.append(fn("error", None, tab.btilde, tab.stages, f"{prefix}_E"))
+    return out
+
+
 def controller_domain(ctrl: PIController) -> tuple[float, float]:
     """(lo, hi): clamping EEst into this range never changes the PI controller's decision
     (below lo the accepted factor is clamped at qmax for every qold >= qold_init, above hi the
@@ -201,8 +222,10 @@ def hd_prelude() -> str:
 def translation_unit(problem: str, dtype: str, controller: str = "diffeqgpu") -> str:
     """The whole C++ source for ``problem`` in ``dtype``: every method's host entry points and
     CUDA kernels (see ``ENTRY_POINTS``)."""
+    sums = [line for tab, prefix in ((TSIT5, "TSIT5"), (RK4, "RK4"), (RK4_38, "RK4_38"))
+            for line in _sum_functions(prefix, tab)]
     return (prelude(problem, dtype, controller) + hd_prelude() + "\n"
-            + rhs_source(problem, dtype) + "\n" + HEADER.read_text())
+            + rhs_source(problem, dtype) + "\n" + "\n".join(sums) + "\n\n" + HEADER.read_text())
 
 
 def entry_point(method: str, mode: str) -> str:

@@ -34,6 +34,8 @@ def save_mode(spec: SolveSpec) -> str:
         return "final"
     if spec.mode == "fixed":
         return "grid"
+    if spec.variant == "stop":  # clipping kept for comparison with the interpolants
+        return "stop"
     return "dense" if method_code(spec.method).has_dense else "stop"
 
 
@@ -159,7 +161,7 @@ class FusedBackend(Backend):
         "pso": KindSupport({"pso": ("fixed",), "pso-async": ("fixed",)}, "solvers.fused.pso"),
         "nonlinear": KindSupport({"newton": ("adaptive",), "trust-region": ("adaptive",)}, "solvers.fused.nonlinear"),
     }
-    variants = ("", "serial")
+    variants = ("", "serial", "stop")  # "stop": lanes, adaptive saves by clipping steps
 
     def __init__(self, lanes: int = 32, threads_per_block: int = 256,
                  fastmath: tuple[str, ...] = ("contract",), lane_layout: str = "auto") -> None:

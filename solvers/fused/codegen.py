@@ -43,7 +43,7 @@ from solvers.fused.bits import bit_format
 from solvers.fused import looped
 from solvers.fused.emit import Constants, Inliner, free_globals, interleave_lane_loops, names, targets
 from solvers.fused.methods import MethodCode, Shape, method_code
-from solvers.tableaus import PIController, get_controller
+from solvers.tableaus import SNAP_ULPS, PIController, get_controller
 
 SAVE_MODES = ("final", "grid", "dense", "stop")
 TARGETS = ("cpu", "cuda")
@@ -260,6 +260,11 @@ def _controller_source(C: Constants, ctrl: PIController) -> list[str]:
 # One trajectory (CUDA thread, serial CPU loop)
 # ================================================================================================
 
+def snap_constant(C: Constants) -> str:
+    """The landing window per unit of time, ``SNAP_ULPS`` ulps (``solvers.tableaus``)."""
+    return C.add("TSNAP", SNAP_ULPS * float(np.finfo(C.dtype).eps))
+
+
 def _load_lines(P: _Parts, index: str) -> list[str]:
     n, npar = P.sh.n, P.sh.n_params
     return ([f"y{s} = u0[{s}, {index}]" for s in range(n)]
@@ -312,6 +317,7 @@ def _solve_one_adaptive(P: _Parts, save: str) -> list[str]:
     yn, xn, dv = names("yn", n), names("xn", len(x)), mc.dense_values(P.sh)
     one = P.C.add("ONE", 1.0)
     dtmin = P.C.add("DTMIN", P.ctrl.dtmin)
+    snap = snap_constant(P.C)
     body = _load_lines(P, "i") + ["t = t0", "dtc = dt", "lq = _LQ_INIT"]
     if x:
         body.append(f"{targets(x)} = _init({', '.join(y + p)}, t)")
@@ -326,7 +332,7 @@ def _solve_one_adaptive(P: _Parts, save: str) -> list[str]:
         "    break",
         ("tstop = save_t[j] if j < ns else tf" if save == "stop" else "tstop = tf"),
         "rem = tstop - t",
-        "last = dtc >= rem",
+        f"last = dtc >= rem - {snap} * abs(tstop)",  # within a few ulps: land (SNAP_ULPS)
         "h = rem if last else dtc",
         f"if (not last) and ((h < {dtmin}) or (t + h == t)):",
         f"    st = {int(Status.DT_UNDERFLOW)}",
@@ -348,7 +354,8 @@ def _solve_one_adaptive(P: _Parts, save: str) -> list[str]:
                  f"            {targets(names('ys', n))} = {targets(yn)}"]
         loop += ["        " + v for v in _write_saved(P, "j", "i", names("ys", n))] + ["        j += 1"]
     loop += [f"    {a} = {b}" for a, b in zip(y + x, yn + xn)]
-    loop += ["    t = tn", "    dtc = dta", "    lq = lqn", "    nacc += 1"]
+    # After a clipped landing step, go on from the step the controller had proposed.
+    loop += ["    t = tn", "    dtc = max(dta, dtc) if h < dtc else dta", "    lq = lqn", "    nacc += 1"]
     if save == "stop":
         loop += ["    while j < ns and save_t[j] <= t:"]
         loop += ["        " + v for v in _write_saved(P, "j", "i", y)] + ["        j += 1"]
@@ -457,7 +464,7 @@ def _block_adaptive(P: _Parts, save: str, lanes: int) -> list[str]:
     prelude += [
         (f"tstop = min({S(R_NX)}, tf)" if save == "stop" else "tstop = tf"),
         "rem = tstop - t",
-        "last = dtc >= rem",
+        f"last = dtc >= rem - {snap_constant(C)} * abs(tstop)",  # within a few ulps: land (SNAP_ULPS)
         "h = _sel(last, rem, dtc)",
         f"run = st == {running}",
         "maxed = nacc + nrej >= msteps",
@@ -482,7 +489,7 @@ def _block_adaptive(P: _Parts, save: str, lanes: int) -> list[str]:
         lane += [f"{sx[s]} = _sel(acc, {xn[s]}, {x[s]})" for s in range(nx)]
         lane += [
             f"{S(R_T)} = _sel(acc, tn, t)",
-            f"{S(R_DT)} = _sel(acc, dta, _sel(rej, dtr, dtc))",
+            f"{S(R_DT)} = _sel(acc, _sel(h < dtc, max(dta, dtc), dta), _sel(rej, dtr, dtc))",
             f"{S(R_LQ)} = _sel(acc, lqn, lq)",
             f"{S(R_ACC)} = _sel(acc, nacc + {one}, nacc)",
             f"{S(R_REJ)} = _sel(rej | bad, nrej + {one}, nrej)",
@@ -540,7 +547,7 @@ def _block_adaptive(P: _Parts, save: str, lanes: int) -> list[str]:
         decide += [f"{sx[s]} = _sel(acc, {xn[s]}, {x[s]})" for s in range(nx)]
         decide += [
             f"{S(R_T)} = _sel(acc, tn, t)",
-            f"{S(R_DT)} = _sel(acc, dta, _sel(rej, dtr, dtc))",
+            f"{S(R_DT)} = _sel(acc, _sel(h < dtc, max(dta, dtc), dta), _sel(rej, dtr, dtc))",
             f"{S(R_LQ)} = _sel(acc, lqn, lq)",
             f"{S(R_ACC)} = _sel(acc, nacc + {one}, nacc)",
             f"{S(R_REJ)} = _sel(rej | bad, nrej + {one}, nrej)",

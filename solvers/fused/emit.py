@@ -68,6 +68,9 @@ def lincomb(base: str | None, terms: list[tuple[str, str]]) -> str:
 
     A coefficient expression of ``""`` means 1 (the variable is added as is). With no base the
     sum starts at the first term. Left-to-right evaluation order is kept (it fixes rounding).
+    This is the Rosenbrock form (DiffEqGPU's ``gpu_rodas*_perform_step.jl`` adds each
+    ``a_ij k_j`` to ``uprev`` in turn, its stages already being increments); explicit RK sums
+    use ``solvers.tableaus.rk_update``.
     """
     parts = [] if base is None else [base]
     for coef, var in terms:

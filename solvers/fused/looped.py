@@ -13,7 +13,8 @@ the values spill anyway. From ``LOOPED_MIN_STATES`` states on, the generator swi
   right-hand side is spliced **once**, in its "store form": the problem's component-form
   source with ``x_k`` read from ``w[k]`` and component k written to ``K[j, k]``
   (:func:`store_form`; the same source, translated, never re-written by hand);
-* the linear combinations are loops over the state (axpy's, vectorised by LLVM on the CPU).
+* the linear combinations are loops over the state (vectorised by LLVM on the CPU), one branch
+  per stage holding that stage's ``solvers.tableaus.rk_update`` sum.
 
 Code size is O(d), not O(d x stages). The CPU kernel runs one trajectory per ``prange``
 iteration (the state loops are its vector dimension, not lanes of trajectories); ``solve_lanes``
@@ -30,6 +31,7 @@ import ast
 import numpy as np
 
 from solvers.base import Status
+from solvers.tableaus import Src, rk_update, srcs
 
 #: From this many states on, fused kernels use the looped layout. Measured (CPU, Lorenz-96, see
 #: docs/sizes.md): compile time of the unrolled kernels grows ~linearly with d (adaptive lane
@@ -197,22 +199,37 @@ def _rhs_lines(rhs_src: str, n_params: int, row: str, t: str, d: int) -> list[st
     return store_form(rhs_src, "w", row, params, t)
 
 
+def _sum(base: str | None, h: str, row, array: str, count: int) -> str:
+    """``solvers.tableaus.rk_update`` of ``base`` over ``K[0..count-1, s]`` with the
+    coefficient q of ``row`` read from the constant array element ``array.format(q=q)``."""
+    const = lambda q, c: Src(array.format(q=q))  # noqa: E731
+    ks = srcs(f"K[{q}, s]" for q in range(count))
+    return rk_update(None if base is None else Src(base), Src(h), row[:count], ks, const)
+
+
+def _stage_arguments(tab, stages: range, h: str, d: int) -> list[str]:
+    """``w = y + h*(sum_q a_jq K[q])`` for the stage ``j`` of the enclosing loop: one branch
+    per stage, so each stage's sum is ``rk_update``'s, zero coefficients skipped."""
+    lines = []
+    for n, j in enumerate(stages):
+        lines.append(f"{'if' if n == 0 else 'elif'} j == {j}:")
+        lines += [f"    for s in range({d}):",
+                  f"        w[s] = {_sum('y[s]', h, tab.a[j], f'_TA[{j}, {{q}}]', j)}"]
+    return lines
+
+
 def body_fixed(tab, d: int, n_params: int, rhs_src: str, step_stages: int) -> list[str]:
     """One fixed-step trajectory ``i`` (locals ``y``, ``w``, ``K`` allocated by the caller)."""
     L = [f"for s in range({d}):", "    y[s] = u0[s, i]"]
     L += [f"p{j} = p[{j}, i]" for j in range(n_params)]
     L += ["nacc = 0", "nfe = 0", "for n in range(n_steps):",
           "    t = t0 + _T(n) * dt",
-          f"    for j in range({step_stages}):",
-          f"        for s in range({d}):", "            w[s] = y[s]",
-          "        for q in range(j):",
-          "            c = dt * _TA[j, q]",
-          f"            for s in range({d}):", "                w[s] = w[s] + c * K[q, s]",
-          "        tt = t + dt * _TC[j]"]
+          f"    for j in range({step_stages}):"]
+    L += ["        " + x for x in _stage_arguments(tab, range(step_stages), "dt", d)]
+    L += ["        tt = t + dt * _TC[j]"]
     L += ["        " + x for x in _rhs_lines(rhs_src, n_params, "K[j, {k}]", "tt", d)]
-    L += [f"    for q in range({step_stages}):",
-          "        c = dt * _TB[q]",
-          f"        for s in range({d}):", "            y[s] = y[s] + c * K[q, s]",
+    L += [f"    for s in range({d}):",
+          f"        y[s] = {_sum('y[s]', 'dt', tab.b, '_TB[{q}]', step_stages)}",
           "    nacc += 1", f"    nfe += {step_stages}"]
     L += ["fin = True", f"for s in range({d}):", "    out_u[s, i] = y[s]",
           "    fin = fin & (abs(y[s]) <= _BIG)"]
@@ -234,23 +251,19 @@ def body_adaptive(tab, d: int, n_params: int, rhs_src: str) -> list[str]:
     L += ["nacc = 0", "nrej = 0", "nfe = 1", f"st = {run} if t < tf else {ok}",
           f"while st == {run}:",
           "    if nacc + nrej >= max_steps:", f"        st = {int(Status.MAX_STEPS)}", "        break",
-          "    rem = tf - t", "    last = dtc >= rem", "    h = rem if last else dtc",
+          "    rem = tf - t", "    last = dtc >= rem - _TSNAP * abs(tf)", "    h = rem if last else dtc",
           "    if (not last) and ((h < _DTMIN) or (t + h == t)):",
           f"        st = {int(Status.DT_UNDERFLOW)}", "        break",
-          f"    for j in range(1, {s_}):",
-          f"        for s in range({d}):", "            w[s] = y[s]",
-          "        for q in range(j):",
-          "            c = h * _TA[j, q]",
-          f"            for s in range({d}):", "                w[s] = w[s] + c * K[q, s]",
-          "        tt = t + h * _TC[j]"]
+          f"    for j in range(1, {s_}):"]
+    L += ["        " + x for x in _stage_arguments(tab, range(1, s_), "h", d)]
+    L += ["        tt = t + h * _TC[j]"]
     L += ["        " + x for x in _rhs_lines(rhs_src, n_params, "K[j, {k}]", "tt", d)]
     L += [f"    nfe += {s_ - 1}",
           "    ssq = _ZERO", "    fin = True",
           f"    for s in range({d}):",
-          "        e = _ZERO"]
-    L += [f"        e = e + _TE[{q}] * K[{q}, s]" for q in range(s_) if tab.btilde[q] != 0.0]
-    L += ["        sc = atol + max(abs(y[s]), abs(w[s])) * rtol",
-          "        r = (h * e) / sc", "        ssq = ssq + r * r",
+          f"        e = {_sum(None, 'h', tab.btilde, '_TE[{q}]', s_)}",
+          "        sc = atol + max(abs(y[s]), abs(w[s])) * rtol",
+          "        r = e / sc", "        ssq = ssq + r * r",
           "        fin = fin & (abs(w[s]) <= _BIG)",
           f"    eest = _sqrt(ssq / _T({d}))",
           "    if not ((eest == eest) & fin):",
@@ -261,7 +274,7 @@ def body_adaptive(tab, d: int, n_params: int, rhs_src: str) -> list[str]:
           "        t = tf if last else t + h",
           f"        for s in range({d}):", "            y[s] = w[s]",
           f"            K[0, s] = K[{s_ - 1}, s]",
-          "        dtc = dta", "        lq = lqn", "        nacc += 1",
+          "        dtc = max(dta, dtc) if h < dtc else dta", "        lq = lqn", "        nacc += 1",
           "        if t >= tf:", f"            st = {ok}",
           "    else:", "        dtc = dtr", "        nrej += 1"]
     L += [f"for s in range({d}):", "    out_u[s, i] = y[s]"]
@@ -303,6 +316,7 @@ def generate_source(key) -> str:
         body = body_fixed(tab, d, npar, rhs_src, mc.step_stages)
     else:
         C.add("DTMIN", ctrl.dtmin)
+        cg.snap_constant(C)
         for snip in cg._log_exp_source(C, key.dtype) + [cg._controller_source(C, ctrl)]:
             funcs += ["", inliner.add(cg._join(snip)), ""]
         body = body_adaptive(tab, d, npar, rhs_src)

@@ -12,8 +12,9 @@ Each method writes up to four device functions for one trajectory, on explicit s
     one adaptive step attempt: candidate state, candidate carried values, DiffEqGPU's error
     norm ``EEst`` and, where the method has dense output, the stage values it needs.
 ``_dense(y.., dense.., xn.., h, th) -> ys..``
-    the state at ``t + th*h`` inside an accepted step (Tsit5's interpolant; ``dense`` are
-    the attempt's h-scaled stages, ``xn`` the new FSAL stage).
+    the state at ``t + th*h`` inside an accepted step (the interpolants of Tsit5,
+    Rosenbrock23, Rodas4 and Rodas5P; ``dense`` are the values the attempt returned for it,
+    ``xn`` the new carried values).
 
 Every coefficient comes from ``solvers.tableaus`` (never re-typed here) and enters the
 generated source as a typed constant.
@@ -24,7 +25,8 @@ from dataclasses import dataclass
 
 from solvers.fused.emit import Constants, lincomb, lu_factor, lu_solve, names, targets, tup
 from solvers.tableaus import (
-    ROSENBROCK23, TSIT5_DENSE, ExplicitRK, Rosenbrock, Rosenbrock23Constants, get_tableau,
+    ROSENBROCK23, TSIT5_DENSE, ExplicitRK, Rosenbrock, Rosenbrock23Constants, Src, get_tableau, rk_update,
+    srcs, weighted_sum,
 )
 
 
@@ -114,29 +116,27 @@ class ExplicitRKCode(MethodCode):
             self.attempt_evals = s - 1
         self.has_dense = tab.name == "tsit5"
 
+    def _sum(self, C: Constants, sh: Shape, base: str | None, row, name: str, ks: int) -> list[Src]:
+        """Per state, ``solvers.tableaus.rk_update`` of ``base`` with tableau row ``row`` over
+        stages ``k1..k{ks}`` (coefficient j a constant ``_{name}_{j}``), as source text."""
+        const = lambda j, c: Src(C.add(f"{name}_{j}", c))  # noqa: E731
+        out = []
+        for s in range(sh.n):
+            ks_ = srcs(f"k{j + 1}_{s}" for j in range(ks))
+            out.append(rk_update(None if base is None else Src(f"{base}{s}"), Src("h"), row[:ks], ks_, const))
+        return out
+
     def _stage_lines(self, C: Constants, sh: Shape, stages: range) -> list[str]:
-        """Stages i in ``stages`` (0-based, i >= 1), each ``k{i+1} = f(y + sum h a_ij k_j)``."""
+        """Stages i in ``stages`` (0-based, i >= 1), each ``k{i+1} = f(y + h*(sum a_ij k_j))``."""
         tab, lines = self.tab, []
         for i in stages:
-            terms = []
-            for j, a in enumerate(tab.a[i]):
-                if a != 0.0:
-                    ha = f"ha_{i}_{j}"
-                    lines.append(f"{ha} = h * {C.add(f'a_{i}_{j}', a)}")
-                    terms.append((ha, j))
-            args = [lincomb(f"y{s}", [(ha, f"k{j + 1}_{s}") for ha, j in terms]) for s in range(sh.n)]
+            args = self._sum(C, sh, "y", tab.a[i], f"a_{i}", i)
             lines.append(_rhs_call(names(f"k{i + 1}_", sh.n), args, sh, _time(C, "t", "h", tab.c[i], f"c_{i}")))
         return lines
 
     def _solution_lines(self, C: Constants, sh: Shape, stages: int) -> list[str]:
-        tab, lines, terms = self.tab, [], []
-        for j in range(stages):
-            if tab.b[j] != 0.0:
-                lines.append(f"hb_{j} = h * {C.add(f'b_{j}', tab.b[j])}")
-                terms.append((f"hb_{j}", j))
-        for s in range(sh.n):
-            lines.append(f"yn{s} = " + lincomb(f"y{s}", [(hb, f"k{j + 1}_{s}") for hb, j in terms]))
-        return lines
+        ys = self._sum(C, sh, "y", self.tab.b, "b", stages)
+        return [f"yn{s} = {ys[s]}" for s in range(sh.n)]
 
     def emit_step(self, C, sh):
         y, p = names("y", sh.n), names("p", sh.n_params)
@@ -150,10 +150,10 @@ class ExplicitRKCode(MethodCode):
         return names("x", sh.n) if self.adaptive else []
 
     def dense_values(self, sh):
-        """The attempt's h-scaled stages ``hk1..hk{s-1}`` (``hk_j = h * k_j``), for ``_dense``."""
+        """The attempt's stages ``k1..k{s-1}``, for ``_dense``."""
         if not self.has_dense:
             return []
-        return [f"hk{i + 1}_{s}" for i in range(self.tab.stages - 1) for s in range(sh.n)]
+        return [f"k{i + 1}_{s}" for i in range(self.tab.stages - 1) for s in range(sh.n)]
 
     def emit_init(self, C, sh):
         y, p = names("y", sh.n), names("p", sh.n_params)
@@ -161,42 +161,32 @@ class ExplicitRKCode(MethodCode):
         return _function(f"def _init({', '.join(y + p)}, t):", body)
 
     def emit_attempt(self, C, sh):
-        """One attempt on h-scaled stages: ``hk_j = h * k_j``, ``U_i = y + sum_j a_ij hk_j``.
-
-        The fixed step multiplies h into the coefficients instead (``h * a_ij``, computed
-        once per solve since h is the same for every step and lane); here h differs per lane
-        and step, and scaling the stages (n products per stage) takes fewer products, and
-        fewer live vectors in a lane loop, than scaling the ``s(s+1)/2`` coefficients.
-        """
+        """One attempt: stages, candidate ``yn`` (the FSAL stage's argument), ``k_s = f(yn)``,
+        the error estimate ``h*(sum btilde_i k_i)`` and its norm, sums by ``rk_update``."""
         if not self.adaptive:
             raise ValueError(f"{self.name} has no adaptive form (needs an FSAL embedded pair)")
         tab, s_, n = self.tab, self.tab.stages, sh.n
         y, p, k1 = names("y", n), names("p", sh.n_params), names("k1_", n)
-        body = [f"hk1_{s} = h * k1_{s}" for s in range(n)]
-        for i in range(1, s_):
-            terms = [(C.add(f"a_{i}_{j}", a), j) for j, a in enumerate(tab.a[i]) if a != 0.0]
-            args = [lincomb(f"y{s}", [(c, f"hk{j + 1}_{s}") for c, j in terms]) for s in range(n)]
-            if i == s_ - 1:  # FSAL: the last stage is evaluated at the new solution
-                body += [f"yn{s} = {args[s]}" for s in range(n)]
-                args = names("yn", n)
-            body.append(_rhs_call(names(f"k{i + 1}_", n), args, sh, _time(C, "t", "h", tab.c[i], f"c_{i}")))
-            body += [f"hk{i + 1}_{s} = h * k{i + 1}_{s}" for s in range(n)]
-        terms = [(C.add(f"e_{j}", e), j) for j, e in enumerate(tab.btilde) if e != 0.0]
-        err = []
-        for s in range(n):
-            body.append(f"err{s} = " + lincomb(None, [(c, f"hk{j + 1}_{s}") for c, j in terms]))
-            err.append(f"err{s}")
-        body += norm_lines(C, err, y, names("yn", n))
+        body = self._stage_lines(C, sh, range(1, s_ - 1))
+        # FSAL: the last stage is evaluated at the new solution, the argument of that stage.
+        yn = self._sum(C, sh, "y", tab.a[s_ - 1], f"a_{s_ - 1}", s_ - 1)
+        body += [f"yn{s} = {yn[s]}" for s in range(n)]
+        body.append(_rhs_call(names(f"k{s_}_", n), names("yn", n), sh,
+                              _time(C, "t", "h", tab.c[s_ - 1], f"c_{s_ - 1}")))
+        err = self._sum(C, sh, None, tab.btilde, "e", s_)
+        body += [f"err{s} = {err[s]}" for s in range(n)]
+        body += norm_lines(C, names("err", n), y, names("yn", n))
         out = names("yn", n) + names(f"k{s_}_", n) + ["eest"] + self.dense_values(sh)
         body.append(f"return {tup(out)}")
         return _function(f"def _attempt({', '.join(y + k1 + p)}, t, h, rtol, atol):", body)
 
     def emit_dense(self, C, sh):
-        """Tsit5's interpolant (``solvers.tableaus.Tsit5Dense``), Horner form in ``th``:
-        ``y + sum_i b_i(th) hk_i`` from the attempt's scaled stages and the new FSAL ``k_s``."""
+        """Tsit5's interpolant (``solvers.tableaus.Tsit5Dense``), weights in Horner form in
+        ``th``: ``y + h*(sum_i b_i(th) k_i)`` (``rk_update``) from the attempt's stages and the
+        new FSAL stage ``k_s``."""
         s_ = self.tab.stages
         y = names("y", sh.n)
-        hks = [names(f"hk{i + 1}_", sh.n) for i in range(s_ - 1)]
+        ks = [names(f"k{i + 1}_", sh.n) for i in range(s_)]
         body = []
         for i, r in enumerate(TSIT5_DENSE.r):
             inner = C.add(f"r_{i}_3", r[3])
@@ -205,12 +195,10 @@ class ExplicitRKCode(MethodCode):
             # r[i][0] is 0 for i >= 1: th * (0 + th*...) equals th * (th*...) exactly.
             inner = f"th * ({inner})" if r[0] == 0.0 else f"{C.add(f'r_{i}_0', r[0])} + th * ({inner})"
             body.append(f"bw_{i} = th * ({inner})")
-        body += [f"hk{s_}_{s} = h * k{s_}_{s}" for s in range(sh.n)]
-        out = []
-        for s in range(sh.n):
-            out.append(lincomb(f"y{s}", [(f"bw_{i}", f"hk{i + 1}_{s}") for i in range(s_)]))
+        weights = srcs(f"bw_{i}" for i in range(s_))
+        out = [rk_update(Src(y[s]), Src("h"), weights, srcs(k[s] for k in ks)) for s in range(sh.n)]
         body.append(f"return {tup(out)}")
-        args = y + [v for k in hks for v in k] + names(f"k{s_}_", sh.n)
+        args = y + [v for k in ks[:-1] for v in k] + ks[-1]
         return _function(f"def _dense({', '.join(args)}, h, th):", body)
 
 
@@ -241,6 +229,33 @@ class RodasCode(MethodCode):
         s = tab.stages
         self.stiffly_accurate = (tuple(tab.b) == tuple(tab.a[s - 1]) + (1.0,)
                                  and tuple(tab.btilde) == (0.0,) * (s - 1) + (1.0,))
+        self.has_dense = bool(tab.H)
+
+    def dense_values(self, sh):
+        """The candidate (as ``dy``) and the stages ``k1..ks``, for ``_dense``."""
+        return names("dy", sh.n) + [f"k{i + 1}_{s}" for i in range(self.tab.stages) for s in range(sh.n)]
+
+    def emit_dense(self, C, sh):
+        """The Rodas interpolant of ``solvers.tableaus.Rosenbrock`` (OrdinaryDiffEq's and
+        DiffEqGPU's): with ``K_m = sum_i H_mi k_i`` and ``th1 = 1 - th``,
+        ``th1*y + th*(yn + th1*(K_1 + th*(K_2 [+ th*K_3])))``."""
+        tab, n = self.tab, sh.n
+        y, dy = names("y", n), names("dy", n)
+        ks = [names(f"k{i + 1}_", n) for i in range(tab.stages)]
+        one = C.add("ONE", 1.0)
+        body = [f"th1 = {one} - th"]
+        out = []
+        for s in range(n):
+            for m, row in enumerate(tab.H):
+                const = lambda j, c, m=m: Src(C.add(f"H_{m}_{j}", c))  # noqa: E731
+                body.append(f"K{m}_{s} = {weighted_sum(row, srcs(k[s] for k in ks), const)}")
+            inner = f"K{len(tab.H) - 1}_{s}"
+            for m in reversed(range(len(tab.H) - 1)):
+                inner = f"K{m}_{s} + th * ({inner})"
+            out.append(f"th1 * {y[s]} + th * ({dy[s]} + th1 * ({inner}))")
+        body.append(f"return {tup(out)}")
+        args = y + self.dense_values(sh)
+        return _function(f"def _dense({', '.join(args)}, h, th):", body)
 
     def _stages(self, C: Constants, sh: Shape) -> list[str]:
         tab, n = self.tab, sh.n
@@ -300,7 +315,8 @@ class RodasCode(MethodCode):
                                                          for j, e in enumerate(self.tab.btilde) if e != 0.0]))
                 err.append(f"err{s}")
         body += norm_lines(C, err, y, names("yn", sh.n))
-        body.append(f"return {tup(names('yn', sh.n) + ['eest'])}")
+        body += [f"dy{s} = yn{s}" for s in range(sh.n)]
+        body.append(f"return {tup(names('yn', sh.n) + ['eest'] + self.dense_values(sh))}")
         return _function(f"def _attempt({', '.join(y + p)}, t, h, rtol, atol):", body)
 
 
@@ -316,9 +332,30 @@ class Rosenbrock23Code(MethodCode):
         self.init_evals = 1
         self.attempt_evals = 2     # f1 and f2; f0 is the previous step's f2 (FSAL)
         self.step_evals = 2        # f0 and f1 (a fixed step needs no f2)
+        self.has_dense = True
 
     def extras(self, sh):
         return names("x", sh.n)
+
+    def dense_values(self, sh):
+        """The stages ``k1``, ``k2``, for ``_dense``."""
+        return names("k1_", sh.n) + names("k2_", sh.n)
+
+    def emit_dense(self, C, sh):
+        """Shampine-Reichelt's interpolant (OrdinaryDiffEq's, DiffEqGPU's): with
+        ``c1 = th (1 - th) / (1 - 2d)`` and ``c2 = th (th - 2d) / (1 - 2d)``,
+        ``y + h*(c1 k1 + c2 k2)`` (``rk_update``)."""
+        n, k = sh.n, self.k
+        y = names("y", n)
+        one, two = C.add("ONE", 1.0), C.add("TWO", 2.0)
+        d = C.add("d", k.d)
+        body = [f"den = {one} / ({one} - {two} * {d})",
+                f"c1 = th * ({one} - th) * den", f"c2 = th * (th - {two} * {d}) * den"]
+        out = [rk_update(Src(y[s]), Src("h"), srcs(["c1", "c2"]), srcs([f"k1_{s}", f"k2_{s}"]))
+               for s in range(n)]
+        body.append(f"return {tup(out)}")
+        args = y + self.dense_values(sh) + names("xn", n)
+        return _function(f"def _dense({', '.join(args)}, h, th):", body)
 
     def _solution(self, C: Constants, sh: Shape, f0: list[str]) -> list[str]:
         n, k = sh.n, self.k
@@ -373,7 +410,7 @@ class Rosenbrock23Code(MethodCode):
         for s in range(n):
             body.append(f"err{s} = h6 * (k1_{s} - {two} * k2_{s} + k3_{s})")
         body += norm_lines(C, names("err", n), y, names("yn", n))
-        body.append(f"return {tup(names('yn', n) + names('f2_', n) + ['eest'])}")
+        body.append(f"return {tup(names('yn', n) + names('f2_', n) + ['eest'] + self.dense_values(sh))}")
         return _function(f"def _attempt({', '.join(y + f0 + p)}, t, h, rtol, atol):", body)
 
 

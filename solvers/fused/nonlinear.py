@@ -85,6 +85,8 @@ def _linsolve(A):
     # A (D, D + 1) augmented [J | b], in place: Gaussian elimination with partial pivoting
     # (compare-and-swap of whole rows: fixed indices, so the compiler can unroll the loops);
     # the solution ends in A[:, D]. Returns True when a pivot is exactly zero.
+    # Every product is rounded before it is subtracted (_mul: on a GPU a product NVVM does not
+    # fuse with the subtraction; see generate_source for the CPU).
     singular = False
     for k in range(_D):
         for r in range(k + 1, _D):
@@ -99,11 +101,11 @@ def _linsolve(A):
         for r in range(k + 1, _D):
             f = A[r, k] / piv
             for c in range(k + 1, _D + 1):
-                A[r, c] = A[r, c] - f * A[k, c]
+                A[r, c] = A[r, c] - _mul(f, A[k, c])
     for r in range(_D - 1, -1, -1):
         acc = A[r, _D]
         for c in range(r + 1, _D):
-            acc = acc - A[r, c] * A[c, _D]
+            acc = acc - _mul(A[r, c], A[c, _D])
         A[r, _D] = acc / A[r, r]
     return singular
 
@@ -348,11 +350,25 @@ def generate_source(key: NonlinearKernelKey) -> str:
         f"{int(Status.FAILED)}, {int(Status.NOT_CONVERGED)}",
     ]
     if key.target == "cpu":
+        # No FMA contraction anywhere (fastmath off): with contraction the float32 Newton failed
+        # 1354 of the nonlinear suite's 131072 starts, without it 598, as many as a NumPy
+        # Newton (measured, issue 28; compiling only the linear solve or only the residual
+        # without contraction did not recover the 598, so the whole algorithm is left uncontracted).
         head += ["from numba import prange",
-                 "_jit = numba.njit(fastmath={'contract'}, error_model='numpy', cache=True)",
-                 "_kernel = numba.njit(parallel=True, fastmath={'contract'}, error_model='numpy', cache=True)"]
+                 "_jit = numba.njit(error_model='numpy', cache=True)",
+                 "_kernel = numba.njit(parallel=True, error_model='numpy', cache=True)",
+                 "", "", "@_jit", "def _mul(a, b):", "    return a * b", ""]
     else:
-        head += ["from numba import cuda", "from numba.core.extending import register_jitable as _jit"]
+        # NVVM contracts a*b + c into an FMA by default; its rounded-product intrinsic is never
+        # contracted. Used in the linear solve; the residual, Jacobian, norms and the trust
+        # region's dot products may still be contracted on a GPU.
+        mul = "fmul_rn" if key.dtype == "float32" else "dmul_rn"
+        head += ["from numba import cuda", "from numba.core.extending import register_jitable as _jit",
+                 "from numba.cuda import libdevice",
+                 "if numba.config.ENABLE_CUDASIM:  # the simulator's libdevice is stubs; Python has no FMA",
+                 "    _mul = _jit(lambda a, b: a * b)",
+                 "else:",
+                 f"    _mul = libdevice.{mul}  # a rounded product"]
     body = ["", "", "# ---- residual and Jacobian: SymPy-printed from the problem's written-once residual ----"]
     body += _problem_source(prob)
     body += ["", "", "# ---- the algorithms (solvers.nonlinear_methods) ----", ALGORITHM.strip("\n"), "", ""]

@@ -31,7 +31,7 @@ from typing import Any, Callable, NamedTuple
 import numpy as np
 
 from solvers.base import SolveSpec, Status
-from solvers.tableaus import ExplicitRK, get_controller, get_tableau
+from solvers.tableaus import ExplicitRK, get_controller, get_tableau, rk_update
 
 #: DiffEqGPU's end-of-span test: a step that leaves less than this lands exactly on t1.
 END_TOLERANCE = 1e-14
@@ -147,20 +147,11 @@ def _over_states(x: Any, K: StepConstants, reduce: str) -> Any:
 
 # ---- tuple arithmetic ------------------------------------------------------------------------
 
-def lincomb(coeffs: tuple[float, ...], vectors: list[tuple]) -> tuple:
-    """``sum_j coeffs[j] * vectors[j]`` per component, summed left to right (as DiffEqGPU)."""
-    out = []
-    for comp in range(len(vectors[0])):
-        acc = coeffs[0] * vectors[0][comp]
-        for cj, v in zip(coeffs[1:], vectors[1:]):
-            acc = acc + cj * v[comp]
-        out.append(acc)
-    return tuple(out)
-
-
-def axpy(u: tuple, h: Any, d: tuple) -> tuple:
-    """``u + h * d`` per component."""
-    return tuple(ui + h * di for ui, di in zip(u, d))
+def update(u: tuple | None, h: Any, coeffs: tuple[float, ...], vectors: list[tuple]) -> tuple:
+    """Per component, ``solvers.tableaus.rk_update``: ``u + h*(sum_j coeffs[j] * vectors[j])``
+    (DiffEqGPU's order; ``u`` None: the error estimate ``h*(sum ...)``)."""
+    return tuple(rk_update(None if u is None else u[c], h, coeffs, [v[c] for v in vectors])
+                 for c in range(len(vectors[0])))
 
 
 def stages(f: Callable, u: tuple, p: tuple, t: Any, h: Any, k1: tuple, K: StepConstants,
@@ -171,7 +162,7 @@ def stages(f: Callable, u: tuple, p: tuple, t: Any, h: Any, k1: tuple, K: StepCo
     """
     ks = [k1]
     for i in range(1, count):
-        arg = axpy(u, h, lincomb(K.a[i], ks))
+        arg = update(u, h, K.a[i], ks)
         ks.append(tuple(f(arg, p, t + K.c[i] * h)))
     return ks
 
@@ -185,9 +176,9 @@ def fixed_step(f: Callable, u: tuple, p: tuple, t: Any, h: Any, K: StepConstants
     k1 = tuple(f(u, p, t))
     if K.fsal:
         ks = stages(f, u, p, t, h, k1, K, K.stages - 1)
-        return axpy(u, h, lincomb(K.a[-1], ks))
+        return update(u, h, K.a[-1], ks)
     ks = stages(f, u, p, t, h, k1, K, K.stages)
-    return axpy(u, h, lincomb(K.b, ks))
+    return update(u, h, K.b, ks)
 
 
 # ---- adaptive attempt ------------------------------------------------------------------------
@@ -241,9 +232,9 @@ def adaptive_attempt(f: Callable, p: tuple, s: AdaptiveState, K: StepConstants, 
     trying = s.active & ~underflow
 
     ks = stages(f, u, p, t, h, s.k1, K, K.stages - 1)
-    u_new = axpy(u, h, lincomb(K.a[-1], ks))
+    u_new = update(u, h, K.a[-1], ks)
     k_last = tuple(f(u_new, p, t + K.c[-1] * h))
-    err = tuple(h * e for e in lincomb(K.btilde, ks + [k_last]))
+    err = update(None, h, K.btilde, ks + [k_last])
 
     scaled = [e / (K.atol + ops.maximum(ops.abs(a), ops.abs(b)) * K.rtol)
               for e, a, b in zip(err, u, u_new)]

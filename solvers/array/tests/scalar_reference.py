@@ -14,20 +14,24 @@ import numpy as np
 
 from problems.core import Problem
 from solvers.base import Status
-from solvers.tableaus import ROSENBROCK23, ExplicitRK, PIController, pi_step_factor
+from solvers.tableaus import ROSENBROCK23, SNAP_ULPS, ExplicitRK, PIController, pi_step_factor
 
 
 def _scaled_sum(base, coefficients, vectors, h, n):
-    """Per component: base_i + (h*c_1)*v_1i + (h*c_2)*v_2i + ... left to right."""
+    """Per component: base_i + h * (c_1*v_1i + c_2*v_2i + ...), the sum left to right, zero
+    coefficients skipped (DiffEqGPU's order)."""
     out = []
     for i in range(n):
-        acc = None if base is None else base[i]
+        acc = None
         for c, v in zip(coefficients, vectors):
             if c == 0.0:
                 continue
-            term = (h * c) * v[i]
+            term = v[i] if c == 1.0 else c * v[i]
             acc = term if acc is None else acc + term
-        out.append(acc)
+        if acc is None:
+            out.append(base[i])
+            continue
+        out.append(h * acc if base is None else base[i] + h * acc)
     return out
 
 
@@ -129,6 +133,7 @@ def adaptive_solve(problem: Problem, step, u0, p, dt0: float, rtol: float, atol:
     inv_qmin, inv_qmax = typed(1 / ctrl.qmin), typed(1 / ctrl.qmax)
     gamma, qold, qold_init = typed(ctrl.gamma), typed(ctrl.qold_init), typed(ctrl.qold_init)
     dtmin = typed(ctrl.dtmin)
+    snap = typed(SNAP_ULPS * np.finfo(dtype).eps)
     f0 = [typed(x) for x in f(u, p, t)]
     accepted = rejected = 0
     status = Status.SUCCESS
@@ -137,7 +142,7 @@ def adaptive_solve(problem: Problem, step, u0, p, dt0: float, rtol: float, atol:
             status = Status.MAX_STEPS
             break
         remaining = tf - t
-        last = dt >= remaining
+        last = dt >= remaining - snap * abs(tf)   # a step a few ulps short lands on tf
         h = remaining if last else dt
         if not last and (h < dtmin or t + h == t):
             status = Status.DT_UNDERFLOW
@@ -157,7 +162,7 @@ def adaptive_solve(problem: Problem, step, u0, p, dt0: float, rtol: float, atol:
         q = max(inv_qmax, min(inv_qmin, q / gamma))
         qold = max(eest, qold_init)
         t = tf if last else t + h
-        dt = h / q
+        dt = max(h / q, dt) if h < dt else h / q   # a clipped step: from the proposed one
         u, f0 = u_new, f_new
         accepted += 1
     return np.array(u), accepted, rejected, status
@@ -178,14 +183,14 @@ def shared_adaptive_solve(problem: Problem, step, u0s, ps, dt0: float, rtol: flo
     accepted = rejected = 0
     while t < tf and accepted + rejected < max_steps:
         remaining = tf - t
-        last = dt >= remaining
+        last = dt >= remaining - SNAP_ULPS * np.finfo(float).eps * abs(tf)
         h = remaining if last else dt
         trials = [step(f, u, f0, t, h, p, float) for u, f0, p in zip(us, f0s, ps)]
         terms = [e / (atol + max(abs(a), abs(b)) * rtol)
                  for u, (u_new, _, err) in zip(us, trials) for e, a, b in zip(err, u, u_new)]
         eest = math.sqrt(sum(x * x for x in terms) / len(terms))
         factor, qold_new, accept = pi_step_factor(eest, qold, ctrl)
-        dt = h * factor
+        dt = max(h * factor, dt) if accept and h < dt else h * factor
         if not accept:
             rejected += 1
             continue

@@ -67,7 +67,9 @@ def test_settings_record_everything():
     assert (ada["beta1"], ada["beta2"]) == (7 / 50, 2 / 25)  # Rodas5P: alg_order 5
     assert ada["qmin"] == 0.2 and ada["qmax"] == 10 and ada["gamma"] == 0.9 and ada["qold_init"] == 1e-4
     assert ada["rtol"] == ada["atol"] == 1e-8 and ada["threads_per_block"] == 256
-    assert ada["save_mode"] == "stop" and ada["step_control"] == "per-trajectory"
+    assert ada["save_mode"] == "dense" and ada["step_control"] == "per-trajectory"  # Rodas interpolant
+    assert b.settings(SolveSpec(problem="robertson", method="rodas5p", mode="adaptive", dtype="float64", n=8,
+                                saveat=(0.0, 1e5), variant="stop"))["save_mode"] == "stop"
     assert b.settings(SolveSpec(problem="robertson", method="rosenbrock23", mode="adaptive", dtype="float64",
                                 n=8))["beta1"] == 7 / 20  # order 2
     cpu = b.settings(SolveSpec(problem="lorenz", method="tsit5", mode="adaptive", dtype="float32", n=8))

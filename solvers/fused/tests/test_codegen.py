@@ -92,7 +92,7 @@ def test_kernel_key_rejects_bad_choices():
     with pytest.raises(ValueError, match="no adaptive mode"):
         generate_source(KernelKey("lorenz", "rk4", "adaptive", "float32"))
     with pytest.raises(ValueError, match="no dense output"):
-        generate_source(KernelKey("robertson", "rodas4", "adaptive", "float64", save="dense"))
+        generate_source(KernelKey("lorenz", "dopri5", "adaptive", "float64", save="dense"))
 
 
 def test_key_digest_tracks_the_definition():

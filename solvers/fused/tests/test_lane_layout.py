@@ -26,6 +26,7 @@ def _run(key, inputs, variant):
     ("lorenz", "tsit5", "float64", "dense", 6),   # even, not a multiple of the vector width
     ("lorenz", "tsit5", "float32", "final", 7),   # odd: not interleaved
     ("robertson", "rosenbrock23", "float64", "stop", 8),  # every trajectory stops early here
+    ("robertson", "rodas4", "float64", "dense", 8),
 ])
 def test_layouts_equal_serial(layout, problem, method, dtype, save, lanes):
     prob = get_problem(problem)

@@ -84,9 +84,9 @@ def test_llvm_checker_flags_a_promoted_kernel():
     stands for (RK4's a21 = 0.5) is caught."""
     key = KernelKey("lorenz", "rk4", "fixed", "float32")
     src = module_path(key).read_text()
-    assert "* _a_1_0" in src
+    assert "(_a_1_0 *" in src
     ns = {"__name__": "promoted_kernel"}
-    exec(compile(src.replace("* _a_1_0", "* 0.5").replace("cache=True", "cache=False"), "<promoted>", "exec"), ns)
+    exec(compile(src.replace("(_a_1_0 *", "(0.5 *").replace("cache=True", "cache=False"), "<promoted>", "exec"), ns)
     args = (0,) + sample_args(key)
     sig = tuple(numba.typeof(a) for a in args)
     ns["_block"].compile(sig)
