@@ -16,9 +16,14 @@ import pandas as pd
 
 from harness.results.cells import cell_table, paper_ratio, paper_speedups
 
-#: Libraries in the order the headline lists them (ours first). Unknown backends follow, sorted.
-LIBRARIES = ("cuda-cpp", "array", "diffrax", "torchdiffeq", "torchode", "jax-handwritten",
-             "torch-handwritten", "scipy")
+#: Libraries in the order the headline lists them (ours first). Unknown backends follow, sorted;
+#: the controls (:data:`CONTROLS`) come last, in a row group of their own.
+LIBRARIES = ("array", "diffrax", "torchdiffeq", "torchode", "jax-handwritten",
+             "torch-handwritten", "scipy", "cuda-cpp")
+
+#: Backends that are controls, not peers: the hand-written C++ version of the fused design
+#: (same algorithm, another compiler). Never counted among the peers (group "control").
+CONTROLS = ("cuda-cpp",)
 
 #: The variant that produced the paper's published timings, per library (fused is the reference).
 AS_PAPER_RAN = {"diffrax": "vmap-of-jit", "torchdiffeq": ""}
@@ -119,7 +124,7 @@ def _in_setting(cells: pd.DataFrame, s: Setting) -> pd.DataFrame:
 
 
 def _order(backend: str) -> tuple:
-    return (LIBRARIES.index(backend) if backend in LIBRARIES else len(LIBRARIES), backend)
+    return (backend in CONTROLS, LIBRARIES.index(backend) if backend in LIBRARIES else len(LIBRARIES), backend)
 
 
 def headline_rows(cells: pd.DataFrame, setting: Setting, published: pd.DataFrame | None = None,
@@ -164,7 +169,9 @@ def headline_rows(cells: pd.DataFrame, setting: Setting, published: pd.DataFrame
                 err_fused=f["err"], err_peer=best["err"], err_kind=best["err_kind"],
                 steps_fused=f["steps_mean"], steps_peer=best["steps_mean"],
                 cpu_util_fused=f["cpu_util"], cpu_util_peer=best["cpu_util"],
-                paper_speedup=ratio_paper, device=f["device"], notes="; ".join(notes)))
+                paper_speedup=ratio_paper, device=f["device"], notes="; ".join(notes),
+                group="control" if lib in CONTROLS else "peer",
+                contended=bool(f.get("contended", False)) or bool(best.get("contended", False))))
     return pd.DataFrame(rows)
 
 
@@ -181,7 +188,10 @@ def _notes(lib: str, f: pd.Series, peer: pd.Series, s: Setting) -> list[str]:
 
 
 def headline_table(results: pd.DataFrame, published: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Every headline table of a run, concatenated (column ``setting`` names the table)."""
+    """Every headline table of a run, concatenated (column ``setting`` names the table).
+
+    Columns besides the numbers: ``group`` ("peer", or "control" for :data:`CONTROLS`) and
+    ``contended`` (either cell ran while the machine was busy: quote it only with that mark)."""
     cells = cell_table(results)
     parts = [headline_rows(cells, s, published) for s in headline_settings(cells)]
     parts = [p for p in parts if not p.empty]
