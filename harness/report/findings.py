@@ -12,7 +12,7 @@ from harness.report.figures.canvas import FigureInfo
 from harness.results.headline import threads_label
 
 #: Figures the short report shows (in order); the others go to the appendix.
-REPORT_FIGURES = ("story1_headline_speedup", "story2_fused_vs_replica", "story3_throughput",
+REPORT_FIGURES = ("story0_time_vs_n", "story1_headline_speedup", "story2_fused_vs_replica", "story3_throughput",
                   "story4_equal_accuracy", "fig4_launches_model", "fig8_lockstep", "story5_first_solve")
 
 

@@ -103,7 +103,7 @@ def _settings_on(fused: pd.DataFrame, device: str) -> list[Setting]:
 
 def key_ns(cells: pd.DataFrame, setting: Setting) -> list[int]:
     """The smallest N the fused kernel ran and the largest N most libraries also reached."""
-    sub = _in_setting(cells, setting)
+    sub = in_setting(cells, setting)
     fused_ns = sorted(set(sub[(sub["backend"] == "fused") & sub["success"]]["n"]))
     if not fused_ns:
         return []
@@ -114,7 +114,8 @@ def key_ns(cells: pd.DataFrame, setting: Setting) -> list[int]:
     return sorted({fused_ns[0], large})
 
 
-def _in_setting(cells: pd.DataFrame, s: Setting) -> pd.DataFrame:
+def in_setting(cells: pd.DataFrame, s: Setting) -> pd.DataFrame:
+    """The cells of the headline problem at setting ``s`` (every backend, every N)."""
     m = ((cells["problem"] == HEADLINE_PROBLEM) & (cells["mode"] == s.mode) & (cells["device"] == s.device)
          & _same(cells["threads"], s.threads))
     m &= np.isclose(cells["dt"], s.dt) if np.isfinite(s.dt) else cells["dt"].isna()
@@ -123,7 +124,8 @@ def _in_setting(cells: pd.DataFrame, s: Setting) -> pd.DataFrame:
     return cells[m]
 
 
-def _order(backend: str) -> tuple:
+def library_order(backend: str) -> tuple:
+    """Sort key of a library in the headline: peers in :data:`LIBRARIES` order, controls last."""
     return (backend in CONTROLS, LIBRARIES.index(backend) if backend in LIBRARIES else len(LIBRARIES), backend)
 
 
@@ -133,7 +135,7 @@ def headline_rows(cells: pd.DataFrame, setting: Setting, published: pd.DataFrame
 
     ``ns``: the ensemble sizes to compare (default: :func:`key_ns`); figures pass every N.
     """
-    sub = _in_setting(cells, setting)
+    sub = in_setting(cells, setting)
     ok = sub[sub["success"]]
     paper = paper_speedups(published)
     rows = []
@@ -143,7 +145,7 @@ def headline_rows(cells: pd.DataFrame, setting: Setting, published: pd.DataFrame
         if fused.empty:
             continue
         fused = fused[fused["variant"] == ("" if (fused["variant"] == "").any() else sorted(fused["variant"])[0])]
-        for lib in sorted(set(at["backend"]) - {"fused"}, key=_order):
+        for lib in sorted(set(at["backend"]) - {"fused"}, key=library_order):
             lib_cells = at[at["backend"] == lib]
             matched = lib_cells[lib_cells["method"].isin(fused["method"])]
             pool = matched if not matched.empty else lib_cells

@@ -25,10 +25,12 @@ from harness.report.figures import style
 from harness.results.cells import paper_speedups
 from harness.report.figures.canvas import FigureContext, FigureInfo, log_axes, new_figure, save
 from harness.report.figures.core import combo_label, figure_combos, key_legend, tag
+from harness.report.figures.figure1 import make_figure1
 from harness.report.figures.model import trajectory_steps
 
 #: name -> title used when the figure is skipped (a drawn figure's title states its finding).
 STORY_FIGURES = {
+    "story0_time_vs_n": "Time per solve vs N",
     "story1_headline_speedup": "Fused kernel over each library's strongest variant",
     "story2_fused_vs_replica": "Fused kernel vs its array-style replica",
     "story3_throughput": "Throughput: ns per trajectory-step",
@@ -51,7 +53,7 @@ def make_story_figures(ctx: FigureContext, run_dir: Path | None = None) -> list[
     Path(ctx.out_dir).mkdir(parents=True, exist_ok=True)
     cells = ctx.cells
     makers = (_headline_speedup, _fused_vs_replica, _throughput, _equal_accuracy, _first_solve)
-    return [m(ctx, cells, run_dir) for m in makers]
+    return [make_figure1(ctx)] + [m(ctx, cells, run_dir) for m in makers]
 
 
 def _skip(name: str, reason: str) -> FigureInfo:
