@@ -169,3 +169,29 @@ def cpu_differs_sentence(env: dict) -> str:
 
 __all__ = ["CONTENDED_MARK", "CONTENDED_NOTE", "answer_lines", "compact_caption", "compact_table",
            "cpu_differs_sentence", "machine_sentence", "top_threads"]
+
+
+def kind_finding(cells: pd.DataFrame, kind: str) -> str | None:
+    """A run's own finding for a workload kind without a Lorenz headline: per problem, at the
+    largest N where the fused kernel and another backend both ran, each backend's time over the
+    fused kernel's (peer / fused, as everywhere; contended cells marked)."""
+    ok = cells[cells["success"] & (cells["kind"] == kind)]
+    parts = []
+    for problem, p in ok.groupby("problem", sort=True):
+        fused = p[(p["backend"] == "fused") & (p["variant"] == "")].set_index("n")
+        items = []
+        for backend, b in p[p["backend"] != "fused"].groupby("backend", sort=False):
+            common = sorted(set(fused.index) & set(b["n"]))
+            if not common:
+                continue
+            n = common[-1]
+            r = b[b["n"] == n].sort_values("time_median_s").iloc[0]
+            f = fused.loc[[n]].sort_values("time_median_s").iloc[0]
+            mark = f" {CONTENDED_MARK}" if bool(r.get("contended", False)) or bool(f.get("contended", False)) else ""
+            items.append((n, f"{style.backend_label(backend)}{f' [{r.variant}]' if r['variant'] else ''} "
+                             f"{style.format_ratio(r['time_median_s'] / f['time_median_s'])}{mark} (N = {int(n):,})"))
+        if items:
+            parts.append(f"`{problem}`: " + ", ".join(t for _, t in sorted(items, key=lambda x: -x[0])))
+    if not parts:
+        return None
+    return "**Finding** (peer time / fused time, median of the repeats; above 1 the fused kernel is faster): " + "; ".join(parts) + "."

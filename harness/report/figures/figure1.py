@@ -81,7 +81,7 @@ def series_table(cells: pd.DataFrame) -> pd.DataFrame:
 
 def published_series(published: pd.DataFrame | None, modes: list[str]) -> pd.DataFrame:
     if published is None or published.empty:
-        return pd.DataFrame()
+        return pd.DataFrame(columns=["gpu", "implementation", "mode", "problem", "method", "dtype", "n", "time_s"])
     p = published[(published["problem"] == HEADLINE_PROBLEM) & (published["gpu"] == PAPER_GPU)
                   & published["mode"].isin(modes)]
     return p.sort_values(["mode", "implementation", "n"], kind="mergesort")

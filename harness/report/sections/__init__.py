@@ -17,6 +17,7 @@ import pandas as pd
 from harness.gpu_profile import section as gpu_section
 from harness.report.figures.canvas import write_files
 from harness.report.inputs import Run
+from harness.report.summary import kind_finding
 from harness.report.sections import cpp, explainer, noise, nonlinear, pso, scaling, sde, sizes
 from harness.results.headline import HEADLINE_PROBLEM
 
@@ -88,7 +89,8 @@ SECTIONS: tuple[Section, ...] = (
             lambda ctx: gpu_section.report_section(ctx.run_dir, ctx.results, write_files),
             lambda ctx: gpu_section.readme_paragraph(ctx.results), leads=False),
     Section("sde", lambda cells: has_kind(cells, "sde"),
-            lambda ctx: sde.report_section(ctx.run_dir, ctx.cells)),
+            lambda ctx: sde.report_section(ctx.run_dir, ctx.cells),
+            headline=lambda ctx: kind_finding(ctx.cells, "sde")),
     Section("noise", lambda cells: bool((cells["repeats"] > 0).any()),
             lambda ctx: noise.report_section(ctx.cells), leads=False),
     Section("cpp", cpp.applies,
