@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from harness.results.headline import PAPER_GPU, headline_rows, headline_settings
+from harness.results.headline import PAPER_GPU, headline_rows, headline_settings, in_setting
 from harness.report.figures import style
 from harness.results.cells import paper_speedups
 from harness.report.figures.canvas import FigureContext, FigureInfo, log_axes, new_figure, save
@@ -116,11 +116,13 @@ def _headline_speedup(ctx, cells, run_dir) -> FigureInfo:
                                      speedup_lo=np.nan, speedup_hi=np.nan, notes="ratio of published minima",
                                      gpu=PAPER_GPU))
         ax.axhline(1.0, color="#999999", linewidth=0.8)
-        lo = t.loc[t["speedup"].idxmin()]
+        peers = t[t["group"] == "peer"] if (t["group"] == "peer").any() else t   # the C++ control is no peer
+        lo = peers.loc[peers["speedup"].idxmin()]
         log_axes(ax, "trajectories N", "peer time / fused time\n(medians; bars: min/max bracket)",
-                  f"{mode}: fused leads by ≥ {_fmt_x(lo['speedup'])} everywhere "
-                  f"(least: {lo['library']}, N={lo['n']})" if lo["speedup"] > 1 else
-                  f"{mode}: {lo['library']} is faster than fused at N={lo['n']} ({_fmt_x(lo['speedup'])})",
+                  f"{mode}: fused leads every peer by ≥ {_fmt_x(lo['speedup'])} "
+                  f"(least: {style.backend_label(lo['library'])}, N={lo['n']})" if lo["speedup"] > 1 else
+                  f"{mode}: {style.backend_label(lo['library'])} is faster than fused at N={lo['n']} "
+                  f"({_fmt_x(lo['speedup'])})",
                   title_size=8)
         # every series here is drawn with one marker: the legend explains colour and line only
         key_legend(ax, t.assign(backend=t["library"], variant="", dtype="float32").drop(columns="method"),
@@ -308,10 +310,11 @@ def _equal_accuracy(ctx, cells, run_dir) -> FigureInfo:
                     linewidth=1.2), lib)
     ax.axhline(1.0, color="#999999", linewidth=0.8)
     lo = usable.loc[usable["speedup"].idxmin()]
-    log_axes(ax, "error of the peer's solve (the fused time is read at the same error)",
+    log_axes(ax, "error of the peer's solve, in units of the tolerance (max |u − ref| / (atol + rtol·|ref|))\n"
+                 "(the fused time is read at the same error)",
               "peer time / fused time at equal error",
               f"At equal accuracy (N={n}) the fused kernel is ≥ {_fmt_x(lo['speedup'])} faster "
-              f"(least: {lo['backend']} at error {lo['err']:.2g})" if lo["speedup"] > 1 else
+              f"(least: {style.backend_label(lo['backend'])} at error {lo['err']:.2g} tolerances)" if lo["speedup"] > 1 else
               f"At equal accuracy (N={n}) {lo['backend']} is faster at error {lo['err']:.2g}", title_size=8)
     key_legend(ax, usable)
     notes = ["fused time interpolated log-log on its work-precision curve at each peer point's error "
@@ -329,7 +332,10 @@ def _equal_accuracy(ctx, cells, run_dir) -> FigureInfo:
 
 def _first_solve(ctx, cells, run_dir) -> FigureInfo:
     name = "story5_first_solve"
-    c = cells[(cells["problem"] == "lorenz") & (cells["mode"] == "fixed") & cells["success"]]
+    fixed = [s for s in headline_settings(cells) if s.mode == "fixed"]
+    # one bar per backend, variant and method: the headline's fixed setting at its largest thread count
+    c = in_setting(cells, fixed[0]) if fixed else cells.iloc[0:0]
+    c = c[c["success"]]
     if c.empty:
         return _skip(name, "no successful Lorenz fixed-step cell")
     n = int(c["n"].min())
@@ -342,7 +348,8 @@ def _first_solve(ctx, cells, run_dir) -> FigureInfo:
     if data.empty:
         return _skip(name, "no cell recorded its compile time")
     fig, (ax,) = new_figure(ctx.dpi, height=0.28 * len(data) + 1.2)
-    labels = [f"{style.backend_label(b)}{f' [{v}]' if v else ''}" for b, v in zip(data["backend"], data["variant"])]
+    labels = [f"{style.backend_label(b)}{f' [{v}]' if v else ''}{'' if m == 'tsit5' else f', {style.method_label(m)}'}"
+              for b, v, m in zip(data["backend"], data["variant"], data["method"])]
     y = np.arange(len(data))
     ax.barh(y, data["first_solve_s"], color=[style.backend_colour(b) for b in data["backend"]], alpha=0.45,
             label="first solve (compile + run)")
@@ -358,7 +365,7 @@ def _first_solve(ctx, cells, run_dir) -> FigureInfo:
     if not fused.empty:
         title += f"; fused {_fmt_t(fused['first_solve_s'].iloc[0])}"
     ax.set_title(title, fontsize=8)
-    ax.set_xlabel("seconds (log)")
+    ax.set_xlabel("time (s, log scale)")
     ax.legend(fontsize=6.5, frameon=False, loc="lower right")
     notes = ["light bar: first call (compile + one solve), dark: warm median; the first cell of a sweep "
              "pays the compile; later N may reuse a cached kernel, so this uses the smallest N"]
