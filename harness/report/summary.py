@@ -129,10 +129,11 @@ def answer_lines(table: pd.DataFrame, model_ratios: list[float] | None = None) -
     as_ran = pd.concat([_rows_at(as_ran, *c) for c in cols]) if cols and not as_ran.empty else as_ran
     if not as_ran.empty:
         paper = as_ran["paper_speedup"].dropna()
+        busy = f" {CONTENDED_MARK}" if as_ran["contended"].fillna(False).astype(bool).any() else ""
         lines.append(
             "- **Against the libraries as the paper ran them** (diffrax under vmap, torchdiffeq batched): they take "
-            f"{style.format_ratio(as_ran['as_paper_speedup'].min())} to {style.format_ratio(as_ran['as_paper_speedup'].max())} "
-            "the fused kernel's time here"
+            f"{style.format_ratio(as_ran['as_paper_speedup'].min())} to {style.format_ratio(as_ran['as_paper_speedup'].max())}"
+            f"{busy} the fused kernel's time here"
             + (f"; the paper measured {style.format_ratio(paper.min())} to {style.format_ratio(paper.max())} "
                f"on a {PAPER_GPU} at the same N." if not paper.empty else "."))
     if model_ratios:

@@ -59,6 +59,9 @@ def test_contended_cells_get_a_banner_and_a_mark():
     assert table["contended"].any() and set(table["group"]) == {"peer", "control"}
     md = headline_markdown(table)
     assert "**Contended:**" in md and CONTENDED_MARK in md
+    from harness.report.findings import verdict
+
+    assert "contended" in verdict(table)
     compact = "\n".join(compact_table(table))
     assert CONTENDED_MARK in compact and CONTENDED_MARK in compact_caption(table)
     # a run without the column reads as quiet
