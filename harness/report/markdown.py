@@ -23,7 +23,7 @@ from harness.report.figures.story import make_story_figures
 from harness.report.findings import REPORT_FIGURES, finding, verdict
 from harness.report.inputs import Run, load_environment, read_run, suite_companions
 from harness.report.mdtext import accuracy_note, err_text, md_table
-from harness.report.summary import CONTENDED_MARK, answer_lines
+from harness.report.summary import CONTENDED_MARK, answer_lines, model_ratios
 from harness.report.sections import SECTIONS, Section, SectionContext
 from harness.results.headline import XLA_CAVEAT, headline_table
 from harness.results.paper import load_paper_data
@@ -68,7 +68,8 @@ def write_report(run_dir: Path, *, companions: tuple[Path, ...] | None = None, d
     ctx = SectionContext(run, others)
     sections = extension_sections(ctx)
     leads = lead_findings(ctx) if headline.empty else []
-    text = render_report(run, env, figures, headline, sections, leads)
+    text = render_report(run, env, figures, headline, sections, leads,
+                         model_ratios(results) if not headline.empty else [])
     path = run_dir / REPORT_FILE
     path.write_text(text, encoding="utf-8")
     (run_dir / APPENDIX_FILE).write_text(
@@ -148,7 +149,8 @@ def _sections_markdown(sections: list[tuple[str, str]], budget_lines: int = 10**
 
 
 def render_report(run: Run, env: dict, figures: list[FigureInfo], headline: pd.DataFrame,
-                  sections: list[tuple[str, str]], leads: list[str] | None = None) -> str:
+                  sections: list[tuple[str, str]], leads: list[str] | None = None,
+                  modelled: list[float] | None = None) -> str:
     """The short report's Markdown (pure): what it measured (the answer, or each feature section's
     own finding when the run has no Lorenz headline), headline, verdict, figures, omissions."""
     results, cells, run_dir = run.results, run.cells, run.path
@@ -166,7 +168,7 @@ def render_report(run: Run, env: dict, figures: list[FigureInfo], headline: pd.D
     if headline.empty:
         parts += ["## What this run measured\n\n" + "\n\n".join(leads or ["(no section states a finding for this run)"])]
     else:
-        parts += ["## The answer\n\n" + "\n".join(answer_lines(headline)), headline_markdown(headline),
+        parts += ["## The answer\n\n" + "\n".join(answer_lines(headline, modelled)), headline_markdown(headline),
                   "## Verdict\n\n" + verdict(headline)]
     parts.append(_short_figures_section(figures, run_dir))
     tail = [_short_omissions(cells, figures, results, headline)]

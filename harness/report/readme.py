@@ -18,7 +18,6 @@ import tempfile
 from pathlib import Path
 
 
-from harness.gpu_profile import section as gpu_section
 from harness.report import summary
 from harness.report.figures import style
 from harness.report.figures.canvas import FigureContext
@@ -82,16 +81,6 @@ def readme_command(run_dir: Path, companions: tuple[Path, ...] = ()) -> str:
     return " ".join([_rel(run_dir), *(f"--companion {_rel(c)}" for c in companions)])
 
 
-def model_ratios(results) -> list[float]:
-    """Published Julia-kernel V100 time / our kernel's modelled time at the paper's large N (the
-    static GPU model, harness.gpu_profile); empty where the CUDA tools are missing."""
-    try:
-        f = gpu_section.facts(results)
-    except Exception:  # noqa: BLE001 - the summary stands without the model
-        return []
-    return [pub / pred for pred, pub in (f or {}).get("headline", {}).values() if pred > 0]
-
-
 def readme_block(run_dir: Path, companions: tuple[Path, ...] = ()) -> str:
     """The Markdown block (markers included) for the run in ``run_dir`` and its companions: what
     was measured on what, the answer, Figure 1, the compact table, links; then one paragraph per
@@ -112,7 +101,7 @@ def readme_block(run_dir: Path, companions: tuple[Path, ...] = ()) -> str:
     if table.empty:
         lines += ["This run has no comparison on the fused kernel's Lorenz settings.", END]
         return "\n".join(lines)
-    lines += ["**The answer.**", "", *summary.answer_lines(table, model_ratios(results)), ""]
+    lines += ["**The answer.**", "", *summary.answer_lines(table, summary.model_ratios(results)), ""]
     figure = FIGURES_DIR / top_figure_name(device, TOP_FIGURES[0])
     lines += [f"![Figure 1: time per solve vs N, this run beside the paper's published V100 series]({figure.as_posix()})",
               "",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from harness.gpu_profile import section as gpu_section
 from harness.report.figures import style
 from harness.results.headline import AS_PAPER_RAN, PAPER_GPU, PAPER_TOLERANCE
 
@@ -144,6 +145,16 @@ def answer_lines(table: pd.DataFrame, model_ratios: list[float] | None = None) -
     return lines
 
 
+def model_ratios(results: pd.DataFrame) -> list[float]:
+    """Published Julia-kernel V100 time / our kernel's modelled time at the paper's large N (the
+    static GPU model, harness.gpu_profile); empty where the CUDA tools are missing."""
+    try:
+        f = gpu_section.facts(results)
+    except Exception:  # noqa: BLE001 - the summary stands without the model
+        return []
+    return [pub / pred for pred, pub in (f or {}).get("headline", {}).values() if pred > 0]
+
+
 def machine_sentence(env: dict, devices: list[str], n_cells: int, ns: list[int]) -> str:
     """What was measured and on what: CPU-only so far, which CPU (from the run's fingerprint)."""
     fields = dict(style.environment_fields(env))
@@ -169,7 +180,7 @@ def cpu_differs_sentence(env: dict) -> str:
 
 
 __all__ = ["CONTENDED_MARK", "CONTENDED_NOTE", "answer_lines", "compact_caption", "compact_table",
-           "cpu_differs_sentence", "machine_sentence", "top_threads"]
+           "cpu_differs_sentence", "kind_finding", "machine_sentence", "model_ratios", "top_threads"]
 
 
 def kind_finding(cells: pd.DataFrame, kind: str) -> str | None:

@@ -151,3 +151,16 @@ def test_figure_1_has_one_legend_entry_per_library(cpu_run):
     assert ours.groupby(["mode", "library", "role"])["variant"].nunique().max() == 1
     assert ours["library"].nunique() + 2 <= 12
     assert (info.data["source"] == "paper").any()
+
+
+def test_a_run_without_the_lorenz_headline_leads_with_its_own_finding():
+    from harness.report.summary import kind_finding
+
+    rows = []
+    for backend, t in (("fused", 1.0), ("array", 3.0), ("diffrax", 2.0)):
+        for n in (8, 1024):
+            rows += [dict(r, problem="linear_sde", method="em", time_s=t * n) for r in _rows(backend, n, [1.0])]
+    cells = cell_table(pd.DataFrame(rows))
+    text = kind_finding(cells, "sde")
+    assert "`linear_sde`" in text and "3.00× (N = 1,024)" in text and "2.00× (N = 1,024)" in text
+    assert kind_finding(cells, "pso") is None
