@@ -235,7 +235,7 @@ def headline_markdown(headline: pd.DataFrame) -> str:
         rows = []
         for group, g in t.groupby(t.get("group", pd.Series("peer", index=t.index)).fillna("peer"), sort=False):
             if group == "control":
-                rows.append(["*control, not a peer:*"] + [""] * (10 + has_util))
+                rows.append(["*control, not a peer:*"] + [""] * (11 + has_util))
             for _, r in g.iterrows():
                 caveat |= "XLA:CPU" in r["notes"]
                 rows.append(_headline_row(r, has_util))

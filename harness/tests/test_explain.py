@@ -164,3 +164,9 @@ def test_a_run_without_the_lorenz_headline_leads_with_its_own_finding():
     text = kind_finding(cells, "sde")
     assert "`linear_sde`" in text and "3.00× (N = 1,024)" in text and "2.00× (N = 1,024)" in text
     assert kind_finding(cells, "pso") is None
+
+
+def test_every_headline_row_has_every_column():
+    md = headline_markdown(headline_table(_synthetic()))
+    widths = {line.count(" | ") for line in md.splitlines() if line.startswith("| ") and "---" not in line}
+    assert len(widths) == 1, widths
