@@ -137,13 +137,17 @@ def environment_variables() -> dict[str, str]:
 
 
 def git_info() -> dict[str, Any]:
-    """Commit and dirty flag of the repository holding this harness (None outside git)."""
+    """Commit, dirty flag and the modified tracked paths of the repository holding this harness
+    (None outside git)."""
     if shutil.which("git") is None:
         return {"commit": None, "dirty": None}
     commit = _run(["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"])
     status = _run(["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no"])
+    # porcelain lines are "XY path" (or "XY old -> new"): the paths a reader needs to judge a dirty run
+    paths = [] if not status else [line[3:].split(" -> ")[-1] for line in status.splitlines() if line.strip()]
     return {"commit": commit.strip() if commit else None,
-            "dirty": None if status is None else bool(status.strip())}
+            "dirty": None if status is None else bool(status.strip()),
+            "dirty_paths": sorted(paths)}
 
 
 def threads_info(threads: list[int] | None = None) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from harness.report.figures.canvas import FigureInfo
 from harness.results.headline import threads_label
 
 #: Figures the short report shows (in order); the others go to the appendix.
-REPORT_FIGURES = ("story1_headline_speedup", "story2_fused_vs_replica", "story3_throughput",
+REPORT_FIGURES = ("story0_time_vs_n", "story1_headline_speedup", "story2_fused_vs_replica", "story3_throughput",
                   "story4_equal_accuracy", "fig4_launches_model", "fig8_lockstep", "story5_first_solve")
 
 
@@ -44,7 +44,7 @@ def verdict(table: pd.DataFrame) -> str:
     out = []
     for (device, threads), t in table.groupby([table["device"], table["threads"].fillna(-1)], sort=False):
         label = f"{threads_label(float('nan') if threads == -1 else threads)} on the {device}"
-        peers = t[~t["library"].isin(["cuda-cpp"])]
+        peers = t[t["group"] == "peer"] if "group" in t.columns else t[~t["library"].isin(["cuda-cpp"])]
         if peers.empty:
             continue
         lo = peers.loc[peers["speedup"].idxmin()]
@@ -52,17 +52,21 @@ def verdict(table: pd.DataFrame) -> str:
         wins = peers[peers["speedup_lo"] > 1]
         losses = peers[peers["speedup_hi"] < 1]
         unclear = peers[(peers["speedup_lo"] <= 1) & (peers["speedup_hi"] >= 1)]
+        mark = (lambda r: " ⚑" if bool(r.get("contended", False)) else "")
         text = (f"At {label}, the fused kernel beat the strongest variant of each library in "
                 f"{len(wins)} of {len(peers)} comparisons beyond the spread of the repeats; its "
-                f"smallest lead was {fmt(lo['speedup'])} over {style.backend_label(lo['library'])} "
+                f"smallest lead was {fmt(lo['speedup'])}{mark(lo)} over {style.backend_label(lo['library'])} "
                 f"[{lo['variant'] or 'default'}] ({lo['mode']}, N={lo['n']}) and its largest "
-                f"{fmt(hi['speedup'])} over {style.backend_label(hi['library'])} ({hi['mode']}, N={hi['n']}).")
+                f"{fmt(hi['speedup'])}{mark(hi)} over {style.backend_label(hi['library'])} ({hi['mode']}, N={hi['n']}).")
         if len(losses):
             text += " It was slower in " + ", ".join(
                 f"{r['library']} {r['mode']} N={r['n']} ({fmt(r['speedup'])})" for _, r in losses.iterrows()) + "."
         if len(unclear):
             text += (f" In {len(unclear)} comparison(s) the min/max bracket spans 1, so the repeats "
                      "do not separate the two.")
+        if "contended" in peers.columns and peers["contended"].fillna(False).astype(bool).any():
+            text += (f" ⚑ {int(peers['contended'].fillna(False).astype(bool).sum())} comparison(s) include a cell "
+                     "measured while the machine was busy (contended); their ratios may be off.")
         differs = peers[peers["notes"].str.contains("work differs")]
         if len(differs):
             text += f" {len(differs)} row(s) did different amounts of work (marked)."

@@ -45,17 +45,24 @@ th[aria-sort=ascending]::after{content:" \25B2"} th[aria-sort=descending]::after
 td{white-space:nowrap} td.t,th.t{text-align:left;white-space:normal}
 figure{margin:1.5em 0;border-top:1px solid #ddd;padding-top:.5em}
 figure svg{max-width:100%;height:auto}
+img{max-width:100%;height:auto}
+table{display:block;overflow-x:auto;max-width:100%}
+pre{overflow-x:auto;max-width:100%}
+.banner{background:#fff4d6;border-left:4px solid #e69f00;padding:.3em .6em;font-size:13px}
 .toggles label{margin-right:1em;font-size:12px}
 details{margin:.3em 0} summary{cursor:pointer}
 .note{font-size:12px;color:#555}
 </style></head><body>
 <h1>{{ title }}</h1>
 <p>{{ intro }}</p>
+{% if answer %}<h2 id="answer">The answer</h2>{{ answer | safe }}{% endif %}
 <h2 id="headline">Headline: fused kernel vs each library at its strongest</h2>
 <p class="note">{{ headline_note }}</p>
 {% for t in headline_tables %}
 <h3>{{ t.caption }}</h3>
+{% for b in t.banners %}<p class="banner">{{ b }}</p>{% endfor %}
 {{ t.html | safe }}
+{% for n in t.notes %}<p class="note">{{ n }}</p>{% endfor %}
 {% else %}<p>No library ran the fused kernel's Lorenz settings in this run.</p>{% endfor %}
 {% if caveat %}<p class="note">&dagger; {{ caveat }}.</p>{% endif %}
 <h2>Verdict</h2>
@@ -124,9 +131,13 @@ def _headline_tables(md_headline: str) -> list[dict]:
             continue
         split = (lambda line: [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]])
         header, rows = split(lines[0]), [split(line) for line in lines[2:]]
+        rows = [[c.strip("*") if c.startswith("*control") else c for c in row] for row in rows]
         frame = pd.DataFrame(rows, columns=header)
+        plain = (lambda line: re.sub(r"[*]{1,2}([^*]+)[*]{1,2}", r"\1", line.lstrip("> ").strip()))
         tables.append(dict(caption=caption.strip(), html=_frame_html(
-            frame, f"headline-{len(tables)}", {"library", "strongest variant", "method", "notes"})))
+            frame, f"headline-{len(tables)}", {"library", "strongest variant", "method", "notes"}),
+            banners=[plain(line) for line in rest.splitlines() if line.startswith("> ")],
+            notes=[plain(line) for line in rest.splitlines() if line.startswith("*Error:*")]))
     return tables
 
 
@@ -179,6 +190,7 @@ def render_html(run: Run, env: dict, figures: list[FigureInfo], headline: pd.Dat
         figs.append(dict(name=name, finding=finding(info), svg=svg, series=series))
     md_headline = report_md.split("## Headline", 1)[1].split("\n## ", 1)[0] if "## Headline" in report_md else ""
     omissions = report_md.split("## Omissions", 1)[1] if "## Omissions" in report_md else ""
+    answer = report_md.split("## The answer", 1)[1].split("\n## ", 1)[0] if "## The answer" in report_md else ""
     run_id = ", ".join(sorted(set(results["run_id"].dropna().astype(str)))) or "unnamed run"
     intro = report_md.split("\n\n")[1] if report_md.count("\n\n") >= 1 else ""
     shown = cells[["problem", "backend", "variant", "method", "mode", "dtype", "n", "device", "dt", "rtol",
@@ -194,9 +206,11 @@ def render_html(run: Run, env: dict, figures: list[FigureInfo], headline: pd.Dat
     return page.render(
         title=f"Benchmark report: {run_id}",
         intro=re.sub(r"\[([^\]]+)\]\([^)]+\)", r"\1", intro),
-        headline_note=("Ratio of median times (peer / fused) with the [min–max] bracket of the repeats; "
-                       "strongest = lowest median variant at that N, same threads, same method where "
-                       "the library ran it. Click a column to sort."),
+        headline_note=("Ratio of median times (peer / fused; above 1 the fused kernel is faster) with the "
+                       "[min–max] bracket of the repeats; strongest = lowest median variant at that N, same "
+                       "threads, same method where the library ran it; the hand-written C++ solver is a control, "
+                       "listed apart. Click a column to sort."),
+        answer=_markdown(answer.strip()) if answer.strip() else "",
         headline_tables=_headline_tables(md_headline),
         caveat=XLA_CAVEAT if "XLA:CPU" in md_headline else "",
         verdict=verdict(headline), figures=figs,

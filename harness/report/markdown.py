@@ -8,6 +8,7 @@ nothing is a canned claim.
 """
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -21,7 +22,8 @@ from harness.report.figures.core import make_figures
 from harness.report.figures.story import make_story_figures
 from harness.report.findings import REPORT_FIGURES, finding, verdict
 from harness.report.inputs import Run, load_environment, read_run, suite_companions
-from harness.report.mdtext import err_text, md_table
+from harness.report.mdtext import accuracy_note, err_text, md_table
+from harness.report.summary import CONTENDED_MARK, answer_lines, model_ratios
 from harness.report.sections import SECTIONS, Section, SectionContext
 from harness.results.headline import XLA_CAVEAT, headline_table
 from harness.results.paper import load_paper_data
@@ -63,8 +65,11 @@ def write_report(run_dir: Path, *, companions: tuple[Path, ...] | None = None, d
     published = load_paper_data()
     figures = make_all_figures(run, env, published, dpi=dpi)
     headline = headline_table(results, published)
-    sections = extension_sections(SectionContext(run, others))
-    text = render_report(run, env, figures, headline, sections)
+    ctx = SectionContext(run, others)
+    sections = extension_sections(ctx)
+    leads = lead_findings(ctx) if headline.empty else []
+    text = render_report(run, env, figures, headline, sections, leads,
+                         model_ratios(results) if not headline.empty else [])
     path = run_dir / REPORT_FILE
     path.write_text(text, encoding="utf-8")
     (run_dir / APPENDIX_FILE).write_text(
@@ -144,8 +149,10 @@ def _sections_markdown(sections: list[tuple[str, str]], budget_lines: int = 10**
 
 
 def render_report(run: Run, env: dict, figures: list[FigureInfo], headline: pd.DataFrame,
-                  sections: list[tuple[str, str]]) -> str:
-    """The short report's Markdown (pure): headline, verdict, figures with findings, omissions."""
+                  sections: list[tuple[str, str]], leads: list[str] | None = None,
+                  modelled: list[float] | None = None) -> str:
+    """The short report's Markdown (pure): what it measured (the answer, or each feature section's
+    own finding when the run has no Lorenz headline), headline, verdict, figures, omissions."""
     results, cells, run_dir = run.results, run.cells, run.path
     run_id = ", ".join(sorted(set(results["run_id"].dropna().astype(str)))) or "unnamed run"
     devices = sorted(set(cells["device"]) - {""})
@@ -156,14 +163,51 @@ def render_report(run: Run, env: dict, figures: list[FigureInfo], headline: pd.D
         f"Device(s): {', '.join(devices) or 'n/a'}{f' ({machine})' if machine else ''}. "
         f"{len(cells)} cells, {int(cells['success'].sum())} successful. Settings, accuracy of every "
         f"cell, every speedup and the environment: [{APPENDIX_FILE}]({APPENDIX_FILE}).",
-        headline_markdown(headline),
-        "## Verdict\n\n" + verdict(headline),
-        _short_figures_section(figures, run_dir),
+        dirty_note(env),
     ]
+    if headline.empty:
+        parts += ["## What this run measured\n\n" + "\n\n".join(leads or ["(no section states a finding for this run)"])]
+    else:
+        parts += ["## The answer\n\n" + "\n".join(answer_lines(headline, modelled)), headline_markdown(headline),
+                  "## Verdict\n\n" + verdict(headline)]
+    parts.append(_short_figures_section(figures, run_dir))
     tail = [_short_omissions(cells, figures, results, headline)]
     used = sum(len(p.strip().splitlines()) + 1 for p in parts + tail if p)
     parts += _sections_markdown(sections, REPORT_MAX_LINES - used) + tail
     return "\n\n".join(p.strip() for p in parts if p) + "\n"
+
+
+def dirty_note(env: dict | None) -> str:
+    """Which tracked files were modified when the run was made (empty for a clean tree)."""
+    git = (env or {}).get("git") or {}
+    if not git.get("dirty"):
+        return ""
+    paths = git.get("dirty_paths")
+    if paths:
+        return (f"Made from a modified tree (commit {str(git.get('commit'))[:12]} plus local changes to "
+                + ", ".join(f"`{p}`" for p in paths) + ").")
+    return (f"Made from a modified tree (commit {str(git.get('commit'))[:12]} plus local changes; this run's "
+            "fingerprint predates the list of modified files).")
+
+
+def lead_findings(ctx: SectionContext, sections: tuple[Section, ...] = SECTIONS) -> list[str]:
+    """Each applicable section's own finding (its headline hook, else its README paragraph, else the
+    first paragraph of its Markdown): what a run without a Lorenz headline opens with."""
+    out = []
+    for section in sections:
+        if not section.leads or not section.applies(ctx.run.cells):
+            continue
+        try:
+            hook = section.headline or section.readme
+            text = hook(ctx) if hook is not None else None
+            if not text:
+                body = [b for b in (section.markdown(ctx) or "").split("\n\n") if b.strip() and not b.startswith("#")]
+                text = body[0] if body else None
+        except Exception:  # noqa: BLE001 - the report opens without this section's line
+            text = None
+        if text:
+            out.append(text.strip())
+    return out
 
 
 def _bracket(r) -> str:
@@ -177,11 +221,11 @@ def _pair(a: float, b: float, fmt) -> str:
 def headline_markdown(headline: pd.DataFrame) -> str:
     """The headline tables (one per setting and thread count), as Markdown."""
     lines = ["## Headline: fused kernel vs each library at its strongest",
-             "Ratio of median times (peer / fused) with the [min–max] bracket of the repeats "
+             "Ratio of median times (peer / fused; above 1 the fused kernel is faster) with the [min–max] bracket of the repeats "
              "(slowest-fused-vs-fastest-peer to the reverse); *strongest* = the library's variant with "
              "the lowest median at that N, same threads, same method where it ran it; *as the paper "
-             "ran it* = diffrax vmap-of-jit, torchdiffeq default. Error: adaptive cells, max scaled error (|u - ref| / (atol + rtol |ref|)) where "
-             "measured; fixed-step cells and older runs, max relative error. Paper: its Tesla V100 ratio where the settings match."]
+             "ran it* = diffrax vmap-of-jit, torchdiffeq default. The hand-written C++ solver is a control (the same fused design in "
+             "another language), listed apart and never counted among the peers. Paper: its Tesla V100 ratio where the settings match."]
     if headline.empty:
         lines.append("No headline: no library ran the fused kernel's Lorenz settings in this run.")
         return "\n\n".join(lines)
@@ -189,27 +233,50 @@ def headline_markdown(headline: pd.DataFrame) -> str:
     caveat = False
     for setting, t in headline.groupby("setting", sort=False):
         rows = []
-        for _, r in t.iterrows():
-            notes = r["notes"].replace("XLA:CPU caveat", "XLA:CPU †")
-            caveat |= "XLA:CPU" in notes
-            row = [style.backend_label(r["library"]), r["n"], r["variant"] or "default",
-                   style.method_label(r["method"]), _fmt_t(r["fused_s"]), _fmt_t(r["peer_s"]), _bracket(r),
-                   _fmt_x(r["as_paper_speedup"]) if np.isfinite(r["as_paper_speedup"]) else "",
-                   _pair(r["err_peer"], r["err_fused"], err_text),
-                   _pair(r["steps_peer"], r["steps_fused"], lambda v: "n/a" if not np.isfinite(v) else f"{v:.4g}")]
-            if has_util:
-                row.append(_pair(r["cpu_util_peer"], r["cpu_util_fused"],
-                                 lambda v: "n/a" if not np.isfinite(v) else f"{v:.2f}"))
-            row += [_fmt_x(r["paper_speedup"]) if np.isfinite(r["paper_speedup"]) else "", notes]
-            rows.append(row)
-        header = ["library", "N", "strongest variant", "method", "fused", "peer", "speedup [min–max]",
+        for group, g in t.groupby(t.get("group", pd.Series("peer", index=t.index)).fillna("peer"), sort=False):
+            if group == "control":
+                rows.append(["*control, not a peer:*"] + [""] * (11 + has_util))
+            for _, r in g.iterrows():
+                caveat |= "XLA:CPU" in r["notes"]
+                rows.append(_headline_row(r, has_util))
+        header = ["library", "N", "strongest variant", "method", "fused", "peer", "peer / fused [min–max]",
                   "as paper ran it", "error peer / fused", "steps peer / fused",
                   *(["CPU util peer / fused"] if has_util else []), "paper V100", "notes"]
         lines.append(f"### {setting}")
+        lines += contended_banner(t)
         lines.append(md_table(header, rows))
+        lines.append(accuracy_note(t["mode"].iloc[0], _rtol_of(setting)))
     if caveat:
         lines.append(f"† {XLA_CAVEAT}.")
     return "\n\n".join(lines)
+
+
+def _rtol_of(setting: str) -> float:
+    m = re.search(r"tol = ([0-9.e+-]+)", setting)
+    return float(m.group(1)) if m else float("nan")
+
+
+def _headline_row(r: pd.Series, has_util: bool) -> list:
+    notes = r["notes"].replace("XLA:CPU caveat", "XLA:CPU †")
+    speedup = _bracket(r) + (f" {CONTENDED_MARK}" if bool(r.get("contended", False)) else "")
+    row = [style.backend_label(r["library"]), r["n"], r["variant"] or "default",
+           style.method_label(r["method"]), _fmt_t(r["fused_s"]), _fmt_t(r["peer_s"]), speedup,
+           _fmt_x(r["as_paper_speedup"]) if np.isfinite(r["as_paper_speedup"]) else "",
+           _pair(r["err_peer"], r["err_fused"], err_text),
+           _pair(r["steps_peer"], r["steps_fused"], lambda v: "n/a" if not np.isfinite(v) else f"{v:.4g}")]
+    if has_util:
+        row.append(_pair(r["cpu_util_peer"], r["cpu_util_fused"], lambda v: "n/a" if not np.isfinite(v) else f"{v:.2f}"))
+    return row + [_fmt_x(r["paper_speedup"]) if np.isfinite(r["paper_speedup"]) else "", notes]
+
+
+def contended_banner(rows: pd.DataFrame) -> list[str]:
+    """A banner (one-element list) above a table some of whose cells ran on a busy machine."""
+    if "contended" not in rows.columns or not rows["contended"].fillna(False).astype(bool).any():
+        return []
+    k = int(rows["contended"].fillna(False).astype(bool).sum())
+    return [f"> **Contended:** {k} of the {len(rows)} rows below include a cell measured while other processes "
+            f"competed for the cores ({CONTENDED_MARK}); their times may be inflated and their ratios are not "
+            "quotable without that mark."]
 
 
 def _short_figures_section(figures: list[FigureInfo], run_dir: Path) -> str:

@@ -87,7 +87,8 @@ def cell_table(results: pd.DataFrame) -> pd.DataFrame:
         ``launches``, ``steps_mean``, ``steps_max``, ``rhs_evals_mean``, ``max_rel_err``,
         ``max_scaled_err`` (NaN for runs without it), ``err`` and ``err_kind`` (adaptive cells:
         the scaled error where measured, else the relative one), ``failed_trajectories``,
-        ``step_control``, ``launch_counter``, ``settings`` and ``success`` (ok, a positive
+        ``contended`` (any repeat ran on a busy machine: harness.measure.load; False for runs
+        without the column), ``step_control``, ``launch_counter``, ``settings`` and ``success`` (ok, a positive
         time, and no failed trajectories).
     """
     work = _cell_inputs(results)
@@ -116,6 +117,7 @@ def cell_table(results: pd.DataFrame) -> pd.DataFrame:
         max_rel_err=("max_rel_err", "max"),
         max_scaled_err=("max_scaled_err", "max"),
         failed_trajectories=("failed_trajectories", "max"),
+        contended=("contended", "any"),
         step_control=("step_control", unique_text),
         launch_counter=("launch_counter", unique_text),
         settings=("settings", lambda s: min((v for v in s if v), default="")),
@@ -159,7 +161,16 @@ def _cell_inputs(results: pd.DataFrame) -> pd.DataFrame:
         work[col] = _numeric(df, col)
     for col in ("step_control", "settings", "launch_counter"):
         work[col] = _text(df, col)
+    work["contended"] = _flag(df, "contended")
     return work
+
+
+def _flag(df: pd.DataFrame, col: str) -> pd.Series:
+    """A boolean column read from a CSV ("True"/"False"/1/0; missing or blank: False)."""
+    if col not in df.columns:
+        return pd.Series(False, index=df.index, dtype="bool")
+    text = df[col].astype("object").where(df[col].notna(), "").astype(str).str.strip().str.lower()
+    return text.isin(("true", "1", "1.0", "yes"))
 
 
 def _sorted(frame: pd.DataFrame, extra: tuple[str, ...] = ()) -> pd.DataFrame:

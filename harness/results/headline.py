@@ -18,9 +18,14 @@ import pandas as pd
 from harness.results.cells import cell_table, paper_ratio, paper_speedups
 from problems.kinds import kind_of
 
-#: Libraries in the order the headline lists them (ours first). Unknown backends follow, sorted.
-LIBRARIES = ("cuda-cpp", "array", "diffrax", "torchdiffeq", "torchode", "jax-handwritten",
-             "torch-handwritten", "scipy")
+#: Libraries in the order the headline lists them (ours first). Unknown backends follow, sorted;
+#: the controls (:data:`CONTROLS`) come last, in a row group of their own.
+LIBRARIES = ("array", "diffrax", "torchdiffeq", "torchode", "jax-handwritten",
+             "torch-handwritten", "scipy", "cuda-cpp")
+
+#: Backends that are controls, not peers: the hand-written C++ version of the fused design
+#: (same algorithm, another compiler). Never counted among the peers (group "control").
+CONTROLS = ("cuda-cpp",)
 
 #: The variant that produced the paper's published timings, per library (fused is the reference).
 AS_PAPER_RAN = {"diffrax": "vmap-of-jit", "torchdiffeq": ""}
@@ -123,7 +128,7 @@ def _settings_on(fused: pd.DataFrame, device: str) -> list[Setting]:
 
 def key_ns(cells: pd.DataFrame, setting: Setting) -> list[int]:
     """The smallest N the fused kernel ran and the largest N most libraries also reached."""
-    sub = _in_setting(cells, setting)
+    sub = in_setting(cells, setting)
     fused_ns = sorted(set(sub[(sub["backend"] == "fused") & sub["success"]]["n"]))
     if not fused_ns:
         return []
@@ -134,7 +139,8 @@ def key_ns(cells: pd.DataFrame, setting: Setting) -> list[int]:
     return sorted({fused_ns[0], large})
 
 
-def _in_setting(cells: pd.DataFrame, s: Setting) -> pd.DataFrame:
+def in_setting(cells: pd.DataFrame, s: Setting) -> pd.DataFrame:
+    """The cells of the headline problem at setting ``s`` (every backend, every N)."""
     m = ((cells["problem"] == s.problem) & (cells["mode"] == s.mode) & (cells["device"] == s.device)
          & _same(cells["threads"], s.threads))
     m &= np.isclose(cells["dt"], s.dt) if np.isfinite(s.dt) else cells["dt"].isna()
@@ -143,8 +149,9 @@ def _in_setting(cells: pd.DataFrame, s: Setting) -> pd.DataFrame:
     return cells[m]
 
 
-def _order(backend: str) -> tuple:
-    return (LIBRARIES.index(backend) if backend in LIBRARIES else len(LIBRARIES), backend)
+def library_order(backend: str) -> tuple:
+    """Sort key of a library in the headline: peers in :data:`LIBRARIES` order, controls last."""
+    return (backend in CONTROLS, LIBRARIES.index(backend) if backend in LIBRARIES else len(LIBRARIES), backend)
 
 
 def headline_rows(cells: pd.DataFrame, setting: Setting, published: pd.DataFrame | None = None,
@@ -153,7 +160,7 @@ def headline_rows(cells: pd.DataFrame, setting: Setting, published: pd.DataFrame
 
     ``ns``: the ensemble sizes to compare (default: :func:`key_ns`); figures pass every N.
     """
-    sub = _in_setting(cells, setting)
+    sub = in_setting(cells, setting)
     ok = sub[sub["success"]]
     paper = paper_speedups(published)
     rows = []
@@ -163,7 +170,7 @@ def headline_rows(cells: pd.DataFrame, setting: Setting, published: pd.DataFrame
         if fused.empty:
             continue
         fused = fused[fused["variant"] == ("" if (fused["variant"] == "").any() else sorted(fused["variant"])[0])]
-        for lib in sorted(set(at["backend"]) - {"fused"}, key=_order):
+        for lib in sorted(set(at["backend"]) - {"fused"}, key=library_order):
             lib_cells = at[at["backend"] == lib]
             matched = lib_cells[lib_cells["method"].isin(fused["method"])]
             pool = matched if not matched.empty else lib_cells
@@ -189,7 +196,9 @@ def headline_rows(cells: pd.DataFrame, setting: Setting, published: pd.DataFrame
                 err_fused=f["err"], err_peer=best["err"], err_kind=best["err_kind"],
                 steps_fused=f["steps_mean"], steps_peer=best["steps_mean"],
                 cpu_util_fused=f["cpu_util"], cpu_util_peer=best["cpu_util"],
-                paper_speedup=ratio_paper, device=f["device"], notes="; ".join(notes)))
+                paper_speedup=ratio_paper, device=f["device"], notes="; ".join(notes),
+                group="control" if lib in CONTROLS else "peer",
+                contended=bool(f.get("contended", False)) or bool(best.get("contended", False))))
     return pd.DataFrame(rows)
 
 
@@ -206,7 +215,10 @@ def _notes(lib: str, f: pd.Series, peer: pd.Series, s: Setting) -> list[str]:
 
 
 def headline_table(results: pd.DataFrame, published: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Every headline table of a run, concatenated (column ``setting`` names the table)."""
+    """Every headline table of a run, concatenated (column ``setting`` names the table).
+
+    Columns besides the numbers: ``group`` ("peer", or "control" for :data:`CONTROLS`) and
+    ``contended`` (either cell ran while the machine was busy: quote it only with that mark)."""
     cells = cell_table(results)
     parts = [headline_rows(cells, s, published) for s in headline_settings(cells)]
     parts = [p for p in parts if not p.empty]

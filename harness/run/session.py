@@ -227,7 +227,7 @@ def _sweep_order_and_gates(plan: RunPlan, args: argparse.Namespace) -> tuple[lis
     gates.append(BrokenBackend(context))
     if budget_s:
         gates.append(Budget(cells, budget_s, context))
-    gates.append(LaunchesOncePerSeries())  # last: only cells that will run count
+    gates.append(LaunchesOncePerSeries(getattr(plan.suite, "launch_counts", 1)))  # last: only cells that will run count
     return cells, gates
 
 

@@ -66,7 +66,7 @@ SUITES_DIR = Path(__file__).resolve().parents[1] / "suites"
 
 TIMING_KEYS = {"repeats", "warmups", "cell_timeout_s", "threads", "min_repeats", "repeat_budget_s",
                "shards"}
-TOP_KEYS = {"description", "device", "entries", "companions"} | TIMING_KEYS
+TOP_KEYS = {"description", "device", "entries", "companions", "launch_counts"} | TIMING_KEYS
 ENTRY_KEYS = {"problem", "backends", "methods", "modes", "dtype", "n", "n_range", "n_max", "dt",
               "rtol", "atol", "variant", "max_steps", "saveat", "controller", "device", "inputs"} | TIMING_KEYS
 N_RANGE_KEYS = {"min", "max", "factor"}
@@ -84,6 +84,9 @@ class Suite:
     device: str
     sha256: str
     cells: tuple[Cell, ...]
+    #: cells per series whose launches are counted (top-level ``launch_counts``: an int >= 1,
+    #: default 1, or "all"); None means every cell
+    launch_counts: int | None = 1
 
 
 def suite_names() -> list[str]:
@@ -289,7 +292,17 @@ def _build(path: Path, data: dict, sha256: str) -> Suite:
             elif _resolved(seen[0]) != _resolved(cell):
                 raise w.fail(f"entries[{i}]", f"cell {cell.label} is also defined by entries[{seen[1]}] with different settings")
     return Suite(name=path.stem, path=path.resolve(), description=data["description"].strip(),
-                 device=data["device"], sha256=sha256, cells=tuple(c for c, _ in cells.values()))
+                 device=data["device"], sha256=sha256, cells=tuple(c for c, _ in cells.values()),
+                 launch_counts=_launch_counts(w, data.get("launch_counts", 1)))
+
+
+def _launch_counts(w: _Where, v: Any) -> int | None:
+    """``launch_counts``: "all" (None: every cell counts) or how many N per series count."""
+    if v == "all":
+        return None
+    if not _is_int(v) or v < 1:
+        raise w.fail("launch_counts", f"must be \"all\" or a positive integer, got {v!r}")
+    return int(v)
 
 
 def _resolved(cell: Cell) -> tuple:

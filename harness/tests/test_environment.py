@@ -26,7 +26,8 @@ def test_fingerprint_records_machine_software_and_settings(monkeypatch):
     assert env["EQX_ON_ERROR"] == "nan" and env["OMP_PROC_BIND"] == "true" and env["BLIS_NUM_THREADS"] == "1"
     assert fp["threads"]["setting"] == [1, 2]
     assert fp["threads"]["worker_environment"]["2"]["XLA_FLAGS"].endswith("--xla_force_host_platform_device_count=2")
-    assert set(fp["git"]) == {"commit", "dirty"}
+    assert set(fp["git"]) == {"commit", "dirty", "dirty_paths"}
+    assert fp["git"]["dirty"] == bool(fp["git"]["dirty_paths"])
     assert set(fp["gpu"]) >= {"source", "gpus", "driver", "cuda"}
 
 

@@ -23,8 +23,8 @@ def test_report_is_short_and_headline_first(written):
     assert path == run_dir / "report.md"
     assert len(text.splitlines()) < 250
     headings = [line for line in text.splitlines() if line.startswith("## ")]
-    assert headings[:3] == ["## Headline: fused kernel vs each library at its strongest", "## Verdict",
-                            "## Figures"]
+    assert headings[:4] == ["## The answer", "## Headline: fused kernel vs each library at its strongest",
+                            "## Verdict", "## Figures"]
     assert headings[-1] == "## Omissions"
     appendix = (run_dir / APPENDIX_FILE).read_text(encoding="utf-8")
     for heading in ("## Speedups at key N", "## Accuracy and amount of work", "## Omissions",
@@ -174,7 +174,10 @@ def test_scaled_error_is_preferred_and_cuda_cpp_is_listed_not_counted():
     fixed = table[(table["library"] == "diffrax") & (table["mode"] == "fixed")].iloc[0]
     assert fixed["err_kind"] == "rel" and fixed["err_peer"] != 2.0
     assert "cuda-cpp" in set(table["library"])
-    assert table["library"].tolist().index("cuda-cpp") == 0, "ours first"
+    # the C++ control is its own group, after every peer of its table
+    for _, t in table.groupby(["setting", "n"]):
+        assert t["library"].tolist()[-1] == "cuda-cpp" and t["group"].tolist()[-1] == "control"
+    assert set(table[table["library"] != "cuda-cpp"]["group"]) == {"peer"}
     assert "cuda-cpp" not in verdict(table)
 
 

@@ -409,6 +409,9 @@ def _fig4(ctx: FigureContext) -> FigureInfo:
     same = ctx.cells["success"] & (ctx.cells["problem"] == problem) & (ctx.cells["mode"] == mode)
     uncounted = sorted(set(ctx.cells[same & ~counted]["backend"]) - set(ctx.cells[same & counted]["backend"]))
     cells = sweep_cells(cells[(cells["problem"] == problem) & (cells["mode"] == mode)])
+    if cells.empty or cells.groupby(series_id(cells))["n"].nunique().max() < 2:
+        return _skip(info, "dispatches were counted at one N per series (a suite key launch_counts = 3 counts "
+                           "them at three); the explainer section draws them with the other N estimated")
     cells = cells.assign(trajectory_steps=trajectory_steps(cells["n"], cells["steps_mean"],
                                                            cells["steps_max"], cells["step_control"]))
     labels = _series_labels(cells)
@@ -423,7 +426,9 @@ def _fig4(ctx: FigureContext) -> FigureInfo:
         kw = dict(color=style.backend_colour(b), linestyle=style.variant_linestyle(v, variants[b]),
                   marker=style.method_marker(method), markersize=3.5, linewidth=1.2)
         kind = style.dispatch_kind(s["launch_counter"].iloc[0])
-        tag(ax_l.plot(s["n"], s["launches"], label=f"{labels[sid]} ({kind})", **kw), b)
+        first = not any(lab.startswith(style.backend_label(b) + " (") for lab in ax_l.get_legend_handles_labels()[1])
+        tag(ax_l.plot(s["n"], s["launches"], label=f"{style.backend_label(b)} ({kind})" if first else "_nolegend_",
+                      **kw), b)
         usable = s[s["trajectory_steps"].notna() & (s["trajectory_steps"] > 0)]
         if usable["n"].nunique() < 2:
             unfitted.append(f"{labels[sid]}: fewer than two points with step counts")

@@ -20,15 +20,17 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from harness.results.headline import PAPER_GPU, headline_rows, headline_settings
+from harness.results.headline import CONTROLS, PAPER_GPU, headline_rows, headline_settings, in_setting
 from harness.report.figures import style
 from harness.results.cells import paper_speedups
 from harness.report.figures.canvas import FigureContext, FigureInfo, log_axes, new_figure, save
 from harness.report.figures.core import combo_label, figure_combos, key_legend, tag
+from harness.report.figures.figure1 import make_figure1
 from harness.report.figures.model import trajectory_steps
 
 #: name -> title used when the figure is skipped (a drawn figure's title states its finding).
 STORY_FIGURES = {
+    "story0_time_vs_n": "Time per solve vs N",
     "story1_headline_speedup": "Fused kernel over each library's strongest variant",
     "story2_fused_vs_replica": "Fused kernel vs its array-style replica",
     "story3_throughput": "Throughput: ns per trajectory-step",
@@ -51,7 +53,7 @@ def make_story_figures(ctx: FigureContext, run_dir: Path | None = None) -> list[
     Path(ctx.out_dir).mkdir(parents=True, exist_ok=True)
     cells = ctx.cells
     makers = (_headline_speedup, _fused_vs_replica, _throughput, _equal_accuracy, _first_solve)
-    return [m(ctx, cells, run_dir) for m in makers]
+    return [make_figure1(ctx)] + [m(ctx, cells, run_dir) for m in makers]
 
 
 def _skip(name: str, reason: str) -> FigureInfo:
@@ -114,11 +116,13 @@ def _headline_speedup(ctx, cells, run_dir) -> FigureInfo:
                                      speedup_lo=np.nan, speedup_hi=np.nan, notes="ratio of published minima",
                                      gpu=PAPER_GPU))
         ax.axhline(1.0, color="#999999", linewidth=0.8)
-        lo = t.loc[t["speedup"].idxmin()]
+        peers = t[t["group"] == "peer"] if (t["group"] == "peer").any() else t   # the C++ control is no peer
+        lo = peers.loc[peers["speedup"].idxmin()]
         log_axes(ax, "trajectories N", "peer time / fused time\n(medians; bars: min/max bracket)",
-                  f"{mode}: fused leads by ≥ {_fmt_x(lo['speedup'])} everywhere "
-                  f"(least: {lo['library']}, N={lo['n']})" if lo["speedup"] > 1 else
-                  f"{mode}: {lo['library']} is faster than fused at N={lo['n']} ({_fmt_x(lo['speedup'])})",
+                  f"{mode}: fused leads every peer by ≥ {_fmt_x(lo['speedup'])} "
+                  f"(least: {style.backend_label(lo['library'])}, N={lo['n']})" if lo["speedup"] > 1 else
+                  f"{mode}: {style.backend_label(lo['library'])} is faster than fused at N={lo['n']} "
+                  f"({_fmt_x(lo['speedup'])})",
                   title_size=8)
         # every series here is drawn with one marker: the legend explains colour and line only
         key_legend(ax, t.assign(backend=t["library"], variant="", dtype="float32").drop(columns="method"),
@@ -133,11 +137,12 @@ def _headline_speedup(ctx, cells, run_dir) -> FigureInfo:
 
 def _headline_finding(table: pd.DataFrame) -> str:
     parts = []
-    for mode, t in table.groupby("mode", sort=False):
+    for mode, t in table[table["group"] == "peer"].groupby("mode", sort=False):
         lo, hi = t.loc[t["speedup"].idxmin()], t.loc[t["speedup"].idxmax()]
-        parts.append(f"{mode}: {_fmt_x(lo['speedup'])} (over {lo['library']}, N={lo['n']}) to "
-                     f"{_fmt_x(hi['speedup'])} (over {hi['library']}, N={hi['n']})")
-    return "Over each library's strongest variant the fused kernel's lead spans " + "; ".join(parts) + "."
+        parts.append(f"{mode}: {_fmt_x(lo['speedup'])} (over {style.backend_label(lo['library'])}, N={lo['n']}) to "
+                     f"{_fmt_x(hi['speedup'])} (over {style.backend_label(hi['library'])}, N={hi['n']})")
+    return ("Peer time / fused time over each library's strongest variant spans " + "; ".join(parts)
+            + " (the hand-written C++ control is drawn, not counted).")
 
 
 # ---- 2: fused vs replica -----------------------------------------------------------------------
@@ -173,11 +178,18 @@ def _fused_vs_replica(ctx, cells, run_dir) -> FigureInfo:
                   label=style.backend_label(backend))
         axes[0].errorbar(g["n"], g["time_median_s"], yerr=[g["time_median_s"] - g["time_min_s"], g["time_max_s"] - g["time_median_s"]],
                          elinewidth=0.7, capsize=1.5, **kw)
-        axes[1].plot(g["n"], g["launches"], **kw)
+        # fixed step runs the same program at every N: a count made at one N holds at all of them
+        counted = g["launches"].notna()
+        known = g["launches"].dropna()
+        dispatches = g["launches"].fillna(known.iloc[0]) if len(known) else g["launches"]
+        axes[1].plot(g["n"], dispatches, **kw)
+        axes[1].plot(g["n"][~counted], dispatches[~counted], linestyle="none", marker="o", markersize=3.5,
+                     markerfacecolor="white", markeredgecolor=kw["color"])
         axes[2].plot(g["n"], ns_step, **kw)
-        for (_, r), nss in zip(g.iterrows(), ns_step):
+        for (_, r), nss, d, c in zip(g.iterrows(), ns_step, dispatches, counted):
             rows.append(dict(backend=backend, n=int(r["n"]), time_median_s=r["time_median_s"], time_min_s=r["time_min_s"],
-                             time_max_s=r["time_max_s"], dispatches=r["launches"], ns_per_trajectory_step=nss))
+                             time_max_s=r["time_max_s"], dispatches=d, dispatches_counted=bool(c),
+                             ns_per_trajectory_step=nss))
     data = _tidy(rows, ["backend", "n"])
     both = data.pivot(index="n", columns="backend", values="time_median_s").dropna()
     ratio = both["array"] / both["fused"]
@@ -187,7 +199,8 @@ def _fused_vs_replica(ctx, cells, run_dir) -> FigureInfo:
     axes[0].set_title(f"replica {_fmt_x(ratio.iloc[0])} slower at N={ratio.index[0]},\n"
                       f"{_fmt_x(ratio.iloc[-1])} at N={ratio.index[-1]}", fontsize=8)
     axes[1].set_title(f"{disp.get('array', np.nan):,.0f} array operations\nvs "
-                      f"{disp.get('fused', np.nan):,.0f} kernel call per solve", fontsize=8)
+                      f"{disp.get('fused', np.nan):,.0f} kernel call per solve (hollow: not counted,\n"
+                      "same program at every N)", fontsize=8)
     ns = data.pivot(index="n", columns="backend", values="ns_per_trajectory_step").dropna()
     axes[2].set_title(f"same arithmetic: {ns['array'].iloc[-1]:.3g} vs {ns['fused'].iloc[-1]:.3g} ns\n"
                       f"per trajectory-step at N={ns.index[-1]}", fontsize=8)
@@ -247,12 +260,12 @@ def _throughput(ctx, cells, run_dir) -> FigureInfo:
         notes.append(how)
     fused = data[data["backend"] == "fused"]
     best_f = fused.loc[fused["ns_per_trajectory_step"].idxmin()] if not fused.empty else None
-    others = data[data["backend"] != "fused"]
+    others = data[(data["backend"] != "fused") & ~data["backend"].isin(CONTROLS)]   # the C++ control is no peer
     title = "Throughput"
     if best_f is not None and not others.empty:
         o = others.loc[others["ns_per_trajectory_step"].idxmin()]
         title = (f"fused reaches {best_f['ns_per_trajectory_step']:.3g} ns per trajectory-step (N={best_f['n']}); "
-                 f"best peer {o['backend']} {o['ns_per_trajectory_step']:.3g} ns (N={o['n']})")
+                 f"best peer {style.backend_label(o['backend'])} {o['ns_per_trajectory_step']:.3g} ns (N={o['n']})")
     log_axes(ax, "trajectories N", "ns per trajectory-step (median)", title, title_size=8)
     key_legend(ax, data.assign(variant="").drop(columns="method"))
     info = FigureInfo(name, "Throughput: ns per trajectory-step vs N")
@@ -306,10 +319,11 @@ def _equal_accuracy(ctx, cells, run_dir) -> FigureInfo:
                     linewidth=1.2), lib)
     ax.axhline(1.0, color="#999999", linewidth=0.8)
     lo = usable.loc[usable["speedup"].idxmin()]
-    log_axes(ax, "error of the peer's solve (the fused time is read at the same error)",
+    log_axes(ax, "error of the peer's solve, in units of the tolerance (max |u − ref| / (atol + rtol·|ref|))\n"
+                 "(the fused time is read at the same error)",
               "peer time / fused time at equal error",
               f"At equal accuracy (N={n}) the fused kernel is ≥ {_fmt_x(lo['speedup'])} faster "
-              f"(least: {lo['backend']} at error {lo['err']:.2g})" if lo["speedup"] > 1 else
+              f"(least: {style.backend_label(lo['backend'])} at error {lo['err']:.2g} tolerances)" if lo["speedup"] > 1 else
               f"At equal accuracy (N={n}) {lo['backend']} is faster at error {lo['err']:.2g}", title_size=8)
     key_legend(ax, usable)
     notes = ["fused time interpolated log-log on its work-precision curve at each peer point's error "
@@ -327,7 +341,10 @@ def _equal_accuracy(ctx, cells, run_dir) -> FigureInfo:
 
 def _first_solve(ctx, cells, run_dir) -> FigureInfo:
     name = "story5_first_solve"
-    c = cells[(cells["problem"] == "lorenz") & (cells["mode"] == "fixed") & cells["success"]]
+    fixed = [s for s in headline_settings(cells) if s.mode == "fixed"]
+    # one bar per backend, variant and method: the headline's fixed setting at its largest thread count
+    c = in_setting(cells, fixed[0]) if fixed else cells.iloc[0:0]
+    c = c[c["success"]]
     if c.empty:
         return _skip(name, "no successful Lorenz fixed-step cell")
     n = int(c["n"].min())
@@ -340,7 +357,8 @@ def _first_solve(ctx, cells, run_dir) -> FigureInfo:
     if data.empty:
         return _skip(name, "no cell recorded its compile time")
     fig, (ax,) = new_figure(ctx.dpi, height=0.28 * len(data) + 1.2)
-    labels = [f"{style.backend_label(b)}{f' [{v}]' if v else ''}" for b, v in zip(data["backend"], data["variant"])]
+    labels = [f"{style.backend_label(b)}{f' [{v}]' if v else ''}{'' if m == 'tsit5' else f', {style.method_label(m)}'}"
+              for b, v, m in zip(data["backend"], data["variant"], data["method"])]
     y = np.arange(len(data))
     ax.barh(y, data["first_solve_s"], color=[style.backend_colour(b) for b in data["backend"]], alpha=0.45,
             label="first solve (compile + run)")
@@ -352,11 +370,13 @@ def _first_solve(ctx, cells, run_dir) -> FigureInfo:
     fused = data[data["backend"] == "fused"]
     if (fused["method"] == "tsit5").any():
         fused = fused[fused["method"] == "tsit5"]
-    title = f"Time to first solve at N={n}: slowest {slow['backend']} {_fmt_t(slow['first_solve_s'])}"
-    if not fused.empty:
-        title += f"; fused {_fmt_t(fused['first_solve_s'].iloc[0])}"
+    title = f"Time to first solve at N={n}: slowest {style.backend_label(slow['backend'])} {_fmt_t(slow['first_solve_s'])}"
+    if not fused.empty and slow["backend"] != "fused":
+        title += f"; fused kernel {_fmt_t(fused['first_solve_s'].iloc[0])}"
+    elif not fused.empty:
+        title += f", {_fmt_t(slow['warm_s'])} once compiled"
     ax.set_title(title, fontsize=8)
-    ax.set_xlabel("seconds (log)")
+    ax.set_xlabel("time (s, log scale)")
     ax.legend(fontsize=6.5, frameon=False, loc="lower right")
     notes = ["light bar: first call (compile + one solve), dark: warm median; the first cell of a sweep "
              "pays the compile; later N may reuse a cached kernel, so this uses the smallest N"]

@@ -42,7 +42,7 @@ BACKEND_LABELS: dict[str, str] = {
     "jax-handwritten": "hand-written JAX",
     "torch-handwritten": "hand-written PyTorch",
     "pallas": "Pallas kernel (JAX)",
-    "cuda-cpp": "fused kernel, C++/CUDA (ours)",
+    "cuda-cpp": "hand-written C++ (control)",
 }
 
 #: Method names as the papers write them. torchdiffeq's rk4 is the 3/8 rule: say so.

@@ -17,7 +17,9 @@ import pandas as pd
 from harness.gpu_profile import section as gpu_section
 from harness.report.figures.canvas import write_files
 from harness.report.inputs import Run
-from harness.report.sections import cpp, noise, nonlinear, pso, scaling, sde, sizes
+from harness.report.summary import kind_finding
+from harness.report.sections import cpp, explainer, noise, nonlinear, pso, scaling, sde, sizes
+from harness.results.headline import HEADLINE_PROBLEM
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,11 @@ class Section:
     applies: Callable[[pd.DataFrame], bool]
     markdown: Callable[[SectionContext], str | None]
     readme: Callable[[SectionContext], str | None] | None = None
+    #: the section's own finding, which a report whose run has no Lorenz headline opens with
+    #: (default: its README paragraph, else the first paragraph of its Markdown)
+    headline: Callable[[SectionContext], str | None] | None = None
+    #: False for sections that explain or check the run rather than state what it measured
+    leads: bool = True
 
 
 def has_kind(cells: pd.DataFrame, kind: str) -> bool:
@@ -67,19 +74,28 @@ def _always(cells: pd.DataFrame) -> bool:
     return True
 
 
+def has_headline_ode(cells: pd.DataFrame) -> bool:
+    """True when the run has fused ODE cells of the problem the GPU profile and headline use."""
+    return bool(((cells["backend"] == "fused") & (cells["kind"] == "ode")
+                 & (cells["problem"] == HEADLINE_PROBLEM)).any())
+
+
 #: In order of priority for report.md's line budget, and the order of the README's paragraphs.
 SECTIONS: tuple[Section, ...] = (
-    # GPU machine code, time model, paper check: static evidence, shown for every run
-    Section("gpu_profile", _always,
+    # why one launch wins, for a reader without HPC background, from the run's own numbers
+    Section("explainer", explainer.applies, explainer.report_section, leads=False),
+    # GPU machine code, time model, paper check: static evidence of the headline problem's kernels
+    Section("gpu_profile", has_headline_ode,
             lambda ctx: gpu_section.report_section(ctx.run_dir, ctx.results, write_files),
-            lambda ctx: gpu_section.readme_paragraph(ctx.results)),
+            lambda ctx: gpu_section.readme_paragraph(ctx.results), leads=False),
     Section("sde", lambda cells: has_kind(cells, "sde"),
-            lambda ctx: sde.report_section(ctx.run_dir, ctx.cells)),
+            lambda ctx: sde.report_section(ctx.run_dir, ctx.cells),
+            headline=lambda ctx: kind_finding(ctx.cells, "sde")),
     Section("noise", lambda cells: bool((cells["repeats"] > 0).any()),
-            lambda ctx: noise.report_section(ctx.cells)),
+            lambda ctx: noise.report_section(ctx.cells), leads=False),
     Section("cpp", cpp.applies,
             lambda ctx: cpp.report_section(ctx.cells),
-            lambda ctx: cpp.readme_paragraph(ctx.cells)),
+            lambda ctx: cpp.readme_paragraph(ctx.cells), leads=False),
     Section("sizes", sizes.applies,
             lambda ctx: sizes.report_section(ctx.run_dir, ctx.cells),
             lambda ctx: sizes.readme_paragraph(ctx.run_dir, ctx.cells)),
@@ -94,4 +110,4 @@ SECTIONS: tuple[Section, ...] = (
             lambda ctx: nonlinear.readme_paragraph(ctx.run_dir, ctx.cells, _cells_of(ctx.companion("ode")))),
 )
 
-__all__ = ["SECTIONS", "Section", "SectionContext", "has_kind"]
+__all__ = ["SECTIONS", "Section", "SectionContext", "has_headline_ode", "has_kind"]

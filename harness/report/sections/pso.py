@@ -138,7 +138,7 @@ def comparison_lines(summ: pd.DataFrame, cpu_cells: pd.DataFrame | None) -> list
         disp = ""
         if len(lf) and len(la) and len(it):
             per_it = float(la.iloc[0]) / max(float(it.iloc[0]), 1.0)
-            disp = (f" Dispatch: the array form issues {float(la.iloc[0]):.0f} array operations per run "
+            disp = (f" Dispatch: the array form runs {float(la.iloc[0]):.0f} array operations per run "
                     f"(~{per_it:.0f} per iteration), the fused form {float(lf.iloc[0]):.0f} kernel calls.")
         out.append(f"- `{problem}` `{method}` ({dtype}): array / fused = {'; '.join(parts)}.{verdict}{disp}")
     return out
@@ -150,7 +150,7 @@ def report_section(run_dir: Path, cells: pd.DataFrame, cpu_cells: pd.DataFrame |
     if summ.empty:
         return None
     fig = write_figure(Path(run_dir), summ)
-    lines = ["## Particle swarms: fused vs array style (issue 18)", ""]
+    lines = ["## Particle swarms: fused vs array style", ""]
     if fig is not None:
         lines += [f"![PSO time vs particles](figures/{fig.name})", ""]
     lines += [
@@ -198,7 +198,7 @@ def readme_paragraph(run_dir: Path, cells: pd.DataFrame, cpu_cells: pd.DataFrame
     summ = summary(cells)
     if summ.empty:
         return None
-    lines = [f"**Particle swarms** (issue 18, run `{run.name}`; `python -m harness run --suite pso --report`): "
+    lines = [f"**Particle swarms** (run `{run.name}`; `python -m harness run --suite pso --report`): "
              "array-style / fused time of the same swarm, same random stream:"]
     lines += comparison_lines(summ, cpu_cells)
     return "\n".join(lines)

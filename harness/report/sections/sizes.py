@@ -176,7 +176,7 @@ def readme_paragraph(run_dir: Path, cells: pd.DataFrame) -> str | None:
     gpu = (f" On sm_90 the fused kernel's state first leaves the registers at d = {first} (static "
            f"machine code, results/gpu-sizes-sm_90); the model puts the H100 crossover with the array "
            f"style there" if first else " No sm_90 kernel spilled up to the largest d profiled")
-    return (f"**System size (Lorenz-96, issue 15).** [`{run.name}`]({run.relative_to(run.parents[1])}/report.md) "
+    return (f"**System size (Lorenz-96).** [`{run.name}`]({run.relative_to(run.parents[1])}/report.md) "
             f"on this CPU: " + "; ".join(parts) + "." + gpu + f", against the rule of thumb of "
             f"~{RULE_OF_THUMB} ODEs (modelled, not measured on a GPU: docs/sizes.md).")
 

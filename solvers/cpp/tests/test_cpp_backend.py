@@ -204,11 +204,20 @@ def test_report_section_ratio_and_verdict(tmp_path):
         _rows("fused", "fixed", 1024, [1.0, 1.2, 1.1], 1000) + _rows("cuda-cpp", "fixed", 1024, [0.5, 0.5], 1000)
         + _rows("fused", "adaptive", 1024, [1.0], 50, 1e-6) + _rows("cuda-cpp", "adaptive", 1024, [1.05], 50, 1e-6)
         + [{**_rows("cuda-cpp", "fixed", 4096, [1.0], 1000)[0], "status": "error", "time_s": float("nan")}])
-    text = report_section(tmp_path, df)
-    assert "| cpu | lorenz | tsit5 | fixed | float32 |  | 1,024 | 1.07e+03 | 488 | 0.45 | yes |" in text
-    assert "fixed float32: at the largest N (1,024) the Numba kernel takes 2.20x" in text
-    assert "more than 10% slower" in text
-    assert "adaptive float32, tol 1e-06: at the largest N (1,024) the Numba kernel takes 0.95x" in text
-    assert "within 10% of the C++ kernel (faster)" in text
-    assert report_section(tmp_path, df[df["backend"] == "fused"]) is None
+    from harness.results.cells import cell_table
+
+    text = report_section(cell_table(df))
+    assert "| cpu | lorenz | tsit5 | fixed | float32 |  |" in text and "| 0.45 | yes |" in text
+    assert "fixed float32" in text and "C++ time / fused time is 0.45x" in text
+    assert "takes 120% more time than the C++ kernel" in text
+    assert "C++ time / fused time is 1.05x: the Numba kernel is within 10% of the C++ kernel" in text
+    assert report_section(cell_table(df[df["backend"] == "fused"])) is None
+
+
+def test_cpp_closeness_words_come_from_the_number():
+    from harness.report.sections.cpp import closeness
+
+    assert closeness(0.74) == "takes 35% more time than the C++ kernel"      # 0.74x is not "within 10%"
+    assert closeness(1 / 0.74) == "takes 26% less time than the C++ kernel"
+    assert closeness(1.0) == "is within 10% of the C++ kernel"
 
