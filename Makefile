@@ -35,12 +35,13 @@ SUITE ?=
 RUN_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help setup test reproduce smoke report list env bench bench-compare gpu-session gpu-dry-run clean figures readme
+.PHONY: help setup test test-all reproduce smoke report list env bench bench-compare gpu-session gpu-dry-run clean figures readme
 
 help:
 	@echo "make reproduce   set up, run the default suite (gpu-quick with a GPU, else cpu) into results/<id>/ with its report"
 	@echo "make reproduce SUITE=paper   the paper's full protocol (GPU box)"
-	@echo "make test        the test suite"
+	@echo "make test        the everyday test suite (slow-marked tests left out; prints the 25 slowest)"
+	@echo "make test-all    every test, slow ones included (what CI and the nightly run)"
 	@echo "make smoke       every problem x backend x mode once at tiny N"
 	@echo "make list / env  what is available here / the environment fingerprint"
 	@echo "make bench       pytest-benchmark suite; make bench-compare checks it against a baseline"
@@ -59,8 +60,13 @@ $(VENV)/.installed: pyproject.toml constraints/cpu.txt
 setup: $(SETUP_STAMP)
 	@$(PY) -m harness env --check && echo "environment ready: $(PY)"
 
+# The everyday command leaves out tests marked `slow` (long property sweeps, real clusters, the
+# whole-suite runs); `make test-all` runs everything, and CI runs that.
 test: setup
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow" --durations=25 $(PYTEST_ARGS)
+
+test-all: setup
+	$(PY) -m pytest --durations=25 $(PYTEST_ARGS)
 
 # A run writes only into its own results/<run_id>/ (results, figures, report: the tracked tree is
 # left as it was) and prints that folder, then its report. The top-level figures/ and README.md's
