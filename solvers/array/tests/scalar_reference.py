@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 
+from problems import derive
 from problems.core import Problem
 from solvers.base import Status
 from solvers.tableaus import ROSENBROCK23, ExplicitRK, PIController, pi_step_factor
@@ -88,7 +89,7 @@ def tsit5_like_step(tab: ExplicitRK):
 
 def rosenbrock23_step(problem: Problem):
     """An adaptive Rosenbrock23 attempt (float64; one 3x3 LAPACK solve per stage)."""
-    jac, tgrad = problem.derivatives().functions(math, float)
+    jac, tgrad = derive.derivatives(problem).functions(math, float)
     k = ROSENBROCK23
     n = problem.n_states
 
