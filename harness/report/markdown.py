@@ -19,8 +19,8 @@ from harness.report.figures import style
 from harness.report.figures.canvas import FigureContext, FigureInfo
 from harness.report.figures.core import make_figures
 from harness.report.figures.story import make_story_figures
-from harness.report.html import write_html
 from harness.report.findings import REPORT_FIGURES, finding, verdict
+from harness.report.html import write_html
 from harness.report.inputs import Run, load_environment, read_run, suite_companions
 from harness.report.mdtext import err_text, md_table
 from harness.report.sections import SECTIONS, Section, SectionContext
