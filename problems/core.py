@@ -205,14 +205,6 @@ class Problem(ProblemBase):
         du = f(tuple(np.moveaxis(u, -1, 0)), tuple(np.moveaxis(p, -1, 0)), t)
         return np.stack(np.broadcast_arrays(*du), axis=-1)
 
-    def derivatives(self):
-        """Jacobian and time derivative derived from ``rhs`` by SymPy (see problems.derive)."""
-        if "derivatives" not in self._cache:
-            from problems.derive import derive  # sympy: imported only where derivatives are used
-
-            self._cache["derivatives"] = derive(self)
-        return self._cache["derivatives"]
-
     def fingerprint_blob(self) -> str:
         blob = repr((self.name, inspect.getsource(self.rhs), self.state_names, self.param_names, self.u0,
                      self.params, self.tspan, self.sweep, self.default_dtype, self.dt, self.dt0))

@@ -9,9 +9,9 @@ A batched root-finding problem ``F(x; p) = 0`` in dimension ``d``, solved from N
 * constants live in ``p`` (no float literals: they would promote float32 code to float64);
 * no ``if`` on values, no in-place updates.
 
-The Jacobian is derived from it by SymPy (``derivatives()``), and both are printed as
-straight-line, dtype-safe source (``residual_source`` / ``jac_source``, the printer of
-problems.derive) for generated kernels.
+The Jacobian is derived from it by SymPy (``problems.derive.derivatives(problem)``), and both
+are printed as straight-line, dtype-safe source (``residual_source`` / ``jac_source``) for
+generated kernels.
 
 How a solve maps onto the project's shared vocabulary (SolveSpec / SolveResult):
 
@@ -124,12 +124,6 @@ class NonlinearProblem(ProblemBase):
         f = self.residual_for(np)(tuple(np.moveaxis(x, -1, 0)), tuple(np.moveaxis(p, -1, 0)))
         return np.stack(np.broadcast_arrays(*f), axis=-1)
 
-    def derivatives(self) -> "NonlinearDerivatives":
-        """Residual and Jacobian traced by SymPy and printed as dtype-safe source."""
-        if "derivatives" not in self._cache:
-            self._cache["derivatives"] = derive_nonlinear(self)
-        return self._cache["derivatives"]
-
     def fingerprint_blob(self) -> str:
         return repr((self.name, inspect.getsource(self.residual), self.params, self.root,
                      self.start_box, self.default_dtype))
@@ -137,59 +131,6 @@ class NonlinearProblem(ProblemBase):
     # ---- accuracy (the harness calls this without knowing the kind) --------------------------
     def reference_for(self, spec: Any) -> "NonlinearAccuracy":
         return NonlinearAccuracy(self, spec)
-
-
-@dataclass(frozen=True)
-class NonlinearDerivatives:
-    """SymPy residual ``F_i`` and Jacobian ``J[i][j] = dF_i/dx_j`` and their printed sources:
-    ``residual(x, p)`` and ``jac(x, p)`` with ``m`` (math namespace) and ``_c`` (the dtype's
-    scalar constructor) as free names."""
-
-    residual_exprs: tuple[Any, ...]
-    jac_exprs: tuple[tuple[Any, ...], ...]
-    residual_source: str
-    jac_source: str
-
-    def functions(self, namespace: Any = math, const: Callable = float) -> tuple[Callable, Callable]:
-        glb: dict[str, Any] = {"m": namespace, "_c": const}
-        exec(compile(self.residual_source, "<derived residual>", "exec"), glb)
-        exec(compile(self.jac_source, "<derived jacobian>", "exec"), glb)
-        return glb["residual"], glb["jac"]
-
-    def nonzero_pattern(self) -> tuple[tuple[bool, ...], ...]:
-        """Which Jacobian entries are not identically zero (reported, never exploited)."""
-        return tuple(tuple(e != 0 for e in row) for row in self.jac_exprs)
-
-
-def derive_nonlinear(problem: NonlinearProblem) -> NonlinearDerivatives:
-    import sympy as sp  # sympy (heavy) only where derivatives are used
-
-    from problems.derive import KernelPrinter  # imports sympy
-
-    d, npar = problem.n_states, problem.n_params
-    x = sp.symbols(" ".join(f"_x{i}" for i in range(d)) + " ", real=True)
-    p = sp.symbols(" ".join(f"_p{i}" for i in range(npar)) + " ", real=True)
-    f = problem.residual_for(sp)(tuple(x), tuple(p))
-    if len(f) != d:
-        raise ValueError(f"{problem.name}: residual returned {len(f)} entries for {d} unknowns")
-    f = [sp.sympify(fi) for fi in f]
-    jac = tuple(tuple(sp.diff(fi, xj) for xj in x) for fi in f)
-    pr = KernelPrinter()
-
-    def tup(items):
-        items = list(items)
-        return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
-
-    def source(name: str, body: str) -> str:
-        xs = ", ".join(f"_x{i}" for i in range(d)) + ("," if d == 1 else "")
-        ps = ", ".join(f"_p{i}" for i in range(npar)) + ("," if npar == 1 else "")
-        return f"def {name}(x, p):\n    {xs} = x\n    {ps} = p\n    return {body}\n"
-
-    return NonlinearDerivatives(
-        residual_exprs=tuple(f), jac_exprs=jac,
-        residual_source=source("residual", tup(pr.doprint(e) for e in f)),
-        jac_source=source("jac", tup(tup(pr.doprint(e) for e in row) for row in jac)),
-    )
 
 
 @dataclass

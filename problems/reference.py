@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from problems import derive
 from problems.base import ProblemBase, check_dtype, check_n
 
 #: The most trajectories a reference integrates (both ends of the sweep are always included).
@@ -111,7 +112,7 @@ def solve_one(problem: ProblemBase, u0: np.ndarray, p: np.ndarray, saveat=None, 
 
     kwargs = {}
     if settings["method"] in ("Radau", "BDF", "LSODA"):
-        jac, _ = problem.derivatives().functions(math, float)
+        jac, _ = derive.derivatives(problem).functions(math, float)
         kwargs["jac"] = lambda t, y: np.array(jac(tuple(y), pt, t), dtype=np.float64)
     # t1 always closes t_eval, so the last column is the final state even when saveat ends early
     t_eval = None

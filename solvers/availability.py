@@ -31,14 +31,14 @@ def framework_available(framework: str, device: str, *libraries: str) -> tuple[b
         infos.append(info)
     if device == "gpu":
         if framework == "jax":
-            import jax
+            import jax  # jax is optional: probed above, imported only to ask it for a GPU
 
             try:
                 infos.append(jax.devices("gpu")[0].device_kind)
             except RuntimeError as exc:
                 return False, f"jax sees no GPU: {exc}"
         else:
-            import torch
+            import torch  # torch is optional: probed above, imported only to ask it for a GPU
 
             if not torch.cuda.is_available():
                 return False, "torch sees no CUDA device (torch.cuda.is_available() is False)"

@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import numpy as np
+
 #: The mesh axis the ensemble is split along.
 AXIS = "ensemble"
 
@@ -48,7 +50,7 @@ def plan(device: str, threads: int | None, n: int) -> ShardPlan:
     was not set before JAX was imported) falls back to what exists, saying so. ``threads`` None
     means every core: every CPU device JAX exposes. On a GPU: one device.
     """
-    import jax
+    import jax  # jax is optional: only JAX backends call this module
 
     if device != "cpu":
         return ShardPlan((jax.devices("gpu")[0],), "one GPU device (no split)")
@@ -82,8 +84,8 @@ def shard(fn: Callable, shard_plan: ShardPlan, in_axes: tuple[int, ...]) -> Call
     """
     if shard_plan.count == 1:
         return fn
+    # jax is optional: only JAX backends call this module
     import jax
-    import numpy as np
     from jax.sharding import Mesh, PartitionSpec
 
     mesh = Mesh(np.array(shard_plan.devices), (AXIS,))
@@ -97,12 +99,12 @@ def shard(fn: Callable, shard_plan: ShardPlan, in_axes: tuple[int, ...]) -> Call
 
 def place(arrays: tuple, shard_plan: ShardPlan, in_axes: tuple[int, ...]) -> tuple:
     """``arrays`` on the plan's devices, each split along its trajectory axis (untimed)."""
+    # jax is optional: only JAX backends call this module
     import jax
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
     if shard_plan.count == 1:
         return tuple(jax.device_put(a, shard_plan.devices[0]) for a in arrays)
-    import numpy as np
-    from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
     mesh = Mesh(np.array(shard_plan.devices), (AXIS,))
     return tuple(jax.device_put(a, NamedSharding(mesh, PartitionSpec(*([None] * ax), AXIS)))
@@ -113,6 +115,6 @@ def psum_if_sharded(x: Any, shard_plan: ShardPlan) -> Any:
     """``x`` summed over every device's slice inside :func:`shard`; ``x`` itself unsplit."""
     if shard_plan.count == 1:
         return x
-    from jax import lax
+    from jax import lax  # jax is optional: only JAX backends call this module
 
     return lax.psum(x, AXIS)

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from problems.nonlinear_core import CONVERGENCE
+
 NONLINEAR_METHODS = ("newton", "trust-region")
 
 
@@ -40,8 +42,6 @@ TRUST_REGION = TrustRegionParams()
 
 def method_settings(method: str, radius0: float) -> dict:
     """What every backend stores about the algorithm of ``method``."""
-    from problems.nonlinear_core import CONVERGENCE
-
     out = {"algorithm": method, "convergence": CONVERGENCE, "iteration_cap": "max_steps (accepted + rejected steps)"}
     if method == "trust-region":
         out.update(trust_region="Powell dogleg on |F|^2/2", initial_radius=radius0, **asdict(TRUST_REGION))

@@ -77,7 +77,7 @@ class EventTimer:
 
     def __init__(self) -> None:
         try:
-            import cupy
+            import cupy  # cupy is optional: the GPU clock uses whichever of cupy and torch imports
 
             self._start, self._end = cupy.cuda.Event(), cupy.cuda.Event()
             self._elapsed_ms = lambda: cupy.cuda.get_elapsed_time(self._start, self._end)
@@ -86,7 +86,7 @@ class EventTimer:
         except Exception as cupy_exc:  # noqa: BLE001 - missing or unusable: try torch
             reason = f"cupy: {type(cupy_exc).__name__}"
         try:
-            import torch
+            import torch  # torch is optional: the GPU clock uses whichever of cupy and torch imports
 
             if not torch.cuda.is_available():
                 raise RuntimeError("torch.cuda is not available")

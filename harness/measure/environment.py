@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.measure.threads import cpu_count, resolve, worker_environment
+from solvers.fused.peak import cpu_fingerprint
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -163,8 +164,6 @@ def cpu_vector() -> dict[str, Any]:
     (``solvers.fused.peak.cpu_fingerprint``, about 0.2 s): what a CPU kernel's ns per step is
     compared with. A failure is recorded as its reason."""
     try:
-        from solvers.fused.peak import cpu_fingerprint  # here: it imports Numba (about a second)
-
         return cpu_fingerprint(seconds=0.02)
     except Exception as exc:  # noqa: BLE001 - the fingerprint never fails a run
         return {"error": f"{type(exc).__name__}: {exc}"}

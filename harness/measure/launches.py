@@ -103,7 +103,7 @@ def _count_kernels_cupti(prepared: Any) -> tuple[int | None, str]:
 
     If CUPTI refuses the subscription (another profiler holds it), torch.profiler is tried.
     """
-    from cupti import cupti
+    from cupti import cupti  # cupti-python is optional: without it torch.profiler counts
 
     kinds: list[int] = []
 
@@ -133,6 +133,7 @@ def _count_kernels_cupti(prepared: Any) -> tuple[int | None, str]:
 def _count_kernels_torch_profiler(prepared: Any) -> tuple[int | None, str]:
     """Kernels recorded by torch.profiler (Kineto over CUPTI), launched by any library."""
     try:
+        # torch is optional: without it (and cupti-python) kernels are not measurable
         import torch
         from torch.autograd import DeviceType
         from torch.profiler import ProfilerActivity, profile
@@ -341,7 +342,7 @@ def _count_xp_operations(prepared: Any) -> tuple[int | None, str]:
 
 def _count_aten_operators(prepared: Any) -> tuple[int | None, str]:
     try:
-        from torch.utils._python_dispatch import TorchDispatchMode
+        from torch.utils._python_dispatch import TorchDispatchMode  # torch is optional: else not measurable
     except ImportError as exc:
         return None, f"not measurable: torch is not importable ({exc})"
 

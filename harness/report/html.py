@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from jinja2 import Environment, select_autoescape
 
 from harness.results.headline import XLA_CAVEAT
 from harness.report.figures import style
@@ -170,7 +169,7 @@ def _settings(cells: pd.DataFrame) -> list[dict]:
 
 def _markdown(text: str) -> str:
     try:
-        from markdown_it import MarkdownIt
+        from markdown_it import MarkdownIt  # optional: markdown-it-py renders the sections where it imports
     except ImportError:   # markdown-it-py comes with rich; without it, show the text as it is
         return f"<pre>{html.escape(text)}</pre>"
     return MarkdownIt("commonmark").enable("table").render(text)
@@ -179,6 +178,9 @@ def _markdown(text: str) -> str:
 def render_html(run: Run, env: dict, figures: list[FigureInfo], headline: pd.DataFrame,
                 report_md: str, sections: list[tuple[str, str]] | None = None) -> str:
     """The page's HTML (pure apart from reading the figures' SVG files)."""
+    # jinja2 is an extra: without it this raises ImportError and report.md stands alone
+    from jinja2 import Environment, select_autoescape
+
     results, cells = run.results, run.cells
     by_name = {f.name: f for f in figures if not f.skipped}
     figs = []

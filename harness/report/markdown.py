@@ -21,6 +21,7 @@ from harness.report.figures.canvas import FigureContext, FigureInfo
 from harness.report.figures.core import make_figures
 from harness.report.figures.story import make_story_figures
 from harness.report.findings import REPORT_FIGURES, finding, verdict
+from harness.report.html import write_html
 from harness.report.inputs import Run, load_environment, read_run, suite_companions
 from harness.report.mdtext import accuracy_note, err_text, md_table
 from harness.report.summary import CONTENDED_MARK, answer_lines, model_ratios
@@ -80,11 +81,9 @@ def write_report(run_dir: Path, *, companions: tuple[Path, ...] | None = None, d
         encoding="utf-8")
     if html:
         try:
-            from harness.report.html import write_html
+            write_html(run, env, figures, headline, text, sections)
         except ImportError as exc:   # jinja2 is an extra: report.md still stands without the page
             print(f"note: report.html not written ({exc})", file=sys.stderr)
-        else:
-            write_html(run, env, figures, headline, text, sections)
     return path
 
 

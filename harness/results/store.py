@@ -18,7 +18,9 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from harness.results.schema import COLUMNS, KEY_COLUMNS, SchemaError
+import pandas as pd
+
+from harness.results.schema import COLUMNS, KEY_COLUMNS, SchemaError, conform
 
 CSV_NAME = "results.csv"
 PARQUET_NAME = "results.parquet"
@@ -218,10 +220,6 @@ def read_results(path: Path):
 
     ``path`` is a ``results.csv`` or the run folder holding one.
     """
-    import pandas as pd
-
-    from harness.results.schema import conform
-
     path = Path(path)
     if path.is_dir():
         path = path / CSV_NAME

@@ -31,6 +31,7 @@ from harness.packages import OPTIONAL, REQUIRED
 from harness.refs import missing
 from harness.run.suites import load_suite
 from solvers.base import SolveSpec
+from solvers.fused.backend import FusedBackend
 
 #: Backend -> imports and GPU checks it depends on.
 NEEDS = {
@@ -78,8 +79,6 @@ def _timed(fn: Callable[[], str], limit_s: float = CHECK_LIMIT_S) -> dict[str, A
 # ---- GPU checks: each returns a short note or raises ---------------------------------------
 
 def check_fused_cuda() -> str:
-    from solvers.fused.backend import FusedBackend  # here: importing Numba's CUDA target is part of the check
-
     b = FusedBackend()
     res = {}
     for device in ("gpu", "cpu"):
@@ -97,8 +96,7 @@ def check_fused_cuda() -> str:
 
 
 def check_cupy() -> str:
-    import cupy as cp
-    import numpy as np
+    import cupy as cp  # cupy is optional: this check fails, as data, without it
 
     x = cp.arange(8, dtype=cp.float64)
     y = cp.ElementwiseKernel("float64 x", "float64 y", "y = x * x + 1", "pf_sq")(x)
@@ -110,7 +108,7 @@ def check_cupy() -> str:
 
 
 def check_torch() -> str:
-    import torch
+    import torch  # torch is optional: this check fails, as data, without it
 
     if not torch.cuda.is_available():
         raise RuntimeError(f"torch {torch.__version__} (CUDA build {torch.version.cuda}): cuda not available")
@@ -121,6 +119,7 @@ def check_torch() -> str:
 
 def check_jax() -> str:
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    # jax is optional: this check fails, as data, without it (and sets its memory flag first)
     import jax
     import jax.numpy as jnp
 
@@ -133,6 +132,7 @@ def check_jax() -> str:
 
 
 def check_pallas() -> str:
+    # jax is optional: this check fails, as data, without it
     import jax
     import jax.numpy as jnp
     from jax.experimental import pallas as pl
@@ -147,8 +147,6 @@ def check_pallas() -> str:
 
 
 def check_launch_counting() -> str:
-    from solvers.fused.backend import FusedBackend  # here: importing Numba's CUDA target is part of the check
-
     prep = FusedBackend().prepare(SolveSpec(problem="lorenz", method="tsit5", mode="fixed",
                                             dtype="float32", n=8, device="gpu"))
     try:

@@ -37,6 +37,7 @@ class Progress:
         self._rich = None
         if enabled and getattr(self.stream, "isatty", lambda: False)():
             try:
+                # rich is optional: without it (or off a terminal) progress is plain lines
                 from rich.console import Console
                 from rich.progress import (BarColumn, MofNCompleteColumn, Progress as RichProgress,
                                            TextColumn, TimeElapsedColumn, TimeRemainingColumn)

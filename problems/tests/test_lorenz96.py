@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 
+from problems import derive
 from problems.lorenz96 import component_source, lorenz96
 from problems.registry import get_problem, is_problem_name, problem_names
 
@@ -44,7 +45,7 @@ def test_vectorised_form_in_jax_and_torch_matches_numpy():
 
 def test_derived_jacobian_matches_finite_differences():
     prob = get_problem("lorenz96-6")
-    jac, tgrad = prob.derivatives().functions(math, float)
+    jac, tgrad = derive.derivatives(prob).functions(math, float)
     f = prob.rhs_for(math)
     rng = np.random.default_rng(2)
     u = rng.uniform(-3, 9, size=6)

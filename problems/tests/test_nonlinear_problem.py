@@ -4,6 +4,7 @@ import math
 import numpy as np
 import pytest
 
+from problems import derive
 from problems.registry import get_problem
 from solvers.base import SolveResult, SolveSpec, Status
 
@@ -20,7 +21,7 @@ def test_residual_is_the_published_system_and_vanishes_at_the_root():
 
 
 def test_sympy_jacobian_matches_finite_differences():
-    res, jac = PROB.derivatives().functions(np, float)
+    res, jac = derive.derivatives(PROB).functions(np, float)
     x = np.random.default_rng(2).uniform(0, 1, size=10)
     p = (1.0, 10.0)
     J = np.array(jac(tuple(x), p), dtype=float)
@@ -28,7 +29,7 @@ def test_sympy_jacobian_matches_finite_differences():
     fd = np.stack([(np.array(res(tuple(x + h * e), p)) - np.array(res(tuple(x - h * e), p))) / (2 * h)
                    for e in np.eye(10)], axis=1)
     np.testing.assert_allclose(J, fd, atol=1e-6)
-    pattern = PROB.derivatives().nonzero_pattern()
+    pattern = derive.derivatives(PROB).nonzero_pattern()
     assert pattern[0][0] and pattern[3][2] and not pattern[2][5]  # lower bidiagonal (never exploited)
 
 

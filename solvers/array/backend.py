@@ -5,6 +5,7 @@ from typing import Any
 
 import numpy as np
 
+from problems import derive
 from solvers.array.drivers import (GridSaver, LaneSaver, SharedSaver, Solution, solve_fixed,
                                    solve_lockstep, solve_shared)
 from solvers.array.steppers import Ensemble, ExplicitStepper, Rosenbrock23Stepper
@@ -46,7 +47,7 @@ def namespace(device: str) -> Any:
     if device == "cpu":
         return np
     if device == "gpu":
-        import cupy
+        import cupy  # cupy is optional: only the GPU namespace needs it
 
         return cupy
     raise ValueError(f"invalid device {device!r}: choose one of cpu, gpu")
@@ -103,7 +104,7 @@ class ArrayBackend(Backend):
         if device != "gpu":
             return False, f"invalid device {device!r}: choose one of cpu, gpu"
         try:
-            import cupy
+            import cupy  # cupy is optional: the GPU device reports itself unavailable without it
         except ImportError as exc:
             return False, f"cupy is not importable: {exc}"
         try:
@@ -194,7 +195,7 @@ class ArrayPrepared(Prepared):
         self.ctrl = controller_for(spec) if spec.mode == "adaptive" else None
         self._derivative_functions: dict[int, tuple] = {}
         if spec.method == "rosenbrock23":
-            derivs = self.problem.derivatives()
+            derivs = derive.derivatives(self.problem)
             self.autonomous = all(e == 0 for e in derivs.tgrad_exprs)
             self._derivatives_for(self.xp)
 
@@ -202,7 +203,7 @@ class ArrayPrepared(Prepared):
         """``(jac, tgrad)`` with their math namespace bound to ``xp`` (built once per namespace)."""
         key = id(xp)
         if key not in self._derivative_functions:
-            self._derivative_functions[key] = (xp, *self.problem.derivatives().functions(xp, float))
+            self._derivative_functions[key] = (xp, *derive.derivatives(self.problem).functions(xp, float))
         return self._derivative_functions[key][1:]
 
     def _stepper(self, ens: Ensemble) -> Any:
@@ -238,7 +239,7 @@ class ArrayPrepared(Prepared):
 
     def sync(self, out: Solution) -> None:
         if self.device == "gpu":
-            import cupy
+            import cupy  # cupy is optional: imported only on a GPU solve
 
             cupy.cuda.get_current_stream().synchronize()
 
@@ -264,6 +265,6 @@ class ArrayPrepared(Prepared):
         self.u0 = self.params = None
         self._derivative_functions.clear()
         if self.device == "gpu":
-            import cupy
+            import cupy  # cupy is optional: imported only on a GPU solve
 
             cupy.get_default_memory_pool().free_all_blocks()

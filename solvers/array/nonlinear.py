@@ -14,7 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from solvers.base import Status
+from problems import derive
+from solvers.array.backend import namespace, to_host
+from solvers.base import SolveResult, Status
 from solvers.nonlinear_methods import TRUST_REGION, method_settings
 
 _RUNNING = -1
@@ -34,7 +36,7 @@ class ArrayNonlinearPrepared:
         self.T = np.dtype(spec.dtype).type
 
     def _funcs(self, xp: Any):
-        return self.problem.derivatives().functions(xp, self.T)
+        return derive.derivatives(self.problem).functions(xp, self.T)
 
     def _F(self, res, x, p):
         xp, n = self.xp, x.shape[0]
@@ -163,14 +165,11 @@ class ArrayNonlinearPrepared:
 
     def sync(self, out: Any) -> None:
         if self.device == "gpu":
-            import cupy
+            import cupy  # cupy is optional: imported only on a GPU solve
 
             cupy.cuda.get_current_stream().synchronize()
 
     def fetch(self, out: Any):
-        from solvers.array.backend import to_host
-        from solvers.base import SolveResult
-
         x, code, acc, rej, evals = (to_host(v) for v in out)
         return SolveResult(u_final=np.ascontiguousarray(x), status=code.astype(np.int64),
                            accepted=acc.astype(np.int64), rejected=rej.astype(np.int64),
@@ -189,8 +188,6 @@ def check(backend: Any, spec: Any) -> str | None:
 
 
 def prepare(backend: Any, spec: Any) -> ArrayNonlinearPrepared:
-    from solvers.array.backend import namespace
-
     return ArrayNonlinearPrepared(spec, namespace(spec.device))
 
 

@@ -132,7 +132,7 @@ class ExplicitStepper:
 class Rosenbrock23Stepper:
     """Shampine-Reichelt's Rosenbrock23 (``solvers.tableaus.ROSENBROCK23``) with batched solves.
 
-    The Jacobian ``J = df/du`` and ``T = df/dt`` come from ``problem.derivatives()`` (SymPy),
+    The Jacobian ``J = df/du`` and ``T = df/dt`` come from ``problems.derive.derivatives(problem)`` (SymPy),
     evaluated on the ensemble's rows; ``W = I - h d J`` is an ``(N, n, n)`` stack and every stage
     is one ``xp.linalg.solve`` on that stack. ``T`` terms are left out when ``df/dt`` is
     identically zero (an autonomous problem), as the symbolic derivative shows.

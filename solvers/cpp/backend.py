@@ -114,7 +114,7 @@ class CppCudaPrepared(Prepared):
     dispatch = "kernel"
 
     def __init__(self, spec: SolveSpec, source: str, function: str) -> None:
-        from cuda.core import Device
+        from cuda.core import Device  # GPU libraries, optional: imported only when a GPU solve is prepared
         from numba import cuda
 
         self.spec = spec
@@ -140,6 +140,7 @@ class CppCudaPrepared(Prepared):
                 ptr(self._d_out["stats"]), ptr(self._d_out["status"]), np.int64(self._n))
 
     def _launch(self) -> None:
+        # cuda-python is optional: imported only on a GPU launch
         from cuda.core import LEGACY_DEFAULT_STREAM, LaunchConfig, launch
 
         if self._kernel is None:  # NVRTC compile: part of the first (compile-timed) call
@@ -178,7 +179,7 @@ class CppBackend(Backend):
         if device != "gpu":
             return False, f"unknown device {device!r}"
         try:
-            from cuda.core import Device
+            from cuda.core import Device  # optional: the GPU device reports itself unavailable without it
         except Exception as exc:  # cuda-python missing or broken
             return False, f"cuda.core cannot be imported: {type(exc).__name__}: {exc}"
         try:

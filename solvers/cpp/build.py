@@ -232,7 +232,7 @@ def fp64_instructions(sass_text: str) -> list[str]:
 def nvrtc_cubin(source: str, arch: str) -> bytes:
     """Compile ``source`` with NVRTC (cuda.bindings; needs no driver) into a cubin for ``arch``
     (e.g. "sm_90"). Raises RuntimeError with NVRTC's log on failure."""
-    from cuda.bindings import nvrtc
+    from cuda.bindings import nvrtc  # cuda-python is optional: only the GPU build needs NVRTC
 
     err, prog = nvrtc.nvrtcCreateProgram(source.encode(), b"solver.cu", 0, [], [])
     if err != nvrtc.nvrtcResult.NVRTC_SUCCESS:
@@ -256,7 +256,7 @@ def nvrtc_cubin(source: str, arch: str) -> bytes:
 def nvrtc_kernel(source: str, kernel: str, device):
     """The kernel ``kernel`` of ``source``, compiled by NVRTC for ``device`` (a cuda.core
     Device) and loaded; cached in the process per (source, kernel, arch)."""
-    from cuda.core import ObjectCode
+    from cuda.core import ObjectCode  # cuda-python is optional: only the GPU build loads kernels
 
     arch = "sm_" + "".join(str(x) for x in device.compute_capability)
     key = (hashlib.sha256(source.encode()).hexdigest(), kernel, arch)

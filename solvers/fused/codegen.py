@@ -37,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
+from problems import derive
 from problems.registry import get_problem
 from solvers.base import Status
 from solvers.fused.bits import bit_format
@@ -683,7 +684,7 @@ def _header(key: KernelKey, P: _Parts) -> list[str]:
             if name != "m" and name in rhs_globals:
                 lines.append(f"{name} = get_problem({key.problem!r}).rhs.__globals__[{name!r}]")
     if P.mc.uses_jacobian:
-        d = prob.derivatives()
+        d = derive.derivatives(prob)
         lines += [
             "",
             "# Jacobian and time derivative derived by SymPy: the source of",
@@ -726,7 +727,7 @@ def generate_source(key: KernelKey) -> str:
         raise ValueError(f"method {key.method!r} has no dense output: use save='stop'")
     tgrad_zero = True
     if mc.uses_jacobian:
-        tgrad_zero = all(e == 0 for e in prob.derivatives().tgrad_exprs)
+        tgrad_zero = all(e == 0 for e in derive.derivatives(prob).tgrad_exprs)
     sh = Shape(prob.n_states, prob.n_params, tgrad_zero)
     C = Constants(key.dtype)
     ctrl = controller_for(key.method, key.controller) if key.mode == "adaptive" else None
@@ -740,7 +741,7 @@ def generate_source(key: KernelKey) -> str:
             funcs += ["", inliner.add(src), ""]
         funcs += ["", inliner.add(_rhs_source(prob), name="rhs"), ""]
         if mc.uses_jacobian:
-            d = prob.derivatives()
+            d = derive.derivatives(prob)
             inliner.add(d.jac_source)
             inliner.add(d.tgrad_source)
     deco = ["@_piece"] if key.target == "cpu" else []

@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from problems import derive
 from problems.registry import get_problem
 from solvers.base import Status
 from solvers.nonlinear_methods import NONLINEAR_METHODS, TRUST_REGION, method_settings
@@ -259,7 +260,7 @@ def _trust_region(x, pp, rtol, atol, max_iter, radius, A, JJ, F, S, Y, H, G, PN,
 def _problem_source(prob) -> list[str]:
     """Residual and Jacobian (SymPy-printed) and array wrappers filling F (D,) and A[:, :D]."""
     d = prob.n_states
-    derivs = prob.derivatives()
+    derivs = derive.derivatives(prob)
     xs = ", ".join(f"x[{k}]" for k in range(d)) + ("," if d == 1 else "")
     lines = ["@_jit"] + derivs.residual_source.rstrip("\n").split("\n")
     lines += ["", "@_jit"] + derivs.jac_source.rstrip("\n").split("\n")

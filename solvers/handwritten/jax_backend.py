@@ -32,6 +32,7 @@ from solvers import jax_sharding
 from solvers.availability import framework_available
 from solvers.base import Backend, KindSupport, Prepared, SolveResult, SolveSpec
 from solvers.handwritten.common import METHODS, adaptive_result, check_common, common_settings, fixed_result
+from solvers.handwritten.ops import JaxOps
 from solvers.handwritten.rk import (StepConstants, adaptive_attempt, fixed_step, initial_state, state_rhs,
                                    step_constants)
 
@@ -47,7 +48,7 @@ def x64_scope(dtype: str) -> contextlib.AbstractContextManager:
 
     Scoped (thread-local config state), so the process-wide default is never changed.
     """
-    import jax
+    import jax  # jax is optional: the module imports without it
 
     want = dtype == "float64"
     if hasattr(jax, "enable_x64"):            # jax >= 0.7: config state usable as a context
@@ -59,7 +60,7 @@ def x64_scope(dtype: str) -> contextlib.AbstractContextManager:
 
 def jax_device(device: str) -> Any:
     """The JAX device for ``device`` ("cpu" or "gpu"); ValueError for anything else."""
-    import jax
+    import jax  # jax is optional: imported when a solve is placed
 
     if device == "cpu":
         return jax.devices("cpu")[0]
@@ -80,11 +81,10 @@ def build_solve(spec: SolveSpec, K: StepConstants, variant: str, unroll: int = 1
     (n_params, N) for "soa". Outputs: a tuple of the n_states final components (each (N,)) in
     fixed mode; ``(components, accepted, rejected, status)`` in adaptive mode.
     """
+    # jax is optional: this backend reports itself unavailable without it
     import jax
     import jax.numpy as jnp
     from jax import lax
-
-    from solvers.handwritten.ops import JaxOps
 
     f = state_rhs(spec, jnp)  # tuples of components, or one block with the states on axis 0
     ops = JaxOps()
@@ -136,7 +136,7 @@ class JaxHandwrittenPrepared(Prepared):
     dispatch = "jax"
 
     def __init__(self, spec: SolveSpec) -> None:
-        import jax
+        import jax  # jax is optional: imported only when this backend prepares a solve
 
         self.spec = spec
         self.constants = step_constants(spec)
@@ -156,7 +156,7 @@ class JaxHandwrittenPrepared(Prepared):
             return self.fn(*self.inputs)
 
     def sync(self, out: Any) -> None:
-        import jax
+        import jax  # jax is optional: imported only when this backend runs
 
         jax.block_until_ready(out)
 
@@ -201,7 +201,7 @@ class JaxHandwrittenBackend(Backend):
         return "none" if spec.mode == "fixed" else "lockstep"
 
     def settings_own(self, spec: SolveSpec) -> dict[str, Any]:
-        import jax
+        import jax  # jax is optional: imported only for this backend's settings
 
         s = common_settings(spec, step_constants(spec))
         s.update(

@@ -15,7 +15,7 @@ class JaxOps:
     name = "jax"
 
     def __init__(self) -> None:
-        import jax.numpy as jnp
+        import jax.numpy as jnp  # jax is optional: imported when this adapter is built, never at module import
 
         self.np = jnp
 
@@ -62,7 +62,7 @@ class TorchOps:
     name = "torch"
 
     def __init__(self) -> None:
-        import torch
+        import torch  # torch is optional: imported when this adapter is built, never at module import
 
         self.torch = torch
 

@@ -34,6 +34,7 @@ import numpy as np
 from solvers.base import Backend, KindSupport, Prepared, SolveResult, SolveSpec
 from solvers.handwritten.common import METHODS, adaptive_result, check_common, common_settings, fixed_result
 from solvers.handwritten.jax_backend import jax_available, jax_device, x64_scope
+from solvers.handwritten.ops import JaxOps
 from solvers.handwritten.rk import StepConstants, adaptive_attempt, fixed_step, initial_state, step_constants
 
 #: Trajectories per program (a power of two; 128 = 4 warps of 32 on a GPU).
@@ -55,12 +56,11 @@ def build_kernel_call(spec: SolveSpec, K: StepConstants, block: int, interpret: 
     ``interpret``: evaluate the kernel with XLA (CPU) instead of lowering it to Triton;
     ``debug``: Pallas prints the kernel jaxpr and, when lowering to Triton, the Triton module.
     """
+    # jax is optional: this backend reports itself unavailable without it
     import jax
     import jax.numpy as jnp
     from jax import lax
     from jax.experimental import pallas as pl
-
-    from solvers.handwritten.ops import JaxOps
 
     f = spec.prob.rhs_for(jnp)
     ops = JaxOps()
@@ -100,7 +100,7 @@ def build_kernel_call(spec: SolveSpec, K: StepConstants, block: int, interpret: 
             out_shape += [jax.ShapeDtypeStruct((n_pad,), jnp.int32)] * 3
         kwargs = {}
         if not interpret:
-            from jax.experimental.pallas import triton as plt
+            from jax.experimental.pallas import triton as plt  # optional: the Triton lowering, needed only off the interpreter
 
             kwargs["compiler_params"] = plt.CompilerParams(num_warps=max(block // 32, 1), num_stages=1)
         return pl.pallas_call(
@@ -134,7 +134,7 @@ class PallasPrepared(Prepared):
     dispatch = "jax"
 
     def __init__(self, spec: SolveSpec, block: int = BLOCK) -> None:
-        import jax
+        import jax  # jax is optional: imported only when this backend prepares a solve
 
         self.spec = spec
         self.constants = step_constants(spec)
@@ -149,7 +149,7 @@ class PallasPrepared(Prepared):
             return self.fn(*self.inputs)
 
     def sync(self, out: Any) -> None:
-        import jax
+        import jax  # jax is optional: imported only when this backend runs
 
         jax.block_until_ready(out)
 
@@ -198,7 +198,7 @@ class PallasBackend(Backend):
         return "none" if spec.mode == "fixed" else "lockstep"
 
     def settings_own(self, spec: SolveSpec) -> dict[str, Any]:
-        import jax
+        import jax  # jax is optional: imported only for this backend's settings
 
         b = block_size(spec)
         s = common_settings(spec, step_constants(spec))

@@ -31,6 +31,7 @@ import numpy as np
 from solvers.availability import framework_available
 from solvers.base import Backend, KindSupport, Prepared, SolveResult, SolveSpec
 from solvers.handwritten.common import METHODS, adaptive_result, check_common, common_settings, fixed_result
+from solvers.handwritten.ops import TorchOps
 from solvers.handwritten.rk import (AdaptiveState, StepConstants, adaptive_attempt, fixed_step, initial_state,
                                    state_rhs, step_constants)
 
@@ -44,7 +45,7 @@ STEPS_PER_GRAPH = 8
 
 
 def torch_device(device: str) -> Any:
-    import torch
+    import torch  # torch is optional: imported only when this backend is used
 
     if device == "cpu":
         return torch.device("cpu")
@@ -62,7 +63,7 @@ def torch_available(device: str) -> tuple[bool, str]:
 def compile_probe(device: str) -> str | None:
     """None if ``torch.compile`` compiles and runs a small elementwise function on ``device``,
     else the exception text (cached per process)."""
-    import torch
+    import torch  # torch is optional: imported only when this backend is used
 
     try:
         fn = torch.compile(lambda x, y: x * y + 1.5 * x, fullgraph=True, dynamic=False)
@@ -94,9 +95,7 @@ class _Solve:
     """Inputs, callables and constants shared by the torch variants of one spec."""
 
     def __init__(self, spec: SolveSpec) -> None:
-        import torch
-
-        from solvers.handwritten.ops import TorchOps
+        import torch  # torch is optional: imported only when this backend is used
 
         self.spec = spec
         self.K: StepConstants = step_constants(spec)
@@ -126,7 +125,7 @@ class _Solve:
         return initial_state(self.f, self.u0, self.p, self.K, self.ops)
 
     def fetch(self, out: Any, notes: dict) -> SolveResult:
-        import torch
+        import torch  # torch is optional: imported only when this backend is used
 
         cols = (lambda u: u[0].T) if self.K.blocked else (lambda u: torch.stack(u, dim=1))
         if self.spec.mode == "fixed":
@@ -135,7 +134,7 @@ class _Solve:
                                out.rejected.cpu().numpy(), out.status.cpu().numpy(), self.K, notes)
 
     def sync(self) -> None:
-        import torch
+        import torch  # torch is optional: imported only when this backend is used
 
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
@@ -147,7 +146,7 @@ class TorchLoopPrepared(Prepared):
     dispatch = "torch"
 
     def __init__(self, spec: SolveSpec, compiled: bool) -> None:
-        import torch
+        import torch  # torch is optional: imported only when this backend is used
 
         self.solve = _Solve(spec)
         self.compiled = compiled
@@ -163,7 +162,7 @@ class TorchLoopPrepared(Prepared):
         self.attempt_fn: Callable = attempt
 
     def run(self) -> Any:
-        import torch
+        import torch  # torch is optional: imported only when this backend is used
 
         s = self.solve
         with torch.inference_mode():
@@ -196,7 +195,7 @@ class CudaGraph:
     """``torch.cuda.CUDAGraph`` capture and replay of a function writing into static buffers."""
 
     def __init__(self, fn: Callable[[], None], device: Any) -> None:
-        import torch
+        import torch  # torch is optional: imported only when this backend is used
 
         # Warm up on a side stream before capture, as the CUDA-graph documentation requires.
         side = torch.cuda.Stream(device)
@@ -239,7 +238,7 @@ class TorchGraphPrepared(Prepared):
 
     def __init__(self, spec: SolveSpec, graph: type = CudaGraph,
                  steps_per_graph: int = STEPS_PER_GRAPH) -> None:
-        import torch
+        import torch  # torch is optional: imported only when this backend is used
 
         self.solve = s = _Solve(spec)
         self.steps_per_graph = steps_per_graph
@@ -278,7 +277,7 @@ class TorchGraphPrepared(Prepared):
                 dst.copy_(src)
 
     def run(self) -> Any:
-        import torch
+        import torch  # torch is optional: imported only when this backend is used
 
         s = self.solve
         with torch.inference_mode():
@@ -340,7 +339,7 @@ class TorchHandwrittenBackend(Backend):
         return "none" if spec.mode == "fixed" else "lockstep"
 
     def settings_own(self, spec: SolveSpec) -> dict[str, Any]:
-        import torch
+        import torch  # torch is optional: imported only when this backend is used
 
         s = common_settings(spec, step_constants(spec))
         s.update(

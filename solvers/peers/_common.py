@@ -100,7 +100,7 @@ def torch_stack_columns(du, like):
 
     An entry that is a plain number (a constant derivative) is broadcast to the batch.
     """
-    import torch
+    import torch  # torch is optional: only the torch peers call this
 
     cols = [d if isinstance(d, torch.Tensor)
             else torch.as_tensor(d, dtype=like.dtype, device=like.device) for d in du]

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from problems import derive
 from solvers.base import Prepared, SolveResult, SolveSpec, Status
 from solvers.peers import _common
 
@@ -81,7 +82,7 @@ class FortranPrepared(Prepared):
         u0, p = spec.ensemble()
         self.u0 = u0.astype(np.float64)
         rhs = spec.prob.rhs_for(math)
-        jac = spec.prob.derivatives().functions(math, float)[0] if spec.variant == "odeint" else None
+        jac = derive.derivatives(spec.prob).functions(math, float)[0] if spec.variant == "odeint" else None
         self.params = [tuple(float(v) for v in row) for row in p]
         self.rhs, self.jac = rhs, jac
         self.times, self.save_index = _common.output_grid(spec)
@@ -96,7 +97,7 @@ class FortranPrepared(Prepared):
                     for i in range(self.spec.n)]
 
     def _odeint(self, i: int) -> tuple:
-        from scipy.integrate import odeint
+        from scipy.integrate import odeint  # scipy is optional: imported only when this backend runs
 
         rhs, jac, params = self.rhs, self.jac, self.params[i]
         t = [self.t0, *self.times] if self.times[0] != self.t0 else list(self.times)
@@ -110,7 +111,7 @@ class FortranPrepared(Prepared):
         return ys, status, int(info["nst"][-1]), None, int(info["nfe"][-1]), info["message"]
 
     def _ode(self, i: int) -> tuple:
-        from scipy.integrate import ode
+        from scipy.integrate import ode  # scipy is optional: imported only when this backend runs
 
         rhs, params = self.rhs, self.params[i]
         r = ode(lambda t_, y: rhs(tuple(y), params, t_))

@@ -13,47 +13,51 @@ source to a file, because TorchScript compiles from source it can find on disk.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import sys
 import tempfile
 from pathlib import Path
 
-import sympy as sp
-
 from problems.core import Problem
-from problems.derive import KernelPrinter
+from problems.derive import kernel_printer
 
 
-class _TorchScriptPrinter(KernelPrinter):
-    """The kernel printer with plain float literals and ``torch.`` math functions."""
+@functools.lru_cache(maxsize=None)
+def _torchscript_printer() -> type:
+    """The kernel printer with plain float literals and ``torch.`` math functions (built on first
+    use, like problems.derive's: SymPy is optional)."""
 
-    def _print_Integer(self, expr):
-        return f"{float(int(expr))!r}"
+    class _TorchScriptPrinter(kernel_printer()):
+        def _print_Integer(self, expr):
+            return f"{float(int(expr))!r}"
 
-    def _print_Rational(self, expr):
-        return f"({float(int(expr.p))!r} / {float(int(expr.q))!r})"
+        def _print_Rational(self, expr):
+            return f"({float(int(expr.p))!r} / {float(int(expr.q))!r})"
 
-    def _print_Float(self, expr):
-        return f"{float(expr)!r}"
+        def _print_Float(self, expr):
+            return f"{float(expr)!r}"
 
-    def _print_Zero(self, expr):
-        return "0.0"
+        def _print_Zero(self, expr):
+            return "0.0"
 
-    def _print_One(self, expr):
-        return "1.0"
+        def _print_One(self, expr):
+            return "1.0"
 
-    def _print_NegativeOne(self, expr):
-        return "-1.0"
+        def _print_NegativeOne(self, expr):
+            return "-1.0"
 
-    def _print_Half(self, expr):
-        return "0.5"
+        def _print_Half(self, expr):
+            return "0.5"
 
-    def _print_Pow(self, expr, rational=False):
-        return super()._print_Pow(expr, rational).replace("_c(1)", "1.0").replace("m.", "torch.")
+        def _print_Pow(self, expr, rational=False):
+            return super()._print_Pow(expr, rational).replace("_c(1)", "1.0").replace("m.", "torch.")
 
-    def _print_Function(self, expr):
-        return "torch." + super()._print_Function(expr)[len("m."):]
+        def _print_Function(self, expr):
+            return "torch." + super()._print_Function(expr)[len("m."):]
+
+    return _TorchScriptPrinter
 
 
 def module_source(problem: Problem) -> str:
@@ -62,11 +66,13 @@ def module_source(problem: Problem) -> str:
     ``GeneratedRHS(p)`` holds the (N, n_params) parameters; ``forward(t, y)`` maps the
     (N, n_states) state to its (N, n_states) derivative.
     """
+    import sympy as sp  # sympy is optional: only the torchode "jit" variant generates this module
+
     u = sp.symbols(" ".join(f"_u{i}" for i in range(problem.n_states)) + " ", real=True)
     p = sp.symbols(" ".join(f"_p{i}" for i in range(problem.n_params)) + " ", real=True)
     t = sp.Symbol("_t", real=True)
     exprs = [sp.sympify(e) for e in problem.rhs_for(sp)(tuple(u), tuple(p), t)]
-    printer = _TorchScriptPrinter()
+    printer = _torchscript_printer()()
     lines = [f"        _u{i} = y[:, {i}]" for i in range(problem.n_states)]
     lines += [f"        _p{j} = self.p[:, {j}]" for j in range(problem.n_params)]
     lines += ["        _t = t"]

@@ -96,7 +96,7 @@ def _eqx_on_error() -> str:
 
 def x64(dtype: str):
     """The JAX context that makes ``dtype`` the working precision (x64 on only for float64)."""
-    import jax
+    import jax  # jax is optional: the module imports without it
 
     enable = dtype == "float64"
     if hasattr(jax, "enable_x64"):           # jax >= 0.8
@@ -215,6 +215,7 @@ class _DiffraxPrepared(Prepared):
     dispatch = "jax"
 
     def __init__(self, backend: DiffraxBackend, spec: SolveSpec) -> None:
+        # diffrax and jax are optional: this backend reports itself unavailable without them
         import diffrax
         import jax
         import jax.numpy as jnp
@@ -306,7 +307,7 @@ class _DiffraxPrepared(Prepared):
             self.fn = jax.jit(jax_sharding.shard(jax.vmap(diffeqsolve), self.plan, in_axes))
 
     def run(self) -> Any:
-        import jax
+        import jax  # jax is optional: imported only when this backend runs
 
         with self._x64():
             if self.spec.variant == "vmap-of-jit":
@@ -315,7 +316,7 @@ class _DiffraxPrepared(Prepared):
             return self.fn(self.u0, self.p)
 
     def sync(self, out: Any) -> None:
-        import jax
+        import jax  # jax is optional: imported only when this backend runs
 
         jax.block_until_ready(out)
 

@@ -4,7 +4,7 @@ Settings (all explicit, all returned by ``settings()``):
 
 * methods: "rk45" (``RK45``, Dormand-Prince 5(4)), "dop853" (``DOP853``) for non-stiff
   problems; "radau", "bdf", "lsoda" (``Radau``, ``BDF``, ``LSODA``) with the Jacobian SymPy
-  derived from the problem's rhs (``problem.derivatives()``); adaptive mode only (SciPy has no
+  derived from the problem's rhs (``problems.derive.derivatives``); adaptive mode only (SciPy has no
   fixed-step integrator);
 * ``rtol``, ``atol`` from the spec, ``first_step = spec.step`` (the protocol's dt0); SciPy's own
   step controller (not configurable); ``solve_ivp`` has no step cap, so ``max_steps`` is not
@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from problems import derive
 from solvers.base import Backend, KindSupport, Prepared, SolveResult, SolveSpec, Status
 from solvers.peers import _common
 from solvers.peers._scipy_fortran import FortranPrepared, fortran_reason, fortran_settings
@@ -119,7 +120,7 @@ class _ScipyPrepared(Prepared):
         self.spec = spec
         u0, p = spec.ensemble()
         rhs = spec.prob.rhs_for(math)
-        jac = spec.prob.derivatives().functions(math, float)[0] if spec.method in IMPLICIT else None
+        jac = derive.derivatives(spec.prob).functions(math, float)[0] if spec.method in IMPLICIT else None
         self.u0 = u0.astype(np.float64)
         self.functions = [_trajectory_functions(p[i], rhs, jac) for i in range(spec.n)]
         self.times, self.save_index = _common.output_grid(spec)
@@ -129,7 +130,7 @@ class _ScipyPrepared(Prepared):
             self.kwargs["dense_output"] = True
 
     def run(self) -> list:
-        from scipy.integrate import solve_ivp
+        from scipy.integrate import solve_ivp  # scipy is optional: imported only when this backend runs
 
         t_span = tuple(float(t) for t in self.spec.prob.tspan)
         out = []

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from problems import derive
 from solvers.base import Backend, KindSupport, SolveResult, SolveSpec, Status
 
 #: MINPACK stops on a relative step below xtol; a step of rtol leaves |F| near atol, so it is asked
@@ -27,7 +28,7 @@ class ScipyRootPrepared:
         self.spec = spec
         x0, p = spec.prob.ensemble(spec.n, spec.dtype, spec.seed)
         self.x0, self.p = x0.astype(np.float64), p.astype(np.float64)
-        self.res, self.jac = spec.prob.derivatives().functions(np, float)
+        self.res, self.jac = derive.derivatives(spec.prob).functions(np, float)
 
     def run(self) -> Any:
         from scipy.optimize import root  # optional: imported only when this backend runs

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from problems import derive
 from solvers.availability import framework_available
 from solvers.base import Backend, KindSupport, SolveResult, SolveSpec, Status
 
@@ -40,7 +41,7 @@ class TorchNewtonPrepared:
         rtol, atol = spec.tol
         self.rtol = torch.tensor(rtol, dtype=dtype, device=self.device)
         self.atol = torch.tensor(atol, dtype=dtype, device=self.device)
-        residual, jacobian = spec.prob.derivatives().functions(torch, float)
+        residual, jacobian = derive.derivatives(spec.prob).functions(torch, float)
 
         def full(e, like):
             return e if isinstance(e, torch.Tensor) else torch.full_like(like, e)

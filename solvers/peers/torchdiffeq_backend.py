@@ -64,7 +64,7 @@ def odeint_times(spec: SolveSpec) -> list[float]:
 
 
 def _torch_device(device: str):
-    import torch
+    import torch  # torch is optional: imported only when this backend runs
 
     return torch.device("cuda" if device == "gpu" else "cpu")
 
@@ -97,7 +97,7 @@ class _CountingRHS:
 
     def compile(self) -> None:
         """Variant "compiled": the evaluation (not the counter) through torch.compile."""
-        import torch
+        import torch  # torch is optional: imported only when this backend runs
 
         self.evaluate = torch.compile(self.evaluate, dynamic=False)
 
@@ -215,7 +215,7 @@ class TorchdiffeqBackend(Backend):
 
 def _torch_threads() -> int | None:
     try:
-        import torch
+        import torch  # torch is optional: the thread count is recorded only where it imports
     except ImportError:
         return None
     return torch.get_num_threads()
@@ -224,7 +224,7 @@ def _torch_threads() -> int | None:
 def _vmap_reason(spec: SolveSpec) -> str | None:
     """Probe (once per method) whether torch.func.vmap over upstream odeint works at all."""
     if spec.method not in _VMAP_PROBES:
-        import torch
+        import torch  # torch is optional: imported only when this backend runs
 
         probe = spec.with_(n=2, device="cpu", saveat=None)
         t0 = float(spec.prob.tspan[0])
@@ -248,7 +248,7 @@ class _VmapSolve:
     """
 
     def __init__(self, spec: SolveSpec, t_list: list[float]) -> None:
-        import torch
+        import torch  # torch is optional: imported only when this backend runs
 
         dev = _torch_device(spec.device)
         u0, p = spec.ensemble()
@@ -261,7 +261,7 @@ class _VmapSolve:
         self.options = TorchdiffeqBackend().options(spec)
 
     def solve_one(self, u, p):
-        from torchdiffeq import odeint
+        from torchdiffeq import odeint  # torchdiffeq is optional: imported only when this backend runs
 
         rhs = self.rhs
 
@@ -271,7 +271,7 @@ class _VmapSolve:
         return odeint(f, u, self.t, method=self.method, options=dict(self.options), **self.kwargs)
 
     def __call__(self):
-        import torch
+        import torch  # torch is optional: imported only when this backend runs
 
         return torch.func.vmap(self.solve_one)(self.u0, self.p)  # (N, len(t), n_states)
 
@@ -293,7 +293,7 @@ class _TorchdiffeqPrepared(Prepared):
     dispatch = "torch"
 
     def __init__(self, backend: TorchdiffeqBackend, spec: SolveSpec) -> None:
-        import torch
+        import torch  # torch is optional: imported only when this backend runs
 
         self.spec = spec
         self._gpu = spec.device == "gpu"
@@ -324,7 +324,7 @@ class _TorchdiffeqPrepared(Prepared):
             self.opts["norm"] = _max_trajectory_rms
 
     def run(self) -> _Run:
-        import torch
+        import torch  # torch and torchdiffeq are optional: imported only when this backend runs
         from torchdiffeq import odeint
 
         if self._vmap is not None:
@@ -350,7 +350,7 @@ class _TorchdiffeqPrepared(Prepared):
 
     def sync(self, out: _Run) -> None:
         if self._gpu:
-            import torch
+            import torch  # torch is optional: imported only when this backend runs
 
             torch.cuda.synchronize()
 
@@ -397,6 +397,6 @@ class _TorchdiffeqPrepared(Prepared):
     def close(self) -> None:
         self.u0 = self.func = self.t = self._vmap = None
         if self._gpu:
-            import torch
+            import torch  # torch is optional: imported only when this backend runs
 
             torch.cuda.empty_cache()

@@ -41,6 +41,7 @@ import numpy as np
 from solvers.availability import framework_available
 from solvers.base import Backend, KindSupport, Prepared, SolveResult, SolveSpec, Status
 from solvers.peers import _common
+from solvers.peers._torchscript import generated_rhs_class
 
 #: method name -> torchode step-method class
 STEP_METHODS = {"tsit5": "Tsit5", "dopri5": "Dopri5"}
@@ -152,6 +153,7 @@ def _jit_reason(backend: "TorchodeBackend", spec: SolveSpec) -> str | None:
             prep.fetch(prep.run())
             _JIT_PROBES[key] = None
         except Exception as exc:  # TorchScript's own message is the reason we report
+            # torch and torchode are optional: imported (again) only to name their versions
             import torch
             import torchode
 
@@ -164,7 +166,7 @@ def _jit_reason(backend: "TorchodeBackend", spec: SolveSpec) -> str | None:
 
 def _torch_threads() -> int | None:
     try:
-        import torch
+        import torch  # torch is optional: the thread count is recorded only where it imports
     except ImportError:
         return None
     return torch.get_num_threads()
@@ -174,6 +176,7 @@ class _TorchodePrepared(Prepared):
     dispatch = "torch"
 
     def __init__(self, backend: TorchodeBackend, spec: SolveSpec) -> None:
+        # torch and torchode are optional: this backend reports itself unavailable without them
         import torch
         import torchode
 
@@ -186,8 +189,6 @@ class _TorchodePrepared(Prepared):
         params = tuple(torch.as_tensor(np.ascontiguousarray(p[:, j]), device=dev)
                        for j in range(p.shape[1]))
         if spec.variant == "jit":
-            from solvers.peers._torchscript import generated_rhs_class
-
             f = generated_rhs_class(prob)(torch.as_tensor(p, device=dev))
         else:
             rhs = prob.rhs_for(torch)
@@ -228,14 +229,14 @@ class _TorchodePrepared(Prepared):
             self.solve = torch.jit.script(self.adjoint).solve
 
     def run(self) -> Any:
-        import torch
+        import torch  # torch is optional: imported only when this backend runs
 
         with torch.no_grad():
             return self.solve(self.problem, dt0=self.dt0)
 
     def sync(self, out: Any) -> None:
         if self._gpu:
-            import torch
+            import torch  # torch is optional: imported only when this backend runs
 
             torch.cuda.synchronize()
 
@@ -279,6 +280,6 @@ class _TorchodePrepared(Prepared):
     def close(self) -> None:
         self.adjoint = self.problem = self.solve = None
         if self._gpu:
-            import torch
+            import torch  # torch is optional: imported only when this backend runs
 
             torch.cuda.empty_cache()

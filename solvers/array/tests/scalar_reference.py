@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 
+from problems import derive
 from problems.core import Problem
 from solvers.base import Status
 from solvers.tableaus import ROSENBROCK23, SNAP_ULPS, ExplicitRK, PIController, pi_step_factor
@@ -92,7 +93,7 @@ def tsit5_like_step(tab: ExplicitRK):
 
 def rosenbrock23_step(problem: Problem):
     """An adaptive Rosenbrock23 attempt (float64; one 3x3 LAPACK solve per stage)."""
-    jac, tgrad = problem.derivatives().functions(math, float)
+    jac, tgrad = derive.derivatives(problem).functions(math, float)
     k = ROSENBROCK23
     n = problem.n_states
 

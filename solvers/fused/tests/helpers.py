@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 
+from problems import derive
 from problems.registry import get_problem
 from solvers.base import SolveResult, SolveSpec
 from solvers.fused.backend import FusedBackend
@@ -83,7 +84,7 @@ def python_rodas_adaptive(problem, tab, ctrl, u0, p, t0, tf, dt0, rtol, atol):
     from solvers.tableaus import pi_step_factor, scaled_rms_norm
 
     f = problem.rhs_for(math)
-    jac, tgrad = problem.derivatives().functions(math, float)
+    jac, tgrad = derive.derivatives(problem).functions(math, float)
     u, t, dt, qold = np.asarray(u0, dtype=float), float(t0), float(dt0), ctrl.qold_init
     acc = rej = 0
     n = len(u)
