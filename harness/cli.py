@@ -47,6 +47,9 @@ from harness.measure.accuracy import accuracy_violations
 from harness.measure.clock import measure_overhead
 from harness.packages import OPTIONAL, REQUIRED, missing
 from harness.refs import write_shipped
+from harness.report.markdown import write_report
+from harness.report.readme import (FIGURES_DIR, ReadmeError, runs_named_in_readme, write_readme,
+                                   write_top_figures)
 from harness.results.integrity import integrity_failures
 from harness.results.store import CSV_NAME
 from harness.run.preflight import cmd_preflight
@@ -241,10 +244,6 @@ def cmd_report(args: argparse.Namespace) -> int:
         if not (folder / "results.csv").is_file():
             raise UsageError(f"{folder} is not a run folder (no results.csv)")
     try:
-        from harness.report.markdown import write_report  # optional: the report needs matplotlib
-    except ImportError as exc:
-        raise UsageError(f"the report builder harness.report.markdown is not available here ({exc})") from None
-    try:
         path = write_report(run_dir, companions=tuple(args.companions) or None)
     except ValueError as exc:  # the report's SchemaError: the results cannot be reported
         print(f"error: cannot report {run_dir}: {' '.join(str(exc).split())}", file=sys.stderr)
@@ -255,10 +254,6 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_readme(args: argparse.Namespace) -> int:
     """`readme`: rewrite or check README.md's results block; `figures`: the top-level figures/."""
-    # optional: the figures need matplotlib
-    from harness.report.readme import (FIGURES_DIR, ReadmeError, runs_named_in_readme, write_readme,
-                                       write_top_figures)
-
     try:
         if args.command == "figures":
             runs = args.run_dirs or [runs_named_in_readme()[0]]

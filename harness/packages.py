@@ -15,11 +15,10 @@ import importlib
 import socket
 import sys
 
-REQUIRED = {"numpy": "everything", "pandas": "results", "numba": "fused backend"}
+REQUIRED = {"numpy": "everything", "pandas": "results", "numba": "fused backend",
+            "scipy": "references, the command line", "sympy": "Jacobians, C++ and GPU-profile translation",
+            "matplotlib": "figures and reports (the command line imports them)"}
 OPTIONAL = {
-    "scipy": "computing references (shipped ones need none), scipy backend",
-    "sympy": "Jacobians of the stiff (Rosenbrock) methods",
-    "matplotlib": "figures",
     "jax": "diffrax, jax-handwritten, pallas", "diffrax": "diffrax", "equinox": "diffrax",
     "torch": "torch-handwritten, torchdiffeq, torchode", "torchdiffeq": "torchdiffeq",
     "torchode": "torchode", "cupy": "array backend on a GPU", "cupti": "launch counting (CUPTI)",

@@ -202,17 +202,6 @@ def test_check_rejects_a_negative_scaled_error(fake_backends, tmp_path, capsys):
     assert "max_scaled_err must not be negative" in capsys.readouterr().err
 
 
-def test_report_without_the_report_module_is_one_line_exit_2(fake_backends, tmp_path, capsys, monkeypatch):
-    suite = tmp_path / "fake.toml"
-    suite.write_text(GOOD_SUITE)
-    assert main(["run", "--suite", str(suite), "--out", str(tmp_path / "run"), "--in-process", "--quiet"]) == 0
-    capsys.readouterr()
-    monkeypatch.setitem(sys.modules, "harness.report.markdown", None)  # makes `import harness.report.markdown` fail
-    assert main(["report", str(tmp_path / "run")]) == 2
-    err = capsys.readouterr().err.splitlines()
-    assert len(err) == 1 and err[0].startswith("error: the report builder harness.report.markdown is not available")
-
-
 def test_env_prints_the_fingerprint(capsys):
     assert main(["env"]) == 0
     fp = json.loads(capsys.readouterr().out)
