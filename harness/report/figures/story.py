@@ -249,6 +249,8 @@ def _throughput(ctx, cells, run_dir) -> FigureInfo:
         for (_, r), v in zip(best.iterrows(), nss):
             rows.append(dict(backend=lib, variant=r["variant"], method=r["method"], n=int(r["n"]),
                              ns_per_trajectory_step=v, time_median_s=r["time_median_s"], steps_mean=r["steps_mean"]))
+    if not rows:  # e.g. a run without fused cells whose peers ran at one N each
+        return _skip(name, "no library ran this setting at two or more N, and the fused kernel did not run it")
     data = _tidy(rows, ["backend", "n"])
     floor, how = measured_floor(run_dir)
     notes = ["each library at its fastest variant per N, Tsit5 where it ran it (else its method, see the CSV); "
