@@ -118,6 +118,7 @@ def _shard_plan(spec: SolveSpec) -> "jax_sharding.ShardPlan":
 
 
 class DiffraxBackend(Backend):
+    compilers = {"cpu": "xla"}
     name = "diffrax"
     devices = ("cpu", "gpu")
     kinds = {"ode": KindSupport({"tsit5": ("fixed", "adaptive"), "dopri5": ("fixed", "adaptive"),
