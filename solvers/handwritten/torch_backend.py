@@ -47,8 +47,8 @@ CHECK_EVERY = {"cpu": 1, "gpu": 8}
 #: CUDA-graph variant: steps (fixed) or attempts (adaptive) captured in one graph.
 STEPS_PER_GRAPH = 8
 #: Variant "compiled": steps (fixed) or attempts (adaptive) per compiled call, by mode. Chosen
-#: by an interleaved measurement (benchmarks/variants/torch_chunk.py; docs/fairness.md).
-COMPILED_CHUNK = {"fixed": 25, "adaptive": 8}
+#: by an interleaved measurement (benchmarks/variants/strongest.py; docs/fairness.md).
+COMPILED_CHUNK = {"fixed": 5, "adaptive": 4}
 #: The torch.compile options of the compiled variants (recorded in each row's settings).
 COMPILE_OPTIONS = {"fullgraph": True, "dynamic": False, "mode": "default"}
 
