@@ -49,6 +49,7 @@ def test_two_host_devices_give_the_unsplit_states():
     env = dict(os.environ, PYTHONPATH=str(REPO), JAX_PLATFORMS="cpu",
                XLA_FLAGS="--xla_force_host_platform_device_count=2")
     env.pop("EQX_ON_ERROR", None)
+    env["ODEBENCH_JAX_SPLIT_MIN_N"] = "0"     # N = 16 is below the measured threshold: force the split
     proc = subprocess.run([sys.executable, "-c", SCRIPT], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=1200)
     assert proc.returncode == 0, proc.stderr[-3000:]
