@@ -41,6 +41,7 @@ from harness.measure.accuracy import accuracy_violations
 from harness.measure.clock import measure_overhead
 from harness.packages import OPTIONAL, REQUIRED, missing
 from harness.refs import write_shipped
+from harness.results.fairness import fairness_report
 from harness.results.schema import SchemaError, validate
 from harness.results.store import CSV_NAME, read_results
 from harness.run.preflight import cmd_preflight
@@ -418,10 +419,6 @@ def _available(backend, device: str) -> tuple[bool, str]:
 
 def cmd_fairness(args: argparse.Namespace) -> int:
     """Print the red-team table of ``harness.report.fairness``; 1 with --strict if a variant is missing."""
-    try:
-        from harness.report.fairness import fairness_report  # optional: harness.report needs matplotlib
-    except ImportError as exc:
-        raise UsageError(f"harness.report.fairness is not available here ({exc})") from None
     try:
         text, missing = fairness_report(args.run_dir, only_missing=args.missing)
     except SchemaError as exc:

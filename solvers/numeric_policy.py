@@ -24,6 +24,8 @@ import os
 import sys
 from typing import Any
 
+import llvmlite.binding as llvm
+
 XLA_WIDTH_FLAG = "--xla_cpu_prefer_vector_width"
 
 #: What each code generator does under the policy (the ``fma`` setting of a row).
@@ -62,8 +64,6 @@ def numba_cpu_features() -> str | None:
     off (None below AVX-512, where the host default already is the widest)."""
     if vector_bits() < 512:
         return None
-    import llvmlite.binding as llvm  # the host's feature string (llvmlite: Numba's own LLVM)
-
     return llvm.get_host_cpu_features().flatten() + ",-prefer-256-bit"
 
 

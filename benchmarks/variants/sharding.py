@@ -15,6 +15,11 @@ import argparse
 import os
 import statistics
 
+from harness.measure.clock import time_repeats
+from solvers import numeric_policy
+from solvers.base import SolveSpec
+from solvers.registry import get_backend
+
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -26,12 +31,8 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2").strip()
     os.environ["ODEBENCH_JAX_SPLIT_MIN_N"] = "0"      # force the split for the 2-device cells
-    from solvers import numeric_policy
 
     numeric_policy.apply()
-    from harness.measure.clock import time_repeats
-    from solvers.base import SolveSpec
-    from solvers.registry import get_backend
 
     print(f"Lorenz tsit5 float32 {args.mode}, 1 device vs 2 (load {os.getloadavg()[0]:.1f})")
     for n in args.sizes:

@@ -21,6 +21,12 @@ import statistics
 import sys
 import time
 
+from harness.measure.clock import time_repeats
+from solvers import numeric_policy
+from solvers.base import SolveSpec
+from solvers.handwritten import torch_backend
+from solvers.registry import get_backend
+
 
 def _pin(threads: int) -> None:
     for var in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
@@ -44,13 +50,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args(argv)
     _pin(args.threads)
-    from solvers import numeric_policy
 
     numeric_policy.apply()
-    from harness.measure.clock import time_repeats
-    from solvers.base import SolveSpec
-    from solvers.handwritten import torch_backend
-    from solvers.registry import get_backend
 
     spec = SolveSpec("lorenz", "tsit5", args.mode, "float32", n=args.n, rtol=1e-6, atol=1e-6,
                      threads=args.threads)

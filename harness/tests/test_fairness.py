@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from harness.cli import main
-from harness.report.fairness import fairness_table, render
+from harness.results.fairness import fairness_table, render
 
 RESULTS = Path(__file__).resolve().parents[2] / "results"
 

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.report.inputs import read_run
+from harness.results.cells import cell_table
+from harness.results.schema import validate
+from harness.results.store import read_results
 from solvers.registry import get_backend
 
 #: Columns that name one comparison (a library's cell is one of these plus ``backend``).
@@ -92,7 +94,7 @@ def render(table: pd.DataFrame, never: dict[str, list[str]] | None = None, only_
 
 def fairness_report(run_dir: Path, only_missing: bool = False, declared: bool = True) -> tuple[str, int]:
     """(text, number of library cells missing a variant) for the run in ``run_dir``."""
-    cells = read_run(Path(run_dir)).cells
+    cells = cell_table(validate(read_results(Path(run_dir))))
     table = fairness_table(cells)
     text = render(table, declared_never_run(cells) if declared else None, only_missing)
     return text, int((table["not_run"] != "").sum())
