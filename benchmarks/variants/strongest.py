@@ -48,10 +48,15 @@ def main(argv: list[str] | None = None) -> None:
                     help="also torch-handwritten 'compiled' at these chunk sizes")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--xla-width", type=int, default=None,
+                    help="override the policy's --xla_cpu_prefer_vector_width (the policy's gain)")
     args = ap.parse_args(argv)
     _pin(args.threads)
-
     numeric_policy.apply()
+    if args.xla_width:
+        os.environ["XLA_FLAGS"] = " ".join(
+            [f for f in os.environ["XLA_FLAGS"].split() if not f.startswith(numeric_policy.XLA_WIDTH_FLAG)]
+            + [f"{numeric_policy.XLA_WIDTH_FLAG}={args.xla_width}"])
 
     spec = SolveSpec("lorenz", "tsit5", args.mode, "float32", n=args.n, rtol=1e-6, atol=1e-6,
                      threads=args.threads)
@@ -76,6 +81,7 @@ def main(argv: list[str] | None = None) -> None:
             samples = time_repeats(lambda p=p: p.sync(p.run()), args.repeats)
             rounds[label].append(statistics.median(samples))
     base = statistics.median(rounds[labels[0]])
+    print(f"XLA_FLAGS={os.environ['XLA_FLAGS']}")
     print(f"Lorenz tsit5 float32 {args.mode} N={args.n} threads={args.threads} load={os.getloadavg()[0]:.1f} "
           f"({args.rounds} rounds x {args.repeats} repeats, interleaved)")
     for label in labels:
