@@ -50,7 +50,9 @@ from harness.refs import write_shipped
 from harness.report.markdown import write_report
 from harness.report.readme import (FIGURES_DIR, ReadmeError, runs_named_in_readme, write_readme,
                                    write_top_figures)
+from harness.results.fairness import fairness_report
 from harness.results.integrity import integrity_failures
+from harness.results.schema import SchemaError
 from harness.results.store import CSV_NAME
 from harness.run.preflight import cmd_preflight
 from harness.run.session import run_session, split_values
@@ -181,6 +183,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("baseline", metavar="BASELINE_JSON")
     bench.add_argument("--threshold", type=_positive_float_arg, default=None,
                        help="allowed slow-down relative to the reference cell (default 0.25)")
+    fair = sub.add_parser("fairness", help="per library and N: the fastest variant that ran and the variants that did not")
+    fair.add_argument("run_dir", type=Path, help="a run folder (results/<run_id>)")
+    fair.add_argument("--missing", action="store_true", help="only the library cells that miss a variant")
+    fair.add_argument("--strict", action="store_true", help="exit 1 if any library cell misses a variant")
     ovh = sub.add_parser("overhead", help="what the clock adds to a timed repeat (exit 1 over 1%% of a 1 ms solve)")
     ovh.add_argument("--repeats", type=_positive_int_arg, default=10_000, help="timed repeats per trial")
     ovh.add_argument("--trials", type=_positive_int_arg, default=7, help="trials (the median is reported)")
@@ -216,6 +222,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_gpu_profile(args)
         if args.command == "overhead":
             return cmd_overhead(args)
+        if args.command == "fairness":
+            return cmd_fairness(args)
         if args.command in ("readme", "figures"):
             return cmd_readme(args)
     except (UsageError, ProblemPluginError) as exc:  # a bad $ODEBENCH_PROBLEMS file is bad input too
@@ -429,6 +437,16 @@ def _available(backend, device: str) -> tuple[bool, str]:
     except Exception as exc:  # noqa: BLE001 - a listing must not crash on one backend
         return False, f"available() raised {type(exc).__name__}: {exc}"
     return ok, " ".join(str(reason).split())
+
+
+def cmd_fairness(args: argparse.Namespace) -> int:
+    """Print the red-team table of ``harness.results.fairness``; 1 with --strict if a variant is missing."""
+    try:
+        text, missing = fairness_report(args.run_dir, only_missing=args.missing)
+    except SchemaError as exc:
+        raise UsageError(str(exc)) from None
+    print(text)
+    return 1 if args.strict and missing else 0
 
 
 def cmd_overhead(args: argparse.Namespace) -> int:

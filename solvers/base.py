@@ -26,6 +26,7 @@ from problems.base import ProblemBase, check_dtype, check_n
 from problems.inputs import EnsembleInputs
 from problems.kinds import kind_of
 from problems.registry import get_problem
+from solvers import numeric_policy
 
 MODES = ("fixed", "adaptive")
 DEVICES = ("cpu", "gpu")
@@ -344,10 +345,24 @@ class Backend(ABC):
     def step_control(self, spec: SolveSpec) -> str:
         return "none" if spec.mode == "fixed" else "per-trajectory"
 
+    #: Device -> who generates this backend's arithmetic there (a key of
+    #: ``solvers.numeric_policy.FMA``): its rows record ``fma`` and ``vector_width``.
+    compilers: ClassVar[dict[str, str]] = {}
+
+    def compiler(self, spec: SolveSpec) -> str | None:
+        """The code generator of ``spec``'s arithmetic (None: no ``fma``/``vector_width`` recorded)."""
+        return self.compilers.get(spec.device)
+
     def settings(self, spec: SolveSpec) -> dict[str, Any]:
-        """Every setting this backend uses for ``spec`` (stored with each result, for fairness)."""
+        """Every setting this backend uses for ``spec`` (stored with each result, for fairness),
+        with the numeric policy's ``fma`` and ``vector_width`` where a compiler is named."""
         module = self._module(spec)
-        return self.settings_own(spec) if module is None else module.settings(self, spec)
+        out = self.settings_own(spec) if module is None else module.settings(self, spec)
+        compiler = self.compiler(spec)
+        if compiler:
+            for key, value in numeric_policy.settings(compiler).items():
+                out.setdefault(key, value)
+        return out
 
     def settings_own(self, spec: SolveSpec) -> dict[str, Any]:
         """:meth:`settings` for a kind this class serves itself."""

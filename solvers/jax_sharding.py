@@ -13,6 +13,7 @@ one shared step; its backend does so.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -20,6 +21,16 @@ import numpy as np
 
 #: The mesh axis the ensemble is split along.
 AXIS = "ensemble"
+#: The smallest N split over several host devices: below it a split costs more (per-device
+#: dispatch and the devices' rendezvous every call) than the second core gives. Chosen by
+#: measurement (``python -m benchmarks.variants.sharding``; docs/fairness.md). The environment
+#: variable ODEBENCH_JAX_SPLIT_MIN_N overrides it (tests, that benchmark); rows record it.
+SPLIT_MIN_N = 2048
+
+
+def split_min_n() -> int:
+    """:data:`SPLIT_MIN_N`, or ``$ODEBENCH_JAX_SPLIT_MIN_N`` where set."""
+    return int(os.environ.get("ODEBENCH_JAX_SPLIT_MIN_N", SPLIT_MIN_N))
 
 
 @dataclass(frozen=True)
@@ -39,13 +50,14 @@ class ShardPlan:
         return len(self.devices)
 
     def settings(self) -> dict[str, Any]:
-        return {"jax_devices": self.count, "sharding": self.note}
+        return {"jax_devices": self.count, "sharding": self.note, "split_min_n": split_min_n()}
 
 
 def plan(device: str, threads: int | None, n: int) -> ShardPlan:
     """The devices a solve of ``n`` trajectories on ``device`` with ``threads`` cores uses.
 
-    On the CPU with ``threads`` > 1: the first ``threads`` CPU devices JAX exposes, reduced to
+    On the CPU with ``threads`` > 1 and ``n`` >= :func:`split_min_n` (one device below it):
+    the first ``threads`` CPU devices JAX exposes, reduced to
     the largest count that divides ``n`` (equal slices); fewer devices than threads (the flag
     was not set before JAX was imported) falls back to what exists, saying so. ``threads`` None
     means every core: every CPU device JAX exposes. On a GPU: one device.
@@ -58,6 +70,9 @@ def plan(device: str, threads: int | None, n: int) -> ShardPlan:
     want = len(cpus) if threads is None else int(threads)
     have = min(want, len(cpus))
     k = max(d for d in range(1, have + 1) if n % d == 0)
+    if want > 1 and n < split_min_n():
+        return ShardPlan((cpus[0],), f"threads={want}: N={n} < {split_min_n()} (split_min_n, where a "
+                                     f"split over host devices starts to pay): one CPU device, no split")
     if want <= 1:
         note = (f"threads={threads}: one CPU device, no split" if threads is not None else
                 "threads unset and JAX exposes one CPU device: no split")

@@ -26,6 +26,8 @@ import sys
 from contextlib import contextmanager
 from typing import Any, Iterator
 
+from solvers import numeric_policy
+
 #: Environment variables every worker gets, each set to the thread count.
 THREAD_VARIABLES = ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
                     "OPENBLAS_NUM_THREADS")
@@ -55,7 +57,9 @@ def worker_environment(threads: int, base: dict[str, str] | None = None) -> dict
     """The variables a worker for ``threads`` threads gets on top of ``base`` (os.environ)."""
     base = os.environ if base is None else base
     env = {name: str(threads) for name in THREAD_VARIABLES}
-    env["XLA_FLAGS"] = _xla_flags(base.get("XLA_FLAGS", ""), threads)
+    # the numeric policy's vector width for XLA and Numba (solvers.numeric_policy)
+    env.update(numeric_policy.environment(base))
+    env["XLA_FLAGS"] = _xla_flags(env["XLA_FLAGS"], threads)
     return env
 
 

@@ -18,6 +18,7 @@ from harness.measure.execute import Cell
 from harness.run.suites import load_suite
 from harness.tests.fakes import fake_backends, virtual_clock  # noqa: F401 - fixtures
 from harness.measure.threads import resolve, worker_environment
+from solvers.numeric_policy import vector_bits
 from solvers.base import SolveSpec
 
 
@@ -31,8 +32,9 @@ def test_worker_environment_sets_every_pool_and_keeps_other_xla_flags():
                                               "--xla_force_host_platform_device_count=8"})
     assert env["NUMBA_NUM_THREADS"] == env["OMP_NUM_THREADS"] == env["MKL_NUM_THREADS"] == "3"
     assert env["OPENBLAS_NUM_THREADS"] == "3"
-    assert env["XLA_FLAGS"] == "--xla_cpu_enable_fast_math=false --xla_force_host_platform_device_count=3"
-    assert worker_environment(1, {})["XLA_FLAGS"] == "--xla_force_host_platform_device_count=1"
+    width = f"--xla_cpu_prefer_vector_width={vector_bits()}"  # the numeric policy's vector width
+    assert env["XLA_FLAGS"] == f"--xla_cpu_enable_fast_math=false {width} --xla_force_host_platform_device_count=3"
+    assert worker_environment(1, {})["XLA_FLAGS"] == f"{width} --xla_force_host_platform_device_count=1"
 
 
 def test_spec_refuses_bad_threads():
@@ -102,7 +104,8 @@ def test_cells_of_one_thread_count_share_a_worker_and_rows_record_it(fake_backen
     assert notes[(1, 8)]["pid"] == notes[(1, 16)]["pid"] != notes[(2, 8)]["pid"]
     for (threads, _), note in notes.items():
         assert note["NUMBA_NUM_THREADS"] == str(threads)
-        assert note["XLA_FLAGS"] == f"--xla_dump_to=/nonexistent --xla_force_host_platform_device_count={threads}"
+        assert note["XLA_FLAGS"] == (f"--xla_dump_to=/nonexistent --xla_cpu_prefer_vector_width={vector_bits()} "
+                                     f"--xla_force_host_platform_device_count={threads}")
         assert note["affinity"] == min(threads, len(os.sched_getaffinity(0)))
 
 

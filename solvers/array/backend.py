@@ -88,6 +88,7 @@ class ArrayBackend(Backend):
     Tsit5's dense output in adaptive mode (as the fused kernel).
     """
 
+    compilers = {"cpu": "numpy"}
     name = "array"
     devices = ("cpu", "gpu")
     kinds = {

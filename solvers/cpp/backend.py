@@ -168,6 +168,7 @@ class CppCudaPrepared(Prepared):
 class CppBackend(Backend):
     """The hand-written C++ fused solver (see the module docstring)."""
 
+    compilers = {"cpu": "gcc", "gpu": "cuda"}
     name = "cuda-cpp"
     devices = ("cpu", "gpu")
     kinds = {"ode": KindSupport({"tsit5": ("fixed", "adaptive"), "rk4": ("fixed",), "rk4_38": ("fixed",)})}

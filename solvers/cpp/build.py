@@ -22,13 +22,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from solvers.cache import cache_root as shared_cache_root
+from solvers import numeric_policy
 from solvers.cache import writable_cache
 
 #: g++ flags: -fno-math-errno / -fno-trapping-math let sqrt and floor become vector instructions
 #: (no errno, no FP-exception side effects: nothing here reads either); no -ffast-math:
 #: the NaN / overflow checks of the status codes must stay exact. GCC contracts a*b+c into fma
-#: by default (-ffp-contract=fast), as NVRTC/nvcc do on the GPU and as the Numba kernel does.
+#: by default in GNU mode; -ffp-contract=fast says so explicitly (solvers.numeric_policy: one
+#: FMA policy for all), as NVRTC/nvcc do on the GPU and as the Numba kernel does, and
+#: -mprefer-vector-width is the policy's vector width (the widest the CPU supports).
 CXX_FLAGS = ("-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-fno-trapping-math",
+             "-ffp-contract=fast", f"-mprefer-vector-width={numeric_policy.vector_bits()}",
              "-std=c++17", "-shared",
              "-fPIC", "-fopt-info-vec-optimized")
 #: NVRTC / nvcc options: C++17, the default fmad=true, no fast math (as numba-cuda's default).

@@ -151,6 +151,7 @@ class FusedBackend(Backend):
             from this machine's ISA.
     """
 
+    compilers = {"cpu": "numba", "gpu": "cuda"}
     name = "fused"
     devices = ("cpu", "gpu")
     kinds = {

@@ -182,6 +182,7 @@ class JaxHandwrittenPrepared(Prepared):
 class JaxHandwrittenBackend(Backend):
     """Hand-written explicit Runge-Kutta in JAX (see the module docstring)."""
 
+    compilers = {"cpu": "xla"}
     name = "jax-handwritten"
     devices = ("cpu", "gpu")
     kinds = {"ode": KindSupport(METHODS)}

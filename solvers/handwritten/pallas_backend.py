@@ -171,6 +171,7 @@ class PallasPrepared(Prepared):
 class PallasBackend(Backend):
     """The fused design in Pallas (see the module docstring)."""
 
+    compilers = {"cpu": "xla"}
     name = "pallas"
     devices = ("cpu", "gpu")
     kinds = {"ode": KindSupport(METHODS)}

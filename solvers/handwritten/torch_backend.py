@@ -5,10 +5,14 @@ The state is structure-of-arrays: a tuple of (N,) tensors, one per ODE component
 the JAX and Pallas backends). Variants:
 
 * "" (eager): a Python loop over steps; every array operation is one kernel launch.
-* "compiled": the same loop calling a ``torch.compile``d step (``fullgraph=True``, static
-  shapes), so each step is a few fused kernels (C++/OpenMP on a CPU, Triton on a GPU). The
+* "compiled": the loop calls a ``torch.compile``d chunk of ``COMPILED_CHUNK`` steps (fixed)
+  or attempts (adaptive: masked attempts, the host checks "any lane active?" once per chunk)
+  (``fullgraph=True``, static shapes), as PyTorch's experts compile a time loop: one call runs
+  many steps in a few fused C++/OpenMP (CPU) or Triton (GPU) kernels. Inductor contracts
+  multiply-adds (``solvers.numeric_policy``: one FMA and vector-width policy for all). The
   first ``run`` compiles (the runner times it as compile time). If ``torch.compile`` does not
   work on the machine, ``check`` returns the exception text.
+* "compiled-step": the same, one step or attempt per compiled call (the form before issue 33).
 * "cudagraph" (GPU only): a chunk of ``steps_per_graph`` steps (fixed) or attempts (adaptive) is
   captured once in a ``torch.cuda.CUDAGraph`` on static buffers and replayed, so the host
   launches one graph per chunk instead of one kernel per operation. Adaptive mode checks on
@@ -32,16 +36,22 @@ from solvers.availability import framework_available
 from solvers.base import Backend, KindSupport, Prepared, SolveResult, SolveSpec
 from solvers.handwritten.common import METHODS, adaptive_result, check_common, common_settings, fixed_result
 from solvers.handwritten.ops import TorchOps
+from solvers import numeric_policy
 from solvers.handwritten.rk import (AdaptiveState, StepConstants, adaptive_attempt, fixed_step, initial_state,
                                    state_rhs, step_constants)
 
-VARIANTS = ("", "compiled", "cudagraph")
+VARIANTS = ("", "compiled", "compiled-step", "cudagraph")
 
 #: Adaptive mode: attempts between host-side "all lanes done?" checks. A check costs a device
 #: sync on a GPU; on a CPU it is free, and extra attempts (masked no-ops) are not.
 CHECK_EVERY = {"cpu": 1, "gpu": 8}
 #: CUDA-graph variant: steps (fixed) or attempts (adaptive) captured in one graph.
 STEPS_PER_GRAPH = 8
+#: Variant "compiled": steps (fixed) or attempts (adaptive) per compiled call, by mode. Chosen
+#: by an interleaved measurement (benchmarks/variants/strongest.py; docs/fairness.md).
+COMPILED_CHUNK = {"fixed": 5, "adaptive": 4}
+#: The torch.compile options of the compiled variants (recorded in each row's settings).
+COMPILE_OPTIONS = {"fullgraph": True, "dynamic": False, "mode": "default"}
 
 
 def torch_device(device: str) -> Any:
@@ -121,6 +131,18 @@ class _Solve:
     def attempt(self, p: tuple, state: AdaptiveState) -> AdaptiveState:
         return adaptive_attempt(self.f, p, state, self.K, self.ops)
 
+    def steps(self, u: tuple, p: tuple, times: Any, h: Any) -> tuple:
+        """``len(times)`` fixed steps (unrolled when compiled: one graph per chunk)."""
+        for i in range(times.shape[0]):
+            u = fixed_step(self.f, u, p, times[i], h, self.K)
+        return u
+
+    def attempts(self, p: tuple, state: AdaptiveState, k: int) -> AdaptiveState:
+        """``k`` masked attempts (a done lane's attempt changes nothing)."""
+        for _ in range(k):
+            state = adaptive_attempt(self.f, p, state, self.K, self.ops)
+        return state
+
     def initial(self) -> AdaptiveState:
         return initial_state(self.f, self.u0, self.p, self.K, self.ops)
 
@@ -141,25 +163,29 @@ class _Solve:
 
 
 class TorchLoopPrepared(Prepared):
-    """Variants "" and "compiled": a host loop over (possibly compiled) steps or attempts."""
+    """Variants "", "compiled-step" and "compiled": a host loop over chunks of ``chunk`` steps
+    or attempts (1 for the first two), compiled with ``torch.compile`` unless eager."""
 
     dispatch = "torch"
 
-    def __init__(self, spec: SolveSpec, compiled: bool) -> None:
+    def __init__(self, spec: SolveSpec, compiled: bool, chunk: int = 1) -> None:
         import torch  # torch is optional: imported only when this backend is used
 
-        self.solve = _Solve(spec)
+        self.solve = s = _Solve(spec)
         self.compiled = compiled
-        self.check_every = CHECK_EVERY[spec.device]
-        step, attempt = self.solve.step, self.solve.attempt
+        self.chunk = chunk
+        self.check_every = CHECK_EVERY[spec.device] if chunk == 1 else 1
+        steps = types.MethodType(own_code_copy(_Solve.steps), s)
+        attempts = types.MethodType(own_code_copy(_Solve.attempts), s)
         if compiled:
+            numeric_policy.inductor_config()
             # Compiled lazily by the first run (the runner times that call as compile time).
-            step = torch.compile(types.MethodType(own_code_copy(_Solve.step), self.solve),
-                                 fullgraph=True, dynamic=False)
-            attempt = torch.compile(types.MethodType(own_code_copy(_Solve.attempt), self.solve),
-                                    fullgraph=True, dynamic=False)
-        self.step_fn: Callable = step
-        self.attempt_fn: Callable = attempt
+            steps = torch.compile(steps, **COMPILE_OPTIONS)
+            attempts = torch.compile(attempts, **COMPILE_OPTIONS)
+        self.steps_fn: Callable = steps
+        self.attempts_fn: Callable = attempts
+        if spec.mode == "fixed":
+            self.time_chunks = list(s.times.split(chunk))
 
     def run(self) -> Any:
         import torch  # torch is optional: imported only when this backend is used
@@ -168,15 +194,16 @@ class TorchLoopPrepared(Prepared):
         with torch.inference_mode():
             if s.spec.mode == "fixed":
                 u = s.u0
-                for i in range(s.K.n_steps):
-                    u = self.step_fn(u, s.p, s.times[i], s.h)
+                for times in self.time_chunks:
+                    u = self.steps_fn(u, s.p, times, s.h)
                 return u
             state = s.initial()
             # Each active lane makes one attempt per call and stops after max_steps attempts,
             # so the loop ends after at most max_steps attempts.
-            for _ in range(0, s.K.max_steps + self.check_every, self.check_every):
+            per_check = self.chunk * self.check_every
+            for _ in range(0, s.K.max_steps + per_check, per_check):
                 for _ in range(self.check_every):
-                    state = self.attempt_fn(s.p, state)
+                    state = self.attempts_fn(s.p, state, self.chunk)
                 if not bool(state.active.any()):
                     return state
             raise RuntimeError("adaptive loop did not finish within max_steps attempts (bug)")
@@ -185,7 +212,8 @@ class TorchLoopPrepared(Prepared):
         self.solve.sync()
 
     def fetch(self, out: Any) -> SolveResult:
-        return self.solve.fetch(out, {"variant": "compiled" if self.compiled else "eager"})
+        variant = ("eager" if not self.compiled else "compiled" if self.chunk > 1 else "compiled-step")
+        return self.solve.fetch(out, {"variant": variant, "chunk": self.chunk})
 
     def close(self) -> None:
         self.solve = None
@@ -328,7 +356,7 @@ class TorchHandwrittenBackend(Backend):
             return reason
         if spec.variant == "cudagraph" and spec.device != "gpu":
             return "variant 'cudagraph' needs a CUDA device (torch.cuda.CUDAGraph)"
-        if spec.variant == "compiled":
+        if spec.variant in ("compiled", "compiled-step"):
             ok, why = torch_available(spec.device)
             if not ok:
                 return why
@@ -337,6 +365,12 @@ class TorchHandwrittenBackend(Backend):
 
     def step_control(self, spec: SolveSpec) -> str:
         return "none" if spec.mode == "fixed" else "lockstep"
+
+    def compiler(self, spec: SolveSpec) -> str | None:
+        """Inductor for the torch.compile variants, else eager ATen kernels."""
+        if spec.device != "cpu":
+            return None
+        return "inductor" if spec.variant in ("compiled", "compiled-step") else "torch-eager"
 
     def settings_own(self, spec: SolveSpec) -> dict[str, Any]:
         import torch  # torch is optional: imported only when this backend is used
@@ -352,16 +386,31 @@ class TorchHandwrittenBackend(Backend):
         )
         if spec.device == "cpu":
             s["torch_threads"] = torch.get_num_threads()
-        if spec.variant == "compiled":
-            s["compile"] = "torch.compile(step, fullgraph=True, dynamic=False), default mode"
+        compiled = spec.variant in ("compiled", "compiled-step")
+        if compiled:
+            chunk = chunk_of(spec)
+            unit = "steps" if spec.mode == "fixed" else "attempts"
+            s["compile"] = (f"torch.compile(chunk of {chunk} {unit}, "
+                            + ", ".join(f"{k}={v!r}" for k, v in COMPILE_OPTIONS.items()) + ")")
+            s["compile_options"] = dict(COMPILE_OPTIONS)
+            s["inductor_config"] = {"cpp.enable_floating_point_contract_flag": "fast",
+                                    "cpp.simdlen": numeric_policy.vector_bits()}
+            s["chunk"] = chunk
         if spec.variant == "cudagraph":
             s["steps_per_graph"] = STEPS_PER_GRAPH
             s["graph"] = "torch.cuda.CUDAGraph of steps_per_graph steps/attempts, replayed"
         if spec.mode == "adaptive":
-            s["check_every"] = STEPS_PER_GRAPH if spec.variant == "cudagraph" else CHECK_EVERY[spec.device]
+            s["check_every"] = (STEPS_PER_GRAPH if spec.variant == "cudagraph" else chunk_of(spec)
+                                if spec.variant == "compiled" else CHECK_EVERY[spec.device])
         return s
 
     def prepare_own(self, spec: SolveSpec) -> Prepared:
         if spec.variant == "cudagraph":
             return TorchGraphPrepared(spec)
-        return TorchLoopPrepared(spec, compiled=spec.variant == "compiled")
+        return TorchLoopPrepared(spec, compiled=spec.variant in ("compiled", "compiled-step"),
+                                 chunk=chunk_of(spec))
+
+
+def chunk_of(spec: SolveSpec) -> int:
+    """Steps or attempts per call of ``spec``'s variant ("compiled": COMPILED_CHUNK, else 1)."""
+    return COMPILED_CHUNK[spec.mode] if spec.variant == "compiled" else 1

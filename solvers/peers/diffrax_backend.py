@@ -24,7 +24,9 @@ Settings (all explicit, all returned by ``settings()``):
   "batched" does the same arithmetic as vmap (same steps, same final states); in adaptive mode
   it takes ONE step size for the whole batch from the RMS of the scaled error over all
   n_states x N entries (diffrax's default norm, torchdiffeq's default, the replica's "shared"
-  mode): step control "shared";
+  mode): step control "shared"; variant "tuple" is the same single solve on a PyTree state, a
+  tuple of n_states (N,) arrays (an ordinary diffrax state: the vector field returns the rhs's
+  tuple, no ``jnp.stack``), measured faster at small N (issue 33; docs/fairness.md);
 * threads: on the CPU with ``spec.threads`` > 1 the ensemble is split over that many host
   devices with ``jax.shard_map`` (``solvers.jax_sharding``; the harness exposes them through
   ``XLA_FLAGS``); the "batched" adaptive norm is summed across devices (``lax.psum``), so the
@@ -83,7 +85,11 @@ _BATCHING = {
     "": "jax.jit(jax.vmap(solve_one))",
     "vmap-of-jit": "jax.vmap(jax.jit(solve_one)), vmapped at every call (the paper's script)",
     "batched": f"one jax.jit(diffeqsolve) on the whole ensemble's state, laid out {BATCHED_LAYOUT}",
+    "tuple": ("one jax.jit(diffeqsolve) on the whole ensemble's state as a PyTree: a tuple of "
+              "n_states (N,) arrays (no jnp.stack in the vector field)"),
 }
+#: Variants that solve the whole ensemble in one diffeqsolve (one step size when adaptive).
+BATCHED = ("batched", "tuple")
 
 
 def _eqx_on_error() -> str:
@@ -118,30 +124,33 @@ def _shard_plan(spec: SolveSpec) -> "jax_sharding.ShardPlan":
 
 
 class DiffraxBackend(Backend):
+    compilers = {"cpu": "xla"}
     name = "diffrax"
     devices = ("cpu", "gpu")
     kinds = {"ode": KindSupport({"tsit5": ("fixed", "adaptive"), "dopri5": ("fixed", "adaptive"),
                                  "kvaerno5": ("adaptive",)}),
              "sde": KindSupport({"em": ("fixed",)}, "solvers.peers.diffrax_sde")}  # Euler-Maruyama
-    variants = ("", "vmap-of-jit", "batched")
+    variants = ("", "vmap-of-jit", "batched", "tuple")
 
     def available(self, device: str = "cpu") -> tuple[bool, str]:
         return framework_available("jax", device, "diffrax")
 
     def check_own(self, spec: SolveSpec) -> str | None:
+        if spec.variant == "tuple" and spec.prob.rhs_array is not None:
+            return "variant 'tuple' needs a per-component rhs (this problem's rhs is one array)"
         return _common.controller_reason(self.name, spec)
 
     def step_control(self, spec: SolveSpec) -> str:
         if spec.mode == "fixed":
             return "none"
-        return "shared" if spec.variant == "batched" else "lockstep"
+        return "shared" if spec.variant in BATCHED else "lockstep"
 
     def controller_settings(self, spec: SolveSpec) -> dict[str, Any]:
         """The step-size controller's arguments (also what ``prepare`` passes to diffrax)."""
         if spec.mode == "fixed":
             return {"class": "ConstantStepSize"}
         ctrl = self._pid_settings(spec)
-        ctrl["norm"] = (BATCHED_NORM if spec.variant == "batched" else
+        ctrl["norm"] = (BATCHED_NORM if spec.variant in BATCHED else
                         "diffrax default rms_norm over the trajectory's own n_states entries")
         return ctrl
 
@@ -226,7 +235,8 @@ class _DiffraxPrepared(Prepared):
         rhs = prob.rhs_for(jnp)
         n_states = prob.n_states
         n_params = prob.n_params
-        batched = spec.variant == "batched"
+        batched = spec.variant in BATCHED
+        tuple_state = spec.variant == "tuple"
         self.plan = _shard_plan(spec)
 
         rhs_array = None if prob.rhs_array is None else prob.rhs_array_for(jnp)
@@ -240,6 +250,8 @@ class _DiffraxPrepared(Prepared):
             # batch). "batched": y (n_states, N), args (n_params, N): row i is component i of
             # every trajectory, so the same rhs source computes whole rows.
             du = rhs(tuple(y[i] for i in range(n_states)), tuple(args[j] for j in range(n_params)), t)
+            if tuple_state:  # y is a tuple of (N,) arrays: return the rhs's tuple as it is
+                return tuple(jnp.broadcast_to(jnp.asarray(d, dtype=y[0].dtype), y[0].shape) for d in du)
             return jnp.stack([jnp.broadcast_to(jnp.asarray(d, dtype=y.dtype), y.shape[1:])
                               for d in du])
 
@@ -286,6 +298,10 @@ class _DiffraxPrepared(Prepared):
 
         def solve_batched(u0, p):
             # u0: (n_states, n), p: (n_params, n); ys comes back (len(times), n_states, n).
+            if tuple_state:  # u0, p: tuples of (n,) rows; ys a tuple of (len(times), n)
+                ys, *counts = diffeqsolve(tuple(u0), tuple(p))
+                ys, n = jnp.stack(ys, axis=1), u0[0].shape[0]
+                return (jnp.transpose(ys, (2, 0, 1)), *(jnp.broadcast_to(c, (n,)) for c in counts))
             ys, *counts = diffeqsolve(u0, p)
             n = u0.shape[1]
             return (jnp.transpose(ys, (2, 0, 1)),
@@ -294,7 +310,9 @@ class _DiffraxPrepared(Prepared):
         u0, p = spec.ensemble()
         if batched:
             u0, p = np.ascontiguousarray(u0.T), np.ascontiguousarray(p.T)
-        in_axes = (1, 1) if batched else (0, 0)
+        if tuple_state:  # a PyTree state: one (N,) array per component / parameter
+            u0, p = tuple(np.ascontiguousarray(r) for r in u0), tuple(np.ascontiguousarray(r) for r in p)
+        in_axes = (0, 0) if tuple_state else (1, 1) if batched else (0, 0)
         with self._x64():
             self.u0, self.p = jax_sharding.place((u0, p), self.plan, in_axes)
         # The callable run() dispatches (a launch counter may wrap this attribute).
@@ -333,7 +351,7 @@ class _DiffraxPrepared(Prepared):
         status = _common.mark_nonfinite(u_final, status)
         notes: dict[str, Any] = {
             "step_scope": ("none" if self.spec.mode == "fixed" else
-                           "shared" if self.spec.variant == "batched" else "lockstep"),
+                           "shared" if self.spec.variant in BATCHED else "lockstep"),
             "lockstep_iterations": int(steps.max()),
             "jax_devices": self.plan.count,
             "steps_source": "sol.stats num_accepted_steps / num_rejected_steps / num_steps",

@@ -37,6 +37,7 @@ IMPLICIT = frozenset({"radau", "bdf", "lsoda"})
 
 
 class ScipyBackend(Backend):
+    compilers = {"cpu": "scipy"}
     name = "scipy"
     devices = ("cpu",)
     kinds = {"ode": KindSupport({m: ("adaptive",) for m in SCIPY_METHOD})}

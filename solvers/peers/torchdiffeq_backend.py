@@ -42,6 +42,7 @@ import numpy as np
 
 from solvers.availability import framework_available
 from solvers.base import Backend, KindSupport, Prepared, SolveResult, SolveSpec, Status
+from solvers import numeric_policy
 from solvers.peers import _common
 
 #: our method name -> torchdiffeq's
@@ -99,6 +100,7 @@ class _CountingRHS:
         """Variant "compiled": the evaluation (not the counter) through torch.compile."""
         import torch  # torch is optional: imported only when this backend runs
 
+        numeric_policy.inductor_config()
         self.evaluate = torch.compile(self.evaluate, dynamic=False)
 
 
@@ -170,6 +172,12 @@ class TorchdiffeqBackend(Backend):
             ctrl = _common.diffeqgpu_pid(5, 5)
             opts.update(safety=ctrl["safety"], ifactor=ctrl["factormax"], dfactor=ctrl["factormin"])
         return opts
+
+    def compiler(self, spec: SolveSpec) -> str | None:
+        """Inductor for the torch.compile variant, else eager ATen kernels."""
+        if spec.device != "cpu":
+            return None
+        return "inductor" if spec.variant in ("compiled",) else "torch-eager"
 
     def settings_own(self, spec: SolveSpec) -> dict[str, Any]:
         times, _ = _common.output_grid(spec)

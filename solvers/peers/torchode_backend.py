@@ -40,6 +40,7 @@ import numpy as np
 
 from solvers.availability import framework_available
 from solvers.base import Backend, KindSupport, Prepared, SolveResult, SolveSpec, Status
+from solvers import numeric_policy
 from solvers.peers import _common
 from solvers.peers._torchscript import generated_rhs_class
 
@@ -101,6 +102,12 @@ class TorchodeBackend(Backend):
                            "error ratio at 1); torchode clamps the factor to [0.2, 10] on accept "
                            "and reject alike and keeps the P term on rejection"),
         }
+
+    def compiler(self, spec: SolveSpec) -> str | None:
+        """Inductor for the torch.compile variant, else eager ATen kernels."""
+        if spec.device != "cpu":
+            return None
+        return "inductor" if spec.variant in ("compiled",) else "torch-eager"
 
     def settings_own(self, spec: SolveSpec) -> dict[str, Any]:
         times, _ = _common.output_grid(spec)
@@ -224,6 +231,7 @@ class _TorchodePrepared(Prepared):
         # The callable run() uses; torch.compile only wraps here, compiling on the first call.
         self.solve = self.adjoint.solve
         if spec.variant == "compiled":
+            numeric_policy.inductor_config()
             self.solve = torch.compile(self.adjoint.solve)
         elif spec.variant == "jit":
             self.solve = torch.jit.script(self.adjoint).solve

@@ -30,7 +30,7 @@ get_backend("diffrax")   # as the worker does: the backend module first, then it
 import jax, equinox
 assert len(jax.devices("cpu")) == 2, jax.devices("cpu")
 print("eqx_on_error", equinox._config.EQX_ON_ERROR)
-cases = [("diffrax", v, m) for v in ("", "vmap-of-jit", "batched") for m in ("fixed", "adaptive")]
+cases = [("diffrax", v, m) for v in ("", "vmap-of-jit", "batched", "tuple") for m in ("fixed", "adaptive")]
 cases += [("jax-handwritten", v, m) for v in ("", "soa") for m in ("fixed", "adaptive")]
 cases += [("jax-handwritten", "soa-unroll8", "fixed")]
 for backend, variant, mode in cases:
@@ -49,6 +49,7 @@ def test_two_host_devices_give_the_unsplit_states():
     env = dict(os.environ, PYTHONPATH=str(REPO), JAX_PLATFORMS="cpu",
                XLA_FLAGS="--xla_force_host_platform_device_count=2")
     env.pop("EQX_ON_ERROR", None)
+    env["ODEBENCH_JAX_SPLIT_MIN_N"] = "0"     # N = 16 is below the measured threshold: force the split
     proc = subprocess.run([sys.executable, "-c", SCRIPT], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=1200)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -56,11 +57,11 @@ def test_two_host_devices_give_the_unsplit_states():
     # The backend module sets EQX_ON_ERROR=nan before equinox is first imported.
     assert "eqx_on_error nan" in lines
     cases = [line.split() for line in lines if line.startswith("case ")]
-    assert len(cases) == 11
+    assert len(cases) == 13
     for _, backend, variant, mode, devices, diff, same_steps in cases:
         assert devices == "2", (backend, variant, mode)
         assert same_steps == "True", (backend, variant, mode)
-        if (backend, variant, mode) == ("diffrax", "batched", "adaptive"):
+        if (backend, variant, mode) in (("diffrax", "batched", "adaptive"), ("diffrax", "tuple", "adaptive")):
             # One shared step: the norm's sum is added in another order across devices.
             assert float(diff) < 1e-4, (backend, variant, mode, diff)
         else:

@@ -33,7 +33,9 @@ def test_compiled_agrees_with_eager_or_says_why_not():
     for spec in (fixed, adaptive):
         compiled = solve("torch-handwritten", spec, runs=2)
         eager = solve("torch-handwritten", spec.with_(variant=""))
-        assert max_rel_diff(compiled.u_final, eager.u_final) < 1e-12
+        # Inductor contracts multiply-adds into FMA (solvers.numeric_policy), eager ATen does
+        # not: the states differ by rounding only
+        assert max_rel_diff(compiled.u_final, eager.u_final) < 1e-9
         np.testing.assert_array_equal(compiled.accepted, eager.accepted)
         np.testing.assert_array_equal(compiled.rejected, eager.rejected)
         np.testing.assert_array_equal(compiled.status, eager.status)
