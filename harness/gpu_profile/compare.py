@@ -1,4 +1,4 @@
-"""The GPU time model against the paper's published timings (``shared/paper_data``).
+"""The GPU time model against the paper's published timings (``results/paper_data``).
 
 Predictions use only machine-code counts (``sources``), the spec table (``model.GPUS``) and, for
 step and launch counts, what the harness measured in a results table (adaptive attempts per

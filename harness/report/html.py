@@ -121,7 +121,7 @@ def _frame_html(frame: pd.DataFrame, table_id: str, text_cols: set[str]) -> str:
 
 
 def _headline_tables(md_headline: str) -> list[dict]:
-    """The headline's Markdown tables (already formatted by report.py) as HTML tables."""
+    """The headline's Markdown tables (already formatted by report/markdown.py) as HTML tables."""
     tables = []
     for block in md_headline.split("\n### ")[1:]:
         caption, _, rest = block.partition("\n\n")

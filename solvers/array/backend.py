@@ -163,7 +163,7 @@ class ArrayBackend(Backend):
             )
         if spec.method == "rosenbrock23":
             out["linear_solver"] = "xp.linalg.solve on (N, n, n) stacks, 3 per attempt"
-            out["jacobian"] = "SymPy-derived (problem.derivatives())"
+            out["jacobian"] = "SymPy-derived (problems.derive.derivatives(problem))"
         out["saveat"] = None if spec.saveat is None else list(spec.saveat)
         return out
 

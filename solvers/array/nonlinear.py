@@ -198,7 +198,7 @@ def settings(backend: Any, spec: Any) -> dict[str, Any]:
         "step_control": "lockstep", "method": spec.method, "namespace": "numpy" if spec.device == "cpu" else "cupy",
         "rtol": rtol, "atol": atol, "max_iterations": spec.max_steps, "fused": False,
         "layout": f"states (N, {d}), Jacobians (N, {d}, {d}); every operation over the whole batch, masked",
-        "jacobian": "SymPy-derived from the residual (problem.derivatives()), evaluated array-wise",
+        "jacobian": "SymPy-derived from the residual (problems.derive.derivatives(problem)), evaluated array-wise",
         "linear_solver": "xp.linalg.solve on the (N, d, d) stack (LAPACK getrf/getrs: dense, partial pivoting)",
         "linear_solver_precision": ("NumPy computes float32 stacks in float64 LAPACK and rounds the result back "
                                     "(numpy.linalg _commonType)" if spec.device == "cpu" and spec.dtype == "float32"

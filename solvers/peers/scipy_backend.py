@@ -78,7 +78,7 @@ class ScipyBackend(Backend):
             "first_step": spec.step,
             "max_steps": "not applied: solve_ivp has no step cap",
             "controller": "SciPy's built-in step control (not configurable; presets ignored)",
-            "jacobian": ("SymPy-derived from the problem's rhs (problem.derivatives())"
+            "jacobian": ("SymPy-derived from the problem's rhs (problems.derive.derivatives(problem))"
                          if spec.method in IMPLICIT else "not used"),
             "saveat": ("final state only (no t_eval, no dense output)" if spec.saveat is None
                        else f"dense_output=True evaluated at {list(times)}"),

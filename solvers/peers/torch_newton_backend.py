@@ -114,7 +114,7 @@ class TorchNewtonBackend(Backend):
     def settings_own(self, spec: SolveSpec) -> dict[str, Any]:
         rtol, atol = spec.tol
         return {"step_control": "lockstep", "method": "Newton, full steps, batched",
-                "jacobian": "SymPy-derived (problem.derivatives()), evaluated batched on tensors",
+                "jacobian": "SymPy-derived (problems.derive.derivatives(problem)), evaluated batched on tensors",
                 "linear_solver": "torch.linalg.solve_ex on the (N, d, d) stack (LU, partial pivoting)",
                 "compiled": spec.variant == "compiled", "torch_compile": "dynamic=False, iteration body" if spec.variant else "eager",
                 "rtol": rtol, "atol": atol, "max_iterations": spec.max_steps, "inference_mode": True}

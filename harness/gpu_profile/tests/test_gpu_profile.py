@@ -169,7 +169,7 @@ def test_comparison_with_published_data():
     from harness.results.paper import locate_paper_data
 
     if locate_paper_data()[0] is None:
-        pytest.skip("../shared/paper_data is absent (set $PAPER_DATA_DIR): nothing to compare with")
+        pytest.skip("results/paper_data is absent (set $PAPER_DATA_DIR): nothing to compare with")
     import pandas as pd
 
     pred, _ = compare.predictions(compare.headline_profiles(), pd.DataFrame())

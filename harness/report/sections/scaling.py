@@ -10,7 +10,7 @@ exactly the plotted points): time per solve against the number of workers K for
 * weak scaling: the trajectories per worker (N / K) run at the most K (ideal: flat).
 
 The paper's MPI run (problem ``lorenz_mpi``) is a table row: its time, the slowest shard's solve
-and the distribution overhead. The artifact's data (shared/paper_data) holds no time for the
+and the distribution overhead. The artifact's data (results/paper_data) holds no time for the
 paper's 2^30 run, so none is drawn beside it.
 
 README hook (harness.report.sections.SECTIONS): ``readme_paragraph(run_dir, cells)`` of a scaling run

@@ -4,7 +4,7 @@ Report hook (harness.report.sections.SECTIONS): ``report_section(run_dir, cells)
 the run's cell table (harness.results.cells). It returns None when the run has no SDE cell. It writes ``figures/sde_time_vs_n.{png,svg,csv}`` (the CSV holds
 exactly the plotted points, ours and published) and returns a Markdown section with the figure,
 a table of median time, accuracy and launches per cell, and how to read it. The published series
-(``shared/paper_data``: Julia GPUEM kernel, GPU not stated in the artifact; 16-thread CPU
+(``results/paper_data``: Julia GPUEM kernel, GPU not stated in the artifact; 16-thread CPU
 ``EnsembleThreads``) are drawn dashed, labelled, never mixed into our rows.
 """
 from __future__ import annotations
