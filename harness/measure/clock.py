@@ -28,7 +28,7 @@ The garbage collector is paused during the timed repeats (as ``timeit`` does) so
 collection triggered by earlier allocations does not land in one sample.
 
 ``time_repeats(fn, repeats)`` times any callable under the same rules (a sharded solve's
-dispatch and gather, harness.run.shards; the developer bench scripts). ``measure_overhead``
+dispatch and gather, harness.run.shards; the developer scripts in benchmarks/variants/). ``measure_overhead``
 times a solve that does nothing: what the clock itself adds to a sample
 (``python -m harness overhead``).
 """

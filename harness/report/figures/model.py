@@ -1,6 +1,7 @@
 """A fitted time model per backend: time ≈ launches × launch_cost + trajectory_steps × step_cost.
 
-The physical picture behind it (see the GUIDE): an array-style solver pays a fixed cost per
+The physical picture behind it (told for readers in the report's explainer section,
+harness/report/sections/explainer.py): an array-style solver pays a fixed cost per
 kernel launch and moves about a kilobyte per trajectory-step; a fused kernel launches once and
 is bound by arithmetic. In a results table, bytes moved (bytes / bandwidth) and arithmetic
 (work / peak) are both proportional to N × steps, so from times alone they cannot be told
