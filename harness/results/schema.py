@@ -49,7 +49,7 @@ COLUMNS: dict[str, str] = {
     "load_after": "float64",
     "others_runnable": "float64",
     "contended": "boolean",
-    "compile_s": "float64",       # first call (compile + run) minus the median repeat; see runner
+    "compile_s": "float64",       # first call (compile + run) minus the median repeat; see harness.measure.clock
     "first_call_s": "float64",    # the first call's wall time, as measured
     "launches": "float64",        # device kernel launches (GPU) / host array ops (CPU) per solve
     "launch_counter": "string",   # how `launches` was measured

@@ -351,7 +351,7 @@ def _first_solve(ctx, cells, run_dir) -> FigureInfo:
         return _skip(name, "no successful Lorenz fixed-step cell")
     n = int(c["n"].min())
     c = c[c["n"] == n].sort_values(["backend", "variant", "method"])
-    first = c["compile_s"] + c["time_median_s"]  # compile_s = first call minus the median repeat (runner)
+    first = c["compile_s"] + c["time_median_s"]  # compile_s = first call minus the median repeat (harness.measure.clock)
     rows = [dict(backend=r["backend"], variant=r["variant"], method=r["method"], n=n, warm_s=r["time_median_s"],
                  compile_s=r["compile_s"], first_solve_s=fs)
             for (_, r), fs in zip(c.iterrows(), first) if np.isfinite(fs)]
