@@ -53,6 +53,11 @@ def work(tmp_path, fake_backends):
     return tmp_path
 
 
+#: What a run prints on stderr besides its errors: its banner, and the busy-machine warning
+#: when the machine is loaded (harness.measure.load), which these tests do not control.
+RUN_NOTES = ("run ", "warning: this machine is busy")
+
+
 def one_line_exit_2(capsys, argv: list[str]) -> str:
     capsys.readouterr()
     code = main(argv)
@@ -141,12 +146,12 @@ def test_bad_input_is_one_line_and_leaves_nothing(work, capsys, case):
 def test_read_only_report_and_readme_destinations_are_one_line(work, capsys, monkeypatch):
     # as root nothing is read-only: the write fails as it would on a read-only folder or file
     pytest.importorskip("matplotlib")
-    import harness.report.markdown as markdown
+    from harness import cli
 
     def refuse(path, *a, **k):
         raise PermissionError(errno.EACCES, "Permission denied", str(path))
 
-    monkeypatch.setattr(markdown, "write_report", refuse)
+    monkeypatch.setattr(cli, "write_report", refuse)
     assert "Permission denied" in one_line_exit_2(capsys, ["report", str(work / "run")])
     readme = work / "README.md"
     readme.write_text("# x\n<!-- results:begin -->\n<!-- results:end -->\n")
@@ -198,7 +203,7 @@ def test_a_full_disk_closes_the_row_and_the_session(work, capsys, monkeypatch):
     with monkeypatch.context() as patched:  # (monkeypatch.undo would also drop the fake backends)
         patched.setattr(os, "write", full_disk)
         code = main(["run", "--suite", str(work / "fake.toml"), "--out", str(work / "full"), "--in-process", "--quiet"])
-    err = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("run ")]
+    err = [line for line in capsys.readouterr().err.splitlines() if not line.startswith(RUN_NOTES)]
     assert code == 1 and len(err) == 1 and "No space left on device" in err[0], err
     data = (work / "full" / "results.csv").read_bytes()
     assert data.endswith(b"\n") and data.count(b"\n") == 1 + 2  # the header and the first cell's rows
@@ -228,6 +233,6 @@ def test_a_cluster_that_fails_to_start_leaves_no_folder(work, capsys, monkeypatc
     capsys.readouterr()
     code = main(["run", "--suite", str(work / "fake.toml"), "--out", str(work / "a" / "b"), "--cluster", "local",
                  "--quiet"])
-    err = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("run ")]  # its banner
+    err = [line for line in capsys.readouterr().err.splitlines() if not line.startswith(RUN_NOTES)]  # its banner
     assert code == 2 and err == ["error: the Dask cluster local has no workers"]
     assert listing(work) == before

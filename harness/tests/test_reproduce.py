@@ -70,12 +70,12 @@ def test_a_run_with_its_report_writes_only_into_its_own_folder(fake_backends, tm
 
 
 def test_the_figures_command_defaults_to_the_reference_run_named_in_the_readme():
-    from harness.report.readme import FIGURES_DIR, run_named_in_readme
+    from harness.report.readme import FIGURES_DIR, runs_named_in_readme
 
     cwd = os.getcwd()
     try:
         os.chdir(REPO)
-        run = run_named_in_readme()
+        run = runs_named_in_readme()[0]
     finally:
         os.chdir(cwd)
     assert (REPO / run / "results.csv").is_file()  # a committed run
