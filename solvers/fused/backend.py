@@ -17,7 +17,8 @@ from solvers.fused.build import (
     KernelInputs, collect, cpu_kernel, grid_indices, kernel_args, load_module, make_inputs,
     make_outputs, module_path,
 )
-from solvers.fused.codegen import LANE_LAYOUTS, KernelKey, controller_domain, controller_for
+from solvers.fused.assemble import controller_domain, controller_for
+from solvers.fused.codegen import LANE_LAYOUTS, KernelKey
 from solvers.fused.methods import method_code
 from solvers.tableaus import get_tableau
 
