@@ -281,6 +281,250 @@ def _block_fixed(P: Parts, save: str, lanes: int) -> list[str]:
     return ["@_jit", f"def _block(b, {ARGS}):"] + ["    " + v for v in body] + [""]
 
 
+@dataclass
+class _LaneRows:
+    """The adaptive lane block's names: its state pieces, typed constants and the rows of ``S``
+    (states, carried values, parameters, then the scalars ``R_*``; rows from ``n_rows`` on
+    hold the two-pass layout's attempt record). Built once, read by every piece of the block."""
+
+    P: Parts
+    save: str
+    n: int
+    npar: int
+    x: list[str]
+    dv: list[str]
+    y: list[str]
+    yn: list[str]
+    xn: list[str]
+    one: str
+    zero: str
+    inf: str
+    dtmin: str
+    code: dict
+    running: str
+    R_T: int
+    R_DT: int
+    R_LQ: int
+    R_NX: int
+    R_ACC: int
+    R_REJ: int
+    R_ST: int
+    R_SV: int
+    R_NFE: int
+    n_rows: int
+    attempt_evals: str
+    sy: list[str]
+    sx: list[str]
+    sp: list[str]
+    rec_names: list[str]
+    ctl_names: list[str]
+    d_rows: int
+
+    @staticmethod
+    def S(r) -> str:
+        return f"S[{r}, l]"
+
+
+def _lane_rows(P: Parts, save: str) -> _LaneRows:
+    """The block's names, its constants added to ``P.C`` in the generated module's order."""
+    n, npar, mc = P.sh.n, P.sh.n_params, P.mc
+    x, dv = mc.extras(P.sh), mc.dense_values(P.sh)
+    nx = len(x)
+    y = names("y", n)
+    C = P.C
+    one, zero = C.add("ONE", 1.0), C.add("ZERO", 0.0)
+    inf = C.add("INF", math.inf)
+    dtmin = C.add("DTMIN", P.ctrl.dtmin)
+    code = {st: C.add(f"ST_{st.name}", int(st)) for st in Status}
+    running = C.add("ST_RUNNING", RUNNING)
+    R_X, R_P = n, n + nx
+    R_T, R_DT, R_LQ, R_NX, R_ACC, R_REJ, R_ST, R_SV, R_NFE = range(n + nx + npar, n + nx + npar + 9)
+    attempt_evals = C.add("ATTEMPT_EVALS", mc.attempt_evals)
+    S = _LaneRows.S
+    return _LaneRows(
+        P, save, n, npar, x, dv, y, names("yn", n), names("xn", nx), one, zero, inf, dtmin, code, running,
+        R_T, R_DT, R_LQ, R_NX, R_ACC, R_REJ, R_ST, R_SV, R_NFE, R_NFE + 1, attempt_evals,
+        [S(r) for r in range(n)], [S(R_X + r) for r in range(nx)], [S(R_P + r) for r in range(npar)],
+        # Two-pass layout: rows from n_rows on hold the attempt's record (see _two_pass_loops).
+        y + x + names("yn", n) + names("xn", nx) + ["eest", "h", "tn", "t", "dtc", "lq", "nacc", "nrej", "nfe", "st"],
+        ["dta", "dtr", "lqn"],  # written by the two-pass layout's control loop
+        # Dense output needs the step's start, stages and size once the lane loop has moved on.
+        n + len(dv) + nx + 2,
+    )
+
+
+def _lane_setup(B: _LaneRows) -> list[str]:
+    """Scratch rows, every lane's state, counters and status loaded, the saves at t0."""
+    P, S, save, n, npar, nx, x = B.P, B.S, B.save, B.n, B.npar, len(B.x), B.x
+    sy, sx, sp, inf, zero = B.sy, B.sx, B.sp, B.inf, B.zero
+    n_alloc = B.n_rows + (len(B.rec_names) + len(B.ctl_names) if P.lane_layout == "two-pass" else 0)
+    body = ["N = u0.shape[1]", "base = b * _L", f"S = np.empty(({n_alloc}, _L), _T)",
+            "J = np.zeros(_L, np.int64)  # next save index per lane",
+            "ns = save_t.shape[0]", "msteps = _T(max_steps)"]
+    if save == "dense":
+        body.append(f"D = np.empty(({B.d_rows}, _L), _T)")
+    body += ["for l in range(_L):", "    i = min(base + l, N - 1)"]
+    body += [f"    {sy[s]} = u0[{s}, i]" for s in range(n)] + [f"    {sp[s]} = p[{s}, i]" for s in range(npar)]
+    body += [f"    {S(B.R_T)} = t0", f"    {S(B.R_DT)} = dt", f"    {S(B.R_LQ)} = _LQ_INIT",
+             f"    {S(B.R_ACC)} = {zero}", f"    {S(B.R_REJ)} = {zero}", f"    {S(B.R_SV)} = {zero}",
+             f"    {S(B.R_NFE)} = {P.C.add('INIT_EVALS', P.mc.init_evals)}",
+             f"    {S(B.R_NX)} = {inf}",
+             f"    {S(B.R_ST)} = {B.running} if t0 < tf else {B.code[Status.SUCCESS]}"]
+    if nx:
+        body += ["for l in range(_L):", f"    {targets(x)} = _init({', '.join(sy + sp)}, {S(B.R_T)})"]
+        body += [f"    {sx[s]} = {x[s]}" for s in range(nx)]
+    if save != "final":
+        body += ["for l in range(_L):", "    j = 0", "    while j < ns and save_t[j] <= t0:",
+                 "        if base + l < N:"]
+        body += ["            " + v for v in _write_saved(P, "j", "base + l", sy)]
+        body += ["        j += 1", "    J[l] = j", f"    {S(B.R_NX)} = save_t[j] if j < ns else {inf}"]
+    return body
+
+
+def _lane_prelude(B: _LaneRows) -> list[str]:
+    """Both layouts start a lane's attempt alike: read its row of S, choose h, pre-checks."""
+    S, y, x = B.S, B.y, B.x
+    prelude = [f"st = {S(B.R_ST)}", f"nacc = {S(B.R_ACC)}", f"nrej = {S(B.R_REJ)}", f"nfe = {S(B.R_NFE)}",
+               f"t = {S(B.R_T)}", f"dtc = {S(B.R_DT)}", f"lq = {S(B.R_LQ)}"]
+    prelude += [f"{y[s]} = {B.sy[s]}" for s in range(B.n)] + [f"{x[s]} = {B.sx[s]}" for s in range(len(x))]
+    prelude += [f"p{s} = {B.sp[s]}" for s in range(B.npar)]
+    prelude += [
+        (f"tstop = min({S(B.R_NX)}, tf)" if B.save == "stop" else "tstop = tf"),
+        "rem = tstop - t",
+        f"last = dtc >= rem - {snap_constant(B.P.C)} * abs(tstop)",  # within a few ulps: land (SNAP_ULPS)
+        "h = _sel(last, rem, dtc)",
+        f"run = st == {B.running}",
+        "maxed = nacc + nrej >= msteps",
+        f"under = (not last) & ((h < {B.dtmin}) | (t + h == t))",
+    ]
+    return prelude
+
+
+def _one_pass_loop(B: _LaneRows, prelude: list[str]) -> list[str]:
+    """One lane loop: attempt, control and a masked update of the state rows. LLVM turns
+    each ``S[r, l] = _sel(m, new, S[r, l])`` into a masked store: one instruction with
+    AVX-512's mask registers, but a slow VMASKMOVPS on AVX2 (see KernelKey.lane_layout)."""
+    S, y, x, yn, xn, one, zero, code = B.S, B.y, B.x, B.yn, B.xn, B.one, B.zero, B.code
+    lane = list(prelude)
+    lane += [
+        f"{targets(yn + xn + ['eest'] + B.dv)} = _attempt({', '.join(y + x + names('p', B.npar))}, t, h, rtol, atol)",
+        f"fin = (eest == eest) & {_finite_expr(B.P, yn)}",
+        "dta, dtr, lqn = _control(eest, lq, h)",
+        "go = run & (not maxed) & (not under)",
+        f"acc = go & fin & (eest <= {one})",
+        f"rej = go & fin & (not (eest <= {one}))",
+        "bad = go & (not fin)",
+        "tn = _sel(last, tstop, t + h)",
+    ]
+    lane += [f"{B.sy[s]} = _sel(acc | bad, {yn[s]}, {y[s]})" for s in range(B.n)]
+    lane += [f"{B.sx[s]} = _sel(acc, {xn[s]}, {x[s]})" for s in range(len(x))]
+    lane += [
+        f"{S(B.R_T)} = _sel(acc, tn, t)",
+        f"{S(B.R_DT)} = _sel(acc, _sel(h < dtc, max(dta, dtc), dta), _sel(rej, dtr, dtc))",
+        f"{S(B.R_LQ)} = _sel(acc, lqn, lq)",
+        f"{S(B.R_ACC)} = _sel(acc, nacc + {one}, nacc)",
+        f"{S(B.R_REJ)} = _sel(rej | bad, nrej + {one}, nrej)",
+        f"{S(B.R_NFE)} = _sel(go, nfe + {B.attempt_evals}, nfe)",
+        f"st = _sel(run & maxed, {code[Status.MAX_STEPS]}, st)",
+        f"st = _sel(run & (not maxed) & under, {code[Status.DT_UNDERFLOW]}, st)",
+        f"st = _sel(bad, {code[Status.NONFINITE]}, st)",
+        f"st = _sel(acc & (tn >= tf), {code[Status.SUCCESS]}, st)",
+        f"{S(B.R_ST)} = st",
+        f"anyrun = anyrun | (st == {B.running})",
+    ]
+    if B.save != "final":
+        lane.append(f"{S(B.R_SV)} = _sel(acc & ({S(B.R_NX)} <= tn), {one}, {zero})")
+    if B.save == "dense":
+        for r, v in enumerate(y + B.dv + xn + ["t", "h"]):
+            lane.append(f"D[{r}, l] = {v}")
+    return ["while True:", "    anyrun = False", "    for l in range(_L):"] + ["        " + v for v in lane]
+
+
+def _two_pass_loops(B: _LaneRows, prelude: list[str]) -> list[str]:
+    """Pass 1, attempt: every lane makes one step attempt from its state and writes a record
+    of it (rows of S from n_rows on): the state it started from, the candidate, EEst, h, the
+    end time and the status after the pre-attempt checks. Pass 2, decide: the controller and
+    the masked update, from the record alone. Two loops, not one: each body is short enough
+    for the core to overlap consecutive vector iterations (one loop's body was longer than
+    the reorder window, so its long attempt -> norm -> log/exp chain ran unhidden), and pass 2
+    never reads a row it writes, so its selects stay plain stores (a select between a new
+    value and the value loaded from the same address becomes a masked store, slow on AVX2).
+    Pass 2 is itself two loops: the controller alone (EEst -> log -> exp -> new step sizes,
+    the longest dependency chain of the step, in a body short enough that the core overlaps
+    several vectors of lanes), then the commit (selects and counters) from the record."""
+    S, y, x, yn, xn, one, zero, code = B.S, B.y, B.x, B.yn, B.xn, B.one, B.zero, B.code
+    rec_names, ctl_names = B.rec_names, B.ctl_names
+    R = {v: B.n_rows + k for k, v in enumerate(rec_names + ctl_names)}
+    attempt = list(prelude)
+    attempt += [
+        # Lanes stopped here are not running in pass 2 (go == (st == RUNNING) there).
+        f"st = _sel(run & maxed, {code[Status.MAX_STEPS]}, st)",
+        f"st = _sel(run & (not maxed) & under, {code[Status.DT_UNDERFLOW]}, st)",
+        f"{targets(yn + xn + ['eest'] + B.dv)} = _attempt({', '.join(y + x + names('p', B.npar))}, t, h, rtol, atol)",
+        "tn = _sel(last, tstop, t + h)",
+    ]
+    attempt += [f"{S(R[v])} = {v}" for v in rec_names]
+    if B.save == "dense":
+        for r, v in enumerate(y + B.dv + xn + ["t", "h"]):
+            attempt.append(f"D[{r}, l] = {v}")
+
+    control = [f"{v} = {S(R[v])}" for v in ("eest", "lq", "h")]
+    control += ["dta, dtr, lqn = _control(eest, lq, h)"] + [f"{S(R[v])} = {v}" for v in ctl_names]
+    decide = [f"{v} = {S(R[v])}" for v in rec_names + ctl_names]
+    decide += [
+        f"fin = (eest == eest) & {_finite_expr(B.P, yn)}",
+        f"go = st == {B.running}",
+        f"acc = go & fin & (eest <= {one})",
+        f"rej = go & fin & (not (eest <= {one}))",
+        "bad = go & (not fin)",
+    ]
+    decide += [f"{B.sy[s]} = _sel(acc | bad, {yn[s]}, {y[s]})" for s in range(B.n)]
+    decide += [f"{B.sx[s]} = _sel(acc, {xn[s]}, {x[s]})" for s in range(len(x))]
+    decide += [
+        f"{S(B.R_T)} = _sel(acc, tn, t)",
+        f"{S(B.R_DT)} = _sel(acc, _sel(h < dtc, max(dta, dtc), dta), _sel(rej, dtr, dtc))",
+        f"{S(B.R_LQ)} = _sel(acc, lqn, lq)",
+        f"{S(B.R_ACC)} = _sel(acc, nacc + {one}, nacc)",
+        f"{S(B.R_REJ)} = _sel(rej | bad, nrej + {one}, nrej)",
+        f"{S(B.R_NFE)} = _sel(go, nfe + {B.attempt_evals}, nfe)",
+        f"st = _sel(bad, {code[Status.NONFINITE]}, st)",
+        f"st = _sel(acc & (tn >= tf), {code[Status.SUCCESS]}, st)",
+        f"{S(B.R_ST)} = st",
+        f"anyrun = anyrun | (st == {B.running})",
+    ]
+    if B.save != "final":
+        decide.append(f"{S(B.R_SV)} = _sel(acc & ({S(B.R_NX)} <= tn), {one}, {zero})")
+    # All three loops are straight-line lane loops over range(_L_PASS): interleaved in pairs
+    # of lanes by ``emit.interleave_lane_loops`` when _L is even (see generate_source).
+    body = ["while True:", "    for l in range(_L_PASS):"] + ["        " + v for v in attempt]
+    body += ["    for l in range(_L_PASS):"] + ["        " + v for v in control]
+    body += ["    anyrun = False", "    for l in range(_L_PASS):"] + ["        " + v for v in decide]
+    return body
+
+
+def _lane_saves(B: _LaneRows) -> list[str]:
+    """The scalar save pass after the vector loops (its loops differ per lane)."""
+    S, n, d_rows = B.S, B.n, B.d_rows
+    dl = lambda r: f"D[{r}, l]"  # noqa: E731
+    scalar = ["for l in range(_L):", f"    if {S(B.R_SV)} != {B.zero}:",
+              "        j = J[l]", f"        tn = {S(B.R_T)}",
+              "        while j < ns and save_t[j] <= tn:"]
+    if B.save == "dense":
+        args = [dl(r) for r in range(d_rows - 2)]
+        scalar += [f"            th = (save_t[j] - {dl(d_rows - 2)}) / {dl(d_rows - 1)}",
+                   f"            {targets(names('ys', n))} = _dense({', '.join(args)}, {dl(d_rows - 1)}, th)",
+                   "            if save_t[j] == tn:",
+                   f"                {targets(names('ys', n))} = {targets(B.sy)}"]
+        vals = names("ys", n)
+    else:
+        vals = B.sy
+    scalar += ["            if base + l < N:"]
+    scalar += ["                " + v for v in _write_saved(B.P, "j", "base + l", vals)]
+    scalar += ["            j += 1", "        J[l] = j",
+               f"        {S(B.R_NX)} = save_t[j] if j < ns else {B.inf}"]
+    return scalar
+
+
 def _block_adaptive(P: Parts, save: str, lanes: int) -> list[str]:
     """One lane block of adaptive trajectories, each lane with its own t, dt and controller.
 
@@ -289,188 +533,27 @@ def _block_adaptive(P: Parts, save: str, lanes: int) -> list[str]:
     frozen state and ignores the result, and the block ends when no lane is running. The
     lane loops hold only floats (counters and status too: exact integers below 2**24) and a
     boolean "any lane running" reduction, so LLVM vectorises them at the full float width.
-    ``P.lane_layout`` chooses one lane loop or an attempt loop and a decide pass (see
-    ``KernelKey.lane_layout``); both compute the same values lane by lane. Saving, whose loops
-    differ per lane, runs in a scalar pass after the vector loops.
+    ``P.lane_layout`` chooses one lane loop (``_one_pass_loop``) or an attempt loop and a
+    decide pass (``_two_pass_loops``; see ``KernelKey.lane_layout``); both compute the same
+    values lane by lane. Saving, whose loops differ per lane, runs in a scalar pass after the
+    vector loops (``_lane_saves``).
     """
-    n, npar, mc = P.sh.n, P.sh.n_params, P.mc
-    x, dv = mc.extras(P.sh), mc.dense_values(P.sh)
-    nx = len(x)
-    y, yn, xn = names("y", n), names("yn", n), names("xn", nx)
-    C = P.C
-    one, zero = C.add("ONE", 1.0), C.add("ZERO", 0.0)
-    inf = C.add("INF", math.inf)
-    dtmin = C.add("DTMIN", P.ctrl.dtmin)
-    code = {st: C.add(f"ST_{st.name}", int(st)) for st in Status}
-    running = C.add("ST_RUNNING", RUNNING)
-    # Rows of S: states, carried values, parameters, then the scalars below.
-    R_X, R_P = n, n + nx
-    R_T, R_DT, R_LQ, R_NX, R_ACC, R_REJ, R_ST, R_SV, R_NFE = range(n + nx + npar, n + nx + npar + 9)
-    n_rows = R_NFE + 1
-    attempt_evals = C.add("ATTEMPT_EVALS", mc.attempt_evals)
-    S = lambda r: f"S[{r}, l]"  # noqa: E731
-    sy, sx, sp = [S(r) for r in range(n)], [S(R_X + r) for r in range(nx)], [S(R_P + r) for r in range(npar)]
-    # Two-pass layout: rows from n_rows on hold the attempt's record (see below).
-    rec_names = y + x + yn + xn + ["eest", "h", "tn", "t", "dtc", "lq", "nacc", "nrej", "nfe", "st"]
-    ctl_names = ["dta", "dtr", "lqn"]  # written by the two-pass layout's control loop
-    n_alloc = n_rows + (len(rec_names) + len(ctl_names) if P.lane_layout == "two-pass" else 0)
-    body = ["N = u0.shape[1]", "base = b * _L", f"S = np.empty(({n_alloc}, _L), _T)",
-            "J = np.zeros(_L, np.int64)  # next save index per lane",
-            "ns = save_t.shape[0]", "msteps = _T(max_steps)"]
-    # Dense output needs the step's start, stages and size once the lane loop has moved on.
-    d_rows = n + len(dv) + nx + 2
-    if save == "dense":
-        body.append(f"D = np.empty(({d_rows}, _L), _T)")
-    body += ["for l in range(_L):", "    i = min(base + l, N - 1)"]
-    body += [f"    {sy[s]} = u0[{s}, i]" for s in range(n)] + [f"    {sp[s]} = p[{s}, i]" for s in range(npar)]
-    body += [f"    {S(R_T)} = t0", f"    {S(R_DT)} = dt", f"    {S(R_LQ)} = _LQ_INIT",
-             f"    {S(R_ACC)} = {zero}", f"    {S(R_REJ)} = {zero}", f"    {S(R_SV)} = {zero}",
-             f"    {S(R_NFE)} = {C.add('INIT_EVALS', mc.init_evals)}",
-             f"    {S(R_NX)} = {inf}",
-             f"    {S(R_ST)} = {running} if t0 < tf else {code[Status.SUCCESS]}"]
-    if nx:
-        body += ["for l in range(_L):", f"    {targets(x)} = _init({', '.join(sy + sp)}, {S(R_T)})"]
-        body += [f"    {sx[s]} = {x[s]}" for s in range(nx)]
-    if save != "final":
-        body += ["for l in range(_L):", "    j = 0", "    while j < ns and save_t[j] <= t0:",
-                 "        if base + l < N:"]
-        body += ["            " + v for v in _write_saved(P, "j", "base + l", sy)]
-        body += ["        j += 1", "    J[l] = j", f"    {S(R_NX)} = save_t[j] if j < ns else {inf}"]
-
-    # Both layouts start a lane's attempt alike: read its row of S, choose h, pre-checks.
-    prelude = [f"st = {S(R_ST)}", f"nacc = {S(R_ACC)}", f"nrej = {S(R_REJ)}", f"nfe = {S(R_NFE)}",
-               f"t = {S(R_T)}", f"dtc = {S(R_DT)}", f"lq = {S(R_LQ)}"]
-    prelude += [f"{y[s]} = {sy[s]}" for s in range(n)] + [f"{x[s]} = {sx[s]}" for s in range(nx)]
-    prelude += [f"p{s} = {sp[s]}" for s in range(npar)]
-    prelude += [
-        (f"tstop = min({S(R_NX)}, tf)" if save == "stop" else "tstop = tf"),
-        "rem = tstop - t",
-        f"last = dtc >= rem - {snap_constant(C)} * abs(tstop)",  # within a few ulps: land (SNAP_ULPS)
-        "h = _sel(last, rem, dtc)",
-        f"run = st == {running}",
-        "maxed = nacc + nrej >= msteps",
-        f"under = (not last) & ((h < {dtmin}) | (t + h == t))",
-    ]
+    B = _lane_rows(P, save)
+    S = B.S
+    body = _lane_setup(B)
+    prelude = _lane_prelude(B)
     if P.lane_layout == "one-pass":
-        # One lane loop: attempt, control and a masked update of the state rows. LLVM turns
-        # each ``S[r, l] = _sel(m, new, S[r, l])`` into a masked store: one instruction with
-        # AVX-512's mask registers, but a slow VMASKMOVPS on AVX2 (see KernelKey.lane_layout).
-        lane = list(prelude)
-        lane += [
-            f"{targets(yn + xn + ['eest'] + dv)} = _attempt({', '.join(y + x + names('p', npar))}, t, h, rtol, atol)",
-            f"fin = (eest == eest) & {_finite_expr(P, yn)}",
-            "dta, dtr, lqn = _control(eest, lq, h)",
-            "go = run & (not maxed) & (not under)",
-            f"acc = go & fin & (eest <= {one})",
-            f"rej = go & fin & (not (eest <= {one}))",
-            "bad = go & (not fin)",
-            "tn = _sel(last, tstop, t + h)",
-        ]
-        lane += [f"{sy[s]} = _sel(acc | bad, {yn[s]}, {y[s]})" for s in range(n)]
-        lane += [f"{sx[s]} = _sel(acc, {xn[s]}, {x[s]})" for s in range(nx)]
-        lane += [
-            f"{S(R_T)} = _sel(acc, tn, t)",
-            f"{S(R_DT)} = _sel(acc, _sel(h < dtc, max(dta, dtc), dta), _sel(rej, dtr, dtc))",
-            f"{S(R_LQ)} = _sel(acc, lqn, lq)",
-            f"{S(R_ACC)} = _sel(acc, nacc + {one}, nacc)",
-            f"{S(R_REJ)} = _sel(rej | bad, nrej + {one}, nrej)",
-            f"{S(R_NFE)} = _sel(go, nfe + {attempt_evals}, nfe)",
-            f"st = _sel(run & maxed, {code[Status.MAX_STEPS]}, st)",
-            f"st = _sel(run & (not maxed) & under, {code[Status.DT_UNDERFLOW]}, st)",
-            f"st = _sel(bad, {code[Status.NONFINITE]}, st)",
-            f"st = _sel(acc & (tn >= tf), {code[Status.SUCCESS]}, st)",
-            f"{S(R_ST)} = st",
-            f"anyrun = anyrun | (st == {running})",
-        ]
-        if save != "final":
-            lane.append(f"{S(R_SV)} = _sel(acc & ({S(R_NX)} <= tn), {one}, {zero})")
-        if save == "dense":
-            for r, v in enumerate(y + dv + xn + ["t", "h"]):
-                lane.append(f"D[{r}, l] = {v}")
-        body += ["while True:", "    anyrun = False", "    for l in range(_L):"] + ["        " + v for v in lane]
+        body += _one_pass_loop(B, prelude)
     else:
-        # Pass 1, attempt: every lane makes one step attempt from its state and writes a record
-        # of it (rows of S from n_rows on): the state it started from, the candidate, EEst, h, the
-        # end time and the status after the pre-attempt checks. Pass 2, decide: the controller and
-        # the masked update, from the record alone. Two loops, not one: each body is short enough
-        # for the core to overlap consecutive vector iterations (one loop's body was longer than
-        # the reorder window, so its long attempt -> norm -> log/exp chain ran unhidden), and pass 2
-        # never reads a row it writes, so its selects stay plain stores (a select between a new
-        # value and the value loaded from the same address becomes a masked store, slow on AVX2).
-        # Pass 2 is itself two loops: the controller alone (EEst -> log -> exp -> new step sizes,
-        # the longest dependency chain of the step, in a body short enough that the core overlaps
-        # several vectors of lanes), then the commit (selects and counters) from the record.
-        R = {v: n_rows + k for k, v in enumerate(rec_names + ctl_names)}
-        attempt = list(prelude)
-        attempt += [
-            # Lanes stopped here are not running in pass 2 (go == (st == RUNNING) there).
-            f"st = _sel(run & maxed, {code[Status.MAX_STEPS]}, st)",
-            f"st = _sel(run & (not maxed) & under, {code[Status.DT_UNDERFLOW]}, st)",
-            f"{targets(yn + xn + ['eest'] + dv)} = _attempt({', '.join(y + x + names('p', npar))}, t, h, rtol, atol)",
-            "tn = _sel(last, tstop, t + h)",
-        ]
-        attempt += [f"{S(R[v])} = {v}" for v in rec_names]
-        if save == "dense":
-            for r, v in enumerate(y + dv + xn + ["t", "h"]):
-                attempt.append(f"D[{r}, l] = {v}")
-
-        control = [f"{v} = {S(R[v])}" for v in ("eest", "lq", "h")]
-        control += ["dta, dtr, lqn = _control(eest, lq, h)"] + [f"{S(R[v])} = {v}" for v in ctl_names]
-        decide = [f"{v} = {S(R[v])}" for v in rec_names + ctl_names]
-        decide += [
-            f"fin = (eest == eest) & {_finite_expr(P, yn)}",
-            f"go = st == {running}",
-            f"acc = go & fin & (eest <= {one})",
-            f"rej = go & fin & (not (eest <= {one}))",
-            "bad = go & (not fin)",
-        ]
-        decide += [f"{sy[s]} = _sel(acc | bad, {yn[s]}, {y[s]})" for s in range(n)]
-        decide += [f"{sx[s]} = _sel(acc, {xn[s]}, {x[s]})" for s in range(nx)]
-        decide += [
-            f"{S(R_T)} = _sel(acc, tn, t)",
-            f"{S(R_DT)} = _sel(acc, _sel(h < dtc, max(dta, dtc), dta), _sel(rej, dtr, dtc))",
-            f"{S(R_LQ)} = _sel(acc, lqn, lq)",
-            f"{S(R_ACC)} = _sel(acc, nacc + {one}, nacc)",
-            f"{S(R_REJ)} = _sel(rej | bad, nrej + {one}, nrej)",
-            f"{S(R_NFE)} = _sel(go, nfe + {attempt_evals}, nfe)",
-            f"st = _sel(bad, {code[Status.NONFINITE]}, st)",
-            f"st = _sel(acc & (tn >= tf), {code[Status.SUCCESS]}, st)",
-            f"{S(R_ST)} = st",
-            f"anyrun = anyrun | (st == {running})",
-        ]
-        if save != "final":
-            decide.append(f"{S(R_SV)} = _sel(acc & ({S(R_NX)} <= tn), {one}, {zero})")
-        # All three loops are straight-line lane loops over range(_L_PASS): interleaved in pairs
-        # of lanes by ``emit.interleave_lane_loops`` when _L is even (see generate_source).
-        body += ["while True:", "    for l in range(_L_PASS):"] + ["        " + v for v in attempt]
-        body += ["    for l in range(_L_PASS):"] + ["        " + v for v in control]
-        body += ["    anyrun = False", "    for l in range(_L_PASS):"] + ["        " + v for v in decide]
-
+        body += _two_pass_loops(B, prelude)
     if save != "final":
-        dl = lambda r: f"D[{r}, l]"  # noqa: E731
-        scalar = ["for l in range(_L):", f"    if {S(R_SV)} != {zero}:",
-                  "        j = J[l]", f"        tn = {S(R_T)}",
-                  "        while j < ns and save_t[j] <= tn:"]
-        if save == "dense":
-            args = [dl(r) for r in range(d_rows - 2)]
-            scalar += [f"            th = (save_t[j] - {dl(d_rows - 2)}) / {dl(d_rows - 1)}",
-                       f"            {targets(names('ys', n))} = _dense({', '.join(args)}, {dl(d_rows - 1)}, th)",
-                       "            if save_t[j] == tn:",
-                       f"                {targets(names('ys', n))} = {targets(sy)}"]
-            vals = names("ys", n)
-        else:
-            vals = sy
-        scalar += ["            if base + l < N:"]
-        scalar += ["                " + v for v in _write_saved(P, "j", "base + l", vals)]
-        scalar += ["            j += 1", "        J[l] = j",
-                   f"        {S(R_NX)} = save_t[j] if j < ns else {inf}"]
-        body += ["    " + v for v in scalar]
+        body += ["    " + v for v in _lane_saves(B)]
     body += ["    if not anyrun:", "        break"]
     body += ["for l in range(_L):", "    i = base + l", "    if i < N:"]
-    body += [f"        out_u[{s}, i] = {sy[s]}" for s in range(n)]
-    body += [f"        stats[0, i] = int({S(R_ACC)})", f"        stats[1, i] = int({S(R_REJ)})",
-             f"        stats[2, i] = int({S(R_NFE)})",
-             f"        status[i] = int({S(R_ST)})"]
+    body += [f"        out_u[{s}, i] = {B.sy[s]}" for s in range(B.n)]
+    body += [f"        stats[0, i] = int({S(B.R_ACC)})", f"        stats[1, i] = int({S(B.R_REJ)})",
+             f"        stats[2, i] = int({S(B.R_NFE)})",
+             f"        status[i] = int({S(B.R_ST)})"]
     return ["@_jit", f"def _block(b, {ARGS}):"] + ["    " + v for v in body] + [""]
 
 
