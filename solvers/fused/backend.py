@@ -10,14 +10,17 @@ from __future__ import annotations
 
 from typing import Any
 
+import numba
 import numpy as np
 
 from solvers.base import Backend, KindSupport, Prepared, SolveResult, SolveSpec
+from solvers.fused.assemble import controller_domain, controller_for
 from solvers.fused.build import (
     KernelInputs, collect, cpu_kernel, grid_indices, kernel_args, load_module, make_inputs,
     make_outputs, module_path,
 )
-from solvers.fused.codegen import LANE_LAYOUTS, KernelKey, controller_domain, controller_for
+from solvers.fused.codegen import LANE_LAYOUTS, KernelKey
+from solvers.fused.looped import unsupported_reason, uses_looped
 from solvers.fused.methods import method_code
 from solvers.tableaus import get_tableau
 
@@ -55,7 +58,7 @@ class FusedPrepared(Prepared):
             self._outputs = make_outputs(inputs)
             self._args = kernel_args(inputs, self._outputs)
         else:
-            from numba import cuda
+            from numba import cuda  # optional (numba-cuda); importing it sets up the CUDA target
 
             self._kernel = load_module(key).solve_kernel
             dev_inputs = KernelInputs(**{
@@ -92,7 +95,7 @@ class FusedPrepared(Prepared):
 
     def sync(self, out: Any) -> None:
         if self.key.target == "cuda":
-            from numba import cuda
+            from numba import cuda  # optional (numba-cuda): GPU solves only
 
             cuda.synchronize()
 
@@ -182,14 +185,12 @@ class FusedBackend(Backend):
         self.lane_layout = lane_layout
 
     def available(self, device: str = "cpu") -> tuple[bool, str]:
-        import numba
-
         if device == "cpu":
             return True, f"numba {numba.__version__}"
         if device != "gpu":
             return False, f"unknown device {device!r}"
         try:
-            from numba import cuda
+            from numba import cuda  # optional (numba-cuda); importing it sets up the CUDA target
         except ImportError as exc:  # numba-cuda missing
             return False, f"numba.cuda cannot be imported: {exc}"
         try:
@@ -205,9 +206,7 @@ class FusedBackend(Backend):
     def check_own(self, spec: SolveSpec) -> str | None:
         if spec.variant == "serial" and spec.device != "cpu":
             return "variant 'serial' is a CPU variant"
-        from solvers.fused import looped
-
-        why = looped.unsupported_reason(spec.prob, spec.method, spec.mode, save_mode(spec))
+        why = unsupported_reason(spec.prob, spec.method, spec.mode, save_mode(spec))
         if why:
             return why
         if spec.dtype == "float32" and spec.max_steps > MAX_STEPS_FLOAT32:
@@ -252,8 +251,6 @@ class FusedBackend(Backend):
             out["threads_per_block"] = self.threads_per_block
             out["fastmath"] = "numba-cuda default (NVVM contracts a*b+c into fma)"
         else:
-            import numba
-
             out["lanes"] = self.lanes
             if spec.mode == "adaptive" and spec.variant != "serial":
                 out["lane_layout"] = self.kernel_key(spec).lane_layout  # chosen per ISA (codegen)
@@ -290,6 +287,4 @@ class FusedBackend(Backend):
 
 
 def _looped(spec: SolveSpec) -> bool:
-    from solvers.fused.looped import uses_looped
-
     return uses_looped(spec.prob)

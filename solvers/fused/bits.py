@@ -25,6 +25,7 @@ import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
+from numba.core import config as _numba_config
 from numba.core.extending import intrinsic
 
 # (int bits, float type, shift, exponent bias, mantissa mask, bits of 1.0, exponent mask)
@@ -117,9 +118,10 @@ def cpu_helpers(dtype: str):
 def cuda_simulated() -> bool:
     """True when Numba's CUDA simulator replaces the CUDA target (NUMBA_ENABLE_CUDASIM=1)."""
     try:
-        from numba.cuda.core import config  # numba-cuda
+        # numba-cuda's own config: optional, and importing numba.cuda sets up the CUDA target
+        from numba.cuda.core import config
     except ImportError:  # pragma: no cover - Numba's built-in CUDA target
-        from numba.core import config
+        config = _numba_config
     return bool(config.ENABLE_CUDASIM)
 
 
@@ -145,7 +147,7 @@ def cuda_bitcasts(dtype: str):
     if cuda_simulated():
         f2i, i2f = _sim_bitcasts(dtype)
         return f2i, i2f, np.floor
-    from numba.cuda import libdevice
+    from numba.cuda import libdevice  # optional (numba-cuda): CUDA kernels only, not under the simulator
 
     if dtype == "float32":
         return libdevice.float_as_int, libdevice.int_as_float, libdevice.floorf

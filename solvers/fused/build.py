@@ -22,7 +22,8 @@ from types import ModuleType
 import numpy as np
 
 from solvers.cache import cache_root, writable_cache
-from solvers.fused.codegen import KERNEL_ARGS, KernelKey, generate_source
+from solvers.fused.assemble import KERNEL_ARGS
+from solvers.fused.codegen import KernelKey, generate_source
 
 _lock = threading.Lock()
 _modules: dict[KernelKey, ModuleType] = {}

@@ -4,7 +4,7 @@
 method, mode, dtype and save mode:
 
 * the problem's right-hand side (``problem.rhs_for(math)``) and the Jacobian / time
-  derivative derived by SymPy (the source of ``problem.derivatives().functions(math,
+  derivative derived by SymPy (the source of ``derive.derivatives(problem).functions(math,
   numba.float32)``, embedded so a cached kernel needs no SymPy);
 * the step pieces as straight-line functions on scalars with typed constants: the method's
   step or attempt (``solvers.fused.methods``), the PI controller and its log/exp;
@@ -17,7 +17,7 @@ method, mode, dtype and save mode:
   its own adaptive step under masks) and ``solve_serial`` (``prange`` over trajectories).
 
 The step pieces are spliced into the loops as source (``emit.Inliner``), not called.
-All kernels take the same arguments (``KERNEL_ARGS``): arrays laid out with the trajectory
+All kernels take the same arguments (``assemble.KERNEL_ARGS``): arrays laid out with the trajectory
 index last, so CUDA threads and CPU lanes read and write neighbouring addresses.
 
 Float32 kernels are float32 throughout: every constant is a module-level ``_T(...)`` value
@@ -29,9 +29,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import inspect
 import math
-import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,11 +38,14 @@ import numpy as np
 from problems import derive
 from problems.registry import get_problem
 from solvers.base import Status
-from solvers.fused.bits import bit_format
 from solvers.fused import looped
-from solvers.fused.emit import Constants, Inliner, free_globals, interleave_lane_loops, names, targets
-from solvers.fused.methods import MethodCode, Shape, method_code
-from solvers.tableaus import SNAP_ULPS, PIController, get_controller
+from solvers.fused.assemble import (
+    ARGS, Parts, controller_for, controller_source, cuda_helper_snippets, indent_lines, join_lines,
+    log_exp_source, module_header, rhs_source, snap_constant,
+)
+from solvers.fused.emit import Constants, Inliner, interleave_lane_loops, names, targets
+from solvers.fused.methods import Shape, method_code
+from solvers.fused.peak import cpu_isa
 
 SAVE_MODES = ("final", "grid", "dense", "stop")
 TARGETS = ("cpu", "cuda")
@@ -54,21 +55,15 @@ LANE_LAYOUTS = ("two-pass", "one-pass")
 
 def default_lane_layout() -> str:
     """The CPU adaptive lane layout for this machine: "one-pass" with AVX-512F, else "two-pass"."""
-    from solvers.fused.peak import cpu_isa
-
     return "one-pass" if cpu_isa()["isa"] == "avx512" else "two-pass"
 
-#: Argument order of every generated kernel (see ``solvers.fused.build.kernel_args``).
-KERNEL_ARGS = ("u0", "p", "t0", "tf", "dt", "n_steps", "rtol", "atol", "max_steps",
-               "save_t", "save_i", "out_u", "saved", "stats", "status")
-_ARGS = ", ".join(KERNEL_ARGS)
 
 #: Files (relative to the repository root) whose content is part of every kernel's cache
 #: key: the generator, the tableaus, the status codes and the Jacobian derivation. A change
 #: to any of them gives every kernel a new module and a fresh compile.
 GENERATOR_FILES = ("solvers/fused/codegen.py", "solvers/fused/methods.py", "solvers/fused/emit.py",
                    "solvers/fused/bits.py", "solvers/tableaus.py", "solvers/base.py", "problems/derive.py",
-                   "solvers/fused/looped.py")
+                   "solvers/fused/looped.py", "solvers/fused/assemble.py")
 
 
 @dataclass(frozen=True)
@@ -147,141 +142,27 @@ def _digest(key: KernelKey) -> str:
     return blob.hexdigest()[:16]
 
 
-@dataclass
-class _Parts:
-    """What the templates need to know about the method and problem."""
-
-    mc: MethodCode
-    sh: Shape
-    C: Constants
-    ctrl: PIController | None
-    lane_layout: str = "two-pass"  # of the CPU adaptive lane loop (KernelKey.lane_layout)
-
-
-def controller_for(method: str, controller: str) -> PIController:
-    """DiffEqGPU's controller for ``method`` (betas scaled by its ``alg_order``)."""
-    return get_controller(controller, method_code(method).order)
-
-
-# ================================================================================================
-# The step controller: DiffEqGPU's PI control law with a vectorisable power
-# ================================================================================================
-
-def _log_exp_source(C: Constants, dtype: str) -> list[str]:
-    """Snippets ``_log(x)`` for positive normal x and ``_exp(z)`` for |z| < 80, in the kernel dtype.
-
-    log: x = 2^e * m (``_expo``/``_mant``, exact), m folded into [sqrt(1/2), sqrt(2)),
-    log(m) = 2 atanh(s), s = (m-1)/(m+1), |s| < 0.172, by its series.
-    exp: z = n ln2 + r with |r| <= ln2/2 (Cody-Waite two-part ln2), e^r by its Taylor series,
-    times ``_pow2(n)`` (exact). The series lengths put the truncation error below half an ulp
-    of the dtype; results are within a few ulps of libm.
-    """
-    if dtype == "float32":
-        n_log, n_exp = 5, 8
-        ln2_hi, ln2_lo = 0.693145751953125, 1.428606765330187045e-06
-    else:
-        n_log, n_exp = 11, 14
-        ln2_hi, ln2_lo = 6.93147180369123816490e-01, 1.90821492927058770002e-10
-    one, half = C.add("ONE", 1.0), C.add("HALF", 0.5)
-    lg = [C.add(f"LG_{k}", 1.0 / (2 * k + 1)) for k in range(n_log)]
-    ex = [C.add(f"EX_{k}", 1.0 / math.factorial(k)) for k in range(n_exp)]
-    log_poly = lg[-1]
-    for c in reversed(lg[:-1]):
-        log_poly = f"{c} + s2 * ({log_poly})"
-    exp_poly = ex[-1]
-    for c in reversed(ex[:-1]):
-        exp_poly = f"{c} + r * ({exp_poly})"
-    log_src = [
-        "def _log(x):",
-        "    m = _mant(x)",
-        "    e = _expo(x)",
-        f"    big = m > {C.add('SQRT2', math.sqrt(2.0))}",
-        f"    m = _sel(big, m * {half}, m)",
-        f"    e = _sel(big, e + {one}, e)",
-        f"    s = (m - {one}) / (m + {one})",
-        "    s2 = s * s",
-        f"    return e * {C.add('LN2', math.log(2.0))} + (s + s) * ({log_poly})",
-    ]
-    exp_src = [
-        "def _exp(z):",
-        f"    z = min(max(z, {C.add('EXP_ZMIN', -80.0)}), {C.add('EXP_ZMAX', 80.0)})",
-        f"    nf = _floor(z * {C.add('LOG2E', 1.0 / math.log(2.0))} + {half})",
-        f"    r = (z - nf * {C.add('LN2_HI', ln2_hi)}) - nf * {C.add('LN2_LO', ln2_lo)}",
-        f"    return ({exp_poly}) * _pow2(nf)",
-    ]
-    return [log_src, exp_src]
-
-
-def controller_domain(ctrl: PIController) -> tuple[float, float]:
-    """(eest_lo, eest_hi): clamping EEst into this range never changes the controller's result.
-
-    Below ``eest_lo`` the accepted-step factor is clamped at qmax for every qold >= qold_init;
-    above ``eest_hi`` the rejected-step factor is clamped at qmin (each with a factor 2 of
-    margin), so only a bounded range ever reaches the log.
-    """
-    lo = 0.5 * (ctrl.gamma / ctrl.qmax * ctrl.qold_init ** ctrl.beta2) ** (1.0 / ctrl.beta1)
-    hi = 2.0 * (ctrl.gamma / ctrl.qmin) ** (1.0 / ctrl.beta1)
-    if not lo < ctrl.qold_init < 1.0 < hi:
-        raise ValueError(f"controller constants out of the supported range: {ctrl}")
-    return lo, hi
-
-
-def _controller_source(C: Constants, ctrl: PIController) -> list[str]:
-    """Snippet ``_control(eest, lq, h) -> (dt_accept, dt_reject, lq_new)``: DiffEqGPU's PI law.
-
-    The executable specification is ``solvers.tableaus.pi_step_factor``: with
-    ``q11 = eest^beta1`` and ``q = q11 / qold^beta2``, an accepted step (eest <= 1) gets
-    ``dt * 1/max(1/qmax, min(1/qmin, q/gamma))`` (q = 1/qmax when eest == 0) and
-    ``qold = max(eest, qold_init)``; a rejected one ``dt * 1/min(1/qmin, q11/gamma)``.
-    Rewritten without divisions (they are slow in a vector loop): the factors are
-    ``min(qmax, max(qmin, gamma/q))`` and ``max(qmin, gamma/q11)``, and ``gamma/q`` is one
-    exp, ``exp(log(gamma) - beta1*log(eest) + beta2*lq)``, with the controller memory carried
-    as ``lq = log(qold)``.
-    """
-    lo, hi = controller_domain(ctrl)
-    one, zero = C.add("ONE", 1.0), C.add("ZERO", 0.0)
-    qmin, qmax = C.add("QMIN", ctrl.qmin), C.add("QMAX", ctrl.qmax)
-    # pi_step_factor at eest == 0: q = 1/qmax before the clamp.
-    f0 = 1.0 / max(1.0 / ctrl.qmax, min(1.0 / ctrl.qmin, (1.0 / ctrl.qmax) / ctrl.gamma))
-    C.add("LQ_INIT", math.log(ctrl.qold_init))
-    return [
-        "def _control(eest, lq, h):",
-        f"    x = min(max(eest, {C.add('EEST_LO', lo)}), {C.add('EEST_HI', hi)})",
-        "    lx = _log(x)",
-        f"    zr = {C.add('BETA1', ctrl.beta1)} * lx",
-        f"    z = _sel(eest <= {one}, zr - {C.add('BETA2', ctrl.beta2)} * lq, zr)",
-        f"    g = _exp({C.add('LN_SAFETY', math.log(ctrl.gamma))} - z)",
-        f"    fa = _sel(eest == {zero}, {C.add('FAC_ZERO', f0)}, min({qmax}, max({qmin}, g)))",
-        f"    fr = max({qmin}, g)",
-        "    return h * fa, h * fr, max(lx, _LQ_INIT)",
-    ]
-
-
 # ================================================================================================
 # One trajectory (CUDA thread, serial CPU loop)
 # ================================================================================================
 
-def snap_constant(C: Constants) -> str:
-    """The landing window per unit of time, ``SNAP_ULPS`` ulps (``solvers.tableaus``)."""
-    return C.add("TSNAP", SNAP_ULPS * float(np.finfo(C.dtype).eps))
 
-
-def _load_lines(P: _Parts, index: str) -> list[str]:
+def _load_lines(P: Parts, index: str) -> list[str]:
     n, npar = P.sh.n, P.sh.n_params
     return ([f"y{s} = u0[{s}, {index}]" for s in range(n)]
             + [f"p{s} = p[{s}, {index}]" for s in range(npar)])
 
 
-def _finite_expr(P: _Parts, vals: list[str]) -> str:
+def _finite_expr(P: Parts, vals: list[str]) -> str:
     big = P.C.add("BIG", float(np.finfo(P.C.dtype).max))
     return " & ".join(f"(abs({v}) <= {big})" for v in vals)
 
 
-def _write_saved(P: _Parts, j: str, i: str, vals: list[str]) -> list[str]:
+def _write_saved(P: Parts, j: str, i: str, vals: list[str]) -> list[str]:
     return [f"saved[{j}, {s}, {i}] = {v}" for s, v in enumerate(vals)]
 
 
-def _solve_one_fixed(P: _Parts, save: str) -> list[str]:
+def _solve_one_fixed(P: Parts, save: str) -> list[str]:
     """Body of one fixed-step trajectory ``i``: exactly n_steps steps, t = t0 + s*dt.
 
     A non-finite state is reported (NONFINITE) at the end; the steps are all taken.
@@ -307,7 +188,7 @@ def _solve_one_fixed(P: _Parts, save: str) -> list[str]:
     return body
 
 
-def _solve_one_adaptive(P: _Parts, save: str) -> list[str]:
+def _solve_one_adaptive(P: Parts, save: str) -> list[str]:
     """Body of one adaptive trajectory ``i``, checks in this order before each attempt:
     max_steps reached -> MAX_STEPS; step (not the clipped last one) below dtmin or not
     advancing t -> DT_UNDERFLOW; after it: a non-finite candidate state or a NaN EEst ->
@@ -372,7 +253,7 @@ def _solve_one_adaptive(P: _Parts, save: str) -> list[str]:
 # CPU lane blocks: the time loop outside, the lanes innermost (vectorised), masks for adaptive
 # ================================================================================================
 
-def _block_fixed(P: _Parts, save: str, lanes: int) -> list[str]:
+def _block_fixed(P: Parts, save: str, lanes: int) -> list[str]:
     n, npar = P.sh.n, P.sh.n_params
     y, p = names("y", n), names("p", npar)
     S = lambda r: f"S[{r}, l]"  # noqa: E731   rows: states 0..n-1, params n..n+npar-1
@@ -398,10 +279,254 @@ def _block_fixed(P: _Parts, save: str, lanes: int) -> list[str]:
     body += [f"        out_u[{s}, i] = {sy[s]}" for s in range(n)]
     body += ["        stats[0, i] = nacc", "        stats[1, i] = 0", "        stats[2, i] = nfe",
              f"        status[i] = {int(Status.SUCCESS)} if {_finite_expr(P, sy)} else {int(Status.NONFINITE)}"]
-    return ["@_jit", f"def _block(b, {_ARGS}):"] + ["    " + v for v in body] + [""]
+    return ["@_jit", f"def _block(b, {ARGS}):"] + ["    " + v for v in body] + [""]
 
 
-def _block_adaptive(P: _Parts, save: str, lanes: int) -> list[str]:
+@dataclass
+class _LaneRows:
+    """The adaptive lane block's names: its state pieces, typed constants and the rows of ``S``
+    (states, carried values, parameters, then the scalars ``R_*``; rows from ``n_rows`` on
+    hold the two-pass layout's attempt record). Built once, read by every piece of the block."""
+
+    P: Parts
+    save: str
+    n: int
+    npar: int
+    x: list[str]
+    dv: list[str]
+    y: list[str]
+    yn: list[str]
+    xn: list[str]
+    one: str
+    zero: str
+    inf: str
+    dtmin: str
+    code: dict
+    running: str
+    R_T: int
+    R_DT: int
+    R_LQ: int
+    R_NX: int
+    R_ACC: int
+    R_REJ: int
+    R_ST: int
+    R_SV: int
+    R_NFE: int
+    n_rows: int
+    attempt_evals: str
+    sy: list[str]
+    sx: list[str]
+    sp: list[str]
+    rec_names: list[str]
+    ctl_names: list[str]
+    d_rows: int
+
+    @staticmethod
+    def S(r) -> str:
+        return f"S[{r}, l]"
+
+
+def _lane_rows(P: Parts, save: str) -> _LaneRows:
+    """The block's names, its constants added to ``P.C`` in the generated module's order."""
+    n, npar, mc = P.sh.n, P.sh.n_params, P.mc
+    x, dv = mc.extras(P.sh), mc.dense_values(P.sh)
+    nx = len(x)
+    y = names("y", n)
+    C = P.C
+    one, zero = C.add("ONE", 1.0), C.add("ZERO", 0.0)
+    inf = C.add("INF", math.inf)
+    dtmin = C.add("DTMIN", P.ctrl.dtmin)
+    code = {st: C.add(f"ST_{st.name}", int(st)) for st in Status}
+    running = C.add("ST_RUNNING", RUNNING)
+    R_X, R_P = n, n + nx
+    R_T, R_DT, R_LQ, R_NX, R_ACC, R_REJ, R_ST, R_SV, R_NFE = range(n + nx + npar, n + nx + npar + 9)
+    attempt_evals = C.add("ATTEMPT_EVALS", mc.attempt_evals)
+    S = _LaneRows.S
+    return _LaneRows(
+        P, save, n, npar, x, dv, y, names("yn", n), names("xn", nx), one, zero, inf, dtmin, code, running,
+        R_T, R_DT, R_LQ, R_NX, R_ACC, R_REJ, R_ST, R_SV, R_NFE, R_NFE + 1, attempt_evals,
+        [S(r) for r in range(n)], [S(R_X + r) for r in range(nx)], [S(R_P + r) for r in range(npar)],
+        # Two-pass layout: rows from n_rows on hold the attempt's record (see _two_pass_loops).
+        y + x + names("yn", n) + names("xn", nx) + ["eest", "h", "tn", "t", "dtc", "lq", "nacc", "nrej", "nfe", "st"],
+        ["dta", "dtr", "lqn"],  # written by the two-pass layout's control loop
+        # Dense output needs the step's start, stages and size once the lane loop has moved on.
+        n + len(dv) + nx + 2,
+    )
+
+
+def _lane_setup(B: _LaneRows) -> list[str]:
+    """Scratch rows, every lane's state, counters and status loaded, the saves at t0."""
+    P, S, save, n, npar, nx, x = B.P, B.S, B.save, B.n, B.npar, len(B.x), B.x
+    sy, sx, sp, inf, zero = B.sy, B.sx, B.sp, B.inf, B.zero
+    n_alloc = B.n_rows + (len(B.rec_names) + len(B.ctl_names) if P.lane_layout == "two-pass" else 0)
+    body = ["N = u0.shape[1]", "base = b * _L", f"S = np.empty(({n_alloc}, _L), _T)",
+            "J = np.zeros(_L, np.int64)  # next save index per lane",
+            "ns = save_t.shape[0]", "msteps = _T(max_steps)"]
+    if save == "dense":
+        body.append(f"D = np.empty(({B.d_rows}, _L), _T)")
+    body += ["for l in range(_L):", "    i = min(base + l, N - 1)"]
+    body += [f"    {sy[s]} = u0[{s}, i]" for s in range(n)] + [f"    {sp[s]} = p[{s}, i]" for s in range(npar)]
+    body += [f"    {S(B.R_T)} = t0", f"    {S(B.R_DT)} = dt", f"    {S(B.R_LQ)} = _LQ_INIT",
+             f"    {S(B.R_ACC)} = {zero}", f"    {S(B.R_REJ)} = {zero}", f"    {S(B.R_SV)} = {zero}",
+             f"    {S(B.R_NFE)} = {P.C.add('INIT_EVALS', P.mc.init_evals)}",
+             f"    {S(B.R_NX)} = {inf}",
+             f"    {S(B.R_ST)} = {B.running} if t0 < tf else {B.code[Status.SUCCESS]}"]
+    if nx:
+        body += ["for l in range(_L):", f"    {targets(x)} = _init({', '.join(sy + sp)}, {S(B.R_T)})"]
+        body += [f"    {sx[s]} = {x[s]}" for s in range(nx)]
+    if save != "final":
+        body += ["for l in range(_L):", "    j = 0", "    while j < ns and save_t[j] <= t0:",
+                 "        if base + l < N:"]
+        body += ["            " + v for v in _write_saved(P, "j", "base + l", sy)]
+        body += ["        j += 1", "    J[l] = j", f"    {S(B.R_NX)} = save_t[j] if j < ns else {inf}"]
+    return body
+
+
+def _lane_prelude(B: _LaneRows) -> list[str]:
+    """Both layouts start a lane's attempt alike: read its row of S, choose h, pre-checks."""
+    S, y, x = B.S, B.y, B.x
+    prelude = [f"st = {S(B.R_ST)}", f"nacc = {S(B.R_ACC)}", f"nrej = {S(B.R_REJ)}", f"nfe = {S(B.R_NFE)}",
+               f"t = {S(B.R_T)}", f"dtc = {S(B.R_DT)}", f"lq = {S(B.R_LQ)}"]
+    prelude += [f"{y[s]} = {B.sy[s]}" for s in range(B.n)] + [f"{x[s]} = {B.sx[s]}" for s in range(len(x))]
+    prelude += [f"p{s} = {B.sp[s]}" for s in range(B.npar)]
+    prelude += [
+        (f"tstop = min({S(B.R_NX)}, tf)" if B.save == "stop" else "tstop = tf"),
+        "rem = tstop - t",
+        f"last = dtc >= rem - {snap_constant(B.P.C)} * abs(tstop)",  # within a few ulps: land (SNAP_ULPS)
+        "h = _sel(last, rem, dtc)",
+        f"run = st == {B.running}",
+        "maxed = nacc + nrej >= msteps",
+        f"under = (not last) & ((h < {B.dtmin}) | (t + h == t))",
+    ]
+    return prelude
+
+
+def _one_pass_loop(B: _LaneRows, prelude: list[str]) -> list[str]:
+    """One lane loop: attempt, control and a masked update of the state rows. LLVM turns
+    each ``S[r, l] = _sel(m, new, S[r, l])`` into a masked store: one instruction with
+    AVX-512's mask registers, but a slow VMASKMOVPS on AVX2 (see KernelKey.lane_layout)."""
+    S, y, x, yn, xn, one, zero, code = B.S, B.y, B.x, B.yn, B.xn, B.one, B.zero, B.code
+    lane = list(prelude)
+    lane += [
+        f"{targets(yn + xn + ['eest'] + B.dv)} = _attempt({', '.join(y + x + names('p', B.npar))}, t, h, rtol, atol)",
+        f"fin = (eest == eest) & {_finite_expr(B.P, yn)}",
+        "dta, dtr, lqn = _control(eest, lq, h)",
+        "go = run & (not maxed) & (not under)",
+        f"acc = go & fin & (eest <= {one})",
+        f"rej = go & fin & (not (eest <= {one}))",
+        "bad = go & (not fin)",
+        "tn = _sel(last, tstop, t + h)",
+    ]
+    lane += [f"{B.sy[s]} = _sel(acc | bad, {yn[s]}, {y[s]})" for s in range(B.n)]
+    lane += [f"{B.sx[s]} = _sel(acc, {xn[s]}, {x[s]})" for s in range(len(x))]
+    lane += [
+        f"{S(B.R_T)} = _sel(acc, tn, t)",
+        f"{S(B.R_DT)} = _sel(acc, _sel(h < dtc, max(dta, dtc), dta), _sel(rej, dtr, dtc))",
+        f"{S(B.R_LQ)} = _sel(acc, lqn, lq)",
+        f"{S(B.R_ACC)} = _sel(acc, nacc + {one}, nacc)",
+        f"{S(B.R_REJ)} = _sel(rej | bad, nrej + {one}, nrej)",
+        f"{S(B.R_NFE)} = _sel(go, nfe + {B.attempt_evals}, nfe)",
+        f"st = _sel(run & maxed, {code[Status.MAX_STEPS]}, st)",
+        f"st = _sel(run & (not maxed) & under, {code[Status.DT_UNDERFLOW]}, st)",
+        f"st = _sel(bad, {code[Status.NONFINITE]}, st)",
+        f"st = _sel(acc & (tn >= tf), {code[Status.SUCCESS]}, st)",
+        f"{S(B.R_ST)} = st",
+        f"anyrun = anyrun | (st == {B.running})",
+    ]
+    if B.save != "final":
+        lane.append(f"{S(B.R_SV)} = _sel(acc & ({S(B.R_NX)} <= tn), {one}, {zero})")
+    if B.save == "dense":
+        for r, v in enumerate(y + B.dv + xn + ["t", "h"]):
+            lane.append(f"D[{r}, l] = {v}")
+    return ["while True:", "    anyrun = False", "    for l in range(_L):"] + ["        " + v for v in lane]
+
+
+def _two_pass_loops(B: _LaneRows, prelude: list[str]) -> list[str]:
+    """Pass 1, attempt: every lane makes one step attempt from its state and writes a record
+    of it (rows of S from n_rows on): the state it started from, the candidate, EEst, h, the
+    end time and the status after the pre-attempt checks. Pass 2, decide: the controller and
+    the masked update, from the record alone. Two loops, not one: each body is short enough
+    for the core to overlap consecutive vector iterations (one loop's body was longer than
+    the reorder window, so its long attempt -> norm -> log/exp chain ran unhidden), and pass 2
+    never reads a row it writes, so its selects stay plain stores (a select between a new
+    value and the value loaded from the same address becomes a masked store, slow on AVX2).
+    Pass 2 is itself two loops: the controller alone (EEst -> log -> exp -> new step sizes,
+    the longest dependency chain of the step, in a body short enough that the core overlaps
+    several vectors of lanes), then the commit (selects and counters) from the record."""
+    S, y, x, yn, xn, one, zero, code = B.S, B.y, B.x, B.yn, B.xn, B.one, B.zero, B.code
+    rec_names, ctl_names = B.rec_names, B.ctl_names
+    R = {v: B.n_rows + k for k, v in enumerate(rec_names + ctl_names)}
+    attempt = list(prelude)
+    attempt += [
+        # Lanes stopped here are not running in pass 2 (go == (st == RUNNING) there).
+        f"st = _sel(run & maxed, {code[Status.MAX_STEPS]}, st)",
+        f"st = _sel(run & (not maxed) & under, {code[Status.DT_UNDERFLOW]}, st)",
+        f"{targets(yn + xn + ['eest'] + B.dv)} = _attempt({', '.join(y + x + names('p', B.npar))}, t, h, rtol, atol)",
+        "tn = _sel(last, tstop, t + h)",
+    ]
+    attempt += [f"{S(R[v])} = {v}" for v in rec_names]
+    if B.save == "dense":
+        for r, v in enumerate(y + B.dv + xn + ["t", "h"]):
+            attempt.append(f"D[{r}, l] = {v}")
+
+    control = [f"{v} = {S(R[v])}" for v in ("eest", "lq", "h")]
+    control += ["dta, dtr, lqn = _control(eest, lq, h)"] + [f"{S(R[v])} = {v}" for v in ctl_names]
+    decide = [f"{v} = {S(R[v])}" for v in rec_names + ctl_names]
+    decide += [
+        f"fin = (eest == eest) & {_finite_expr(B.P, yn)}",
+        f"go = st == {B.running}",
+        f"acc = go & fin & (eest <= {one})",
+        f"rej = go & fin & (not (eest <= {one}))",
+        "bad = go & (not fin)",
+    ]
+    decide += [f"{B.sy[s]} = _sel(acc | bad, {yn[s]}, {y[s]})" for s in range(B.n)]
+    decide += [f"{B.sx[s]} = _sel(acc, {xn[s]}, {x[s]})" for s in range(len(x))]
+    decide += [
+        f"{S(B.R_T)} = _sel(acc, tn, t)",
+        f"{S(B.R_DT)} = _sel(acc, _sel(h < dtc, max(dta, dtc), dta), _sel(rej, dtr, dtc))",
+        f"{S(B.R_LQ)} = _sel(acc, lqn, lq)",
+        f"{S(B.R_ACC)} = _sel(acc, nacc + {one}, nacc)",
+        f"{S(B.R_REJ)} = _sel(rej | bad, nrej + {one}, nrej)",
+        f"{S(B.R_NFE)} = _sel(go, nfe + {B.attempt_evals}, nfe)",
+        f"st = _sel(bad, {code[Status.NONFINITE]}, st)",
+        f"st = _sel(acc & (tn >= tf), {code[Status.SUCCESS]}, st)",
+        f"{S(B.R_ST)} = st",
+        f"anyrun = anyrun | (st == {B.running})",
+    ]
+    if B.save != "final":
+        decide.append(f"{S(B.R_SV)} = _sel(acc & ({S(B.R_NX)} <= tn), {one}, {zero})")
+    # All three loops are straight-line lane loops over range(_L_PASS): interleaved in pairs
+    # of lanes by ``emit.interleave_lane_loops`` when _L is even (see generate_source).
+    body = ["while True:", "    for l in range(_L_PASS):"] + ["        " + v for v in attempt]
+    body += ["    for l in range(_L_PASS):"] + ["        " + v for v in control]
+    body += ["    anyrun = False", "    for l in range(_L_PASS):"] + ["        " + v for v in decide]
+    return body
+
+
+def _lane_saves(B: _LaneRows) -> list[str]:
+    """The scalar save pass after the vector loops (its loops differ per lane)."""
+    S, n, d_rows = B.S, B.n, B.d_rows
+    dl = lambda r: f"D[{r}, l]"  # noqa: E731
+    scalar = ["for l in range(_L):", f"    if {S(B.R_SV)} != {B.zero}:",
+              "        j = J[l]", f"        tn = {S(B.R_T)}",
+              "        while j < ns and save_t[j] <= tn:"]
+    if B.save == "dense":
+        args = [dl(r) for r in range(d_rows - 2)]
+        scalar += [f"            th = (save_t[j] - {dl(d_rows - 2)}) / {dl(d_rows - 1)}",
+                   f"            {targets(names('ys', n))} = _dense({', '.join(args)}, {dl(d_rows - 1)}, th)",
+                   "            if save_t[j] == tn:",
+                   f"                {targets(names('ys', n))} = {targets(B.sy)}"]
+        vals = names("ys", n)
+    else:
+        vals = B.sy
+    scalar += ["            if base + l < N:"]
+    scalar += ["                " + v for v in _write_saved(B.P, "j", "base + l", vals)]
+    scalar += ["            j += 1", "        J[l] = j",
+               f"        {S(B.R_NX)} = save_t[j] if j < ns else {B.inf}"]
+    return scalar
+
+
+def _block_adaptive(P: Parts, save: str, lanes: int) -> list[str]:
     """One lane block of adaptive trajectories, each lane with its own t, dt and controller.
 
     Every pass of the ``while`` loop makes one step attempt in every lane; a lane's state
@@ -409,310 +534,28 @@ def _block_adaptive(P: _Parts, save: str, lanes: int) -> list[str]:
     frozen state and ignores the result, and the block ends when no lane is running. The
     lane loops hold only floats (counters and status too: exact integers below 2**24) and a
     boolean "any lane running" reduction, so LLVM vectorises them at the full float width.
-    ``P.lane_layout`` chooses one lane loop or an attempt loop and a decide pass (see
-    ``KernelKey.lane_layout``); both compute the same values lane by lane. Saving, whose loops
-    differ per lane, runs in a scalar pass after the vector loops.
+    ``P.lane_layout`` chooses one lane loop (``_one_pass_loop``) or an attempt loop and a
+    decide pass (``_two_pass_loops``; see ``KernelKey.lane_layout``); both compute the same
+    values lane by lane. Saving, whose loops differ per lane, runs in a scalar pass after the
+    vector loops (``_lane_saves``).
     """
-    n, npar, mc = P.sh.n, P.sh.n_params, P.mc
-    x, dv = mc.extras(P.sh), mc.dense_values(P.sh)
-    nx = len(x)
-    y, yn, xn = names("y", n), names("yn", n), names("xn", nx)
-    C = P.C
-    one, zero = C.add("ONE", 1.0), C.add("ZERO", 0.0)
-    inf = C.add("INF", math.inf)
-    dtmin = C.add("DTMIN", P.ctrl.dtmin)
-    code = {st: C.add(f"ST_{st.name}", int(st)) for st in Status}
-    running = C.add("ST_RUNNING", RUNNING)
-    # Rows of S: states, carried values, parameters, then the scalars below.
-    R_X, R_P = n, n + nx
-    R_T, R_DT, R_LQ, R_NX, R_ACC, R_REJ, R_ST, R_SV, R_NFE = range(n + nx + npar, n + nx + npar + 9)
-    n_rows = R_NFE + 1
-    attempt_evals = C.add("ATTEMPT_EVALS", mc.attempt_evals)
-    S = lambda r: f"S[{r}, l]"  # noqa: E731
-    sy, sx, sp = [S(r) for r in range(n)], [S(R_X + r) for r in range(nx)], [S(R_P + r) for r in range(npar)]
-    # Two-pass layout: rows from n_rows on hold the attempt's record (see below).
-    rec_names = y + x + yn + xn + ["eest", "h", "tn", "t", "dtc", "lq", "nacc", "nrej", "nfe", "st"]
-    ctl_names = ["dta", "dtr", "lqn"]  # written by the two-pass layout's control loop
-    n_alloc = n_rows + (len(rec_names) + len(ctl_names) if P.lane_layout == "two-pass" else 0)
-    body = ["N = u0.shape[1]", "base = b * _L", f"S = np.empty(({n_alloc}, _L), _T)",
-            "J = np.zeros(_L, np.int64)  # next save index per lane",
-            "ns = save_t.shape[0]", "msteps = _T(max_steps)"]
-    # Dense output needs the step's start, stages and size once the lane loop has moved on.
-    d_rows = n + len(dv) + nx + 2
-    if save == "dense":
-        body.append(f"D = np.empty(({d_rows}, _L), _T)")
-    body += ["for l in range(_L):", "    i = min(base + l, N - 1)"]
-    body += [f"    {sy[s]} = u0[{s}, i]" for s in range(n)] + [f"    {sp[s]} = p[{s}, i]" for s in range(npar)]
-    body += [f"    {S(R_T)} = t0", f"    {S(R_DT)} = dt", f"    {S(R_LQ)} = _LQ_INIT",
-             f"    {S(R_ACC)} = {zero}", f"    {S(R_REJ)} = {zero}", f"    {S(R_SV)} = {zero}",
-             f"    {S(R_NFE)} = {C.add('INIT_EVALS', mc.init_evals)}",
-             f"    {S(R_NX)} = {inf}",
-             f"    {S(R_ST)} = {running} if t0 < tf else {code[Status.SUCCESS]}"]
-    if nx:
-        body += ["for l in range(_L):", f"    {targets(x)} = _init({', '.join(sy + sp)}, {S(R_T)})"]
-        body += [f"    {sx[s]} = {x[s]}" for s in range(nx)]
-    if save != "final":
-        body += ["for l in range(_L):", "    j = 0", "    while j < ns and save_t[j] <= t0:",
-                 "        if base + l < N:"]
-        body += ["            " + v for v in _write_saved(P, "j", "base + l", sy)]
-        body += ["        j += 1", "    J[l] = j", f"    {S(R_NX)} = save_t[j] if j < ns else {inf}"]
-
-    # Both layouts start a lane's attempt alike: read its row of S, choose h, pre-checks.
-    prelude = [f"st = {S(R_ST)}", f"nacc = {S(R_ACC)}", f"nrej = {S(R_REJ)}", f"nfe = {S(R_NFE)}",
-               f"t = {S(R_T)}", f"dtc = {S(R_DT)}", f"lq = {S(R_LQ)}"]
-    prelude += [f"{y[s]} = {sy[s]}" for s in range(n)] + [f"{x[s]} = {sx[s]}" for s in range(nx)]
-    prelude += [f"p{s} = {sp[s]}" for s in range(npar)]
-    prelude += [
-        (f"tstop = min({S(R_NX)}, tf)" if save == "stop" else "tstop = tf"),
-        "rem = tstop - t",
-        f"last = dtc >= rem - {snap_constant(C)} * abs(tstop)",  # within a few ulps: land (SNAP_ULPS)
-        "h = _sel(last, rem, dtc)",
-        f"run = st == {running}",
-        "maxed = nacc + nrej >= msteps",
-        f"under = (not last) & ((h < {dtmin}) | (t + h == t))",
-    ]
+    B = _lane_rows(P, save)
+    S = B.S
+    body = _lane_setup(B)
+    prelude = _lane_prelude(B)
     if P.lane_layout == "one-pass":
-        # One lane loop: attempt, control and a masked update of the state rows. LLVM turns
-        # each ``S[r, l] = _sel(m, new, S[r, l])`` into a masked store: one instruction with
-        # AVX-512's mask registers, but a slow VMASKMOVPS on AVX2 (see KernelKey.lane_layout).
-        lane = list(prelude)
-        lane += [
-            f"{targets(yn + xn + ['eest'] + dv)} = _attempt({', '.join(y + x + names('p', npar))}, t, h, rtol, atol)",
-            f"fin = (eest == eest) & {_finite_expr(P, yn)}",
-            "dta, dtr, lqn = _control(eest, lq, h)",
-            "go = run & (not maxed) & (not under)",
-            f"acc = go & fin & (eest <= {one})",
-            f"rej = go & fin & (not (eest <= {one}))",
-            "bad = go & (not fin)",
-            "tn = _sel(last, tstop, t + h)",
-        ]
-        lane += [f"{sy[s]} = _sel(acc | bad, {yn[s]}, {y[s]})" for s in range(n)]
-        lane += [f"{sx[s]} = _sel(acc, {xn[s]}, {x[s]})" for s in range(nx)]
-        lane += [
-            f"{S(R_T)} = _sel(acc, tn, t)",
-            f"{S(R_DT)} = _sel(acc, _sel(h < dtc, max(dta, dtc), dta), _sel(rej, dtr, dtc))",
-            f"{S(R_LQ)} = _sel(acc, lqn, lq)",
-            f"{S(R_ACC)} = _sel(acc, nacc + {one}, nacc)",
-            f"{S(R_REJ)} = _sel(rej | bad, nrej + {one}, nrej)",
-            f"{S(R_NFE)} = _sel(go, nfe + {attempt_evals}, nfe)",
-            f"st = _sel(run & maxed, {code[Status.MAX_STEPS]}, st)",
-            f"st = _sel(run & (not maxed) & under, {code[Status.DT_UNDERFLOW]}, st)",
-            f"st = _sel(bad, {code[Status.NONFINITE]}, st)",
-            f"st = _sel(acc & (tn >= tf), {code[Status.SUCCESS]}, st)",
-            f"{S(R_ST)} = st",
-            f"anyrun = anyrun | (st == {running})",
-        ]
-        if save != "final":
-            lane.append(f"{S(R_SV)} = _sel(acc & ({S(R_NX)} <= tn), {one}, {zero})")
-        if save == "dense":
-            for r, v in enumerate(y + dv + xn + ["t", "h"]):
-                lane.append(f"D[{r}, l] = {v}")
-        body += ["while True:", "    anyrun = False", "    for l in range(_L):"] + ["        " + v for v in lane]
+        body += _one_pass_loop(B, prelude)
     else:
-        # Pass 1, attempt: every lane makes one step attempt from its state and writes a record
-        # of it (rows of S from n_rows on): the state it started from, the candidate, EEst, h, the
-        # end time and the status after the pre-attempt checks. Pass 2, decide: the controller and
-        # the masked update, from the record alone. Two loops, not one: each body is short enough
-        # for the core to overlap consecutive vector iterations (one loop's body was longer than
-        # the reorder window, so its long attempt -> norm -> log/exp chain ran unhidden), and pass 2
-        # never reads a row it writes, so its selects stay plain stores (a select between a new
-        # value and the value loaded from the same address becomes a masked store, slow on AVX2).
-        # Pass 2 is itself two loops: the controller alone (EEst -> log -> exp -> new step sizes,
-        # the longest dependency chain of the step, in a body short enough that the core overlaps
-        # several vectors of lanes), then the commit (selects and counters) from the record.
-        R = {v: n_rows + k for k, v in enumerate(rec_names + ctl_names)}
-        attempt = list(prelude)
-        attempt += [
-            # Lanes stopped here are not running in pass 2 (go == (st == RUNNING) there).
-            f"st = _sel(run & maxed, {code[Status.MAX_STEPS]}, st)",
-            f"st = _sel(run & (not maxed) & under, {code[Status.DT_UNDERFLOW]}, st)",
-            f"{targets(yn + xn + ['eest'] + dv)} = _attempt({', '.join(y + x + names('p', npar))}, t, h, rtol, atol)",
-            "tn = _sel(last, tstop, t + h)",
-        ]
-        attempt += [f"{S(R[v])} = {v}" for v in rec_names]
-        if save == "dense":
-            for r, v in enumerate(y + dv + xn + ["t", "h"]):
-                attempt.append(f"D[{r}, l] = {v}")
-
-        control = [f"{v} = {S(R[v])}" for v in ("eest", "lq", "h")]
-        control += ["dta, dtr, lqn = _control(eest, lq, h)"] + [f"{S(R[v])} = {v}" for v in ctl_names]
-        decide = [f"{v} = {S(R[v])}" for v in rec_names + ctl_names]
-        decide += [
-            f"fin = (eest == eest) & {_finite_expr(P, yn)}",
-            f"go = st == {running}",
-            f"acc = go & fin & (eest <= {one})",
-            f"rej = go & fin & (not (eest <= {one}))",
-            "bad = go & (not fin)",
-        ]
-        decide += [f"{sy[s]} = _sel(acc | bad, {yn[s]}, {y[s]})" for s in range(n)]
-        decide += [f"{sx[s]} = _sel(acc, {xn[s]}, {x[s]})" for s in range(nx)]
-        decide += [
-            f"{S(R_T)} = _sel(acc, tn, t)",
-            f"{S(R_DT)} = _sel(acc, _sel(h < dtc, max(dta, dtc), dta), _sel(rej, dtr, dtc))",
-            f"{S(R_LQ)} = _sel(acc, lqn, lq)",
-            f"{S(R_ACC)} = _sel(acc, nacc + {one}, nacc)",
-            f"{S(R_REJ)} = _sel(rej | bad, nrej + {one}, nrej)",
-            f"{S(R_NFE)} = _sel(go, nfe + {attempt_evals}, nfe)",
-            f"st = _sel(bad, {code[Status.NONFINITE]}, st)",
-            f"st = _sel(acc & (tn >= tf), {code[Status.SUCCESS]}, st)",
-            f"{S(R_ST)} = st",
-            f"anyrun = anyrun | (st == {running})",
-        ]
-        if save != "final":
-            decide.append(f"{S(R_SV)} = _sel(acc & ({S(R_NX)} <= tn), {one}, {zero})")
-        # All three loops are straight-line lane loops over range(_L_PASS): interleaved in pairs
-        # of lanes by ``emit.interleave_lane_loops`` when _L is even (see generate_source).
-        body += ["while True:", "    for l in range(_L_PASS):"] + ["        " + v for v in attempt]
-        body += ["    for l in range(_L_PASS):"] + ["        " + v for v in control]
-        body += ["    anyrun = False", "    for l in range(_L_PASS):"] + ["        " + v for v in decide]
-
+        body += _two_pass_loops(B, prelude)
     if save != "final":
-        dl = lambda r: f"D[{r}, l]"  # noqa: E731
-        scalar = ["for l in range(_L):", f"    if {S(R_SV)} != {zero}:",
-                  "        j = J[l]", f"        tn = {S(R_T)}",
-                  "        while j < ns and save_t[j] <= tn:"]
-        if save == "dense":
-            args = [dl(r) for r in range(d_rows - 2)]
-            scalar += [f"            th = (save_t[j] - {dl(d_rows - 2)}) / {dl(d_rows - 1)}",
-                       f"            {targets(names('ys', n))} = _dense({', '.join(args)}, {dl(d_rows - 1)}, th)",
-                       "            if save_t[j] == tn:",
-                       f"                {targets(names('ys', n))} = {targets(sy)}"]
-            vals = names("ys", n)
-        else:
-            vals = sy
-        scalar += ["            if base + l < N:"]
-        scalar += ["                " + v for v in _write_saved(P, "j", "base + l", vals)]
-        scalar += ["            j += 1", "        J[l] = j",
-                   f"        {S(R_NX)} = save_t[j] if j < ns else {inf}"]
-        body += ["    " + v for v in scalar]
+        body += ["    " + v for v in _lane_saves(B)]
     body += ["    if not anyrun:", "        break"]
     body += ["for l in range(_L):", "    i = base + l", "    if i < N:"]
-    body += [f"        out_u[{s}, i] = {sy[s]}" for s in range(n)]
-    body += [f"        stats[0, i] = int({S(R_ACC)})", f"        stats[1, i] = int({S(R_REJ)})",
-             f"        stats[2, i] = int({S(R_NFE)})",
-             f"        status[i] = int({S(R_ST)})"]
-    return ["@_jit", f"def _block(b, {_ARGS}):"] + ["    " + v for v in body] + [""]
-
-
-# ================================================================================================
-# Module assembly
-# ================================================================================================
-
-def _cuda_helper_snippets(dtype: str) -> list[str]:
-    """Source of the CUDA kernels' small helpers (spliced like every other snippet)."""
-    bits, shift, bias, mant, one, emask = bit_format(dtype)
-    return [
-        "def _sel(c, a, b):\n    return a if c else b\n",
-        f"def _mant(x):\n    return _i2f(_IB((_f2i(x) & {mant}) | {one}))\n",
-        f"def _expo(x):\n    return _T(((_f2i(x) >> {shift}) & {emask}) - {bias})\n",
-        f"def _pow2(n):\n    return _i2f(_IB((_IB(n) + {bias}) << {shift}))\n",
-        "def _floor(x):\n    return _T(_floorlib(x))\n",
-    ]
-
-
-def _header(key: KernelKey, P: _Parts) -> list[str]:
-    prob = get_problem(key.problem)
-    nb_t = "numba.float32" if key.dtype == "float32" else "numba.float64"
-    lines = [
-        '"""Generated by solvers.fused.codegen; do not edit (regenerated when its key changes).',
-        "",
-        f"{key!r}",
-        "",
-        "Straight-line pieces (the method's step, the step controller and its log/exp) are",
-        "written as functions and spliced as source into the trajectory loops (emit.Inliner).",
-        '"""',
-        "import math",
-        "",
-        "import numba",
-        "import numpy as np",
-        "",
-        "from problems.registry import get_problem",
-    ]
-    if key.target == "cpu":
-        np_t = "np.float32" if key.dtype == "float32" else "np.float64"
-        fm = "{" + ", ".join(repr(f) for f in key.fastmath) + "}" if key.fastmath else "False"
-        lines += [
-            "from numba import prange",
-            "",
-            "from solvers.fused.bits import cpu_helpers",
-            "",
-            f"_FASTMATH = {fm}",
-            "# rhs, jac and _sel stay functions: LLVM's inliner takes functions that small.",
-            "_jit = numba.njit(fastmath=_FASTMATH, error_model='numpy')",
-            "# The step pieces as functions of their own, for tests and reading (kernels splice them).",
-            "_piece = numba.njit(cache=True, fastmath=_FASTMATH, error_model='numpy')",
-            "_kernel = numba.njit(parallel=True, cache=True, fastmath=_FASTMATH, error_model='numpy')",
-            f"_mant, _expo, _pow2, _floor = cpu_helpers({key.dtype!r})",
-            f"_L = {key.lanes}  # trajectories per lane block",
-            "_L_PASS = _L  # lanes of an adaptive pass loop (when not interleaved)",
-            "_L_HALF = _L // 2  # interleaved adaptive pass loops: lanes l and l + _L_HALF",
-            "_STRANDS = 256  # interleaved block sequences the threads share (balance; see solve_lanes)",
-            "_sqrt = math.sqrt",
-            "",
-            f"_T = {np_t}  # the kernel dtype: every constant below is built with it",
-            "",
-            "",
-            "@_jit",
-            "def _sel(c, a, b):",
-            '    """a if c else b, as a function: a select, not a branch, once inlined."""',
-            "    return a if c else b",
-            "",
-            "",
-            "# ---- the problem, defined once in problems/ ------------------------------------------",
-            f"rhs = _jit(get_problem({key.problem!r}).rhs_for(math))",
-        ]
-    else:
-        nb_i = "numba.int32" if key.dtype == "float32" else "numba.int64"
-        lines += [
-            "from numba import cuda",
-            "",
-            "from solvers.fused.bits import cuda_bitcasts, cuda_simulated",
-            "",
-            "# The kernel calls no device function: everything below is spliced into it as source.",
-            f"_f2i, _i2f, _floorlib = cuda_bitcasts({key.dtype!r})",
-            "# math.sqrt on the device; NumPy's under the simulator, where math.sqrt of a float32",
-            "# would return a Python (double) float.",
-            "_sqrt = np.sqrt if cuda_simulated() else math.sqrt",
-            f"_T = {nb_t}  # the kernel dtype: every constant below is built with it",
-            f"_IB = {nb_i}  # the integer of the same width",
-            "",
-            "# ---- the problem, defined once in problems/ (its rhs source is spliced in) -----------",
-            "m = math",
-        ]
-        rhs_globals = prob.rhs.__globals__
-        for name in free_globals(_rhs_source(prob)):
-            if name != "m" and name in rhs_globals:
-                lines.append(f"{name} = get_problem({key.problem!r}).rhs.__globals__[{name!r}]")
-    if P.mc.uses_jacobian:
-        d = derive.derivatives(prob)
-        lines += [
-            "",
-            "# Jacobian and time derivative derived by SymPy: the source of",
-            f"# get_problem({key.problem!r}).derivatives().functions(math, {nb_t}).",
-            "m = math",
-            f"_c = {nb_t}",
-            "",
-            d.jac_source.rstrip(),
-            "",
-            "",
-            d.tgrad_source.rstrip(),
-            "",
-        ]
-        if key.target == "cpu":
-            lines += ["", "jac = _jit(jac)", "tgrad = _jit(tgrad)"]
-    return lines
-
-
-def _rhs_source(prob) -> str:
-    return textwrap.dedent(inspect.getsource(prob.rhs))
-
-
-def _join(lines: list[str]) -> str:
-    return "\n".join(lines) + "\n"
-
-
-def _indent(lines: list[str], k: int = 1) -> list[str]:
-    return ["    " * k + v for v in lines]
+    body += [f"        out_u[{s}, i] = {B.sy[s]}" for s in range(B.n)]
+    body += [f"        stats[0, i] = int({S(B.R_ACC)})", f"        stats[1, i] = int({S(B.R_REJ)})",
+             f"        stats[2, i] = int({S(B.R_NFE)})",
+             f"        status[i] = int({S(B.R_ST)})"]
+    return ["@_jit", f"def _block(b, {ARGS}):"] + ["    " + v for v in body] + [""]
 
 
 def generate_source(key: KernelKey) -> str:
@@ -731,15 +574,15 @@ def generate_source(key: KernelKey) -> str:
     sh = Shape(prob.n_states, prob.n_params, tgrad_zero)
     C = Constants(key.dtype)
     ctrl = controller_for(key.method, key.controller) if key.mode == "adaptive" else None
-    P = _Parts(mc, sh, C, ctrl, key.lane_layout)
+    P = Parts(mc, sh, C, ctrl, key.lane_layout)
 
     # Snippets: straight-line functions spliced into the trajectory loops (emit.Inliner).
     inliner = Inliner()
     funcs: list[str] = []
     if key.target == "cuda":
-        for src in _cuda_helper_snippets(key.dtype):
+        for src in cuda_helper_snippets(key.dtype):
             funcs += ["", inliner.add(src), ""]
-        funcs += ["", inliner.add(_rhs_source(prob), name="rhs"), ""]
+        funcs += ["", inliner.add(rhs_source(prob), name="rhs"), ""]
         if mc.uses_jacobian:
             d = derive.derivatives(prob)
             inliner.add(d.jac_source)
@@ -750,7 +593,7 @@ def generate_source(key: KernelKey) -> str:
         snippets.append(mc.emit_step(C, sh))
         one, block = _solve_one_fixed(P, key.save), _block_fixed
     else:
-        snippets += _log_exp_source(C, key.dtype) + [_controller_source(C, ctrl)]
+        snippets += log_exp_source(C, key.dtype) + [controller_source(C, ctrl)]
         if mc.extras(sh):
             snippets.append(mc.emit_init(C, sh))
         snippets.append(mc.emit_attempt(C, sh))
@@ -758,17 +601,17 @@ def generate_source(key: KernelKey) -> str:
             snippets.append(mc.emit_dense(C, sh))
         one, block = _solve_one_adaptive(P, key.save), _block_adaptive
     for snip in snippets:
-        funcs += [""] + deco + [inliner.add(_join(snip)), ""]
+        funcs += [""] + deco + [inliner.add(join_lines(snip)), ""]
     if key.target == "cpu":
-        funcs += ["", "@_jit", inliner.expand(_join([f"def _solve_one(i, {_ARGS}):"] + _indent(one))), ""]
-        blk = inliner.expand(_join(block(P, key.save, key.lanes)))
+        funcs += ["", "@_jit", inliner.expand(join_lines([f"def _solve_one(i, {ARGS}):"] + indent_lines(one))), ""]
+        blk = inliner.expand(join_lines(block(P, key.save, key.lanes)))
         if key.mode == "adaptive" and key.lane_layout == "two-pass" and key.lanes % 2 == 0:
             blk = interleave_lane_loops(blk, "_L_PASS", "_L_HALF", keep=("anyrun",))
         funcs += ["", blk, ""]
         funcs += [
             "",
             "@_kernel",
-            f"def solve_lanes({_ARGS}):",
+            f"def solve_lanes({ARGS}):",
             "    \"\"\"Blocks of _L trajectories in parallel; lanes of a block vectorised.",
             "",
             "    Strand k takes blocks k, k + S, k + 2S, ... (S strands, split among the threads):",
@@ -780,23 +623,23 @@ def generate_source(key: KernelKey) -> str:
             "    n_strands = min(_STRANDS, n_blocks)",
             "    for k in prange(n_strands):",
             "        for b in range(k, n_blocks, n_strands):",
-            f"            _block(b, {_ARGS})",
+            f"            _block(b, {ARGS})",
             "",
             "",
             "@_kernel",
-            f"def solve_serial({_ARGS}):",
+            f"def solve_serial({ARGS}):",
             "    \"\"\"One trajectory per loop iteration (no lane blocking), strided as above.\"\"\"",
             "    n = u0.shape[1]",
             "    n_strands = min(_STRANDS * _L, n)",
             "    for k in prange(n_strands):",
             "        for i in range(k, n, n_strands):",
-            f"            _solve_one(i, {_ARGS})",
+            f"            _solve_one(i, {ARGS})",
         ]
     else:
-        kernel = [f"def solve_kernel({_ARGS}):",
+        kernel = [f"def solve_kernel({ARGS}):",
                   "    i = cuda.grid(1)  # one thread per trajectory, the whole time loop inside it",
-                  "    if i < u0.shape[1]:"] + _indent(one, 2)
-        funcs += ["", "@cuda.jit", inliner.expand(_join(kernel))]
-    lines = (_header(key, P) + ["", "", "# ---- constants (kernel dtype) ------------------------------------------------"]
+                  "    if i < u0.shape[1]:"] + indent_lines(one, 2)
+        funcs += ["", "@cuda.jit", inliner.expand(join_lines(kernel))]
+    lines = (module_header(key, P) + ["", "", "# ---- constants (kernel dtype) ------------------------------------------------"]
              + C.source() + funcs)
-    return _join(lines)
+    return join_lines(lines)

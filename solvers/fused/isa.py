@@ -24,13 +24,19 @@ import argparse
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
 from collections import Counter
 from pathlib import Path
 
+import numba
+
+from solvers.fused.build import load_module
 from solvers.fused.codegen import KernelKey
+from solvers.fused.peak import cpu_isa
+from solvers.fused.purity import sample_args
 
 #: LLVM CPUs worth comparing: the features to force (empty: the CPU's defaults) and the
 #: adaptive lane layout ``KernelKey.lane_layout="auto"`` picks on such a machine.
@@ -56,11 +62,6 @@ _KINDS = [  # (kind, pattern on the mnemonic), first match wins
 
 
 def _block_asm_here(key: KernelKey) -> str:
-    import numba
-
-    from solvers.fused.build import load_module
-    from solvers.fused.purity import sample_args
-
     mod = load_module(key)
     args = (0,) + sample_args(key)
     sig = tuple(numba.typeof(a) for a in args)
@@ -216,8 +217,6 @@ def mca_cycles(asm: str, lp: dict, mcpu: str) -> dict | None:
     port-pressure floor) and ``cycles`` (its steady-state estimate with dependencies, 100
     iterations back to back). None when ``llvm-mca`` is not on PATH or does not know ``mcpu``.
     Branches are dropped (their targets are not in the snippet)."""
-    import shutil
-
     exe = shutil.which("llvm-mca")
     if exe is None:
         return None
@@ -283,8 +282,6 @@ def main(argv=None) -> int:
             if args.mca:
                 mcpu = cpu
                 if cpu == "host":
-                    from solvers.fused.peak import cpu_isa
-
                     mcpu = cpu_isa()["cpu_name"]
                 r["mca"] = mca_per_lane_step(key, asm, mcpu, args.interleave)
             rows.append({"cpu": cpu, "mode": mode, "lane_layout": key.lane_layout if mode == "adaptive" else "", **r})

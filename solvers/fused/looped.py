@@ -27,11 +27,19 @@ controller and error norm), final state only. ``unsupported_reason`` says why ot
 from __future__ import annotations
 
 import ast
+import re
 
 import numpy as np
 
+from problems.registry import get_problem
 from solvers.base import Status
-from solvers.tableaus import Src, rk_update, srcs
+from solvers.fused.assemble import (
+    ARGS, Parts, controller_for, controller_source, cuda_helper_snippets, indent_lines, join_lines,
+    log_exp_source, module_header, rhs_source, snap_constant,
+)
+from solvers.fused.emit import Constants, Inliner
+from solvers.fused.methods import Shape, method_code
+from solvers.tableaus import ExplicitRK, Src, get_tableau, rk_update, srcs
 
 #: From this many states on, fused kernels use the looped layout. Measured (CPU, Lorenz-96, see
 #: docs/sizes.md): compile time of the unrolled kernels grows ~linearly with d (adaptive lane
@@ -46,8 +54,6 @@ def uses_looped(prob) -> bool:
 
 def unsupported_reason(prob, method: str, mode: str, save: str) -> str | None:
     """Why the looped layout cannot serve this solve (None if it can)."""
-    from solvers.tableaus import ExplicitRK, get_tableau
-
     if not uses_looped(prob):
         return None
     tab = get_tableau(method)
@@ -177,7 +183,6 @@ def cyclic_stencil(rhs_source: str, d: int) -> str | None:
         if len(templates) > 1:
             return None
     template = templates.pop()
-    import re
     return re.sub(r"_X_([0-9]+)", lambda mt: f"w[(s + {int(mt.group(1))}) % {d}]", template)
 
 
@@ -283,17 +288,11 @@ def body_adaptive(tab, d: int, n_params: int, rhs_src: str) -> list[str]:
 
 
 # ================================================================================================
-# Module assembly (the header, constants and controller are codegen's own)
+# Module assembly (the header, constants and controller are solvers.fused.assemble's)
 # ================================================================================================
 
 def generate_source(key) -> str:
     """The module for ``key`` in the looped layout (same entry points as codegen's modules)."""
-    from problems.registry import get_problem
-    from solvers.fused import codegen as cg
-    from solvers.fused.emit import Constants, Inliner
-    from solvers.fused.methods import Shape, method_code
-    from solvers.tableaus import get_tableau
-
     prob = get_problem(key.problem)
     reason = unsupported_reason(prob, key.method, key.mode, key.save)
     if reason:
@@ -301,48 +300,48 @@ def generate_source(key) -> str:
     tab, mc = get_tableau(key.method), method_code(key.method)
     d, npar = prob.n_states, prob.n_params
     C = Constants(key.dtype)
-    ctrl = cg.controller_for(key.method, key.controller) if key.mode == "adaptive" else None
-    P = cg._Parts(mc, Shape(d, npar), C, ctrl)
+    ctrl = controller_for(key.method, key.controller) if key.mode == "adaptive" else None
+    P = Parts(mc, Shape(d, npar), C, ctrl)
     C.add("ZERO", 0.0)
     C.add("ONE", 1.0)
     C.add("BIG", float(np.finfo(C.dtype).max))
-    rhs_src = cg._rhs_source(prob)
+    rhs_src = rhs_source(prob)
     inliner = Inliner()
     funcs: list[str] = []
     if key.target == "cuda":
-        for src in cg._cuda_helper_snippets(key.dtype):
+        for src in cuda_helper_snippets(key.dtype):
             funcs += ["", inliner.add(src), ""]
     if key.mode == "fixed":
         body = body_fixed(tab, d, npar, rhs_src, mc.step_stages)
     else:
         C.add("DTMIN", ctrl.dtmin)
-        cg.snap_constant(C)
-        for snip in cg._log_exp_source(C, key.dtype) + [cg._controller_source(C, ctrl)]:
-            funcs += ["", inliner.add(cg._join(snip)), ""]
+        snap_constant(C)
+        for snip in log_exp_source(C, key.dtype) + [controller_source(C, ctrl)]:
+            funcs += ["", inliner.add(join_lines(snip)), ""]
         body = body_adaptive(tab, d, npar, rhs_src)
     arrays = [f"{name} = np.asarray({values.tolist()!r}, dtype=np.{key.dtype})"
               for name, values in _arrays(tab, key.mode).items()]
     if key.target == "cpu":
         alloc = [f"y = np.empty({d}, _T)", f"w = np.empty({d}, _T)",
                  f"K = np.empty(({tab.stages}, {d}), _T)"]
-        one = ["@_jit", f"def _solve_one(i, {cg._ARGS}):"] + cg._indent(alloc + body)
-        funcs += ["", inliner.expand(cg._join(one)), ""]
+        one = ["@_jit", f"def _solve_one(i, {ARGS}):"] + indent_lines(alloc + body)
+        funcs += ["", inliner.expand(join_lines(one)), ""]
         funcs += [
-            "", "@_kernel", f"def solve_serial({cg._ARGS}):",
+            "", "@_kernel", f"def solve_serial({ARGS}):",
             '    """One trajectory per prange iteration; loops over the state are its vector work."""',
-            "    for i in prange(u0.shape[1]):", f"        _solve_one(i, {cg._ARGS})", "",
+            "    for i in prange(u0.shape[1]):", f"        _solve_one(i, {ARGS})", "",
             "", "# Looped layout: no lane blocks (the state loops vectorise instead).",
             "solve_lanes = solve_serial",
         ]
     else:
         alloc = [f"y = cuda.local.array({d}, _T)", f"w = cuda.local.array({d}, _T)",
                  f"K = cuda.local.array(({tab.stages}, {d}), _T)"]
-        kernel = [f"def solve_kernel({cg._ARGS}):",
+        kernel = [f"def solve_kernel({ARGS}):",
                   "    i = cuda.grid(1)  # one thread per trajectory, its arrays in local memory",
-                  "    if i < u0.shape[1]:"] + cg._indent(alloc + body, 2)
-        funcs += ["", "@cuda.jit", inliner.expand(cg._join(kernel))]
-    header = cg._header(key, P)
-    header[2] = f"{key!r} (looped layout: solvers.fused.looped)"
-    lines = (header + ["", "", "# ---- constants (kernel dtype) ------------------------------------------------"]
+                  "    if i < u0.shape[1]:"] + indent_lines(alloc + body, 2)
+        funcs += ["", "@cuda.jit", inliner.expand(join_lines(kernel))]
+    head = module_header(key, P)
+    head[2] = f"{key!r} (looped layout: solvers.fused.looped)"
+    lines = (head + ["", "", "# ---- constants (kernel dtype) ------------------------------------------------"]
              + C.source() + arrays + funcs)
-    return cg._join(lines)
+    return join_lines(lines)

@@ -5,7 +5,7 @@ sec. 3.3), generated from the problem's written-once residual: each thread (GPU)
 runs the whole iteration of one system with its state, residual and Jacobian in registers:
 
 * residual and Jacobian: the SymPy-printed straight-line sources of
-  ``problem.derivatives()`` (problems.nonlinear_core), every constant typed by ``_T``;
+  ``problems.derive.derivatives(problem)``, every constant typed by ``_T``;
 * the linear solve ``J dx = -F``: Gaussian elimination with partial pivoting on the augmented
   (d, d + 1) matrix, loops of compile-time length d (row swaps by compare-and-swap, so every
   index is fixed and the loops can be unrolled). General dense: no sparsity is assumed (the
@@ -32,11 +32,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numba
 import numpy as np
 
+from problems.nonlinear_core import NonlinearProblem
 from problems import derive
 from problems.registry import get_problem
-from solvers.base import Status
+from solvers.base import SolveResult, Status
+from solvers.cache import writable_cache
 from solvers.nonlinear_methods import NONLINEAR_METHODS, TRUST_REGION, method_settings
 
 
@@ -329,7 +332,7 @@ def _driver_source(key: NonlinearKernelKey, npar: int) -> list[str]:
 def generate_source(key: NonlinearKernelKey) -> str:
     """The module source of ``key`` (readable: tests and reviewers look at it)."""
     prob = get_problem(key.problem)
-    if getattr(prob, "kind", "") != "nonlinear":
+    if not isinstance(prob, NonlinearProblem):
         raise ValueError(f"{key.problem} is not a nonlinear problem")
     np_t = "np.float32" if key.dtype == "float32" else "np.float64"
     tr = TRUST_REGION
@@ -379,9 +382,7 @@ def generate_source(key: NonlinearKernelKey) -> str:
 
 def module_path(key: NonlinearKernelKey) -> Path:
     """The generated module file of ``key`` in the fused cache directory (written if missing)."""
-    from solvers.fused.build import _writable_dir
-
-    path = _writable_dir() / f"{key.module_name()}.py"
+    path = writable_cache("fused") / f"{key.module_name()}.py"  # beside the ODE kernels (build.py)
     if not path.exists():
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(generate_source(key))
@@ -440,7 +441,7 @@ class FusedNonlinearPrepared:
             self._kernel = mod.solve_serial
             args_in = (xt, pt)
         else:
-            from numba import cuda
+            from numba import cuda  # optional (numba-cuda); importing it sets up the CUDA target
 
             self._out = {"x": cuda.device_array(xt.shape, dtype=xt.dtype),
                          "stats": cuda.device_array((3, n), dtype=np.int32),
@@ -458,13 +459,11 @@ class FusedNonlinearPrepared:
 
     def sync(self, out: Any) -> None:
         if self.target == "cuda":
-            from numba import cuda
+            from numba import cuda  # optional (numba-cuda): GPU solves only
 
             cuda.synchronize()
 
     def fetch(self, out: Any):
-        from solvers.base import SolveResult
-
         host = {k: (v if isinstance(v, np.ndarray) else v.copy_to_host()) for k, v in out.items()}
         stats = host["stats"].astype(np.int64)
         return SolveResult(u_final=np.ascontiguousarray(host["x"].T), status=host["status"].astype(np.int64),
@@ -476,7 +475,7 @@ class FusedNonlinearPrepared:
         self._out = {}
 
 
-# ---- the kind module interface (solvers.base.Backend.kind_modules) -------------------------------
+# ---- the kind module interface (solvers.base.KindSupport.module, in Backend.kinds) -------------
 
 def check(backend: Any, spec: Any) -> str | None:
     if spec.variant:
@@ -496,7 +495,7 @@ def settings(backend: Any, spec: Any) -> dict[str, Any]:
     out = {
         "step_control": "per-system", "method": spec.method, "dtype": spec.dtype, "rtol": rtol, "atol": atol,
         "max_iterations": spec.max_steps, "starts": f"uniform in {list(prob.start_box)}^{prob.n_states}, seed {spec.seed}",
-        "jacobian": "SymPy-derived from the residual (problem.derivatives())",
+        "jacobian": "SymPy-derived from the residual (problems.derive.derivatives(problem))",
         "linear_solver": f"unrolled Gaussian elimination with partial pivoting, dense {prob.n_states}x{prob.n_states}",
         "kernel": ("one thread per system (CUDA)" if spec.device == "gpu"
                    else f"prange over blocks of {CPU_BLOCK} systems, one system at a time (no lane vectorisation)"),
@@ -505,7 +504,5 @@ def settings(backend: Any, spec: Any) -> dict[str, Any]:
     if spec.device == "gpu":
         out["threads_per_block"] = backend.threads_per_block
     else:
-        import numba
-
         out["threads"] = numba.get_num_threads()
     return out

@@ -18,15 +18,14 @@ import ctypes
 import functools
 import time
 
+import llvmlite.binding as llvm
+
 _CHAINS = 12  # independent accumulators: >= FMA latency (4) x FMA ports (2), with room
 
 
-def _llvm():
-    import llvmlite.binding as llvm
-
+def _init_llvm() -> None:
     llvm.initialize_native_target()
     llvm.initialize_native_asmprinter()
-    return llvm
 
 
 @functools.lru_cache(maxsize=None)
@@ -36,7 +35,7 @@ def cpu_isa() -> dict:
     ``vector_bits``: 512 with AVX-512F, 256 with AVX/AVX2, else 128; ``isa``: a short label
     ("avx512", "avx2", "avx", "sse"); ``features``: the SIMD feature flags LLVM reports.
     """
-    llvm = _llvm()
+    _init_llvm()
     feats = llvm.get_host_cpu_features()
     on = sorted(k for k, v in feats.items() if v and k.startswith(("avx", "fma", "sse4")))
     if feats.get("avx512f"):
@@ -77,7 +76,7 @@ def _peak_ir(width: int, ftype: str) -> str:
 
 @functools.lru_cache(maxsize=None)
 def _peak_function(width: int, dtype: str):
-    llvm = _llvm()
+    _init_llvm()
     ftype = "float" if dtype == "float32" else "double"
     mod = llvm.parse_assembly(_peak_ir(width, ftype))
     mod.verify()

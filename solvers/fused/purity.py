@@ -15,6 +15,7 @@ import re
 
 import numba
 
+from problems.registry import get_problem
 from solvers.fused.build import kernel_args, load_module, make_inputs, make_outputs
 from solvers.fused.codegen import KernelKey
 
@@ -31,8 +32,6 @@ _PTX_F64 = re.compile(r"\.f64\b|%fd\d*\b|%fd<")
 
 def sample_args(key: KernelKey, n: int = 4) -> tuple:
     """Arguments of the right types for ``key``'s kernels (a tiny ensemble)."""
-    from problems.registry import get_problem
-
     prob = get_problem(key.problem)
     u0, p = prob.ensemble(n, key.dtype)
     saveat = None
@@ -86,7 +85,7 @@ def cuda_ptx(key: KernelKey, cc: tuple[int, int] = (9, 0)) -> str:
     """PTX of ``key``'s CUDA kernel for compute capability ``cc``."""
     if key.target != "cuda":
         raise ValueError("cuda_ptx needs a cuda key")
-    from numba import cuda
+    from numba import cuda  # optional (numba-cuda); importing it sets up the CUDA target
 
     mod = load_module(key)
     ptx, _ = cuda.compile_ptx(mod.solve_kernel.py_func, signature(key), cc=cc)

@@ -20,6 +20,7 @@ from harness.report.inputs import Run
 from harness.report.summary import kind_finding
 from harness.report.sections import cpp, explainer, noise, nonlinear, pso, scaling, sde, sizes
 from harness.results.headline import HEADLINE_PROBLEM
+from problems.kinds import KINDS
 
 
 @dataclass(frozen=True)
@@ -75,9 +76,10 @@ def _always(cells: pd.DataFrame) -> bool:
 
 
 def has_headline_ode(cells: pd.DataFrame) -> bool:
-    """True when the run has fused ODE cells of the problem the GPU profile and headline use."""
-    return bool(((cells["backend"] == "fused") & (cells["kind"] == "ode")
-                 & (cells["problem"] == HEADLINE_PROBLEM)).any())
+    """True when the run has fused cells of the problem the GPU profile and headline use, of a
+    kind whose fused kernels the GPU profile covers (problems.kinds: ``gpu_profiled``)."""
+    profiled = cells["kind"].map(lambda k: KINDS[k].gpu_profiled).astype(bool)
+    return bool(((cells["backend"] == "fused") & profiled & (cells["problem"] == HEADLINE_PROBLEM)).any())
 
 
 #: In order of priority for report.md's line budget, and the order of the README's paragraphs.

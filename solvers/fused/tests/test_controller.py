@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from problems.registry import get_problem
+from solvers.fused.assemble import controller_domain, controller_for
 from solvers.fused.build import load_module
-from solvers.fused.codegen import KernelKey, controller_domain, controller_for
+from solvers.fused.codegen import KernelKey
 from solvers.fused.tests.helpers import python_rk_adaptive, python_rodas_adaptive, run_kernel
 from solvers.tableaus import RODAS5P, TSIT5, pi_step_factor
 

@@ -7,7 +7,8 @@ from problems.reference import max_relative_error, ode_reference
 from problems.registry import get_problem
 from solvers.base import SolveSpec
 from solvers.fused import FusedBackend, KernelKey
-from solvers.fused.codegen import _rhs_source, generate_source
+from solvers.fused.assemble import rhs_source
+from solvers.fused.codegen import generate_source
 from solvers.fused.looped import LOOPED_MIN_STATES, cyclic_stencil, store_form, uses_looped
 
 
@@ -20,11 +21,11 @@ def _solve(backend, **kw):
 
 
 def test_store_form_and_stencil_translate_the_component_form():
-    src = _rhs_source(get_problem("lorenz96-6"))
+    src = rhs_source(get_problem("lorenz96-6"))
     lines = store_form(src, "w", "K[j, {k}]", ["p0"], "tt")
     assert lines[0] == "K[j, 0] = (w[1] - w[4]) * w[5] - w[0] + p0" and len(lines) == 6
     assert cyclic_stencil(src, 6) == "(w[(s + 7) % 6] - w[(s + 4) % 6]) * w[(s + 5) % 6] - w[(s + 6) % 6] + F"
-    assert cyclic_stencil(_rhs_source(get_problem("lorenz")), 3) is None  # not a lattice: straight-line
+    assert cyclic_stencil(rhs_source(get_problem("lorenz")), 3) is None  # not a lattice: straight-line
     # the stencil evaluates to the component form
     rng = np.random.default_rng(0)
     w = rng.uniform(-3, 9, size=6)

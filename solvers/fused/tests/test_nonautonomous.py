@@ -8,7 +8,8 @@ from problems.prothero_robinson import exact_solution
 from problems.reference import max_scaled_error, reference
 from problems.registry import get_problem
 from solvers.base import Status
-from solvers.fused.codegen import KernelKey, controller_for, generate_source
+from solvers.fused.assemble import controller_for
+from solvers.fused.codegen import KernelKey, generate_source
 from solvers.fused.tests.helpers import python_rodas_adaptive, run_kernel, solve
 from solvers.tableaus import get_tableau
 
