@@ -8,6 +8,7 @@ import ast
 import io
 import shutil
 import subprocess
+import sys
 import tokenize
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,7 +144,10 @@ def _fail_with(offenders: list[str], what: str) -> None:
 def test_import_contracts_hold():
     """Layers (problems < solvers < harness; inside harness errors < results < measure <
     run | gpu_profile < report < cli) and no cycle between sibling modules or packages."""
-    exe = shutil.which("lint-imports")
+    # the script installed beside this interpreter (a venv's bin/ need not be on PATH: make runs
+    # .venv/bin/python directly), else one on PATH
+    beside = Path(sys.executable).parent / "lint-imports"
+    exe = str(beside) if beside.is_file() else shutil.which("lint-imports")
     if exe is None:
         pytest.fail("lint-imports not found: pip install 'import-linter>=2' (the test extra)", pytrace=False)
     res = subprocess.run([exe, "--no-cache"], cwd=ROOT, capture_output=True, text=True, timeout=300)
