@@ -49,16 +49,29 @@ def _steps(cells: pd.DataFrame) -> pd.Series:
     return cells["steps_max"].where(lock, cells["steps_mean"])
 
 
+def _best_counted_variant(c: pd.DataFrame) -> pd.DataFrame:
+    """Per library, the rows of the one variant whose dispatches were counted at the most N (the
+    default variant on a tie, then the variant that ran at the most N): a model fitted to two
+    points says nothing, so a library whose default stops early is explained by a longer series."""
+    keep = []
+    for _, g in c.groupby("backend", sort=False):
+        def rank(item):
+            variant, v = item
+            return (-v.loc[v["launches"].notna(), "n"].nunique(), variant != "", -v["n"].nunique())
+        keep.append(min(g.groupby("variant", sort=False), key=rank)[1])
+    return pd.concat(keep) if keep else c
+
+
 def series_points(cells: pd.DataFrame, mode: str) -> pd.DataFrame:
-    """Per library (its default variant), the Lorenz points of ``mode`` at the largest thread count:
-    n, time, dispatches (measured or estimated), trajectory-steps and ``counted``."""
+    """Per library (the variant counted at the most N), the Lorenz points of ``mode`` at the largest
+    thread count: n, time, dispatches (measured or estimated), trajectory-steps and ``counted``."""
     settings = [st for st in headline_settings(cells) if st.mode == mode]
     if not settings:
         return pd.DataFrame()
     if mode == "adaptive":
         settings = sorted(settings, key=lambda st: not np.isclose(st.rtol, PAPER_TOLERANCE))
     c = in_setting(cells, settings[0])
-    c = c[c["success"] & (c["variant"] == "") & (c["dtype"] == "float32")]
+    c = _best_counted_variant(c[c["success"] & (c["dtype"] == "float32")])
     tsit5 = c.groupby("backend")["method"].transform(lambda m: (m == "tsit5").any())
     c = c[~tsit5 | (c["method"] == "tsit5")]
     out = []
@@ -72,7 +85,7 @@ def series_points(cells: pd.DataFrame, mode: str) -> pd.DataFrame:
         ref_steps = _steps(counted).iloc[0]
         est = ref["launches"] * (steps / ref_steps if mode == "adaptive" and ref_steps > 0 else 1.0)
         out.append(pd.DataFrame({
-            "library": lib, "method": method, "n": g["n"].astype(int), "time_s": g["time_median_s"],
+            "library": lib, "variant": g["variant"].iloc[0], "method": method, "n": g["n"].astype(int), "time_s": g["time_median_s"],
             "dispatches": g["launches"].where(g["launches"].notna(), est.round()),
             "counted": g["launches"].notna(), "counter": dispatch_kind(str(ref.get("launch_counter", ""))),
             "trajectory_steps": trajectory_steps(g["n"], g["steps_mean"], g["steps_max"], g["step_control"])}))
@@ -83,7 +96,7 @@ def fit_all(points: pd.DataFrame) -> pd.DataFrame:
     """One fitted model per library: a (s per dispatch), b (s per trajectory-step), the dispatch
     share of the modelled time at each N, and whether the counts were measured at >= 3 N."""
     rows = []
-    for (lib, method), g in points.groupby(["library", "method"], sort=False):
+    for (lib, variant, method), g in points.groupby(["library", "variant", "method"], sort=False):
         g = g[g["trajectory_steps"].notna() & (g["time_s"] > 0)]
         if g["n"].nunique() < 2:
             continue
@@ -91,7 +104,7 @@ def fit_all(points: pd.DataFrame) -> pd.DataFrame:
         share = table["launch_term_s"] / table["predicted_s"]
         counted = g.sort_values("n", kind="mergesort")["counted"].to_numpy()
         for (_, t), sh, c in zip(table.iterrows(), share, counted):
-            rows.append(dict(library=lib, method=method, n=int(t["n"]), time_s=t["time_s"],
+            rows.append(dict(library=lib, variant=variant, method=method, n=int(t["n"]), time_s=t["time_s"],
                              dispatches=t["launches"], predicted_s=t["predicted_s"], dispatch_share=sh,
                              a_s=fit["launch_cost_s"], b_s=fit["step_cost_s"], fit_err=fit["median_rel_err"],
                              measured_counts=int(g["counted"].sum()), measured=bool(c)))
@@ -104,7 +117,7 @@ def _figure(ctx: "SectionContext", fits: pd.DataFrame) -> str | None:
     fig, (ax1, ax2) = new_figure(120, ncols=2, width=5.0, height=3.8)
     for lib, g in sorted(fits.groupby("library"), key=lambda x: library_order(x[0]) if x[0] != "fused" else (-1,)):
         kw = dict(color=library_colour(lib), marker="o", markersize=3.5, linewidth=2 if lib == "fused" else 1.3)
-        ax1.plot(g["n"], g["dispatches"], label=backend_label(lib), **kw)
+        ax1.plot(g["n"], g["dispatches"], label=_label(fits, lib), **kw)
         est = g[g["measured"] == False]  # noqa: E712 - a boolean column
         ax1.plot(est["n"], est["dispatches"], linestyle="none", marker="o", markersize=3.5,
                  markerfacecolor="white", markeredgecolor=library_colour(lib))
@@ -127,6 +140,12 @@ def _figure(ctx: "SectionContext", fits: pd.DataFrame) -> str | None:
     return f"figures/{NAME}.png"
 
 
+def _label(frame: pd.DataFrame, lib: str) -> str:
+    """The library's label, with the variant its series ran when that is not the default."""
+    variant = str(frame.loc[frame["library"] == lib, "variant"].iloc[0]) if "variant" in frame else ""
+    return backend_label(lib) + (f", {variant}" if variant else "")
+
+
 def _share_at(fits: pd.DataFrame, lib: str, n: int) -> float:
     g = fits[(fits["library"] == lib) & (fits["n"] == n)]
     return float(g["dispatch_share"].iloc[0]) if len(g) else float("nan")
@@ -141,7 +160,7 @@ def _dispatch_paragraphs(points: pd.DataFrame, fits: pd.DataFrame) -> list[str]:
              "stage) to the processor, it pays a fixed cost to set it up, whatever the size of the arrays. The fused "
              "kernel runs the whole solve, every step of every trajectory, as one operation: "
              f"{fused['dispatches'].iloc[0]:,.0f} {fused['counter'].iloc[0]} per solve here (Lorenz, fixed step, "
-             f"N = {small:,}), against " + ", ".join(f"{r['dispatches']:,.0f} {r['counter']} for {backend_label(r['library'])}"
+             f"N = {small:,}), against " + ", ".join(f"{r['dispatches']:,.0f} {r['counter']} for {_label(points, r['library'])}"
                                                     for _, r in peers.iterrows())
              + ". A JAX solve compiled by XLA is one call from Python, but inside it XLA:CPU still steps through "
              "its operations one by one; its fitted fixed cost per call below carries that overhead."]
@@ -151,10 +170,10 @@ def _dispatch_paragraphs(points: pd.DataFrame, fits: pd.DataFrame) -> list[str]:
         for lib in dict.fromkeys(fits.sort_values("library", key=lambda s: s.map(library_order))["library"]):
             own = int(fits[fits["library"] == lib]["n"].max())
             lo, hi = _share_at(fits, lib, small), _share_at(fits, lib, min(own, big))
-            shares.append(f"{backend_label(lib)} {100 * lo:.0f}% at N = {small:,} and {100 * hi:.0f}% at N = {min(own, big):,}")
+            shares.append(f"{_label(fits, lib)} {100 * lo:.0f}% at N = {small:,} and {100 * hi:.0f}% at N = {min(own, big):,}")
         estimated = sorted(set(fits[fits["measured_counts"] < MIN_COUNTED_N]["library"]))
         note = ("" if not estimated else
-                f" Counts of {', '.join(backend_label(x) for x in estimated)} were measured at fewer than "
+                f" Counts of {', '.join(_label(fits, x) for x in estimated)} were measured at fewer than "
                 f"{MIN_COUNTED_N} N in this run; at the other N they are *estimated* (fixed step runs the same "
                 "program at every N); a suite with `launch_counts = 3` measures them.")
         lines.append("**Where the time goes.** Fitting *time ≈ dispatches × a + N × steps × b* to each library's "
@@ -228,7 +247,7 @@ def report_section(ctx: "SectionContext") -> str | None:
         lines += [f"![Dispatches per solve and the share of time spent on them]({png})", "",
                   "*Left:* dispatches per solve against N (counts; estimated where not measured, see above). "
                   "*Right:* the fitted share of each library's time spent on dispatch. Times: "
-                  + ", ".join(f"{backend_label(lib)} a = {format_seconds(g['a_s'].iloc[0])} per dispatch"
+                  + ", ".join(f"{_label(fits, lib)} a = {format_seconds(g['a_s'].iloc[0])} per dispatch"
                               for lib, g in fits.groupby("library", sort=False) if g["a_s"].iloc[0] > 0) + ".", ""]
     lock = _lockstep_paragraph(cells)
     if lock:
