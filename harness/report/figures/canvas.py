@@ -13,10 +13,13 @@ through the Agg and SVG canvases), so nothing here touches pyplot's global state
 """
 from __future__ import annotations
 
+import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -25,6 +28,9 @@ from harness.report.figures import style
 
 #: Formats written for every figure (the CSV of plotted data comes in addition).
 IMAGE_FORMATS = ("png", "svg")
+
+#: More legend entries than this cannot be read beside a figure (issue: a 28-entry legend).
+MAX_LEGEND_ENTRIES = 12
 
 #: Salt of the SVG's generated ids (clip paths): fixed, so the ids repeat from run to run.
 SVG_HASH_SALT = "odeensemble-figures"
@@ -97,12 +103,75 @@ def add_footnote(fig: Figure, text: str) -> None:
     fig.text(0.0, top, text, fontsize=7, va="top", ha="left", color="#333333")
 
 
+def _has_data(ax) -> bool:
+    """True when the axes draws at least one finite data point (a line, marker, bar or image)."""
+    for line in ax.get_lines():
+        x, y = (np.asarray(v, dtype=float) for v in line.get_data())
+        if x.size and np.isfinite(x).any() and np.isfinite(y).any():
+            return True
+    if any(len(c.get_offsets()) or len(c.get_paths()) for c in ax.collections):
+        return True
+    return bool(ax.images) or any(p.get_height() != 0 or p.get_width() != 0 for p in ax.patches
+                                   if hasattr(p, "get_height"))
+
+
+def _is_categorical(axis) -> bool:
+    """An axis whose ticks name categories (bars) needs no axis label or unit."""
+    return bool(axis.get_ticklabels()) and axis.get_scale() == "linear" and all(
+        t.get_text() and not t.get_text().lstrip("−-").replace(".", "").replace("%", "").isdigit()
+        for t in axis.get_ticklabels() if t.get_text())
+
+
+def figure_problems(fig: Figure) -> list[str]:
+    """What makes ``fig`` unreadable: a visible panel without data, an unlabelled data axis, a
+    legend of more than MAX_LEGEND_ENTRIES entries. Empty when the figure is fine."""
+    FigureCanvasAgg(fig).draw()  # tick labels exist only once drawn
+    problems = []
+    for i, ax in enumerate(a for a in fig.axes if a.get_visible() and a.axison):
+        where = f"panel {i + 1} ({ax.get_title() or 'untitled'})"
+        if not _has_data(ax):
+            problems.append(f"{where} has no data")
+            continue
+        for axis, label, shared in ((ax.xaxis, ax.get_xlabel(), ax.get_shared_x_axes()),
+                                    (ax.yaxis, ax.get_ylabel(), ax.get_shared_y_axes())):
+            # a panel sharing its axis with a labelled neighbour is labelled by it
+            labelled_by_sibling = any(
+                (a.get_xlabel() if axis is ax.xaxis else a.get_ylabel()).strip()
+                for a in shared.get_siblings(ax) if a is not ax)
+            if not label.strip() and not labelled_by_sibling and not _is_categorical(axis):
+                problems.append(f"{where} has an unlabelled {axis.axis_name} axis")
+    legends = [lg for lg in [*fig.legends, *(ax.get_legend() for ax in fig.axes)] if lg is not None]
+    for lg in legends:
+        if len(lg.get_texts()) > MAX_LEGEND_ENTRIES:
+            problems.append(f"a legend has {len(lg.get_texts())} entries (at most {MAX_LEGEND_ENTRIES})")
+    return problems
+
+
+def tag(artists, key: str):
+    """Name drawn artists ``series:<key>`` (their SVG group id) so report.html can show/hide them.
+    Accepts an artist, a list of them, or a container (an errorbar's line, caps and bars)."""
+    if isinstance(artists, (list, tuple)):   # matplotlib containers are tuples
+        for a in artists:
+            tag(a, key)
+    elif artists is not None:
+        artists.set_gid(f"series:{key}")
+    return artists
+
+
 def write_files(fig: Figure, out_dir: Path, name: str, data: pd.DataFrame, *,
                 dpi: int | None = None) -> list[Path]:
     """``<name>.png``, ``<name>.svg`` and ``<name>.csv`` in ``out_dir``, byte-reproducibly.
 
     The image is cut to the figure's tight bounding box (computed once, shared by both formats).
     """
+    problems = figure_problems(fig)
+    if problems:
+        # Tests and `make test` set ODEBENCH_STRICT_FIGURES: a defective figure fails them; a user's
+        # report still gets its figure, with the defect named on the console.
+        message = f"figure {name}: " + "; ".join(problems)
+        if os.environ.get("ODEBENCH_STRICT_FIGURES"):
+            raise ValueError(message)
+        warnings.warn(message, stacklevel=2)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     bbox = fig.get_tightbbox(FigureCanvasAgg(fig).get_renderer()).padded(0.1)
@@ -128,5 +197,5 @@ def save(ctx: FigureContext, info: FigureInfo, fig: Figure, data: pd.DataFrame,
     return info
 
 
-__all__ = ["FigureContext", "FigureInfo", "IMAGE_FORMATS", "add_footnote", "log_axes", "new_figure",
-           "save", "write_files"]
+__all__ = ["figure_problems", "MAX_LEGEND_ENTRIES", "FigureContext", "FigureInfo", "IMAGE_FORMATS", "add_footnote", "log_axes", "new_figure",
+           "save", "tag", "write_files"]

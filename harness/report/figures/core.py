@@ -17,7 +17,8 @@ from matplotlib.lines import Line2D
 
 from harness.results import paper as pd_
 from harness.report.figures import style
-from harness.report.figures.canvas import FigureContext, FigureInfo, log_axes, new_figure, save
+from harness.report.figures.canvas import FigureContext, FigureInfo, log_axes, new_figure, save, tag
+from harness.report.figures.figure1 import strongest_only
 from harness.results.cells import (MATCH_KEYS, REFERENCE_BACKEND, cell_table,
                                  paper_speedups, series_id, speedup_table, sweep_cells)
 from harness.report.figures.model import fit_time_model, trajectory_steps
@@ -79,17 +80,6 @@ def _legend(ax, extra_handles: list | None = None) -> None:
     if handles:
         ax.legend(handles, labels, fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0),
                   frameon=False)
-
-
-def tag(artists, key: str):
-    """Name drawn artists ``series:<key>`` (their SVG group id) so report.html can show/hide them.
-    Accepts an artist, a list of them, or a container (an errorbar's line, caps and bars)."""
-    if isinstance(artists, (list, tuple)):   # matplotlib containers are tuples
-        for a in artists:
-            tag(a, key)
-    elif artists is not None:
-        artists.set_gid(f"series:{key}")
-    return artists
 
 
 def combo_label(variant: str, method: str) -> str:
@@ -343,10 +333,11 @@ def _fig3(ctx: FigureContext) -> FigureInfo:
                    "peer_method", "fused_method")
     rows = []
     for ax, mode in zip(axes, modes):
-        t = table[table["mode"] == mode]
-        variants = {b: sorted(set(g["peer_variant"])) for b, g in t.groupby("peer")}
+        # Each peer's strongest variant only (per dtype, device and tolerance): colour names the
+        # peer, line style the tolerance; the variant drawn is in the CSV and the caption.
+        t = strongest_only(table[table["mode"] == mode], ["peer", "dtype", "device", "rtol", "atol"],
+                           "peer_s", "peer_variant", "peer_method")
         multi_dtype = t["dtype"].nunique() > 1 or t["device"].nunique() > 1
-        multi_tol = t["rtol"].astype(str).nunique() > 1 or t["atol"].astype(str).nunique() > 1
         ids = series_id(t, series_keys)
         for sid in sorted(set(ids)):
             s = t[ids == sid].sort_values("n")
@@ -357,26 +348,28 @@ def _fig3(ctx: FigureContext) -> FigureInfo:
             label += f" ({style.method_label(r0['peer_method'])})"
             if multi_dtype:
                 label += f", {r0['dtype']} {r0['device']}"
-            if multi_tol and style.format_number(r0["rtol"]):
+            if style.format_number(r0["rtol"]):
                 label += f", tol={style.format_number(r0['rtol'])}"
             ax.plot(s["n"], s["speedup"], color=style.backend_colour(r0["peer"]),
-                    linestyle=style.variant_linestyle(r0["peer_variant"], variants[r0["peer"]]),
-                    marker=style.method_marker(r0["peer_method"]), markersize=3.5, linewidth=1.2,
-                    label=label)
+                    linestyle=style.mode_linestyle(mode, r0["rtol"]),
+                    marker=style.method_marker(r0["peer_method"]), markersize=3.5, linewidth=1.2)
             for _, r in s.iterrows():
                 rows.append(dict(source="this run", series=label, **{k: r[k] for k in MATCH_KEYS},
                                  peer=r["peer"], peer_variant=r["peer_variant"],
                                  peer_method=r["peer_method"], fused_method=r["fused_method"],
                                  gpu="", fused_s=r["fused_s"], peer_s=r["peer_s"],
                                  speedup=r["speedup"], speedup_min=r["speedup_min"], note=r["note"]))
+        legend_frame = t.assign(backend=t["peer"], variant="", dtype="float32")
+        published_labels = {}
         pm = paper[paper["mode"] == mode] if not paper.empty else paper
         for key, g in (pm.groupby(["gpu", "implementation"], sort=True) if not pm.empty else []):
             gpu, impl = key
             g = g.sort_values("n")
             label = f"paper, {gpu}: {impl} / {pd_.KERNEL}"
-            ax.plot(g["n"], g["speedup"], linestyle=style.PUBLISHED_LINESTYLE, linewidth=1.0,
-                    color=style.published_colour(impl), marker=style.gpu_marker(gpu), markersize=3.5,
-                    alpha=0.8, label=label)
+            paper_kw = dict(linestyle=style.PUBLISHED_LINESTYLE, linewidth=1.0, color=style.published_colour(impl),
+                            marker=style.gpu_marker(gpu), markersize=3.5, alpha=0.8)
+            ax.plot(g["n"], g["speedup"], **paper_kw)
+            published_labels[label] = paper_kw
             for _, r in g.iterrows():
                 rows.append(dict(source="paper", series=label, problem="lorenz", mode=mode,
                                  dtype="float32", device="gpu", n=int(r["n"]), dt=np.nan, rtol=np.nan,
@@ -386,8 +379,8 @@ def _fig3(ctx: FigureContext) -> FigureInfo:
                                  note="ratio of the published minima"))
         ax.axhline(1.0, color="#999999", linewidth=0.8)
         log_axes(ax, "trajectories N", "peer time / fused-kernel time (medians)",
-                  f"Lorenz, {mode}: fused-kernel speedup")
-        _legend(ax)
+                  f"Lorenz, {mode}: fused-kernel speedup over each peer's strongest variant")
+        key_legend(ax, legend_frame, published_labels)
     notes = _common_notes(ctx, published_used=not paper.empty)
     notes.append("ratio of median times at matching N, same device, problem, mode, dtype, dt and "
                  "tolerances; a different method, accuracy or step count is noted in the CSV and report")
@@ -497,6 +490,9 @@ def _fig5(ctx: FigureContext) -> FigureInfo:
     best = counts.sort_values(["_lorenz", "sum", "n"], ascending=[True, False, False]).iloc[0]
     problem, n = best["problem"], int(best["n"])
     c = c[(c["problem"] == problem) & (c["n"] == n)]
+    # each library's strongest variant per mode and dtype (the fastest at the most settings)
+    c = strongest_only(c.assign(_n=c["n"], n=c["_setting"]), ["backend", "mode", "dtype", "device"],
+                       "time_median_s").assign(n=lambda f: f["_n"]).drop(columns="_n")
     fig, (ax,) = new_figure(ctx.dpi)
     variants = _variants_by_backend(c)
     rows = []
@@ -520,8 +516,13 @@ def _fig5(ctx: FigureContext) -> FigureInfo:
                              time_min_s=r["time_min_s"], max_rel_err=r["max_rel_err"],
                              steps_mean=r["steps_mean"], rhs_evals_mean=r["rhs_evals_mean"]))
     log_axes(ax, "time per solve [s] (median)", "max relative error vs float64 reference",
-              f"{problem}, N = {n}: work-precision")
-    _legend(ax)
+              f"{problem}, N = {n}: work-precision (each library's strongest variant)")
+    handles = [Line2D([], [], color=style.backend_colour(b), linewidth=2.5, label=style.backend_label(b))
+               for b in sorted(set(c["backend"]), key=lambda b: (b != REFERENCE_BACKEND, b))]
+    handles += [Line2D([], [], color="#555555", marker="o", linestyle="none", label="fixed step (points: dt)"),
+                Line2D([], [], color="#555555", marker="o", markerfacecolor="none", linestyle="none",
+                       label="adaptive (points: tolerance)")]
+    ax.legend(handles=handles, fontsize=6.5, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     info.extra = {"problem": problem, "n": n}
     notes = ["each point is one cell: fixed-step cells differ in dt (filled markers), adaptive "
              "cells in tolerance (hollow markers); error over the reference subsample"]
@@ -541,6 +542,12 @@ def _fig8(ctx: FigureContext) -> FigureInfo:
     problem = problems[0]
     c = sweep_cells(c[c["problem"] == problem])
     c = c.assign(step_control=c["step_control"].where(c["step_control"] != "", "unknown"))
+    # one variant per library and step-control scope (the default where it ran): the variants of a
+    # library share its step control, and a legend entry each made the figure unreadable
+    first = (c[["backend", "step_control", "variant"]].drop_duplicates()
+             .sort_values("variant", key=lambda v: v.map(lambda x: (x != "", x)))
+             .drop_duplicates(["backend", "step_control"]))
+    c = c.merge(first, on=["backend", "step_control", "variant"])
     # One panel per tolerance; colour = backend (its step-control scope in the legend), solid
     # filled = mean, dotted hollow = max: at most one legend entry per backend and variant.
     tols = sorted(set(c["rtol"].dropna()), reverse=True) or [float("nan")]

@@ -44,6 +44,18 @@ def strongest_variant(cells: pd.DataFrame) -> tuple[str, str]:
     return max(keys, key=lambda k: (wins.get(k, 0), n_run.get(k, 0), k == ("", "tsit5")))
 
 
+def strongest_only(frame: pd.DataFrame, by: list[str], time_col: str, variant_col: str = "variant",
+                   method_col: str = "method") -> pd.DataFrame:
+    """The rows of ``frame`` whose (variant, method) is, within each ``by`` group, the one fastest
+    at the most N (figure1.strongest_variant): a figure shows each library at its best, once."""
+    keep = []
+    for _, g in frame.groupby(by, sort=False, dropna=False):
+        as_cells = g.rename(columns={variant_col: "variant", method_col: "method", time_col: "time_median_s"})
+        variant, method = strongest_variant(as_cells)
+        keep.append(g[(g[variant_col] == variant) & (g[method_col] == method)])
+    return pd.concat(keep) if keep else frame
+
+
 def series_table(cells: pd.DataFrame) -> pd.DataFrame:
     """The plotted series: one row per (mode, library, role, N) with the median time.
 
@@ -136,7 +148,7 @@ def make_figure1(ctx: FigureContext) -> FigureInfo:
             handles.setdefault(f"paper, {PAPER_GPU} (published, grey; label at the end)", line)
         rtol = t["rtol"].iloc[0]
         what = "fixed step, dt = 1e-3" if mode == "fixed" else f"adaptive, tol = {rtol:g}"
-        log_axes(ax, "trajectories N", "time per solve (s)" if ax is axes[0] else None,
+        log_axes(ax, "trajectories N", "time per solve (s)",
                  f"Lorenz float32, {what}")
         ax.set_xlim(right=ax.get_xlim()[1] * 8)  # room for the published labels
     threads = table["threads"].iloc[0]
@@ -173,4 +185,4 @@ def finding(table: pd.DataFrame, threads: float) -> str:
             else "Time per solve against N (log-log).")
 
 
-__all__ = ["LIBRARY_PALETTE", "NAME", "TITLE", "finding", "make_figure1", "series_table", "strongest_variant"]
+__all__ = ["LIBRARY_PALETTE", "NAME", "TITLE", "finding", "make_figure1", "series_table", "strongest_only", "strongest_variant"]
