@@ -140,7 +140,7 @@ def _expected(problem: str, dtype: str, n: int, saveat: tuple[float, ...]) -> np
     return reference(prob, n, dtype, saveat=saveat).saved
 
 
-def _check_saves(method: str, dtype: str, tol: float, saveat: tuple[float, ...]) -> None:
+def _check_saves(method: str, dtype: str, tol: float, saveat: tuple[float, ...], bound: float = 20) -> None:
     # Tsit5 is refused on the stiff Prothero-Robinson problem: Lorenz (t in [0, 1]) instead.
     problem = "lorenz" if method == "tsit5" else "prothero_robinson"
     tf = get_problem(problem).tspan[1]
@@ -158,7 +158,7 @@ def _check_saves(method: str, dtype: str, tol: float, saveat: tuple[float, ...])
     assert done.any(), res.status
     exact = _expected(problem, dtype, n, saveat)
     err = np.abs(res.saved - exact) / (tol + tol * np.abs(exact))
-    assert np.max(err[done]) < 20
+    assert np.max(err[done]) < bound
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -173,15 +173,131 @@ def test_saving_at_decades_never_underflows(method, dtype):
 @pytest.mark.parametrize("tol", TOLS)
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("method", METHODS)
-def test_saving_never_underflows_exhaustive(method, dtype, tol, times, request):
+def test_saving_never_underflows_exhaustive(method, dtype, tol, times):
+    bound = 20
     if method == "rodas4" and times is RANDOM_TIMES and tol >= 1e-5:
-        # Open finding: no underflow, but Rodas4's interpolated values at random save times on
-        # Prothero-Robinson (lambda = 1e4) are 50-120 tolerance units off at tolerances 1e-3..1e-5,
-        # while Rodas5P and Rosenbrock23 pass. Unconfirmed hypothesis: the order reduction of the
-        # original RODAS dense output on stiff components that Steinebach's Rodas4P2/Rodas5P
-        # dense output was designed to remove (the H rows match OrdinaryDiffEq's Rodas4Tableau).
-        request.applymarker(pytest.mark.xfail(strict=True, reason="Rodas4 dense output off at loose tolerances"))
-    _check_saves(method, dtype, tol, times)
+        # Rodas4's own interpolant, not a bug (see test_rodas4_dense_output_* below and
+        # docs/fairness.md "Rodas4's dense output"): on Prothero-Robinson with lam = 1e4 the step
+        # error estimate allows steps of h ~ 0.3-1 (lam*h ~ 1e3-1e4) while the step ends stay
+        # within 0.25 tolerance units; inside such a step Hairer's RODAS continuous extension is
+        # off by about 1.3e-2 * h^3 (its stiff limit), which is 50-120 tolerance units at 1e-3..1e-5
+        # (measured worst 119.8 at 1e-4). An independent NumPy Rodas4 gives the same values.
+        bound = 150
+    _check_saves(method, dtype, tol, times, bound)
+
+
+# ---- 3b. Rodas4's dense output is the method's: same values as an independent Rodas4 ----------
+
+def _kernel_pieces(method: str):
+    """The generated ``_attempt`` and ``_dense`` of the fused float64 Prothero-Robinson kernel."""
+    from solvers.fused.build import load_module
+    from solvers.fused.codegen import KernelKey
+
+    mod = load_module(KernelKey("prothero_robinson", method, "adaptive", "float64", save="dense"))
+    return mod._attempt, mod._dense
+
+
+def _kernel_local(method: str, lam: float, t: float, h: float, th: float) -> tuple[float, float]:
+    """One step of the fused kernel's Rodas from the exact state at ``t`` (Prothero-Robinson,
+    c = 2, w = 1): max-norm errors ``(dense output at t + th*h, step end)``."""
+    from solvers.tests.rodas4_reference import prothero_robinson
+
+    attempt, dense = _kernel_pieces(method)
+    exact = prothero_robinson(lam)[3]
+    y = exact(t)
+    o = attempt(y[0], y[1], lam, 2.0, 1.0, t, h, 1.0, 1.0)
+    yd = np.array(dense(y[0], y[1], *o[3:], h, th))
+    return (float(np.max(np.abs(yd - exact(t + th * h)))),
+            float(np.max(np.abs(np.array(o[:2]) - exact(t + h)))))
+
+
+@pytest.mark.parametrize("tol", [1e-3, 1e-4])
+def test_rodas4_dense_output_is_the_methods_own(tol):
+    """The fused Rodas4 computes what an independent NumPy Rodas4 (``rodas4_reference``, Hairer's
+    RODAS coefficients, DiffEqGPU's controller) computes, at the same steps; and that reference
+    shows the same 50-120 tolerance units at the save times while its step ends are within one
+    tolerance unit: the error is the interpolant's, not the kernel's."""
+    from solvers.tests import rodas4_reference as ref
+
+    prob, n = get_problem("prothero_robinson"), 8
+    u0, p = prob.ensemble(n, "float64")
+    res = _solve("fused", SolveSpec(prob.name, "rodas4", "adaptive", "float64", n, rtol=tol, atol=tol,
+                                    saveat=RANDOM_TIMES))
+    attempt, dense = _kernel_pieces("rodas4")
+    worst_units = 0.0
+    for i in range(n):
+        f, jac, tgrad, exact = ref.prothero_robinson(*(float(x) for x in p[i]))
+        saved, steps, rejected = ref.integrate(f, jac, tgrad, u0[i], 0.0, 10.0, tol, 1e-3, RANDOM_TIMES)
+        assert (len(steps), rejected) == (res.accepted[i], res.rejected[i])
+        # measured 5.4e-10 (tol 1e-3): the controllers' log/exp differ in the last bits of h
+        np.testing.assert_allclose(res.saved[i], saved, rtol=0, atol=1e-8)
+        for t, h, y, y1, K in steps:
+            o = attempt(y[0], y[1], *p[i], t, h, tol, tol)
+            np.testing.assert_allclose(o[:2], y1, rtol=1e-12, atol=1e-14)
+            for th in (0.1, 0.5, 0.9):
+                np.testing.assert_allclose(dense(y[0], y[1], *o[3:], h, th), ref.dense(y, y1, K, th),
+                                           rtol=1e-12, atol=1e-14)  # measured 6e-15
+            end = exact(t + h)
+            assert np.max(np.abs(y1 - end) / (tol + tol * np.abs(end))) < 1  # measured <= 0.25
+        ex = np.array([exact(s) for s in RANDOM_TIMES])
+        worst_units = max(worst_units, float(np.max(np.abs(saved - ex) / (tol + tol * np.abs(ex)))))
+    assert 20 < worst_units < 150, worst_units   # measured 52.5 (1e-3), 119.8 (1e-4)
+
+
+def test_rodas4_dense_output_order():
+    """Local errors of one step from the exact state (Prothero-Robinson, t = 1; dense output: the
+    max over theta = 0.2, 0.5, 0.8). Non-stiff (lam = 1) the interpolant is of order 3 (local
+    error ~ h^4, measured slopes 3.6-4.3); in the stiff limit (lam = 1e8) of order 2 (error
+    ~ 1.2e-2 h^3 near theta = 0.2 and 0.8, zero at 1/2), while the step end is exact to ~1e-9
+    (its error is ~ h/lam): the step error estimate cannot see the interpolant's error.
+    Rodas5P's interpolant, for comparison: ~h^5, and stiff ~3e-4 h^4."""
+    def errors(method, lam, hs):
+        e = [[_kernel_local(method, lam, 1.0, h, th) for th in (0.2, 0.5, 0.8)] for h in hs]
+        d = np.array([max(x[0] for x in row) for row in e])
+        return np.log2(d[:-1] / d[1:]), d, np.array([row[0][1] for row in e])
+
+    hs = [1.0, 0.5, 0.25, 0.125]
+    s, _, _ = errors("rodas4", 1.0, [h / 8 for h in hs])
+    assert np.all((3.6 < s) & (s < 4.4)), s
+    s, d, steps = errors("rodas4", 1e8, hs)
+    assert np.all((2.8 < s) & (s < 3.3)), s
+    assert 0.8e-2 < d[0] < 1.6e-2, d
+    assert np.all(steps < 1e-8), steps
+    s, d, _ = errors("rodas5p", 1e8, hs)
+    assert np.all((3.7 < s) & (s < 4.5)) and d[0] < 1e-3, (s, d)
+
+
+def test_rodas4_interpolant_is_fourth_order_globally_on_lorenz():
+    """Non-stiff, fixed steps (the independent Rodas4; the kernel equals it, test above): on
+    Lorenz over [0, 1] the mid-step dense output's global error falls as h^4, like the step
+    ends' (measured 2.3e-4, 1.6e-5, 9.9e-7, 6.3e-8 at h = 1/100 ... 1/800; slopes 3.9-4.0)."""
+    from scipy.integrate import solve_ivp
+
+    from solvers.tests import rodas4_reference as ref
+
+    sg, r, b = 10.0, 28.0, 8.0 / 3.0
+
+    def f(t, u):
+        return np.array([sg * (u[1] - u[0]), u[0] * (r - u[2]) - u[1], u[0] * u[1] - b * u[2]])
+
+    def jac(t, u):
+        return np.array([[-sg, sg, 0.0], [r - u[2], -1.0, -u[0]], [u[1], u[0], -b]])
+
+    u0 = np.array([1.0, 0.0, 0.0])
+    exact = solve_ivp(f, (0.0, 1.0), u0, method="DOP853", rtol=1e-13, atol=1e-13, dense_output=True).sol
+    mid, node = [], []
+    for n in (100, 200, 400, 800):
+        h, y, em, en = 1.0 / n, u0, 0.0, 0.0
+        for k in range(n):
+            y1, _, K = ref.step(f, jac, lambda t, u: np.zeros(3), k * h, y, h)
+            em = max(em, np.max(np.abs(ref.dense(y, y1, K, 0.5) - exact((k + 0.5) * h))))
+            en = max(en, np.max(np.abs(y1 - exact((k + 1) * h))))
+            y = y1
+        mid.append(em)
+        node.append(en)
+    for e in (mid, node):
+        s = np.log2(np.array(e[:-1]) / np.array(e[1:]))
+        assert np.all((3.7 < s) & (s < 4.3)), (e, s)
 
 
 # ---- 4. Rosenbrock dense output: saving does not change the steps --------------------------------
