@@ -49,13 +49,11 @@ import numpy as np
 from problems.registry import get_problem
 from solvers.base import SolveResult
 from solvers.cache import writable_cache
+from solvers.event_policy import ROOT_MAX_ITER, ROOT_TOL_ULPS
 from solvers.tableaus import DIFFEQGPU_PI, SNAP_ULPS, TSIT5, TSIT5_DENSE, Src, rk_update, srcs
 
 #: Trajectories per block of the CPU lanes kernel.
 LANES = 16
-#: Root bracket width at which the event time is taken, in ulps of theta (see module docstring).
-ROOT_TOL_ULPS = 4
-ROOT_MAX_ITER = 100
 
 _lock = threading.Lock()
 _modules: dict[tuple, types.ModuleType] = {}
