@@ -123,14 +123,11 @@ def _helpers(prob, C: _Consts) -> list[str]:
     return lines
 
 
-def _solve_source(prob, C: _Consts) -> list[str]:
+def _prologue_source(prob, C: _Consts, X: str, K1: str, cond) -> list[str]:
+    """``_solve_one``'s signature, its set-up and the processing of reached stops."""
     d, npar = prob.n_states, prob.n_params
-    X = _tup(f"x{i}" for i in range(d))
-    K1 = _tup(f"k1_{i}" for i in range(d))
-    KS = ", ".join(f"k{s}_{i}" for s in range(1, 8) for i in range(d))
     ctrl = DIFFEQGPU_PI
     has_cond = prob.condition is not None
-    cond = (lambda x, t: f"_cond({x}, pp, {t})")
     L = ["def _solve_one(i, u0, p, t0, tf, dt0, rtol, atol, max_steps, save_t, stop_t, stop_dose, ev_from,",
          "               out_u, out_saved, out_evt, stats, status_out):"]
     L += [f"    x{j} = u0[{j}, i]" for j in range(d)]
@@ -159,6 +156,18 @@ def _solve_source(prob, C: _Consts) -> list[str]:
           "            armed = t >= ev_from"]
     if has_cond:
         L += [f"            gprev = {cond(X, 't')}"]
+    return L
+
+
+def _solve_source(prob, C: _Consts) -> list[str]:
+    d, npar = prob.n_states, prob.n_params
+    X = _tup(f"x{i}" for i in range(d))
+    K1 = _tup(f"k1_{i}" for i in range(d))
+    KS = ", ".join(f"k{s}_{i}" for s in range(1, 8) for i in range(d))
+    ctrl = DIFFEQGPU_PI
+    has_cond = prob.condition is not None
+    cond = (lambda x, t: f"_cond({x}, pp, {t})")
+    L = _prologue_source(prob, C, X, K1, cond)
     L += ["        if t >= tf:", "            break",
           "        if acc + rej >= max_steps:", "            status = 1", "            break",
           "        nxt = stop_t[sti] if sti < nst else tf",
