@@ -14,7 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from problems import sde_core
+from problems import events_core, sde_core
+from problems.events_core import EventProblem
 from problems.nonlinear_core import NonlinearProblem
 from problems.pso_core import PSOProblem
 from problems.reference import ode_reference
@@ -60,6 +61,7 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
     Kind("sde", SDEProblem.reference_for, violation=sde_core.violation),
     Kind("nonlinear", NonlinearProblem.reference_for, failures_are_results=True),
     Kind("pso", PSOProblem.reference_for, accuracy_bounded=False),
+    Kind("event", EventProblem.reference_for, violation=events_core.violation),
 )}
 
 #: The kind of a name this checkout does not know (rows of an older run, a fake test problem).

@@ -17,12 +17,15 @@ import sys
 from pathlib import Path
 
 from problems.base import ProblemBase
+from problems.bouncing_ball import BOUNCING_BALL
 from problems.crn_sigmagen import CRN_SIGMAGEN, CRN_SIGMAGEN_SHORT
 from problems.fitzhugh_nagumo import FITZHUGH_NAGUMO
 from problems.generalized_rosenbrock import GENERALIZED_ROSENBROCK
 from problems.linear_sde import LINEAR_SDE
 from problems.lorenz import LORENZ, LORENZ_MPI
+from problems.lorenz_plane import LORENZ_PLANE
 from problems import lorenz96
+from problems.pk_doses import PK_DOSES
 from problems.prothero_robinson import PROTHERO_ROBINSON
 from problems.pso_problems import PSO_FITZHUGH_NAGUMO, PSO_ROSENBROCK
 from problems.rhs_check import check_problem
@@ -39,6 +42,8 @@ PROBLEMS.update({p.name: p for p in (PSO_ROSENBROCK, PSO_FITZHUGH_NAGUMO)})
 PROBLEMS[LORENZ_MPI.name] = LORENZ_MPI
 #: Batched nonlinear systems (problems.nonlinear_core.NonlinearProblem, kind "nonlinear").
 PROBLEMS[GENERALIZED_ROSENBROCK.name] = GENERALIZED_ROSENBROCK
+#: ODEs with per-trajectory events (problems.events_core.EventProblem, kind "event").
+PROBLEMS.update({p.name: p for p in (BOUNCING_BALL, LORENZ_PLANE, PK_DOSES)})
 
 
 #: Families of problems made on demand from their name (``lorenz96-<d>``): not in PROBLEMS, so

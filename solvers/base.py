@@ -225,6 +225,8 @@ class SolveResult:
     accepted / rejected / rhs_evals: (N,) per-trajectory counts. Where the library shares one step
         sequence across the batch, every trajectory gets the shared count (``notes`` says so).
     notes: free-form facts worth storing (e.g. {"step_scope": "shared"}).
+    events: (N,) events per trajectory (event problems: problems.events_core), or None.
+    event_t: (N, K) the first K event times per trajectory (NaN-padded), or None.
     """
 
     u_final: np.ndarray
@@ -234,6 +236,8 @@ class SolveResult:
     rejected: np.ndarray | None = None
     rhs_evals: np.ndarray | None = None
     notes: dict = field(default_factory=dict)
+    events: np.ndarray | None = None
+    event_t: np.ndarray | None = None
 
 
 class Prepared(ABC):

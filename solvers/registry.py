@@ -34,22 +34,26 @@ _EXPLICIT_RK = {"tsit5": ("fixed", "adaptive"), "dopri5": ("fixed", "adaptive"),
 _FUSED_ODE = {"tsit5": ("fixed", "adaptive"), "rk4": ("fixed",), "rk4_38": ("fixed",)}
 _PSO = {"pso": ("fixed",), "pso-async": ("fixed",)}
 _NEWTON = {"newton": ("adaptive",), "trust-region": ("adaptive",)}
+#: Event problems (kind "event", problems.events_core): adaptive Tsit5 with dense output, named
+#: apart from the ODE kind's tsit5 (method names are unique per backend across kinds).
+_EVENT_TSIT5 = {"tsit5_event": ("adaptive",)}
 
 #: What each backend offers: kinds (kind -> method -> modes) and its named variants. Each
 #: backend's own ``kinds`` and ``variants`` equal this (the registry test).
 MANIFEST: dict[str, dict] = {
     "fused": {"kinds": {"ode": {**_FUSED_ODE, "rosenbrock23": ("adaptive",), "rodas4": ("adaptive",),
                                 "rodas5p": ("adaptive",)},
-                        "sde": {"em": ("fixed",)}, "pso": _PSO, "nonlinear": _NEWTON},
+                        "sde": {"em": ("fixed",)}, "pso": _PSO, "nonlinear": _NEWTON, "event": _EVENT_TSIT5},
               "variants": ("", "serial", "stop")},
     "array": {"kinds": {"ode": {**_FUSED_ODE, "rosenbrock23": ("adaptive",)},
-                        "sde": {"em": ("fixed",)}, "pso": _PSO, "nonlinear": _NEWTON},
+                        "sde": {"em": ("fixed",)}, "pso": _PSO, "nonlinear": _NEWTON, "event": _EVENT_TSIT5},
               "variants": ("", "shared", "philox")},
     "diffrax": {"kinds": {"ode": {"tsit5": ("fixed", "adaptive"), "dopri5": ("fixed", "adaptive"),
                                   "kvaerno5": ("adaptive",)},
-                          "sde": {"em": ("fixed",)}},
+                          "sde": {"em": ("fixed",)}, "event": _EVENT_TSIT5},
                 "variants": ("", "vmap-of-jit", "batched", "tuple")},
-    "torchdiffeq": {"kinds": {"ode": {"rk4_38": ("fixed",), "dopri5": ("adaptive",)}},
+    "torchdiffeq": {"kinds": {"ode": {"rk4_38": ("fixed",), "dopri5": ("adaptive",)},
+                              "event": {"dopri5_event": ("adaptive",)}},
                     "variants": ("", "max-norm", "vmap", "compiled")},
     "torchode": {"kinds": {"ode": {"tsit5": ("fixed", "adaptive"), "dopri5": ("fixed", "adaptive")}},
                  "variants": ("", "compiled", "jit")},

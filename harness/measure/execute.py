@@ -233,6 +233,18 @@ def accuracy(ref: Any, why: str, result: SolveResult, rtol: float, atol: float) 
     return max_relative_error(result.u_final, ref), max_scaled_error(result.u_final, ref, rtol, atol), ""
 
 
+def own_columns(ref: Any, result: SolveResult) -> dict[str, float]:
+    """Row columns a kind's accuracy measure adds (``columns(result)``, e.g. event counts:
+    problems.events_core); {} where it has none or it fails (the timings are kept)."""
+    columns = getattr(ref, "columns", None)
+    if columns is None:
+        return {}
+    try:
+        return dict(columns(result))
+    except Exception:  # noqa: BLE001 - extra columns must not lose the row
+        return {}
+
+
 def accuracy_tolerances(spec: Any) -> tuple[float, float]:
     """The (rtol, atol) that scale ``max_scaled_err``: the adaptive solve's own tolerances; in
     fixed mode, which has none, the problem's default adaptive tolerances (``spec.tol``)."""
@@ -367,6 +379,7 @@ def execute_cell(cell: Cell, context: dict[str, Any] | None = None,
         timing.output = None
         phase("accuracy")
         max_err, scaled_err, accuracy_note = accuracy(ref, ref_note, result, *accuracy_tolerances(spec))
+        kind_columns = own_columns(ref, result)
         failed, failed_note = trajectory_failures(result, spec.n)
         # the timings are measured: counting launches is bounded so that it cannot lose them
         phase("launches")
@@ -389,6 +402,7 @@ def execute_cell(cell: Cell, context: dict[str, Any] | None = None,
 
     shared = base_row(cell, context, started_at)
     shared.update(measured_columns(result, max_err, scaled_err, failed))
+    shared.update(kind_columns)
     shared.update({
         "step_control": ready.step_control,
         "compile_s": timing.compile_s, "first_call_s": timing.first_call_s,

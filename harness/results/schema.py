@@ -65,6 +65,13 @@ COLUMNS: dict[str, str] = {
     # (NaN) in runs made before it existed.
     "max_scaled_err": "float64",
     "failed_trajectories": "float64",  # trajectories whose status is not SUCCESS
+    # Event problems (problems.events_core; NaN elsewhere): events per trajectory (mean, max),
+    # trajectories whose event count differs from the reference (ambiguous ones left out), and
+    # the largest event-time error in units of the time span.
+    "events_mean": "float64",
+    "events_max": "float64",
+    "event_count_errors": "float64",
+    "max_event_t_err": "float64",
     "settings": "string",         # JSON: every setting the backend used
     "started_at": "string",       # ISO time the cell started
 }

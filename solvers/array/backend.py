@@ -96,6 +96,7 @@ class ArrayBackend(Backend):
         "sde": KindSupport({"em": ("fixed",)}, "solvers.array.sde"),  # Euler-Maruyama
         "pso": KindSupport({"pso": ("fixed",), "pso-async": ("fixed",)}, "solvers.array.pso"),
         "nonlinear": KindSupport({"newton": ("adaptive",), "trust-region": ("adaptive",)}, "solvers.array.nonlinear"),
+        "event": KindSupport({"tsit5_event": ("adaptive",)}, "solvers.array.events"),  # one shared step
     }
     variants = ("", "shared", "philox")
 

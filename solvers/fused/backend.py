@@ -164,6 +164,7 @@ class FusedBackend(Backend):
         # pso: synchronised per iteration; pso-async: one launch for the whole run
         "pso": KindSupport({"pso": ("fixed",), "pso-async": ("fixed",)}, "solvers.fused.pso"),
         "nonlinear": KindSupport({"newton": ("adaptive",), "trust-region": ("adaptive",)}, "solvers.fused.nonlinear"),
+        "event": KindSupport({"tsit5_event": ("adaptive",)}, "solvers.fused.events"),
     }
     variants = ("", "serial", "stop")  # "stop": lanes, adaptive saves by clipping steps
 

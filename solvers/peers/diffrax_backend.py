@@ -129,7 +129,8 @@ class DiffraxBackend(Backend):
     devices = ("cpu", "gpu")
     kinds = {"ode": KindSupport({"tsit5": ("fixed", "adaptive"), "dopri5": ("fixed", "adaptive"),
                                  "kvaerno5": ("adaptive",)}),
-             "sde": KindSupport({"em": ("fixed",)}, "solvers.peers.diffrax_sde")}  # Euler-Maruyama
+             "sde": KindSupport({"em": ("fixed",)}, "solvers.peers.diffrax_sde"),  # Euler-Maruyama
+             "event": KindSupport({"tsit5_event": ("adaptive",)}, "solvers.peers.diffrax_events")}
     variants = ("", "vmap-of-jit", "batched", "tuple")
 
     def available(self, device: str = "cpu") -> tuple[bool, str]:

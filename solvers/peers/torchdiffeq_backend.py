@@ -129,7 +129,8 @@ def _max_trajectory_rms(x):
 class TorchdiffeqBackend(Backend):
     name = "torchdiffeq"
     devices = ("cpu", "gpu")
-    kinds = {"ode": KindSupport({"rk4_38": ("fixed",), "dopri5": ("adaptive",)})}
+    kinds = {"ode": KindSupport({"rk4_38": ("fixed",), "dopri5": ("adaptive",)}),
+             "event": KindSupport({"dopri5_event": ("adaptive",)}, "solvers.peers.torchdiffeq_events")}
     variants = ("", "max-norm", "vmap", "compiled")
 
     def available(self, device: str = "cpu") -> tuple[bool, str]:

@@ -18,7 +18,7 @@ from harness.gpu_profile import section as gpu_section
 from harness.report.figures.canvas import write_files
 from harness.report.inputs import Run
 from harness.report.summary import kind_finding
-from harness.report.sections import cpp, explainer, noise, nonlinear, pso, scaling, sde, sizes
+from harness.report.sections import cpp, events, explainer, noise, nonlinear, pso, scaling, sde, sizes
 from harness.results.headline import HEADLINE_PROBLEM
 from problems.kinds import KINDS
 
@@ -110,6 +110,9 @@ SECTIONS: tuple[Section, ...] = (
     Section("nonlinear", lambda cells: has_kind(cells, "nonlinear"),
             lambda ctx: nonlinear.report_section(ctx.run_dir, ctx.cells, _cells_of(ctx.companion("ode"))),
             lambda ctx: nonlinear.readme_paragraph(ctx.run_dir, ctx.cells, _cells_of(ctx.companion("ode")))),
+    Section("events", lambda cells: has_kind(cells, "event"),
+            lambda ctx: events.report_section(ctx.run_dir, ctx.cells),
+            lambda ctx: events.readme_paragraph(ctx.run_dir, ctx.cells)),
 )
 
 __all__ = ["SECTIONS", "Section", "SectionContext", "has_headline_ode", "has_kind"]
