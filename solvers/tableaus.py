@@ -59,6 +59,7 @@ __all__ = [
     "DIFFEQGPU_PI", "EXPLICIT", "ROSENBROCK", "METHODS", "CONTROLLERS",
     "tsit5_dense_weights", "rosenbrock_dense_weights", "pi_step_factor", "scaled_rms_norm",
     "diffeqgpu_pi", "get_tableau", "get_controller", "weighted_sum", "rk_update", "Src", "srcs", "SNAP_ULPS",
+    "SquaredPI", "SrcOps", "error_scales", "scaled_ssq", "pi_control_squared", "MATH_OPS",
 ]
 
 
@@ -142,6 +143,18 @@ class Src(str):
 
     def __rmul__(self, other):
         return Src(f"({other} * {self})")
+
+    def __sub__(self, other):
+        return Src(f"({self} - {other})")
+
+    def __rsub__(self, other):
+        return Src(f"({other} - {self})")
+
+    def __truediv__(self, other):
+        return Src(f"({self} / {other})")
+
+    def __rtruediv__(self, other):
+        return Src(f"({other} / {self})")
 
 
 def srcs(items) -> list[Src]:
@@ -748,6 +761,173 @@ def scaled_rms_norm(err, u_prev, u_new, abstol: float, reltol: float) -> float:
     terms = [e / (abstol + max(abs(a), abs(b)) * reltol) for e, a, b in zip(err, u_prev, u_new)]
     n = max(len(terms), 1)
     return math.sqrt(sum(x * x for x in terms) / n)
+
+
+# =================================================================================================
+# The error norm and the controller as our implementations compute them (issue 29)
+# =================================================================================================
+# ``scaled_rms_norm`` and ``pi_step_factor`` above are DiffEqGPU's formulas, term by term. Every
+# implementation of this project (fused CPU/CUDA kernels, the array replica, the hand-written
+# JAX/torch solvers, the C++ arm) computes the same law with fewer slow operations, written once
+# here: no square root (the squared norm, compared with n), no division by the number of states,
+# and one log and one exp per attempt, both powers taken from the log of the squared norm. The rounding differs from
+# DiffEqGPU's (issue 29 allows it; a test keeps the accepted step counts within +-1 of the
+# kernel before the change), the algorithm does not: same tableau, PI constants, accept rule.
+
+def error_scales(y, yn, atol, rtol, ops):
+    """DiffEqGPU's per-component scales ``atol + max(|y_i|, |yn_i|) * rtol``."""
+    return [atol + ops.maximum(ops.abs(a), ops.abs(b)) * rtol for a, b in zip(y, yn)]
+
+
+def scaled_ssq(err, sc, one=None):
+    """``sum_i (err_i / sc_i)^2``, summed in component order: ``n`` times DiffEqGPU's
+    ``EEst^2`` (no square root, no division by ``n``).
+
+    One division per component, as DiffEqGPU: pairing them (``inv = 1/(sc_i sc_j)``, one
+    division per two components) was tried and dropped, because the product of two scales
+    leaves the float32 range at tolerances such as 1e-30 (it underflowed to 0 and turned an
+    ordinary rejection into a NaN). ``one`` is unused (kept for callers that pass the typed 1).
+    Operands need ``+ * /`` only."""
+    total = None
+    for e, s in zip(err, sc):
+        r = e / s
+        total = r * r if total is None else total + r * r
+    return total
+
+
+@dataclass(frozen=True)
+class SquaredPI:
+    """DiffEqGPU's PI law (``pi_step_factor``) for ``n`` states, on ``ssq = n * EEst^2``.
+
+    With ``L = log(ssq)``: ``log EEst = (L - log n) / 2``. The controller memory is carried as
+    ``lm = log(max(ssq, n * qold_init^2))`` (``= log(n qold^2)``), so that
+    ``log(gamma / q)`` of an accepted step is ``k_accept - half_beta1*L + half_beta2*lm`` and
+    ``log(gamma / q11)`` of a rejected one ``k_reject - half_beta1*L``; one exp gives either.
+    ``ssq`` is clamped into ``[ssq_lo, ssq_hi]`` before the log (the factor's clamps decide
+    alone outside it: ``controller_domain`` squared). Accept: ``ssq <= n`` (``EEst <= 1``).
+    """
+
+    n: int
+    half_beta1: float
+    half_beta2: float
+    k_accept: float
+    k_reject: float
+    lm_init: float
+    fac_zero: float
+    ssq_lo: float
+    ssq_hi: float
+    qmin: float
+    qmax: float
+
+    @classmethod
+    def of(cls, ctrl: PIController, n: int) -> "SquaredPI":
+        ln = math.log(n)
+        lo = 0.5 * (ctrl.gamma / ctrl.qmax * ctrl.qold_init ** ctrl.beta2) ** (1.0 / ctrl.beta1)
+        hi = 2.0 * (ctrl.gamma / ctrl.qmin) ** (1.0 / ctrl.beta1)
+        if not lo < ctrl.qold_init < 1.0 < hi:
+            raise ValueError(f"controller constants out of the supported range: {ctrl}")
+        # pi_step_factor at EEst == 0: q = 1/qmax before the clamp.
+        f0 = 1.0 / max(1.0 / ctrl.qmax, min(1.0 / ctrl.qmin, (1.0 / ctrl.qmax) / ctrl.gamma))
+        return cls(n=n, half_beta1=ctrl.beta1 / 2, half_beta2=ctrl.beta2 / 2,
+                   k_accept=math.log(ctrl.gamma) + (ctrl.beta1 - ctrl.beta2) / 2 * ln,
+                   k_reject=math.log(ctrl.gamma) + ctrl.beta1 / 2 * ln,
+                   lm_init=ln + 2 * math.log(ctrl.qold_init), fac_zero=f0,
+                   ssq_lo=n * lo * lo, ssq_hi=n * hi * hi, qmin=ctrl.qmin, qmax=ctrl.qmax)
+
+    def constants(self) -> dict[str, float]:
+        """The names ``pi_control_squared`` reads, with their values (NSTATES: ``n``)."""
+        return {"NSTATES": float(self.n), "ZERO": 0.0, "HALF_BETA1": self.half_beta1,
+                "HALF_BETA2": self.half_beta2, "K_ACCEPT": self.k_accept, "K_REJECT": self.k_reject,
+                "LM_INIT": self.lm_init, "FAC_ZERO": self.fac_zero, "SSQ_LO": self.ssq_lo,
+                "SSQ_HI": self.ssq_hi, "QMIN": self.qmin, "QMAX": self.qmax}
+
+
+def pi_control_squared(ssq, lm, h, c, ops):
+    """One controller decision: ``(dt if accepted, dt if rejected, lm if accepted)``.
+
+    ``c`` maps the names of ``SquaredPI.constants`` to operands (typed scalars, or the names of
+    generated constants); ``ops`` supplies ``minimum maximum where le eq log exp`` (NumPy, JAX,
+    torch, math, or source text: ``solvers.fused.emit``, ``solvers.cpp.source``). Accepted when
+    ``le(ssq, c["NSTATES"])``; the caller applies the accept rule itself with the same test.
+    """
+    L = ops.log(ops.minimum(ops.maximum(ssq, c["SSQ_LO"]), c["SSQ_HI"]))
+    z = ops.where(ops.le(ssq, c["NSTATES"]), c["K_ACCEPT"] + c["HALF_BETA2"] * lm, c["K_REJECT"])
+    g = ops.exp(z - c["HALF_BETA1"] * L)
+    fa = ops.where(ops.eq(ssq, c["ZERO"]), c["FAC_ZERO"], ops.minimum(c["QMAX"], ops.maximum(c["QMIN"], g)))
+    fr = ops.maximum(c["QMIN"], g)
+    return h * fa, h * fr, ops.maximum(L, c["LM_INIT"])
+
+
+class SrcOps:
+    """``ops`` printing source text (``Src``) for a kernel generator: ``minimum`` etc. are the
+    names of the target's functions (``where=None``: C's ``c ? a : b``). With ``lines`` given,
+    ``log`` and ``exp`` bind their results to fresh names (``_lg0 = _log(x)``) appended there,
+    so that each is computed once however often its result is used."""
+
+    def __init__(self, minimum: str, maximum: str, abs: str, log: str, exp: str,
+                 where: str | None = None, lines: list[str] | None = None, assign: str = "{} = {}") -> None:
+        self._f = {"minimum": minimum, "maximum": maximum, "abs": abs, "log": log, "exp": exp}
+        self._where, self.lines, self._assign = where, lines, assign
+
+    def _call(self, f: str, *args) -> Src:
+        return Src(f"{self._f[f]}({', '.join(str(a) for a in args)})")
+
+    def _bound(self, f: str, x) -> Src:
+        e = self._call(f, x)
+        if self.lines is None:
+            return e
+        name = f"_{f[:2]}{len(self.lines)}"
+        self.lines.append(self._assign.format(name, e))
+        return Src(name)
+
+    def minimum(self, a, b):
+        return self._call("minimum", a, b)
+
+    def maximum(self, a, b):
+        return self._call("maximum", a, b)
+
+    def abs(self, a):
+        return self._call("abs", a)
+
+    def log(self, x):
+        return self._bound("log", x)
+
+    def exp(self, x):
+        return self._bound("exp", x)
+
+    def where(self, c, a, b):
+        return Src(f"({c} ? {a} : {b})") if self._where is None else Src(f"{self._where}({c}, {a}, {b})")
+
+    def le(self, a, b):
+        return Src(f"({a} <= {b})")
+
+    def eq(self, a, b):
+        return Src(f"({a} == {b})")
+
+
+class _MathOps:
+    """``ops`` for Python floats (the scalar executable specification)."""
+
+    minimum = staticmethod(_jmin)
+    maximum = staticmethod(_jmax)
+    abs = staticmethod(abs)
+    log = staticmethod(math.log)
+    exp = staticmethod(math.exp)
+
+    @staticmethod
+    def where(c, a, b):
+        return a if c else b
+
+    @staticmethod
+    def le(a, b):
+        return a <= b
+
+    @staticmethod
+    def eq(a, b):
+        return a == b
+
+
+MATH_OPS = _MathOps()
 
 
 # =================================================================================================

@@ -24,8 +24,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from solvers.array.control import (LaneController, rms_per_trajectory, rms_whole_batch,
-                                   scaled_error)
+from solvers.array.control import LaneController, rms_whole_batch, scaled_error, scaled_ssq_per_trajectory
 from solvers.array.steppers import Attempt, Ensemble, tsit5_dense_weights_lanes
 from solvers.base import Status
 from solvers.tableaus import SNAP_ULPS, PIController, pi_step_factor, rk_update, tsit5_dense_weights
@@ -182,21 +181,21 @@ def solve_lockstep(stepper: Any, ens: Ensemble, u0: Any, tspan: tuple[float, flo
     Each lane follows the fused kernel's loop: stop at ``max_steps`` attempts; clip the step to
     land on ``tf``; stop when an unclipped step is below ``dtmin`` or does not move ``t``; stop
     (NONFINITE) when the error estimate or the candidate state is not finite; else accept
-    (``eest <= 1``) or reject and take the PI controller's next step. Every iteration computes
+    (``ssq <= n``, i.e. ``EEst <= 1``) or reject and take the PI controller's next step. Every iteration computes
     the attempt for all lanes and applies it only where the lane is running.
     """
     xp = ens.xp
     typed = np.dtype(ens.dtype).type
     t0, tf = typed(tspan[0]), typed(tspan[1])
     rtol, atol = typed(rtol), typed(atol)
-    control = LaneController(ctrl, ens.dtype, xp)
+    control = LaneController(ctrl, u0.shape[0], ens.dtype, xp)
     snap = typed(SNAP_ULPS * np.finfo(ens.dtype).eps)
     n = ens.n_lanes
 
     u = u0
     t = xp.full(n, t0, dtype=ens.dtype)
     dt = xp.full(n, dt0, dtype=ens.dtype)
-    qold = xp.full(n, control.qold_init, dtype=ens.dtype)
+    lm = xp.full(n, control.lm_init, dtype=ens.dtype)  # controller memory, log(n qold^2)
     accepted = xp.zeros(n, dtype=xp.int64)
     rejected = xp.zeros(n, dtype=xp.int64)
     status = xp.full(n, RUNNING if t0 < tf else int(Status.SUCCESS), dtype=xp.int32)
@@ -215,13 +214,13 @@ def solve_lockstep(stepper: Any, ens: Ensemble, u0: Any, tspan: tuple[float, flo
         underflow = ~last & ((h < control.dtmin) | (t + h == t))
 
         att = stepper.attempt(u, f0, t, h)
-        eest = rms_per_trajectory(xp, scaled_error(xp, att.err, u, att.u_new, rtol, atol))
-        finite = xp.isfinite(eest) & xp.all(xp.isfinite(att.u_new), axis=0)
-        dt_rejected, dt_accepted, qold_accepted = control.update(eest, qold, h)
+        ssq = scaled_ssq_per_trajectory(xp, att.err, u, att.u_new, rtol, atol)
+        finite = xp.isfinite(ssq) & xp.all(xp.isfinite(att.u_new), axis=0)
+        dt_rejected, dt_accepted, lm_accepted = control.update(ssq, lm, h)
 
         go = running & ~maxed & ~underflow
-        accept = go & finite & (eest <= 1)
-        reject = go & finite & ~(eest <= 1)
+        accept = go & finite & (ssq <= control.n_states)
+        reject = go & finite & ~(ssq <= control.n_states)
         bad = go & ~finite
         t_end = xp.where(last, tf, t + h)
 
@@ -233,7 +232,7 @@ def solve_lockstep(stepper: Any, ens: Ensemble, u0: Any, tspan: tuple[float, flo
         # after a clipped landing step, go on from the step the controller had proposed
         dt_accepted = xp.where(h < dt, xp.maximum(dt_accepted, dt), dt_accepted)
         dt = xp.where(accept, dt_accepted, xp.where(reject, dt_rejected, dt))
-        qold = xp.where(accept, qold_accepted, qold)
+        lm = xp.where(accept, lm_accepted, lm)
         accepted = accepted + accept
         rejected = rejected + (reject | bad)
         status = xp.where(running & maxed, int(Status.MAX_STEPS), status)

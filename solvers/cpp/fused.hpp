@@ -93,36 +93,13 @@ HD real kexp(real z) {
   return poly * i2f((real_to_int(nf) + F_BIAS) << F_SHIFT);
 }
 
-// ---- DiffEqGPU's PI step controller ---------------------------------------------------------
-// With q11 = eest^beta1, q = q11 / qold^beta2: accepted steps (eest <= 1) get dt / max(1/qmax,
-// min(1/qmin, q/gamma)) (q = 1/qmax when eest == 0) and qold = max(eest, qold_init); rejected
-// ones dt / min(1/qmin, q11/gamma). Written without divisions: the factors are min(qmax,
-// max(qmin, gamma/q)) and max(qmin, gamma/q11), gamma/q = exp(log(gamma) - beta1 log(eest) +
-// beta2 lq), the memory carried as lq = log(qold). EEst is clamped to [EEST_LO, EEST_HI], a
-// range outside which the clamps on the factor decide alone.
-HD void pi_control(real eest, real lq, real h, real& dt_acc, real& dt_rej, real& lq_new) {
-  const real x = vmin(vmax(eest, CTRL_EEST_LO), CTRL_EEST_HI);
-  const real lx = klog(x);
-  const real zr = CTRL_BETA1 * lx;
-  const real z = eest <= K_ONE ? zr - CTRL_BETA2 * lq : zr;
-  const real g = kexp(CTRL_LN_GAMMA - z);
-  const real fa = eest == K_ZERO ? CTRL_FAC_ZERO : vmin(CTRL_QMAX, vmax(CTRL_QMIN, g));
-  dt_acc = h * fa;
-  dt_rej = h * vmax(CTRL_QMIN, g);
-  lq_new = vmax(lx, CTRL_LQ_INIT);
-}
-
-// DiffEqGPU's error norm: RMS over states of err / (atol + max(|y|, |yn|) * rtol).
-HD real error_norm(const real (&err)[NS], const real (&y)[NS], const real (&yn)[NS],
-                   real rtol, real atol) {
-  real ssq = K_ZERO;
-#pragma unroll
-  for (int s = 0; s < NS; ++s) {
-    const real r = err[s] / (atol + vmax(vabs(y[s]), vabs(yn[s])) * rtol);
-    ssq = ssq + r * r;
-  }
-  return vsqrt(ssq / real(NS));
-}
+// ---- DiffEqGPU's PI step controller and error norm -----------------------------------------
+// pi_control(ssq, lm, h, dt_acc, dt_rej, lm_new) and error_ssq(err, y, yn, rtol, atol) are
+// printed by solvers/cpp/source.py from solvers.tableaus (pi_control_squared, error_scales,
+// scaled_ssq), the definition every implementation of this project shares: ssq = n EEst^2
+// (no square root, no division by n), accepted when ssq <= CTRL_NSTATES, one klog and one kexp
+// per attempt, the controller memory carried as lm = log(n qold^2).
+// @CONTROLLER@
 
 HD bool all_finite(const real (&y)[NS]) {
   bool ok = true;
@@ -186,7 +163,7 @@ struct Tsit5 {
     rhs(yn, p, t + h, k7);  // c_6 = 1: the FSAL stage, at the candidate
 #pragma unroll
     for (int s = 0; s < NS; ++s) err[s] = tsit5_error(h, k1[s], k2[s], k3[s], k4[s], k5[s], k6[s], k7[s]);
-    return error_norm(err, y, yn, rtol, atol);
+    return error_ssq(err, y, yn, rtol, atol);
   }
 };
 
@@ -261,7 +238,7 @@ HD void solve_adaptive_one(long long i, long long N, const real* __restrict__ u0
   for (int s = 0; s < NS; ++s) y[s] = u0[s * N + i];
 #pragma unroll
   for (int s = 0; s < NP; ++s) p[s] = pp[s * N + i];
-  real t = t0, dtc = dt, lq = CTRL_LQ_INIT;
+  real t = t0, dtc = dt, lm = CTRL_LM_INIT;
   M::init(y, p, t, k1);
   long long nacc = 0, nrej = 0;
   int st = t < tf ? ST_RUNNING : ST_SUCCESS;
@@ -271,22 +248,22 @@ HD void solve_adaptive_one(long long i, long long N, const real* __restrict__ u0
     const bool last = dtc >= rem;
     const real h = last ? rem : dtc;
     if (!last && (h < CTRL_DTMIN || t + h == t)) { st = ST_DT_UNDERFLOW; break; }
-    const real eest = M::attempt(y, k1, p, t, h, rtol, atol, yn, k7);
-    if (!((eest == eest) & all_finite(yn))) {
+    const real ssq = M::attempt(y, k1, p, t, h, rtol, atol, yn, k7);
+    if (!((ssq == ssq) & all_finite(yn))) {
 #pragma unroll
       for (int s = 0; s < NS; ++s) y[s] = yn[s];
       nrej += 1;
       st = ST_NONFINITE;
       break;
     }
-    real dta, dtr, lqn;
-    pi_control(eest, lq, h, dta, dtr, lqn);
-    if (eest <= K_ONE) {
+    real dta, dtr, lmn;
+    pi_control(ssq, lm, h, dta, dtr, lmn);
+    if (ssq <= CTRL_NSTATES) {
       t = last ? tf : t + h;
 #pragma unroll
       for (int s = 0; s < NS; ++s) { y[s] = yn[s]; k1[s] = k7[s]; }
       dtc = dta;
-      lq = lqn;
+      lm = lmn;
       nacc += 1;
       if (t >= tf) st = ST_SUCCESS;
     } else {
@@ -390,7 +367,7 @@ static void block_adaptive(long long b, long long N, const real* __restrict__ u0
     for (int s = 0; s < NP; ++s) p[s] = P[s][l] = pp[s * N + i];
     M::init(y, p, t0, k1);
     for (int s = 0; s < NS; ++s) K[s][l] = k1[s];
-    T[l] = t0; DT[l] = dt; LQ[l] = CTRL_LQ_INIT;
+    T[l] = t0; DT[l] = dt; LQ[l] = CTRL_LM_INIT;
     ACC[l] = 0; REJ[l] = 0; ST[l] = t0 < tf ? ST_RUNNING : ST_SUCCESS;
   }
   for (;;) {
@@ -400,7 +377,7 @@ static void block_adaptive(long long b, long long N, const real* __restrict__ u0
       real y[NS], k1[NS], p[NP], yn[NS], k7[NS];
       for (int s = 0; s < NS; ++s) { y[s] = Y[s][l]; k1[s] = K[s][l]; }
       for (int s = 0; s < NP; ++s) p[s] = P[s][l];
-      const real t = T[l], dtc = DT[l], lq = LQ[l];
+      const real t = T[l], dtc = DT[l], lm = LQ[l];
       const lane_int nacc = ACC[l], nrej = REJ[l];
       lane_int st = ST[l];
       // Masks are lane_int 0/1, not bool: GCC's vectoriser fails on selects mixing bool masks
@@ -411,12 +388,12 @@ static void block_adaptive(long long b, long long N, const real* __restrict__ u0
       const lane_int run = st == ST_RUNNING;
       const lane_int maxed = nacc + nrej >= max_steps;
       const lane_int under = (1 - last) & (lane_int(h < CTRL_DTMIN) | lane_int(t + h == t));
-      const real eest = M::attempt(y, k1, p, t, h, rtol, atol, yn, k7);
-      const lane_int fin = lane_int(eest == eest) & lane_int(all_finite(yn));
-      real dta, dtr, lqn;
-      pi_control(eest, lq, h, dta, dtr, lqn);
+      const real ssq = M::attempt(y, k1, p, t, h, rtol, atol, yn, k7);
+      const lane_int fin = lane_int(ssq == ssq) & lane_int(all_finite(yn));
+      real dta, dtr, lmn;
+      pi_control(ssq, lm, h, dta, dtr, lmn);
       const lane_int go = run & (1 - maxed) & (1 - under);
-      const lane_int small = eest <= K_ONE;
+      const lane_int small = ssq <= CTRL_NSTATES;
       const lane_int acc = go & fin & small;
       const lane_int rej = go & fin & (1 - small);
       const lane_int bad = go & (1 - fin);
@@ -427,7 +404,7 @@ static void block_adaptive(long long b, long long N, const real* __restrict__ u0
       }
       T[l] = acc ? tn : t;
       DT[l] = acc ? dta : (rej ? dtr : dtc);
-      LQ[l] = acc ? lqn : lq;
+      LQ[l] = acc ? lmn : lm;
       ACC[l] = nacc + acc;
       REJ[l] = nrej + (rej | bad);
       st = (run & maxed) ? lane_int(ST_MAX_STEPS) : st;

@@ -22,7 +22,10 @@ from sympy.printing.c import C99CodePrinter
 
 from problems.registry import get_problem
 from solvers.base import Status
-from solvers.tableaus import RK4, RK4_38, TSIT5, PIController, Src, get_controller, rk_update, srcs
+from solvers.tableaus import (
+    RK4, RK4_38, TSIT5, PIController, Src, SquaredPI, SrcOps, error_scales, get_controller, pi_control_squared,
+    rk_update, scaled_ssq, srcs,
+)
 
 HEADER = Path(__file__).with_name("fused.hpp")
 
@@ -143,26 +146,30 @@ def _sum_functions(prefix: str, tab) -> list[str]:
     return out
 
 
-def controller_domain(ctrl: PIController) -> tuple[float, float]:
-    """(lo, hi): clamping EEst into this range never changes the PI controller's decision
-    (below lo the accepted factor is clamped at qmax for every qold >= qold_init, above hi the
-    rejected factor at qmin; a factor 2 of margin each way)."""
-    lo = 0.5 * (ctrl.gamma / ctrl.qmax * ctrl.qold_init ** ctrl.beta2) ** (1.0 / ctrl.beta1)
-    hi = 2.0 * (ctrl.gamma / ctrl.qmin) ** (1.0 / ctrl.beta1)
-    if not lo < ctrl.qold_init < 1.0 < hi:
-        raise ValueError(f"controller constants out of the supported range: {ctrl}")
-    return lo, hi
-
-
-def _controller_constants(ctrl: PIController, lit) -> list[str]:
-    lo, hi = controller_domain(ctrl)
-    # pi_step_factor at eest == 0: q = 1/qmax before the clamp, so the step grows by qmax*gamma.
-    fac_zero = 1.0 / max(1.0 / ctrl.qmax, min(1.0 / ctrl.qmin, (1.0 / ctrl.qmax) / ctrl.gamma))
-    vals = {"BETA1": ctrl.beta1, "BETA2": ctrl.beta2, "QMIN": ctrl.qmin, "QMAX": ctrl.qmax,
-            "LN_GAMMA": math.log(ctrl.gamma), "LQ_INIT": math.log(ctrl.qold_init),
-            "DTMIN": ctrl.dtmin, "EEST_LO": lo, "EEST_HI": hi, "FAC_ZERO": fac_zero}
-    return [f"// PI controller: solvers.tableaus {ctrl!r}"] + [
+def _controller_constants(ctrl: PIController, lit, n: int) -> list[str]:
+    vals = {**SquaredPI.of(ctrl, n).constants(), "DTMIN": ctrl.dtmin}
+    return [f"// PI controller: solvers.tableaus {ctrl!r}, on the squared norm (SquaredPI, n = {n})"] + [
         f"constexpr real CTRL_{k} = {lit(v)};" for k, v in vals.items()]
+
+
+def controller_functions(n: int) -> str:
+    """``pi_control`` and ``error_ssq`` printed from ``solvers.tableaus`` (``pi_control_squared``,
+    ``error_scales``, ``scaled_ssq``) for ``n`` states: the op sequence of every implementation."""
+    body: list[str] = []
+    ops = SrcOps("vmin", "vmax", "vabs", "klog", "kexp", lines=body, assign="const real {} = {};")
+    c = {k: Src(f"CTRL_{k}") for k in SquaredPI.of(PIController(), n).constants()}
+    dta, dtr, lmn = pi_control_squared(Src("ssq"), Src("lm"), Src("h"), c, ops)
+    out = ["HD void pi_control(real ssq, real lm, real h, real& dt_acc, real& dt_rej, real& lm_new) {"]
+    out += ["  " + v for v in body]
+    out += [f"  dt_acc = {dta};", f"  dt_rej = {dtr};", f"  lm_new = {lmn};", "}", ""]
+    sc = error_scales([Src(f"y[{i}]") for i in range(n)], [Src(f"yn[{i}]") for i in range(n)],
+                      Src("atol"), Src("rtol"), ops)
+    out += ["HD real error_ssq(const real (&err)[NS], const real (&y)[NS], const real (&yn)[NS],",
+            "                  real rtol, real atol) {"]
+    out += [f"  const real sc{i} = {e};" for i, e in enumerate(sc)]
+    ssq = scaled_ssq([Src(f"err[{i}]") for i in range(n)], srcs(f"sc{i}" for i in range(n)), Src("K_ONE"))
+    out += [f"  return {ssq};", "}"]
+    return "\n".join(out)
 
 
 def prelude(problem: str, dtype: str, controller: str = "diffeqgpu") -> str:
@@ -207,7 +214,7 @@ def prelude(problem: str, dtype: str, controller: str = "diffeqgpu") -> str:
         *_tableau_constants("RK4", RK4, lit),
         *_tableau_constants("RK4_38", RK4_38, lit),
         "",
-        *_controller_constants(get_controller(controller, ORDERS["tsit5"]), lit),
+        *_controller_constants(get_controller(controller, ORDERS["tsit5"]), lit, prob.n_states),
         "",
     ]
     return "\n".join(lines) + "\n"
@@ -225,7 +232,8 @@ def translation_unit(problem: str, dtype: str, controller: str = "diffeqgpu") ->
     sums = [line for tab, prefix in ((TSIT5, "TSIT5"), (RK4, "RK4"), (RK4_38, "RK4_38"))
             for line in _sum_functions(prefix, tab)]
     return (prelude(problem, dtype, controller) + hd_prelude() + "\n"
-            + rhs_source(problem, dtype) + "\n" + "\n".join(sums) + "\n\n" + HEADER.read_text())
+            + rhs_source(problem, dtype) + "\n" + "\n".join(sums) + "\n\n"
+            + HEADER.read_text().replace("// @CONTROLLER@", controller_functions(get_problem(problem).n_states)))
 
 
 def entry_point(method: str, mode: str) -> str:

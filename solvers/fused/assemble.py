@@ -18,8 +18,8 @@ from problems import derive
 from problems.registry import get_problem
 from solvers.fused.bits import bit_format
 from solvers.fused.emit import Constants, free_globals
-from solvers.fused.methods import MethodCode, Shape, method_code
-from solvers.tableaus import SNAP_ULPS, PIController, get_controller
+from solvers.fused.methods import MethodCode, Shape, method_code, py_ops
+from solvers.tableaus import SNAP_ULPS, PIController, Src, SquaredPI, get_controller, pi_control_squared
 
 #: Argument order of every generated kernel (see ``solvers.fused.build.kernel_args``).
 KERNEL_ARGS = ("u0", "p", "t0", "tf", "dt", "n_steps", "rtol", "atol", "max_steps",
@@ -97,45 +97,25 @@ def controller_domain(ctrl: PIController) -> tuple[float, float]:
 
     Below ``eest_lo`` the accepted-step factor is clamped at qmax for every qold >= qold_init;
     above ``eest_hi`` the rejected-step factor is clamped at qmin (each with a factor 2 of
-    margin), so only a bounded range ever reaches the log.
+    margin), so only a bounded range ever reaches the log (``SquaredPI`` clamps the squared
+    norm into ``n`` times this range squared).
     """
-    lo = 0.5 * (ctrl.gamma / ctrl.qmax * ctrl.qold_init ** ctrl.beta2) ** (1.0 / ctrl.beta1)
-    hi = 2.0 * (ctrl.gamma / ctrl.qmin) ** (1.0 / ctrl.beta1)
-    if not lo < ctrl.qold_init < 1.0 < hi:
-        raise ValueError(f"controller constants out of the supported range: {ctrl}")
-    return lo, hi
+    K = SquaredPI.of(ctrl, 1)
+    return math.sqrt(K.ssq_lo), math.sqrt(K.ssq_hi)
 
 
-def controller_source(C: Constants, ctrl: PIController) -> list[str]:
-    """Snippet ``_control(eest, lq, h) -> (dt_accept, dt_reject, lq_new)``: DiffEqGPU's PI law.
-
-    The executable specification is ``solvers.tableaus.pi_step_factor``: with
-    ``q11 = eest^beta1`` and ``q = q11 / qold^beta2``, an accepted step (eest <= 1) gets
-    ``dt * 1/max(1/qmax, min(1/qmin, q/gamma))`` (q = 1/qmax when eest == 0) and
-    ``qold = max(eest, qold_init)``; a rejected one ``dt * 1/min(1/qmin, q11/gamma)``.
-    Rewritten without divisions (they are slow in a vector loop): the factors are
-    ``min(qmax, max(qmin, gamma/q))`` and ``max(qmin, gamma/q11)``, and ``gamma/q`` is one
-    exp, ``exp(log(gamma) - beta1*log(eest) + beta2*lq)``, with the controller memory carried
-    as ``lq = log(qold)``.
+def controller_source(C: Constants, ctrl: PIController, n: int) -> list[str]:
+    """Snippet ``_control(ssq, lm, h) -> (dt_accept, dt_reject, lm_new)``: DiffEqGPU's PI law on
+    the squared norm ``ssq`` of an ``n``-state problem, printed from the one definition,
+    ``solvers.tableaus.pi_control_squared`` (its docstring and ``SquaredPI``'s say how the
+    law is rewritten: one log, one exp, no division, no square root). ``lm`` is the controller
+    memory (``_LM_INIT`` before the first step); accepted when ``ssq <= _NSTATES``.
     """
-    lo, hi = controller_domain(ctrl)
-    one, zero = C.add("ONE", 1.0), C.add("ZERO", 0.0)
-    qmin, qmax = C.add("QMIN", ctrl.qmin), C.add("QMAX", ctrl.qmax)
-    # pi_step_factor at eest == 0: q = 1/qmax before the clamp.
-    f0 = 1.0 / max(1.0 / ctrl.qmax, min(1.0 / ctrl.qmin, (1.0 / ctrl.qmax) / ctrl.gamma))
-    C.add("LQ_INIT", math.log(ctrl.qold_init))
-    return [
-        "def _control(eest, lq, h):",
-        f"    x = min(max(eest, {C.add('EEST_LO', lo)}), {C.add('EEST_HI', hi)})",
-        "    lx = _log(x)",
-        f"    zr = {C.add('BETA1', ctrl.beta1)} * lx",
-        f"    z = _sel(eest <= {one}, zr - {C.add('BETA2', ctrl.beta2)} * lq, zr)",
-        f"    g = _exp({C.add('LN_SAFETY', math.log(ctrl.gamma))} - z)",
-        f"    fa = _sel(eest == {zero}, {C.add('FAC_ZERO', f0)}, min({qmax}, max({qmin}, g)))",
-        f"    fr = max({qmin}, g)",
-        "    return h * fa, h * fr, max(lx, _LQ_INIT)",
-    ]
-
+    K = SquaredPI.of(ctrl, n)
+    c = {k: Src(C.add(k, v)) for k, v in K.constants().items()}
+    body: list[str] = []
+    dta, dtr, lmn = pi_control_squared(Src("ssq"), Src("lm"), Src("h"), c, py_ops(body))
+    return ["def _control(ssq, lm, h):"] + ["    " + v for v in body] + [f"    return {dta}, {dtr}, {lmn}"]
 
 
 def snap_constant(C: Constants) -> str:

@@ -200,7 +200,7 @@ def _solve_one_adaptive(P: Parts, save: str) -> list[str]:
     one = P.C.add("ONE", 1.0)
     dtmin = P.C.add("DTMIN", P.ctrl.dtmin)
     snap = snap_constant(P.C)
-    body = _load_lines(P, "i") + ["t = t0", "dtc = dt", "lq = _LQ_INIT"]
+    body = _load_lines(P, "i") + ["t = t0", "dtc = dt", "lm = _LM_INIT"]
     if x:
         body.append(f"{targets(x)} = _init({', '.join(y + p)}, t)")
     body += ["nacc = 0", "nrej = 0", f"nfe = {mc.init_evals}",
@@ -219,14 +219,14 @@ def _solve_one_adaptive(P: Parts, save: str) -> list[str]:
         f"if (not last) and ((h < {dtmin}) or (t + h == t)):",
         f"    st = {int(Status.DT_UNDERFLOW)}",
         "    break",
-        f"{targets(yn + xn + ['eest'] + dv)} = _attempt({', '.join(y + x + p)}, t, h, rtol, atol)",
+        f"{targets(yn + xn + ['ssq'] + dv)} = _attempt({', '.join(y + x + p)}, t, h, rtol, atol)",
         f"nfe += {mc.attempt_evals}",
-        f"if not ((eest == eest) & {_finite_expr(P, yn)}):",
+        f"if not ((ssq == ssq) & {_finite_expr(P, yn)}):",
     ]
     loop += [f"    {a} = {b}" for a, b in zip(y, yn)]
     loop += ["    nrej += 1", f"    st = {int(Status.NONFINITE)}", "    break",
-             "dta, dtr, lqn = _control(eest, lq, h)",
-             f"if eest <= {one}:",
+             "dta, dtr, lmn = _control(ssq, lm, h)",
+             "if ssq <= _NSTATES:",
              "    tn = tstop if last else t + h"]
     if save == "dense":
         loop += ["    while j < ns and save_t[j] <= tn:",
@@ -237,7 +237,7 @@ def _solve_one_adaptive(P: Parts, save: str) -> list[str]:
         loop += ["        " + v for v in _write_saved(P, "j", "i", names("ys", n))] + ["        j += 1"]
     loop += [f"    {a} = {b}" for a, b in zip(y + x, yn + xn)]
     # After a clipped landing step, go on from the step the controller had proposed.
-    loop += ["    t = tn", "    dtc = max(dta, dtc) if h < dtc else dta", "    lq = lqn", "    nacc += 1"]
+    loop += ["    t = tn", "    dtc = max(dta, dtc) if h < dtc else dta", "    lm = lmn", "    nacc += 1"]
     if save == "stop":
         loop += ["    while j < ns and save_t[j] <= t:"]
         loop += ["        " + v for v in _write_saved(P, "j", "i", y)] + ["        j += 1"]
@@ -305,7 +305,7 @@ class _LaneRows:
     running: str
     R_T: int
     R_DT: int
-    R_LQ: int
+    R_LM: int
     R_NX: int
     R_ACC: int
     R_REJ: int
@@ -339,16 +339,16 @@ def _lane_rows(P: Parts, save: str) -> _LaneRows:
     code = {st: C.add(f"ST_{st.name}", int(st)) for st in Status}
     running = C.add("ST_RUNNING", RUNNING)
     R_X, R_P = n, n + nx
-    R_T, R_DT, R_LQ, R_NX, R_ACC, R_REJ, R_ST, R_SV, R_NFE = range(n + nx + npar, n + nx + npar + 9)
+    R_T, R_DT, R_LM, R_NX, R_ACC, R_REJ, R_ST, R_SV, R_NFE = range(n + nx + npar, n + nx + npar + 9)
     attempt_evals = C.add("ATTEMPT_EVALS", mc.attempt_evals)
     S = _LaneRows.S
     return _LaneRows(
         P, save, n, npar, x, dv, y, names("yn", n), names("xn", nx), one, zero, inf, dtmin, code, running,
-        R_T, R_DT, R_LQ, R_NX, R_ACC, R_REJ, R_ST, R_SV, R_NFE, R_NFE + 1, attempt_evals,
+        R_T, R_DT, R_LM, R_NX, R_ACC, R_REJ, R_ST, R_SV, R_NFE, R_NFE + 1, attempt_evals,
         [S(r) for r in range(n)], [S(R_X + r) for r in range(nx)], [S(R_P + r) for r in range(npar)],
         # Two-pass layout: rows from n_rows on hold the attempt's record (see _two_pass_loops).
-        y + x + names("yn", n) + names("xn", nx) + ["eest", "h", "tn", "t", "dtc", "lq", "nacc", "nrej", "nfe", "st"],
-        ["dta", "dtr", "lqn"],  # written by the two-pass layout's control loop
+        y + x + names("yn", n) + names("xn", nx) + ["ssq", "h", "tn", "t", "dtc", "lm", "nacc", "nrej", "nfe", "st"],
+        ["dta", "dtr", "lmn"],  # written by the two-pass layout's control loop
         # Dense output needs the step's start, stages and size once the lane loop has moved on.
         n + len(dv) + nx + 2,
     )
@@ -366,7 +366,7 @@ def _lane_setup(B: _LaneRows) -> list[str]:
         body.append(f"D = np.empty(({B.d_rows}, _L), _T)")
     body += ["for l in range(_L):", "    i = min(base + l, N - 1)"]
     body += [f"    {sy[s]} = u0[{s}, i]" for s in range(n)] + [f"    {sp[s]} = p[{s}, i]" for s in range(npar)]
-    body += [f"    {S(B.R_T)} = t0", f"    {S(B.R_DT)} = dt", f"    {S(B.R_LQ)} = _LQ_INIT",
+    body += [f"    {S(B.R_T)} = t0", f"    {S(B.R_DT)} = dt", f"    {S(B.R_LM)} = _LM_INIT",
              f"    {S(B.R_ACC)} = {zero}", f"    {S(B.R_REJ)} = {zero}", f"    {S(B.R_SV)} = {zero}",
              f"    {S(B.R_NFE)} = {P.C.add('INIT_EVALS', P.mc.init_evals)}",
              f"    {S(B.R_NX)} = {inf}",
@@ -386,7 +386,7 @@ def _lane_prelude(B: _LaneRows) -> list[str]:
     """Both layouts start a lane's attempt alike: read its row of S, choose h, pre-checks."""
     S, y, x = B.S, B.y, B.x
     prelude = [f"st = {S(B.R_ST)}", f"nacc = {S(B.R_ACC)}", f"nrej = {S(B.R_REJ)}", f"nfe = {S(B.R_NFE)}",
-               f"t = {S(B.R_T)}", f"dtc = {S(B.R_DT)}", f"lq = {S(B.R_LQ)}"]
+               f"t = {S(B.R_T)}", f"dtc = {S(B.R_DT)}", f"lm = {S(B.R_LM)}"]
     prelude += [f"{y[s]} = {B.sy[s]}" for s in range(B.n)] + [f"{x[s]} = {B.sx[s]}" for s in range(len(x))]
     prelude += [f"p{s} = {B.sp[s]}" for s in range(B.npar)]
     prelude += [
@@ -408,12 +408,12 @@ def _one_pass_loop(B: _LaneRows, prelude: list[str]) -> list[str]:
     S, y, x, yn, xn, one, zero, code = B.S, B.y, B.x, B.yn, B.xn, B.one, B.zero, B.code
     lane = list(prelude)
     lane += [
-        f"{targets(yn + xn + ['eest'] + B.dv)} = _attempt({', '.join(y + x + names('p', B.npar))}, t, h, rtol, atol)",
-        f"fin = (eest == eest) & {_finite_expr(B.P, yn)}",
-        "dta, dtr, lqn = _control(eest, lq, h)",
+        f"{targets(yn + xn + ['ssq'] + B.dv)} = _attempt({', '.join(y + x + names('p', B.npar))}, t, h, rtol, atol)",
+        f"fin = (ssq == ssq) & {_finite_expr(B.P, yn)}",
+        "dta, dtr, lmn = _control(ssq, lm, h)",
         "go = run & (not maxed) & (not under)",
-        f"acc = go & fin & (eest <= {one})",
-        f"rej = go & fin & (not (eest <= {one}))",
+        f"acc = go & fin & (ssq <= _NSTATES)",
+        f"rej = go & fin & (not (ssq <= _NSTATES))",
         "bad = go & (not fin)",
         "tn = _sel(last, tstop, t + h)",
     ]
@@ -422,7 +422,7 @@ def _one_pass_loop(B: _LaneRows, prelude: list[str]) -> list[str]:
     lane += [
         f"{S(B.R_T)} = _sel(acc, tn, t)",
         f"{S(B.R_DT)} = _sel(acc, _sel(h < dtc, max(dta, dtc), dta), _sel(rej, dtr, dtc))",
-        f"{S(B.R_LQ)} = _sel(acc, lqn, lq)",
+        f"{S(B.R_LM)} = _sel(acc, lmn, lm)",
         f"{S(B.R_ACC)} = _sel(acc, nacc + {one}, nacc)",
         f"{S(B.R_REJ)} = _sel(rej | bad, nrej + {one}, nrej)",
         f"{S(B.R_NFE)} = _sel(go, nfe + {B.attempt_evals}, nfe)",
@@ -461,7 +461,7 @@ def _two_pass_loops(B: _LaneRows, prelude: list[str]) -> list[str]:
         # Lanes stopped here are not running in pass 2 (go == (st == RUNNING) there).
         f"st = _sel(run & maxed, {code[Status.MAX_STEPS]}, st)",
         f"st = _sel(run & (not maxed) & under, {code[Status.DT_UNDERFLOW]}, st)",
-        f"{targets(yn + xn + ['eest'] + B.dv)} = _attempt({', '.join(y + x + names('p', B.npar))}, t, h, rtol, atol)",
+        f"{targets(yn + xn + ['ssq'] + B.dv)} = _attempt({', '.join(y + x + names('p', B.npar))}, t, h, rtol, atol)",
         "tn = _sel(last, tstop, t + h)",
     ]
     attempt += [f"{S(R[v])} = {v}" for v in rec_names]
@@ -469,14 +469,14 @@ def _two_pass_loops(B: _LaneRows, prelude: list[str]) -> list[str]:
         for r, v in enumerate(y + B.dv + xn + ["t", "h"]):
             attempt.append(f"D[{r}, l] = {v}")
 
-    control = [f"{v} = {S(R[v])}" for v in ("eest", "lq", "h")]
-    control += ["dta, dtr, lqn = _control(eest, lq, h)"] + [f"{S(R[v])} = {v}" for v in ctl_names]
+    control = [f"{v} = {S(R[v])}" for v in ("ssq", "lm", "h")]
+    control += ["dta, dtr, lmn = _control(ssq, lm, h)"] + [f"{S(R[v])} = {v}" for v in ctl_names]
     decide = [f"{v} = {S(R[v])}" for v in rec_names + ctl_names]
     decide += [
-        f"fin = (eest == eest) & {_finite_expr(B.P, yn)}",
+        f"fin = (ssq == ssq) & {_finite_expr(B.P, yn)}",
         f"go = st == {B.running}",
-        f"acc = go & fin & (eest <= {one})",
-        f"rej = go & fin & (not (eest <= {one}))",
+        f"acc = go & fin & (ssq <= _NSTATES)",
+        f"rej = go & fin & (not (ssq <= _NSTATES))",
         "bad = go & (not fin)",
     ]
     decide += [f"{B.sy[s]} = _sel(acc | bad, {yn[s]}, {y[s]})" for s in range(B.n)]
@@ -484,7 +484,7 @@ def _two_pass_loops(B: _LaneRows, prelude: list[str]) -> list[str]:
     decide += [
         f"{S(B.R_T)} = _sel(acc, tn, t)",
         f"{S(B.R_DT)} = _sel(acc, _sel(h < dtc, max(dta, dtc), dta), _sel(rej, dtr, dtc))",
-        f"{S(B.R_LQ)} = _sel(acc, lqn, lq)",
+        f"{S(B.R_LM)} = _sel(acc, lmn, lm)",
         f"{S(B.R_ACC)} = _sel(acc, nacc + {one}, nacc)",
         f"{S(B.R_REJ)} = _sel(rej | bad, nrej + {one}, nrej)",
         f"{S(B.R_NFE)} = _sel(go, nfe + {B.attempt_evals}, nfe)",
@@ -593,7 +593,7 @@ def generate_source(key: KernelKey) -> str:
         snippets.append(mc.emit_step(C, sh))
         one, block = _solve_one_fixed(P, key.save), _block_fixed
     else:
-        snippets += log_exp_source(C, key.dtype) + [controller_source(C, ctrl)]
+        snippets += log_exp_source(C, key.dtype) + [controller_source(C, ctrl, sh.n)]
         if mc.extras(sh):
             snippets.append(mc.emit_init(C, sh))
         snippets.append(mc.emit_attempt(C, sh))

@@ -11,6 +11,7 @@ spends on one step (fixed) or one step attempt (adaptive), comparable across ISA
     python -m solvers.fused.isa                          # host, Lorenz Tsit5 float32 adaptive
     python -m solvers.fused.isa --cpu znver4 --mode fixed --lanes 64
     python -m solvers.fused.isa --cpu host --mca     # + llvm-mca's cycles (if on PATH)
+    python -m solvers.fused.isa --cpu znver4 znver3 --mode fixed adaptive --mca   # both ISAs
 
 ``--mca`` feeds each lane loop to ``llvm-mca`` (LLVM's machine-code analyser, for the same
 CPU model) for the cycles per lane-step the execution ports allow (a floor, no dependencies)
@@ -21,6 +22,7 @@ ports' lanes) for nanoseconds.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import re
@@ -211,13 +213,31 @@ def per_lane_step(key: KernelKey, asm: str, interleave: int | None = None) -> di
             **{k: round(v, 2) for k, v in extra.items()}}
 
 
+#: llvm-mca executables tried in order: the newest LLVM first (LLVM 14, Debian 12's default,
+#: has no znver4 model; Debian's llvm-19 package brings ``llvm-mca-19``, which has).
+MCA_NAMES = tuple(f"llvm-mca-{v}" for v in range(21, 14, -1)) + ("llvm-mca",)
+
+
+@functools.lru_cache(maxsize=None)
+def mca_exe(mcpu: str) -> str | None:
+    """The first llvm-mca on PATH (``MCA_NAMES``) whose LLVM knows CPU ``mcpu``; None if none."""
+    for name in MCA_NAMES:
+        exe = shutil.which(name)
+        if exe is None:
+            continue
+        out = subprocess.run([exe, "-mtriple=x86_64", "-mcpu=help"], capture_output=True, text=True, timeout=60)
+        if re.search(rf"^\s*{re.escape(mcpu)}\s", out.stdout + out.stderr, re.M):
+            return exe
+    return None
+
+
 def mca_cycles(asm: str, lp: dict, mcpu: str) -> dict | None:
     """llvm-mca's model of one iteration of loop ``lp`` (from ``loop_profile(asm)``) on LLVM
     CPU ``mcpu``: ``block_rthroughput`` (cycles if only the execution ports limited it: the
     port-pressure floor) and ``cycles`` (its steady-state estimate with dependencies, 100
     iterations back to back). None when ``llvm-mca`` is not on PATH or does not know ``mcpu``.
     Branches are dropped (their targets are not in the snippet)."""
-    exe = shutil.which("llvm-mca")
+    exe = mca_exe(mcpu)
     if exe is None:
         return None
     ins, _ = _instructions(asm)

@@ -251,7 +251,7 @@ def body_adaptive(tab, d: int, n_params: int, rhs_src: str) -> list[str]:
     run, ok = -1, int(Status.SUCCESS)
     L = [f"for s in range({d}):", "    y[s] = u0[s, i]", "    w[s] = y[s]"]
     L += [f"p{j} = p[{j}, i]" for j in range(n_params)]
-    L += ["t = t0", "dtc = dt", "lq = _LQ_INIT"]
+    L += ["t = t0", "dtc = dt", "lm = _LM_INIT"]
     L += _rhs_lines(rhs_src, n_params, "K[0, {k}]", "t", d)
     L += ["nacc = 0", "nrej = 0", "nfe = 1", f"st = {run} if t < tf else {ok}",
           f"while st == {run}:",
@@ -264,22 +264,23 @@ def body_adaptive(tab, d: int, n_params: int, rhs_src: str) -> list[str]:
     L += ["        tt = t + h * _TC[j]"]
     L += ["        " + x for x in _rhs_lines(rhs_src, n_params, "K[j, {k}]", "tt", d)]
     L += [f"    nfe += {s_ - 1}",
-          "    ssq = _ZERO", "    fin = True",
-          f"    for s in range({d}):",
+          "    ssq = _ZERO", "    fin = True"]
+    # solvers.tableaus.error_scales and scaled_ssq, on arrays (component order)
+    L += [f"    for s in range({d}):",
           f"        e = {_sum(None, 'h', tab.btilde, '_TE[{q}]', s_)}",
           "        sc = atol + max(abs(y[s]), abs(w[s])) * rtol",
           "        r = e / sc", "        ssq = ssq + r * r",
-          "        fin = fin & (abs(w[s]) <= _BIG)",
-          f"    eest = _sqrt(ssq / _T({d}))",
-          "    if not ((eest == eest) & fin):",
+          "        fin = fin & (abs(w[s]) <= _BIG)"]
+    L += [
+          "    if not ((ssq == ssq) & fin):",
           f"        for s in range({d}):", "            y[s] = w[s]",
           "        nrej += 1", f"        st = {int(Status.NONFINITE)}", "        break",
-          "    dta, dtr, lqn = _control(eest, lq, h)",
-          "    if eest <= _ONE:",
+          "    dta, dtr, lmn = _control(ssq, lm, h)",
+          "    if ssq <= _NSTATES:",
           "        t = tf if last else t + h",
           f"        for s in range({d}):", "            y[s] = w[s]",
           f"            K[0, s] = K[{s_ - 1}, s]",
-          "        dtc = max(dta, dtc) if h < dtc else dta", "        lq = lqn", "        nacc += 1",
+          "        dtc = max(dta, dtc) if h < dtc else dta", "        lm = lmn", "        nacc += 1",
           "        if t >= tf:", f"            st = {ok}",
           "    else:", "        dtc = dtr", "        nrej += 1"]
     L += [f"for s in range({d}):", "    out_u[s, i] = y[s]"]
@@ -316,7 +317,7 @@ def generate_source(key) -> str:
     else:
         C.add("DTMIN", ctrl.dtmin)
         snap_constant(C)
-        for snip in log_exp_source(C, key.dtype) + [controller_source(C, ctrl)]:
+        for snip in log_exp_source(C, key.dtype) + [controller_source(C, ctrl, d)]:
             funcs += ["", inliner.add(join_lines(snip)), ""]
         body = body_adaptive(tab, d, npar, rhs_src)
     arrays = [f"{name} = np.asarray({values.tolist()!r}, dtype=np.{key.dtype})"

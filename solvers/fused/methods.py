@@ -8,9 +8,9 @@ Each method writes up to four device functions for one trajectory, on explicit s
 ``_init(y.., p.., t) -> x..``
     the values an adaptive method carries between steps besides the state (the FSAL
     derivative ``f(y, t)`` of Tsit5 and Rosenbrock23; nothing for Rodas).
-``_attempt(y.., x.., p.., t, h, rtol, atol) -> (yn.., xn.., eest, dense..)``
-    one adaptive step attempt: candidate state, candidate carried values, DiffEqGPU's error
-    norm ``EEst`` and, where the method has dense output, the stage values it needs.
+``_attempt(y.., x.., p.., t, h, rtol, atol) -> (yn.., xn.., ssq, dense..)``
+    one adaptive step attempt: candidate state, candidate carried values, ``ssq`` (n times
+    DiffEqGPU's squared error norm ``EEst^2``: ``norm_lines``) and, where the method has dense output, the stage values it needs.
 ``_dense(y.., dense.., xn.., h, th) -> ys..``
     the state at ``t + th*h`` inside an accepted step (the interpolants of Tsit5,
     Rosenbrock23, Rodas4 and Rodas5P; ``dense`` are the values the attempt returned for it,
@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 from solvers.fused.emit import Constants, lincomb, lu_factor, lu_solve, names, targets, tup
 from solvers.tableaus import (
-    ROSENBROCK23, TSIT5_DENSE, ExplicitRK, Rosenbrock, Rosenbrock23Constants, Src, get_tableau, rk_update,
-    srcs, weighted_sum,
+    ROSENBROCK23, TSIT5_DENSE, ExplicitRK, Rosenbrock, Rosenbrock23Constants, Src, SrcOps, error_scales,
+    get_tableau, rk_update, scaled_ssq, srcs, weighted_sum,
 )
 
 
@@ -53,15 +53,17 @@ def _time(C: Constants, t: str, h: str, c: float, name: str) -> str:
 
 
 def norm_lines(C: Constants, err: list[str], y: list[str], yn: list[str]) -> list[str]:
-    """DiffEqGPU's error norm ``EEst`` (see ``solvers.tableaus.scaled_rms_norm``) into ``eest``."""
-    n = len(err)
-    lines = []
-    for i in range(n):
-        lines.append(f"sc{i} = atol + max(abs({y[i]}), abs({yn[i]})) * rtol")
-        lines.append(f"r{i} = {err[i]} / sc{i}")
-    ssq = " + ".join(f"r{i} * r{i}" for i in range(n))
-    lines.append(f"eest = _sqrt(({ssq}) / {C.add('NSTATES', n)})")
+    """``ssq``: n times DiffEqGPU's ``EEst^2``, by ``solvers.tableaus.error_scales`` and
+    ``scaled_ssq`` (no square root; the controller compares ``ssq`` with ``_NSTATES``)."""
+    sc = error_scales(srcs(y), srcs(yn), Src("atol"), Src("rtol"), py_ops())
+    lines = [f"sc{i} = {e}" for i, e in enumerate(sc)]
+    lines.append(f"ssq = {scaled_ssq(srcs(err), srcs(names('sc', len(err))), Src(C.add('ONE', 1.0)))}")
     return lines
+
+
+def py_ops(lines: list[str] | None = None) -> SrcOps:
+    """``solvers.tableaus`` operations spelled as the generated Python (spliced snippets)."""
+    return SrcOps("min", "max", "abs", "_log", "_exp", where="_sel", lines=lines)
 
 
 def _function(header: str, body: list[str]) -> list[str]:
@@ -176,7 +178,7 @@ class ExplicitRKCode(MethodCode):
         err = self._sum(C, sh, None, tab.btilde, "e", s_)
         body += [f"err{s} = {err[s]}" for s in range(n)]
         body += norm_lines(C, names("err", n), y, names("yn", n))
-        out = names("yn", n) + names(f"k{s_}_", n) + ["eest"] + self.dense_values(sh)
+        out = names("yn", n) + names(f"k{s_}_", n) + ["ssq"] + self.dense_values(sh)
         body.append(f"return {tup(out)}")
         return _function(f"def _attempt({', '.join(y + k1 + p)}, t, h, rtol, atol):", body)
 
@@ -316,7 +318,7 @@ class RodasCode(MethodCode):
                 err.append(f"err{s}")
         body += norm_lines(C, err, y, names("yn", sh.n))
         body += [f"dy{s} = yn{s}" for s in range(sh.n)]
-        body.append(f"return {tup(names('yn', sh.n) + ['eest'] + self.dense_values(sh))}")
+        body.append(f"return {tup(names('yn', sh.n) + ['ssq'] + self.dense_values(sh))}")
         return _function(f"def _attempt({', '.join(y + p)}, t, h, rtol, atol):", body)
 
 
@@ -410,7 +412,7 @@ class Rosenbrock23Code(MethodCode):
         for s in range(n):
             body.append(f"err{s} = h6 * (k1_{s} - {two} * k2_{s} + k3_{s})")
         body += norm_lines(C, names("err", n), y, names("yn", n))
-        body.append(f"return {tup(names('yn', n) + names('f2_', n) + ['eest'] + self.dense_values(sh))}")
+        body.append(f"return {tup(names('yn', n) + names('f2_', n) + ['ssq'] + self.dense_values(sh))}")
         return _function(f"def _attempt({', '.join(y + f0 + p)}, t, h, rtol, atol):", body)
 
 

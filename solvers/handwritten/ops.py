@@ -28,6 +28,12 @@ class JaxOps:
     def sqrt(self, x: Any) -> Any:
         return self.np.sqrt(x)
 
+    def log(self, x: Any) -> Any:
+        return self.np.log(x)
+
+    def exp(self, x: Any) -> Any:
+        return self.np.exp(x)
+
     def maximum(self, x: Any, y: Any) -> Any:
         return self.np.maximum(x, y)
 
@@ -74,6 +80,12 @@ class TorchOps:
 
     def sqrt(self, x: Any) -> Any:
         return self.torch.sqrt(x)
+
+    def log(self, x: Any) -> Any:
+        return self.torch.log(x)
+
+    def exp(self, x: Any) -> Any:
+        return self.torch.exp(x)
 
     def maximum(self, x: Any, y: Any) -> Any:
         return self.torch.maximum(x, y)

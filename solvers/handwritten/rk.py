@@ -19,6 +19,11 @@ executable specification is ``solvers.tableaus.pi_step_factor`` / ``PIController
     dt_new = min(|dt_new|, |t1 - t - dt|), t = t1 if t1 - t - dt < 1e-14 else t + dt);
     reject otherwise (dt = dt / min(1/qmin, EEst^beta1 / gamma)).
 
+computed as every implementation of this project computes it (issue 29): on the squared norm
+``ssq = n EEst^2`` (``solvers.tableaus.error_scales`` / ``scaled_ssq``), accepted when
+``ssq <= n``, the step factors from one log and one exp (``pi_control_squared``), the
+controller memory carried as ``lm = log(n qold^2)``.
+
 Two deliberate differences from DiffEqGPU, both invisible on a healthy solve: the first step is
 ``min(dt0, t1 - t0)`` (never past t1), and a NaN error estimate or a non-finite accepted state
 ends the trajectory with status NONFINITE (DiffEqGPU accepts the NaN and carries on).
@@ -31,7 +36,9 @@ from typing import Any, Callable, NamedTuple
 import numpy as np
 
 from solvers.base import SolveSpec, Status
-from solvers.tableaus import ExplicitRK, get_controller, get_tableau, rk_update
+from solvers.tableaus import (
+    ExplicitRK, SquaredPI, error_scales, get_controller, get_tableau, pi_control_squared, rk_update, scaled_ssq,
+)
 
 #: DiffEqGPU's end-of-span test: a step that leaves less than this lands exactly on t1.
 END_TOLERANCE = 1e-14
@@ -86,6 +93,8 @@ class StepConstants:
     #: problem's vectorised form (``Problem.rhs_array``), not a tuple of components.
     blocked: bool = False
     n_states: int = 0
+    #: ``solvers.tableaus.SquaredPI.constants()`` for this problem's n, rounded to the dtype.
+    pi: tuple[tuple[str, float], ...] = ()
 
     @property
     def stages(self) -> int:
@@ -127,6 +136,7 @@ def step_constants(spec: SolveSpec) -> StepConstants:
         gamma=r(ctrl.gamma), qold_init=r(ctrl.qold_init), dtmin=r(ctrl.dtmin),
         end_tol=r(END_TOLERANCE), max_steps=spec.max_steps,
         blocked=spec.prob.rhs_array is not None, n_states=spec.prob.n_states,
+        pi=tuple((k, r(v)) for k, v in SquaredPI.of(ctrl, spec.prob.n_states).constants().items()),
     )
 
 
@@ -187,7 +197,7 @@ class AdaptiveState(NamedTuple):
     """Per-trajectory loop state (every field has the lane shape; ``u``, ``k1`` are tuples).
 
     t, dt: current time and the step to try next; u: state at t; k1: f(u, p, t) (FSAL);
-    qold: controller memory; accepted, rejected: attempt counts (int32); status: a
+    qold: controller memory (``lm = log(n qold^2)``, see ``pi_control_squared``); accepted, rejected: attempt counts (int32); status: a
     ``solvers.base.Status`` code (int32); active: still integrating (bool).
     """
 
@@ -208,10 +218,44 @@ def initial_state(f: Callable, u0: tuple, p: tuple, K: StepConstants, ops: Any) 
     t = ops.full_like(like, K.t0)
     return AdaptiveState(
         t=t, dt=ops.full_like(like, K.dt), u=tuple(u0), k1=tuple(f(u0, p, t)),
-        qold=ops.full_like(like, K.qold_init),
+        qold=ops.full_like(like, dict(K.pi)["LM_INIT"]),
         accepted=ops.int_full_like(like, 0), rejected=ops.int_full_like(like, 0),
         status=ops.int_full_like(like, int(Status.SUCCESS)), active=ops.bool_full_like(like, True),
     )
+
+
+class _Scalars:
+    """``ops`` as ``solvers.tableaus.pi_control_squared`` calls them, with Python floats allowed
+    on either side of ``minimum``/``maximum``/``where`` (torch's need tensors)."""
+
+    def __init__(self, ops: Any) -> None:
+        self.ops = ops
+        self.log, self.exp, self.abs = ops.log, ops.exp, ops.abs
+
+    def minimum(self, a: Any, b: Any) -> Any:
+        if isinstance(a, float):
+            return self.ops.min_scalar(b, a)
+        return self.ops.min_scalar(a, b) if isinstance(b, float) else self.ops.minimum(a, b)
+
+    def maximum(self, a: Any, b: Any) -> Any:
+        if isinstance(a, float):
+            return self.ops.max_scalar(b, a)
+        return self.ops.max_scalar(a, b) if isinstance(b, float) else self.ops.maximum(a, b)
+
+    def where(self, c: Any, a: Any, b: Any) -> Any:
+        if isinstance(a, float):
+            a = self.ops.full_like(b, a)
+        if isinstance(b, float):
+            b = self.ops.full_like(a, b)
+        return self.ops.where(c, a, b)
+
+    @staticmethod
+    def le(a: Any, b: Any) -> Any:
+        return a <= b
+
+    @staticmethod
+    def eq(a: Any, b: Any) -> Any:
+        return a == b
 
 
 def _select(ops: Any, mask: Any, new: Any, old: Any) -> Any:
@@ -236,28 +280,24 @@ def adaptive_attempt(f: Callable, p: tuple, s: AdaptiveState, K: StepConstants, 
     k_last = tuple(f(u_new, p, t + K.c[-1] * h))
     err = update(None, h, K.btilde, ks + [k_last])
 
-    scaled = [e / (K.atol + ops.maximum(ops.abs(a), ops.abs(b)) * K.rtol)
-              for e, a, b in zip(err, u, u_new)]
-    total = _over_states(scaled[0] * scaled[0], K, "sum")
-    for x in scaled[1:]:
-        total = total + x * x
-    eest = ops.sqrt(total / (K.n_states if K.blocked else len(scaled)))
-
-    q11 = eest ** K.beta1
-    q = ops.where(eest == 0, K.inv_qmax, q11 / s.qold ** K.beta2)
-    accept = eest <= 1
-    # Reject: shrink by at most qmin (q11 / gamma > 1 here).
-    dt_reject = h / ops.min_scalar(q11 / K.gamma, K.inv_qmin)
-    # Accept: clamp the factor, never step past t1, land exactly on t1 at the end.
-    factor = ops.max_scalar(ops.min_scalar(q / K.gamma, K.inv_qmin), K.inv_qmax)
+    if K.blocked:  # one array, states on axis 0: one division per component, summed over axis 0
+        (e,), (a,), (b,) = err, u, u_new
+        r = e / (K.atol + ops.maximum(ops.abs(a), ops.abs(b)) * K.rtol)
+        ssq = _over_states(r * r, K, "sum")
+    else:
+        ssq = scaled_ssq(err, error_scales(u, u_new, K.atol, K.rtol, ops), 1.0)
+    c = dict(K.pi)
+    dt_accept, dt_reject, lm_accept = pi_control_squared(ssq, s.qold, h, c, _Scalars(ops))
+    accept = ssq <= c["NSTATES"]
+    # Accept: never step past t1, land exactly on t1 at the end.
     remaining = (K.t1 - t) - h
-    dt_accept = ops.minimum(ops.abs(h / factor), ops.abs(remaining))
+    dt_accept = ops.minimum(ops.abs(dt_accept), ops.abs(remaining))
     t_accept = ops.where(remaining < K.end_tol, ops.full_like(t, K.t1), t + h)
 
     u_bad = _over_states(~ops.isfinite(u_new[0]), K, "any")
     for x in u_new[1:]:
         u_bad = u_bad | ~ops.isfinite(x)
-    nonfinite = trying & (ops.isnan(eest) | (accept & u_bad))
+    nonfinite = trying & (ops.isnan(ssq) | (accept & u_bad))
     take = trying & accept & ~nonfinite
     shrink = trying & ~accept & ~nonfinite
 
@@ -274,7 +314,7 @@ def adaptive_attempt(f: Callable, p: tuple, s: AdaptiveState, K: StepConstants, 
         dt=ops.where(take, dt_accept, ops.where(shrink, dt_reject, h)),
         u=_select(ops, take | nonfinite, u_new, u),   # a NONFINITE lane shows its bad state
         k1=_select(ops, take, k_last, s.k1),
-        qold=ops.where(take, ops.max_scalar(eest, K.qold_init), s.qold),
+        qold=ops.where(take, lm_accept, s.qold),
         accepted=accepted, rejected=rejected, status=status,
         active=s.active & ~underflow & ~nonfinite & ~finished & ~out_of_steps,
     )

@@ -34,21 +34,27 @@ def test_log_exp_match_libm(module):
 
 def test_control_is_pi_step_factor(module):
     """Accept/reject decisions and step factors of DiffEqGPU's controller, for EEst from 0
-    to far above 1 and every controller memory, in the kernel's dtype."""
+    to far above 1 and every controller memory, in the kernel's dtype. The kernel takes the
+    squared norm ``ssq = n EEst^2`` (n = 3 here) and the memory ``lm = log(n qold^2)``
+    (``solvers.tableaus.SquaredPI``), and accepts when ``ssq <= n``."""
     T = module._T
+    n = 3
     ctrl = controller_for("tsit5", "diffeqgpu")
     tol = 16 * np.finfo(T).eps
     rng = np.random.default_rng(0)
-    eests = np.concatenate([[0.0, 1.0, 1e-30, 1e30], np.exp(rng.uniform(math.log(1e-14), math.log(1e8), 400))])
+    eests = np.concatenate([[0.0, 1.0, 1e-15, 1e15], np.exp(rng.uniform(math.log(1e-14), math.log(1e8), 400))])
     for eest in eests.astype(T):
+        ssq = T(n) * eest * eest
         for qold in (ctrl.qold_init, 1e-3, 0.37, 1.0):
             factor, qnew, accept = pi_step_factor(float(eest), qold, ctrl)
             h = T(0.5)
-            dta, dtr, lqn = module._control(eest, T(math.log(qold)), h)
-            got = (dta if accept else dtr) / h
+            dta, dtr, lmn = module._control(ssq, T(math.log(n * qold * qold)), h)
+            if abs(float(eest) - 1.0) > 4 * np.finfo(T).eps:  # the rounding of ssq may decide at EEst = 1
+                assert (ssq <= n) == accept, (eest, ssq)
+            got = (dta if ssq <= n else dtr) / h
             assert abs(got - factor) <= tol * factor, (eest, qold, got, factor)
             if accept:
-                assert abs(math.exp(lqn) - qnew) <= tol * qnew
+                assert abs(math.sqrt(math.exp(lmn) / n) - qnew) <= tol * qnew
 
 
 def test_controller_domain_clamps_do_not_change_decisions():
