@@ -23,10 +23,11 @@ def _run(key, inputs, variant):
 @pytest.mark.parametrize("layout", LANE_LAYOUTS)
 @pytest.mark.parametrize("problem,method,dtype,save,lanes", [
     ("lorenz", "tsit5", "float32", "final", 32),
-    ("lorenz", "tsit5", "float64", "dense", 6),   # even, not a multiple of the vector width
-    ("lorenz", "tsit5", "float32", "final", 7),   # odd: not interleaved
-    ("robertson", "rosenbrock23", "float64", "stop", 8),  # every trajectory stops early here
-    ("robertson", "rodas4", "float64", "dense", 8),
+    # the rest of the sweep compiles two kernels each (10-30 s cold): `make test-all` runs it
+    pytest.param("lorenz", "tsit5", "float64", "dense", 6, marks=pytest.mark.slow),  # even, not a multiple of the width
+    pytest.param("lorenz", "tsit5", "float32", "final", 7, marks=pytest.mark.slow),  # odd: not interleaved
+    pytest.param("robertson", "rosenbrock23", "float64", "stop", 8, marks=pytest.mark.slow),  # all stop early
+    pytest.param("robertson", "rodas4", "float64", "dense", 8, marks=pytest.mark.slow),
 ])
 def test_layouts_equal_serial(layout, problem, method, dtype, save, lanes):
     prob = get_problem(problem)
