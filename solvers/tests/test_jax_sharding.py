@@ -45,6 +45,7 @@ for backend, variant, mode in cases:
 """
 
 
+@pytest.mark.slow  # a subprocess with two XLA host devices: 20-45 s
 def test_two_host_devices_give_the_unsplit_states():
     env = dict(os.environ, PYTHONPATH=str(REPO), JAX_PLATFORMS="cpu",
                XLA_FLAGS="--xla_force_host_platform_device_count=2")

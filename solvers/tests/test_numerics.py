@@ -34,7 +34,8 @@ def _max_rel_err(problem: str, n: int, u_final) -> float:
 
 # ---- 1. the sums: float32 fixed-step accuracy at diffrax's ---------------------------------------
 
-@pytest.mark.parametrize("problem,n", [("lorenz", 1024), ("lorenz96-4", 256), ("lorenz96-64", 64)])
+@pytest.mark.parametrize("problem,n", [("lorenz", 1024), ("lorenz96-4", 256),
+                                       pytest.param("lorenz96-64", 64, marks=pytest.mark.slow)])  # 64 states: 10 s
 @pytest.mark.parametrize("backend", ["fused", "array"])
 def test_float32_fixed_step_error_is_diffrax_tsit5s(backend, problem, n):
     """Summing the stages first (y + h*(sum a_ij k_j)) gives diffrax's float32 error; adding each
@@ -162,7 +163,8 @@ def _check_saves(method: str, dtype: str, tol: float, saveat: tuple[float, ...],
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", [m if m in ("tsit5", "rosenbrock23") else pytest.param(m, marks=pytest.mark.slow)
+                                    for m in METHODS])  # the Rodas kernels (6-11 s each): `make test-all`
 def test_saving_at_decades_never_underflows(method, dtype):
     for tol in (1e-4, 1e-6):
         _check_saves(method, dtype, tol, DECADES)
@@ -302,8 +304,10 @@ def test_rodas4_interpolant_is_fourth_order_globally_on_lorenz():
 
 # ---- 4. Rosenbrock dense output: saving does not change the steps --------------------------------
 
-@pytest.mark.parametrize("method,dtype,tol", [("rosenbrock23", "float64", 1e-4), ("rosenbrock23", "float32", 1e-4),
-                                              ("rodas4", "float64", 1e-6), ("rodas5p", "float64", 1e-6)])
+@pytest.mark.parametrize("method,dtype,tol", [("rosenbrock23", "float64", 1e-4),
+                                              pytest.param("rosenbrock23", "float32", 1e-4, marks=pytest.mark.slow),
+                                              ("rodas4", "float64", 1e-6),
+                                              pytest.param("rodas5p", "float64", 1e-6, marks=pytest.mark.slow)])
 def test_rosenbrock_dense_output_keeps_the_steps(method, dtype, tol):
     from problems.prothero_robinson import exact_solution
 

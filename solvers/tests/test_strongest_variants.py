@@ -24,7 +24,8 @@ def _backend_or_skip(name):
 
 
 @pytest.mark.parametrize("mode,dtype,tol", CASES, ids=[c[0] for c in CASES])
-@pytest.mark.parametrize("backend,variant", [("torch-handwritten", "compiled"), ("diffrax", "tuple")])
+@pytest.mark.parametrize("backend,variant", [  # torch.compile of a chunk: 10-50 s a case, `make test-all`
+    pytest.param("torch-handwritten", "compiled", marks=pytest.mark.slow), ("diffrax", "tuple")])
 def test_new_variant_agrees_with_fused(backend, variant, mode, dtype, tol):
     b = _backend_or_skip(backend)
     _backend_or_skip("fused")
@@ -44,6 +45,7 @@ def test_new_variant_agrees_with_fused(backend, variant, mode, dtype, tol):
         np.testing.assert_array_equal(ours.accepted, fused.accepted)
 
 
+@pytest.mark.slow  # two diffrax compiles: 9 s
 def test_diffrax_tuple_is_bitwise_the_batched_solve():
     _backend_or_skip("diffrax")
     spec = SolveSpec("lorenz", "tsit5", "adaptive", "float32", n=N, rtol=1e-6, atol=1e-6, threads=1)

@@ -316,7 +316,8 @@ def test_fixed_step_is_bitwise_the_fused_kernel_compiled_without_fma(method, dty
 
 @pytest.mark.parametrize("problem, method, tol", [("lorenz", "tsit5", 1e-6), ("sir", "tsit5", 1e-6),
                                                   ("robertson", "rosenbrock23", 1e-5),
-                                                  ("prothero_robinson", "rosenbrock23", 1e-4)])
+                                                  pytest.param("prothero_robinson", "rosenbrock23", 1e-4,
+                                                               marks=pytest.mark.slow)])  # 11 s
 def test_per_trajectory_steps_match_the_fused_cpu_kernel(problem, method, tol):
     spec = SolveSpec(problem, method, "adaptive", "float64", 16, rtol=tol, atol=tol)
     expected = run_fused(spec)

@@ -66,7 +66,7 @@ def test_against_reference(problem, dtype, method, mode, bound):
 @pytest.mark.parametrize("problem,dtype,method,mode", [
     ("lorenz", "float32", "tsit5", "fixed"),
     ("lorenz", "float32", "tsit5", "adaptive"),
-    ("robertson", "float64", "rodas5p", "adaptive"),
+    pytest.param("robertson", "float64", "rodas5p", "adaptive", marks=pytest.mark.slow),  # 5-6 s
 ])
 def test_lanes_equal_serial(problem, dtype, method, mode):
     """The masked lane-block kernel computes exactly what one-trajectory-per-iteration does."""

@@ -13,9 +13,10 @@ def test_registered_as_fused():
     assert isinstance(b, FusedBackend) and b.name == "fused"
     assert b.available("cpu")[0]
     assert set(b.methods) == {"tsit5", "rk4", "rk4_38", "rosenbrock23", "rodas4", "rodas5p", "em", "pso", "pso-async",
-                              "newton", "trust-region"}
+                              "newton", "trust-region", "tsit5_event"}
     assert set(b.kinds["sde"].methods) == {"em"} and "em" not in b.kinds["ode"].methods
     assert set(b.kinds["pso"].methods) == {"pso", "pso-async"} and "pso" not in b.kinds["ode"].methods
+    assert set(b.kinds["event"].methods) == {"tsit5_event"}
     assert set(b.kinds["nonlinear"].methods) == {"newton", "trust-region"}
 
 

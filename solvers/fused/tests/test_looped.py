@@ -42,7 +42,7 @@ def test_layout_is_chosen_by_size():
     assert "looped layout" in src and "np.empty((7, 64), _T)" in src and len(src) < 20_000
 
 
-@pytest.mark.parametrize("mode", ["fixed", "adaptive"])
+@pytest.mark.parametrize("mode", [pytest.param("fixed", marks=pytest.mark.slow), "adaptive"])  # 10-14 s each
 def test_looped_kernel_matches_the_reference_and_the_replica(mode):
     from solvers.array import ArrayBackend
 

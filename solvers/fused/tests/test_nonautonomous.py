@@ -15,6 +15,8 @@ from solvers.tableaus import get_tableau
 
 PROBLEM = "prothero_robinson"
 STIFF_METHODS = ("rosenbrock23", "rodas4", "rodas5p")
+#: The same, with Rodas5P's kernel (the slowest to compile) in the slow set only.
+STIFF_METHODS_EVERYDAY = ("rosenbrock23", "rodas4", pytest.param("rodas5p", marks=pytest.mark.slow))
 
 # The terms that exist only for non-autonomous problems, as the generator writes them.
 T_TERMS = {"rosenbrock23": ("dtd * tg0", "hk3 * tg0"), "rodas4": ("hd_0 * tg0", "hd_3 * tg1"),
@@ -39,7 +41,7 @@ ORDERS = {"rosenbrock23": (2, [10, 20, 40, 80]), "rodas4": (4, [10, 20, 40, 80])
           "rodas5p": (5, [10, 20, 40])}
 
 
-@pytest.mark.parametrize("method", STIFF_METHODS)
+@pytest.mark.parametrize("method", STIFF_METHODS_EVERYDAY)
 def test_empirical_order_against_the_closed_form(method):
     """Dropping or mis-scaling a time-derivative term costs the order (the forcing's time
     dependence is the only thing these terms see)."""
@@ -56,7 +58,7 @@ def test_empirical_order_against_the_closed_form(method):
     assert errors[-1] > 1e-13
 
 
-@pytest.mark.parametrize("method", ["rodas4", "rodas5p"])
+@pytest.mark.parametrize("method", ["rodas4", pytest.param("rodas5p", marks=pytest.mark.slow)])
 def test_rodas_steps_match_python_stepper(method):
     """Step for step against the plain-Python Rosenbrock (NumPy solves, T terms from the
     tableau's d), over the sweep's ends (lam = 1 and 1e4)."""
@@ -80,7 +82,7 @@ def test_rodas_steps_match_python_stepper(method):
 SCALED_BOUNDS = {"rosenbrock23": (1e-4, 5.0), "rodas4": (1e-8, 1.0), "rodas5p": (1e-8, 1.0)}
 
 
-@pytest.mark.parametrize("method", STIFF_METHODS)
+@pytest.mark.parametrize("method", STIFF_METHODS_EVERYDAY)
 def test_adaptive_against_the_reference(method):
     prob = get_problem(PROBLEM)
     n = 16

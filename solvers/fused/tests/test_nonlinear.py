@@ -18,8 +18,9 @@ PROB = get_problem("generalized_rosenbrock")
 TOL = {"float32": 1e-5, "float64": 1e-10}
 
 
-@pytest.mark.parametrize("method, dtype, max_iter", [("newton", "float64", 50), ("trust-region", "float64", 1000),
-                                                     ("newton", "float32", 50)])
+@pytest.mark.parametrize("method, dtype, max_iter", [
+    ("newton", "float64", 50), ("newton", "float32", 50),
+    pytest.param("trust-region", "float64", 1000, marks=pytest.mark.slow)])  # 1000 iterations: 8-15 s
 def test_converges_to_the_root_from_random_starts(method, dtype, max_iter):
     x0, p = PROB.ensemble(64, dtype)
     x, stats, status = run_cpu(PROB.name, method, x0, p, rtol=TOL[dtype], atol=TOL[dtype], max_iter=max_iter)

@@ -40,6 +40,7 @@ def test_fused_and_array_take_the_same_trajectory_rosenbrock(method):
         assert f.notes["best_cost"] == a.notes["best_cost"]
 
 
+@pytest.mark.slow  # the FitzHugh-Nagumo fit: 13 s; the Rosenbrock swarm checks the same path
 def test_fused_and_array_take_the_same_trajectory_fhn():
     """The ODE solves differ in the last bits (the fused ODE kernel contracts a*b+c into fma):
     the swarms agree to rounding."""

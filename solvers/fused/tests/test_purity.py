@@ -27,6 +27,14 @@ def _id(key):
     return f"{key.problem}-{key.method}-{key.mode}-{key.save}"
 
 
+def _params():
+    """Every method once on Lorenz or Robertson in `make test`; the SIR repeats, the Rodas kernels
+    (10-13 s each to compile) and the save modes in the slow set (`make test-all`, CI)."""
+    for key in KEYS:
+        everyday = key.problem == "lorenz" and key.save == "final" or key.method == "rosenbrock23" and key.save == "final"
+        yield pytest.param(key, id=_id(key), marks=[] if everyday else [pytest.mark.slow])
+
+
 def _ptx_available():
     try:
         from numba import cuda
@@ -44,7 +52,7 @@ PTX_OK, PTX_WHY = _ptx_available()
 needs_ptx = pytest.mark.skipif(not PTX_OK, reason=PTX_WHY)
 
 
-@pytest.mark.parametrize("key", KEYS, ids=_id)
+@pytest.mark.parametrize("key", list(_params()))
 def test_cpu_kernel_is_float32(key):
     ir = cpu_llvm(key)
     assert "<16 x float>" in ir or "<8 x float>" in ir, "lane kernel not vectorised"
@@ -53,7 +61,7 @@ def test_cpu_kernel_is_float32(key):
 
 
 @needs_ptx
-@pytest.mark.parametrize("key", KEYS, ids=_id)
+@pytest.mark.parametrize("key", list(_params()))
 def test_cuda_kernel_is_float32(key):
     ptx = cuda_ptx(KernelKey(**{**key.__dict__, "target": "cuda"}))
     assert ".entry" in ptx and "f32" in ptx

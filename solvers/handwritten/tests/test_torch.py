@@ -19,6 +19,7 @@ def _run(prep, runs=1):
     return res
 
 
+@pytest.mark.slow  # torch.compile of a chunk of steps: 40 s cold on 2 cores
 def test_compiled_agrees_with_eager_or_says_why_not():
     backend = get_backend("torch-handwritten")
     fixed = SolveSpec("lorenz", "tsit5", "fixed", "float64", n=8, dt=0.01, variant="compiled")

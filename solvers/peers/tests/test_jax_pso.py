@@ -10,7 +10,10 @@ pytest.importorskip("jax")
 pytest.importorskip("evosax")
 
 
-@pytest.mark.parametrize("method, variant", [("pso", ""), ("pso-async", ""), ("pso", "evosax")])
+@pytest.mark.parametrize("method, variant", [
+    ("pso", ""),
+    # each compiles its own swarm loop (6-10 s): `make test-all`
+    pytest.param("pso-async", "", marks=pytest.mark.slow), pytest.param("pso", "evosax", marks=pytest.mark.slow)])
 def test_rosenbrock_runs_and_improves(method, variant):
     b = get_backend("jax-pso")
     results = []

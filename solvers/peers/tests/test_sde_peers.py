@@ -32,6 +32,7 @@ def test_weak_accuracy_at_65536(backend, variant):
     assert np.isfinite(err) and note == ""
 
 
+@pytest.mark.slow  # compiles the CRN for every SDE peer: 30-50 s
 def test_peers_finish_the_crn_finite_on_a_short_span():
     """crn_sigmagen_short, 6720 trajectories: diffrax and torchsde with dense (general) noise."""
     spec = SolveSpec("crn_sigmagen_short", "em", "fixed", "float32", 6720, dt=0.1)
