@@ -19,8 +19,11 @@ piecewise between tstops) on a subsample.
 """
 from __future__ import annotations
 
+import hashlib
 import inspect
+import json
 import math
+import os
 import types
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar
@@ -29,7 +32,7 @@ import numpy as np
 
 from problems.base import ProblemBase, check_dtype, check_n
 from problems.core import Sweep
-from problems.reference import subsample_indices
+from problems.reference import _default_cache_dir, subsample_indices
 
 #: Float64 SciPy settings of the references without a closed form.
 SCIPY_SETTINGS = {"method": "DOP853", "rtol": 1e-12, "atol": 1e-14}
@@ -194,7 +197,7 @@ class EventProblem(ProblemBase):
         if self.exact is not None:
             ev_t, n_ev, u_fin, saved = self.exact(u0, p, self.tspan[1], saveat, self.max_events)
         else:
-            ev_t, n_ev, u_fin, saved = scipy_reference(self, u0, p, saveat)
+            ev_t, n_ev, u_fin, saved = cached_scipy_reference(self, u0, p, saveat)
         window = AMBIGUOUS_WINDOW[dtype] * (self.tspan[1] - self.tspan[0])
         near_end = np.abs(np.nan_to_num(ev_t, nan=-1e300) - self.tspan[1]) < window
         return EventReference(idx, ev_t, n_ev, u_fin, saved, near_end.any(axis=1))
@@ -202,6 +205,34 @@ class EventProblem(ProblemBase):
     def reference_for(self, spec: Any) -> "EventAccuracy":
         """The accuracy measure of a solve of ``spec`` (the reference computed on first use)."""
         return EventAccuracy(self, spec)
+
+
+def cached_scipy_reference(prob: EventProblem, u0: np.ndarray, p: np.ndarray, saveat) -> tuple:
+    """:func:`scipy_reference`, cached on disk (as problems.reference caches the ODE references)
+    under a hash of the problem's definition, the float64 inputs, the save times and the SciPy
+    settings: the backends of a run solve the same ensembles, and each would wait ~5 s for 256
+    Lorenz trajectories."""
+    h = hashlib.sha256(json.dumps({"problem": prob.fingerprint(), "settings": SCIPY_SETTINGS,
+                                   "saveat": None if saveat is None else [float(x) for x in saveat]},
+                                  sort_keys=True).encode())
+    h.update(np.ascontiguousarray(u0, dtype=np.float64).tobytes())
+    h.update(np.ascontiguousarray(p, dtype=np.float64).tobytes())
+    path = _default_cache_dir() / f"{prob.name}-events-{h.hexdigest()[:20]}.npz"
+    if path.exists():
+        with np.load(path) as z:
+            return z["event_t"], z["n_events"], z["u_final"], (z["saved"] if "saved" in z.files else None)
+    ev_t, n_ev, u_fin, saved = scipy_reference(prob, u0, p, saveat)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        arrays = {"event_t": ev_t, "n_events": n_ev, "u_final": u_fin}
+        if saved is not None:
+            arrays["saved"] = saved
+        tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
+        np.savez(tmp, **arrays)
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only checkout still gets its reference, just not cached
+    return ev_t, n_ev, u_fin, saved
 
 
 def scipy_reference(prob: EventProblem, u0: np.ndarray, p: np.ndarray, saveat) -> tuple:
