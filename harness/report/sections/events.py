@@ -54,11 +54,18 @@ def leads(summ: pd.DataFrame) -> list[tuple[str, str, str, list[tuple[int, float
     return out
 
 
+def _ratio(r: float) -> str:
+    """A time ratio to two or three significant digits, without exponents: 0.046, 2.5, 40, 15,800."""
+    if r >= 100:
+        return f"{float(f'{r:.3g}'):,.0f}"
+    return f"{r:.0f}" if r >= 10 else f"{r:.2g}"
+
+
 def _lead_text(pairs: list[tuple[int, float]]) -> str:
     """'3.1x at N=8 ... 40x at N=4,096' (every N when there are at most three)."""
     shown = pairs if len(pairs) <= 3 else [pairs[0], pairs[-1]]
     sep = ", " if len(pairs) <= 3 else " ... "
-    return sep.join(f"{r:.3g}x at N={n:,}" for n, r in shown)
+    return sep.join(f"{_ratio(r)}x at N={n:,}" for n, r in shown)
 
 
 def _fused_top(summ: pd.DataFrame, problem: str, dtype: str) -> str:
@@ -67,7 +74,7 @@ def _fused_top(summ: pd.DataFrame, problem: str, dtype: str) -> str:
     if f.empty:
         return ""
     top = f.loc[f["n"].idxmax()]
-    return f"fused {format_number(float(top['time_median_s']))} s at N={int(top['n']):,}"
+    return f"fused {float(top['time_median_s']):.3g} s at N={int(top['n']):,}"
 
 
 def finding_lines(summ: pd.DataFrame, several_dtypes: bool) -> list[str]:
