@@ -28,11 +28,16 @@ def ball_exact(u0, p, t1, saveat, max_events):
     h, g, e = u0[:, 0], p[:, 0], p[:, 1]
     t_first = np.sqrt(2.0 * h / g)
     v_hit = g * t_first
-    # bounce k (k = 0, 1, ...) at t_first + sum_{j=1..k} 2 e^j v_hit / g
-    k_max = 4 * max_events + 64
-    ks = np.arange(k_max)
-    flights = 2.0 * (e[:, None] ** ks[None, 1:]) * v_hit[:, None] / g[:, None]
-    times = t_first[:, None] + np.concatenate([np.zeros((len(h), 1)), np.cumsum(flights, axis=1)], axis=1)
+    # bounce k (k = 0, 1, ...) at t_first + sum_{j=1..k} 2 e^j v_hit / g; as many bounces as it
+    # takes to pass t1 (doubling; capped where the bounces accumulate before t1)
+    k_max = max_events + 8
+    while True:
+        ks = np.arange(k_max)
+        flights = 2.0 * (e[:, None] ** ks[None, 1:]) * v_hit[:, None] / g[:, None]
+        times = t_first[:, None] + np.concatenate([np.zeros((len(h), 1)), np.cumsum(flights, axis=1)], axis=1)
+        if (times[:, -1] > t1).all() or k_max >= 4096:
+            break
+        k_max *= 2
     n_ev = (times <= t1).sum(axis=1)
     ev_t = np.where(ks[None, :max_events] < n_ev[:, None], times[:, :max_events], np.nan)
 

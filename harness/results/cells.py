@@ -146,6 +146,14 @@ def timed_cells(cells: pd.DataFrame, kind: str | None = None) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
+def untimed_cells(cells: pd.DataFrame, kind: str | None = None) -> pd.DataFrame:
+    """The cells that are not ok (each with its status and reason), of workload ``kind`` if given."""
+    out = cells[~cells["status"].eq("ok")]
+    if kind is not None:
+        out = out[out["kind"].eq(kind)]
+    return out.reset_index(drop=True)
+
+
 def _cell_inputs(results: pd.DataFrame) -> pd.DataFrame:
     """The key columns normalised, and the per-row values :func:`cell_table` aggregates (times of
     rows that are not ok are NaN, so they never enter a cell's statistics)."""
