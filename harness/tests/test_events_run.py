@@ -5,6 +5,7 @@ companion of the reference run, writes the events paragraph from it."""
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -66,7 +67,7 @@ def test_report_and_readme_paragraph_of_an_events_run(events_run, tmp_path, caps
     assert (events_run / "figures" / "events_time_vs_n.csv").is_file()
     cpu_run, _ = runs_named_in_readme()
     readme = tmp_path / "README.md"
-    shutil.copy("README.md", readme)
+    shutil.copy(Path(__file__).resolve().parents[2] / "README.md", readme)
     assert main(["readme", str(cpu_run), "--companion", str(events_run), "--readme", str(readme)]) == 0
     text = readme.read_text()
     paragraph = next(line for line in text.splitlines() if line.startswith("**Events**"))
