@@ -5,8 +5,13 @@ GPU), with the fused kernel's Tsit5 (``solvers.array.steppers.ExplicitStepper``)
 PI controller; the step is shared by the ensemble, as in DiffEqGPU's ``EnsembleGPUArray`` (the
 ensemble is one big ODE with a vector of conditions):
 
-* one ``t``, one ``dt``, one RMS error norm over the active trajectories' states, one
-  accept/reject (the controller on the host in float64, as ``solvers.array.drivers.solve_shared``);
+* one ``t``, one ``dt``, one error norm over the active trajectories' states, one
+  accept/reject, by the fused kernel's law (issue 29): each trajectory's squared norm
+  ``ssq = n EEst^2`` (``solvers.tableaus.error_scales``/``scaled_ssq``, through
+  ``solvers.array.control.scaled_ssq_per_trajectory``), their mean over the active trajectories
+  (``n`` times the batch's mean ``EEst^2``; for one trajectory its own ``ssq``), accepted when
+  ``<= n``, and ``solvers.tableaus.pi_control_squared`` (one log, one exp, memory ``lm``) on the
+  host in float64;
 * after each accepted step the condition is evaluated for every trajectory; if any crosses,
   each crossing trajectory's root is located on the interpolant (the fused kernel's Illinois
   iteration, vectorised over the crossing lanes, same tolerance), and **the shared step is cut
@@ -24,11 +29,11 @@ from typing import Any
 import numpy as np
 
 from solvers.array.backend import namespace, to_host
-from solvers.array.control import rms_whole_batch, scaled_error
+from solvers.array.control import scaled_ssq_per_trajectory
 from solvers.array.steppers import Ensemble, ExplicitStepper, tsit5_dense_weights_lanes
 from solvers.base import SolveResult, Status
 from solvers.event_policy import ROOT_MAX_ITER, ROOT_TOL_ULPS
-from solvers.tableaus import DIFFEQGPU_PI, SNAP_ULPS, TSIT5, pi_step_factor, rk_update
+from solvers.tableaus import MATH_OPS, SNAP_ULPS, TSIT5, SquaredPI, get_controller, pi_control_squared, rk_update
 
 
 class _Lanes:
@@ -116,14 +121,15 @@ class ArrayEventPrepared:
         stepper = ExplicitStepper(TSIT5, ens)
         ev = _Lanes(prob, xp, params, n, self.dtype)
         rtol, atol = spec.tol
-        ctrl = DIFFEQGPU_PI
+        ctrl = get_controller("diffeqgpu", TSIT5.order)  # the fused event kernel's (DiffEqGPU's for Tsit5)
+        pi = SquaredPI.of(ctrl, prob.n_states).constants()  # host float64, as the old pi_step_factor
         t0, tf = prob.tspan
         stops = list(prob.stops) + [(float(tf), False)]
         saves = [] if spec.saveat is None else list(spec.saveat)
         saved = None if spec.saveat is None else xp.full((n, len(saves), prob.n_states), math.nan, dtype=self.dtype)
         u = xp.asarray(self.u0)
         u_final = u.copy()
-        t, dt, qold, acc, rej, si, sti = float(t0), float(spec.step), ctrl.qold_init, 0, 0, 0, 0
+        t, dt, lm, acc, rej, si, sti = float(t0), float(spec.step), pi["LM_INIT"], 0, 0, 0, 0
         status = Status.SUCCESS
         ev_from = prob.event_from if prob.event_from is not None else t0
         while si < len(saves) and saves[si] <= t:
@@ -155,13 +161,14 @@ class ArrayEventPrepared:
                     break
                 att = stepper.attempt(u, f0, T(t), T(h))
                 active = ~ev.done
-                eest = rms_whole_batch(xp, scaled_error(xp, att.err, u, att.u_new, T(rtol), T(atol))[:, active])
-                if not math.isfinite(eest):
+                ssq = float(xp.mean(scaled_ssq_per_trajectory(xp, att.err, u, att.u_new, T(rtol), T(atol))[active]))
+                if not math.isfinite(ssq):
                     status = Status.NONFINITE
                     rej += 1
                     break
-                factor, qold_new, accept = pi_step_factor(eest, qold, ctrl)
-                dt = max(h * factor, dt) if accept and h < dt else h * factor
+                dt_acc, dt_rej, lm_new = pi_control_squared(ssq, lm, h, pi, MATH_OPS)
+                accept = ssq <= pi["NSTATES"]
+                dt = (max(dt_acc, dt) if h < dt else dt_acc) if accept else dt_rej
                 if not accept:
                     rej += 1
                     continue
@@ -184,7 +191,7 @@ class ArrayEventPrepared:
                         u, T(h), [T(w) for w in tsit5_dense_weights_lanes(np.asarray((s - t) / h))], att.stages)
                     saved[:, si, :] = xp.where(ev.done[None, :], T(math.nan), val).T
                     si += 1
-                qold = qold_new
+                lm = lm_new
                 if hit is None:
                     u, f0, t = att.u_new, att.f_new, t_end
                     if gprev is not None:
@@ -240,7 +247,9 @@ def settings(backend: Any, spec: Any) -> dict[str, Any]:
     rtol, atol = spec.tol
     return {"step_control": "shared", "method": "tsit5", "namespace": "numpy" if spec.device == "cpu" else "cupy",
             "fused": False, "dt0": spec.step, "rtol": rtol, "atol": atol, "max_steps": spec.max_steps,
-            "controller": "diffeqgpu (host float64, one norm over the active trajectories)",
+            "controller": "diffeqgpu: solvers.tableaus.pi_control_squared (one log, one exp, memory lm) on the "
+                          "host in float64, on the mean over the active trajectories of their ssq = n EEst^2, "
+                          "accepted when <= n",
             "events": "shared step cut at the earliest root of any trajectory; the affect applied to "
                       "the trajectories whose root it is",
             "root_finder": f"Illinois on the interpolant, vectorised over crossing lanes, bracket <= "

@@ -5,7 +5,10 @@ span, as DiffEqGPU's ``EnsembleGPUKernel`` with ``GPUContinuousCallback`` /
 ``GPUDiscreteCallback`` / ``tstops`` / ``saveat``:
 
 * **steps**: Tsit5 with DiffEqGPU's PI controller and error norm, every constant in the state
-  dtype. The stage sums, the error estimate and the interpolant are printed by
+  dtype, as the fused ODE kernels compute them (issue 29): the squared norm ``ssq = n EEst^2``
+  (``methods.norm_lines``), accepted when ``ssq <= n``, and ``_control`` printed by
+  ``assemble.controller_source`` from ``solvers.tableaus.pi_control_squared`` with the same
+  ``_log``/``_exp`` snippets (one log, one exp per attempt; controller memory ``lm``). The stage sums, the error estimate and the interpolant are printed by
   ``solvers.tableaus.rk_update`` from ``TSIT5`` / ``TSIT5_DENSE`` (no coefficient copied here).
 * **stops**: a step never passes the next stop (a dose time, the arming time of an event, the
   end); it is clipped to land on it exactly, as the end of the span is (``SNAP_ULPS`` window).
@@ -18,8 +21,8 @@ span, as DiffEqGPU's ``EnsembleGPUKernel`` with ``GPUContinuousCallback`` /
   (where the condition has not yet crossed: DiffEqGPU's ``LeftRootFind``). The state there is
   the interpolant's; the affect is applied; the trajectory goes on from the event time with
   ``k1`` re-evaluated at the new state (FSAL is void after an affect), the step the controller
-  proposed for the accepted step and its ``qold`` (DiffEqGPU keeps ``dtnew`` and ``qold`` across
-  a callback and marks ``u_modified``). A terminal event ends that trajectory only (its state
+  proposed for the accepted step and its memory ``lm`` (DiffEqGPU keeps ``dtnew`` and ``qold``
+  across a callback and marks ``u_modified``; ``lm = log(n qold^2)``). A terminal event ends that trajectory only (its state
   at the event is its final state; saves after it stay NaN).
 * **saving**: save times inside an accepted step (up to the event time when there is one) are
   interpolated with Tsit5's dense output; a save time equal to the step's end takes the new
@@ -50,7 +53,13 @@ from problems.registry import get_problem
 from solvers.base import SolveResult
 from solvers.cache import writable_cache
 from solvers.event_policy import ROOT_MAX_ITER, ROOT_TOL_ULPS
-from solvers.tableaus import DIFFEQGPU_PI, SNAP_ULPS, TSIT5, TSIT5_DENSE, Src, rk_update, srcs
+from solvers.fused.assemble import controller_for, controller_source, cuda_helper_snippets, log_exp_source
+from solvers.fused.emit import Constants
+from solvers.fused.methods import norm_lines
+from solvers.tableaus import SNAP_ULPS, TSIT5, TSIT5_DENSE, Src, SquaredPI, rk_update, srcs
+
+#: The step controller: DiffEqGPU's PI controller for Tsit5, as the fused ODE kernels take it.
+CTRL = controller_for("tsit5", "diffeqgpu")
 
 #: Trajectories per block of the CPU lanes kernel.
 LANES = 16
@@ -123,16 +132,15 @@ def _helpers(prob, C: _Consts) -> list[str]:
     return lines
 
 
-def _prologue_source(prob, C: _Consts, X: str, K1: str, cond) -> list[str]:
+def _prologue_source(prob, C: _Consts, K: Constants, X: str, K1: str, cond) -> list[str]:
     """``_solve_one``'s signature, its set-up and the processing of reached stops."""
     d, npar = prob.n_states, prob.n_params
-    ctrl = DIFFEQGPU_PI
     has_cond = prob.condition is not None
     L = ["def _solve_one(i, u0, p, t0, tf, dt0, rtol, atol, max_steps, save_t, stop_t, stop_dose, ev_from,",
          "               out_u, out_saved, out_evt, stats, status_out):"]
     L += [f"    x{j} = u0[{j}, i]" for j in range(d)]
     L += [f"    pp = {_tup(f'p[{j}, i]' for j in range(npar))}",
-          "    t = t0", "    dt = dt0", f"    qold = {C(ctrl.qold_init)}",
+          "    t = t0", "    dt = dt0", f"    lm = {K.add('LM_INIT', SquaredPI.of(CTRL, d).lm_init)}",
           "    acc = 0", "    rej = 0", "    nev = 0", "    nrhs = 1", "    status = 0",
           f"    {K1} = _f({X}, pp, t)",
           "    ns = save_t.shape[0]", "    si = 0",
@@ -159,15 +167,17 @@ def _prologue_source(prob, C: _Consts, X: str, K1: str, cond) -> list[str]:
     return L
 
 
-def _solve_source(prob, C: _Consts) -> list[str]:
-    d, npar = prob.n_states, prob.n_params
+def _solve_source(prob, C: _Consts, K: Constants) -> list[str]:
+    """``_solve_one``. ``K`` holds the constants of the shared step-control snippets
+    (``_control``, ``_log``, ``_exp``: ``_control_source``); ``C`` the kernel's own."""
+    d = prob.n_states
     X = _tup(f"x{i}" for i in range(d))
     K1 = _tup(f"k1_{i}" for i in range(d))
     KS = ", ".join(f"k{s}_{i}" for s in range(1, 8) for i in range(d))
-    ctrl = DIFFEQGPU_PI
     has_cond = prob.condition is not None
     cond = (lambda x, t: f"_cond({x}, pp, {t})")
-    L = _prologue_source(prob, C, X, K1, cond)
+    nstates = K.add("NSTATES", float(d))
+    L = _prologue_source(prob, C, K, X, K1, cond)
     L += ["        if t >= tf:", "            break",
           "        if acc + rej >= max_steps:", "            status = 1", "            break",
           "        nxt = stop_t[sti] if sti < nst else tf",
@@ -179,21 +189,17 @@ def _solve_source(prob, C: _Consts) -> list[str]:
           f"{', '.join(f'e{j}' for j in range(d))}, = _attempt({', '.join(f'x{j}' for j in range(d))}, "
           f"{', '.join(f'k1_{j}' for j in range(d))}, pp, t, h)",
           "        nrhs += 6"]
-    terms = [f"(e{j} / (atol + max(abs(x{j}), abs(n{j})) * rtol))" for j in range(d)]
-    L += [f"        s{j} = {terms[j]}" for j in range(d)]
-    L += [f"        eest = math.sqrt(({' + '.join(f's{j} * s{j}' for j in range(d))}) / {C(d)})",
-          "        if not math.isfinite(eest):", "            rej += 1", "            status = 3", "            break",
-          f"        if eest == {C(0.0)}:",
-          f"            q11 = {C(0.0)}", f"            q = {C(1 / ctrl.qmax)}",
-          "        else:",
-          f"            q11 = eest ** {C(ctrl.beta1)}", f"            q = q11 / qold ** {C(ctrl.beta2)}",
-          f"        if eest > {C(1.0)}:",
+    # The error norm and the PI controller of the fused ODE kernels (issue 29): ``ssq`` = n
+    # EEst^2 (``methods.norm_lines``), accepted when ``ssq <= n``, the controller memory ``lm``
+    # and one log + one exp per attempt (``_control``, printed by ``assemble.controller_source``).
+    L += ["        " + v for v in norm_lines(K, [f"e{j}" for j in range(d)], [f"x{j}" for j in range(d)],
+                                             [f"n{j}" for j in range(d)])]
+    L += ["        if not math.isfinite(ssq):", "            rej += 1", "            status = 3", "            break",
+          "        dtn, dtr, lmn = _control(ssq, lm, h)",
+          f"        if not (ssq <= {nstates}):",
           "            rej += 1",
-          f"            dt = h / min({C(1 / ctrl.qmin)}, q11 / {C(ctrl.gamma)})",
+          "            dt = dtr",
           "            continue",
-          f"        q = max({C(1 / ctrl.qmax)}, min({C(1 / ctrl.qmin)}, q / {C(ctrl.gamma)}))",
-          f"        qnew = max(eest, {C(ctrl.qold_init)})",
-          "        dtn = h / q",
           "        dt = max(dtn, dt) if h < dt else dtn  # after a clipped landing: the proposed step",
           "        acc += 1",
           "        tend = nxt if last else t + h",
@@ -226,7 +232,7 @@ def _solve_source(prob, C: _Consts) -> list[str]:
     if has_cond:
         L += ["        if hit:",
               f"            {', '.join(f'x{j}' for j in range(d))}, = _interp(th, h, {', '.join(f'x{j}' for j in range(d))}, {KS})",
-              "            t = tev", "            qold = qnew",
+              "            t = tev", "            lm = lmn",
               "            if nev < kmax:", "                out_evt[nev, i] = t",
               "            nev += 1"]
         if prob.terminal:
@@ -239,7 +245,7 @@ def _solve_source(prob, C: _Consts) -> list[str]:
         L += ["        gprev = gnew"]
     L += [f"        {X} = {N}",
           f"        {K1} = {_tup(f'k7_{j}' for j in range(d))}",
-          "        t = tend", "        qold = qnew"]
+          "        t = tend", "        lm = lmn"]
     L += [f"    out_u[{j}, i] = x{j}" for j in range(d)]
     L += ["    stats[0, i] = acc", "    stats[1, i] = rej", "    stats[2, i] = nrhs", "    stats[3, i] = nev",
           "    status_out[i] = status"]
@@ -272,13 +278,32 @@ def _root_source(prob, C: _Consts) -> list[str]:
     ]
 
 
+def _control_source(key: EventKernelKey, n: int, K: Constants) -> list[str]:
+    """The step controller's functions, from the snippets the fused ODE kernels splice:
+    ``_control`` (``assemble.controller_source``: ``solvers.tableaus.pi_control_squared``),
+    ``_log`` / ``_exp`` (``assemble.log_exp_source``) and, on CUDA, the bit-level helpers
+    ``_sel``, ``_mant``, ``_expo``, ``_pow2``, ``_floor`` (``assemble.cuda_helper_snippets``;
+    on the CPU ``_sel`` is below and the others are ``solvers.fused.bits``' intrinsics)."""
+    if key.target == "cpu":
+        snippets = [["def _sel(c, a, b):", "    return a if c else b"]]
+    else:
+        snippets = [src.rstrip("\n").split("\n") for src in cuda_helper_snippets(key.dtype)]
+    snippets += log_exp_source(K, key.dtype) + [controller_source(K, CTRL, n)]
+    out: list[str] = []
+    for snip in snippets:
+        out += ["", "", "@_jit"] + snip
+    return out
+
+
 def generate_source(key: EventKernelKey) -> str:
     prob = get_problem(key.problem)
     C = _Consts()
-    body = ["", "", "@_jit"] + _helpers(prob, C)
+    K = Constants(key.dtype)  # the shared controller snippets' constants (``_ONE``, ``_NSTATES``, ...)
+    body = _control_source(key, prob.n_states, K)
+    body += ["", "", "@_jit"] + _helpers(prob, C)
     if prob.condition is not None:
         body += ["", "", "@_jit"] + _root_source(prob, C)
-    body += ["", "", "@_jit"] + _solve_source(prob, C)
+    body += ["", "", "@_jit"] + _solve_source(prob, C, K)
     eps = float(np.finfo(key.dtype).eps)
     head = [f'"""Generated by solvers.fused.events for {key!r}; do not edit."""',
             "import math", "import numba", "import numpy as np",
@@ -286,12 +311,17 @@ def generate_source(key: EventKernelKey) -> str:
             f"_T = np.{key.dtype}", f"_L = {key.lanes}"]
     if key.target == "cpu":
         head += ["from numba import prange",
+                 "from solvers.fused.bits import cpu_helpers",
                  "_jit = numba.njit(fastmath={'contract'}, error_model='numpy', cache=True)",
-                 "_kernel = numba.njit(parallel=True, fastmath={'contract'}, error_model='numpy', cache=True)"]
+                 "_kernel = numba.njit(parallel=True, fastmath={'contract'}, error_model='numpy', cache=True)",
+                 f"_mant, _expo, _pow2, _floor = cpu_helpers({key.dtype!r})"]
     else:
-        head += ["from numba import cuda", "from numba.core.extending import register_jitable as _jit"]
-    head += C.source()
-    head += [f"_SNAP = _T({SNAP_ULPS * eps!r})", f"_DTMIN = _T({DIFFEQGPU_PI.dtmin!r})",
+        head += ["from numba import cuda", "from numba.core.extending import register_jitable as _jit",
+                 "from solvers.fused.bits import cuda_bitcasts",
+                 f"_f2i, _i2f, _floorlib = cuda_bitcasts({key.dtype!r})",
+                 f"_IB = np.{'int32' if key.dtype == 'float32' else 'int64'}  # the integer of the same width"]
+    head += C.source() + K.source()
+    head += [f"_SNAP = _T({SNAP_ULPS * eps!r})", f"_DTMIN = _T({CTRL.dtmin!r})",
              f"_THTOL = _T({ROOT_TOL_ULPS * eps!r})",
              f"_prob = get_problem({key.problem!r})",
              "_f = _prob.bound('rhs', math, _jit)"]
@@ -455,17 +485,25 @@ def prepare(backend: Any, spec: Any) -> FusedEventPrepared:
 def settings(backend: Any, spec: Any) -> dict[str, Any]:
     prob = spec.prob
     rtol, atol = spec.tol
-    ctrl = DIFFEQGPU_PI
+    ctrl = CTRL
+    K = SquaredPI.of(ctrl, prob.n_states)
     out = {
         "step_control": "per-trajectory", "method": "tsit5", "mode": "adaptive", "dtype": spec.dtype,
         "dt0": spec.step, "rtol": rtol, "atol": atol, "max_steps": spec.max_steps,
         "controller": "diffeqgpu", "beta1": ctrl.beta1, "beta2": ctrl.beta2, "qmin": ctrl.qmin,
-        "qmax": ctrl.qmax, "gamma": ctrl.gamma, "qold_init": ctrl.qold_init,
+        "qmax": ctrl.qmax, "gamma": ctrl.gamma, "qold_init": ctrl.qold_init, "dtmin": ctrl.dtmin,
+        "error_norm": "ssq = sum of (err / (atol + max(|u_prev|, |u_new|) * rtol))^2 = n EEst^2, "
+                      "accepted when ssq <= n (no square root)",
+        "controller_law": "solvers.tableaus.pi_control_squared (SquaredPI), the fused ODE kernels' "
+                          "_control: one log and one exp per attempt, memory lm = log(max(ssq, n qold_init^2))",
+        "controller_power": "in-kernel log/exp (assemble.log_exp_source, bit-level), ssq clamped to "
+                            f"[{K.ssq_lo:.3g}, {K.ssq_hi:.3g}] where the clamps decide",
+        "lm_init": K.lm_init,
         "events": "per-trajectory, in the thread",
         "event_detection": "sign change of the condition between accepted steps" if prob.condition else "none",
         "root_finder": (f"Illinois regula falsi on the Tsit5 interpolant, bracket <= {ROOT_TOL_ULPS} ulp of "
                         f"theta or {ROOT_MAX_ITER} iterations, left end (LeftRootFind)") if prob.condition else "none",
-        "after_event": "k1 re-evaluated, dt and qold as the controller proposed (DiffEqGPU u_modified)",
+        "after_event": "k1 re-evaluated, dt and the controller memory lm as the controller proposed (DiffEqGPU u_modified)",
         "tstops": list(prob.tstops), "event_from": prob.event_from, "terminal": prob.terminal,
         "saveat": None if spec.saveat is None else len(spec.saveat),
         "save_mode": "dense (Tsit5 interpolant)" if spec.saveat is not None else "final",
