@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.legend import Legend
 
 from harness.report.figures import style
 
@@ -140,7 +141,8 @@ def figure_problems(fig: Figure) -> list[str]:
                 for a in shared.get_siblings(ax) if a is not ax)
             if not label.strip() and not labelled_by_sibling and not _is_categorical(axis):
                 problems.append(f"{where} has an unlabelled {axis.axis_name} axis")
-    legends = [lg for lg in [*fig.legends, *(ax.get_legend() for ax in fig.axes)] if lg is not None]
+    # a legend kept with ax.add_artist (a second legend beside the first) is a child, not get_legend()
+    legends = [*fig.legends, *(c for ax in fig.axes for c in ax.get_children() if isinstance(c, Legend))]
     for lg in legends:
         if len(lg.get_texts()) > MAX_LEGEND_ENTRIES:
             problems.append(f"a legend has {len(lg.get_texts())} entries (at most {MAX_LEGEND_ENTRIES})")

@@ -82,26 +82,6 @@ def _legend(ax, extra_handles: list | None = None) -> None:
                   frameon=False)
 
 
-def combo_label(variant: str, method: str) -> str:
-    return f"{variant or 'default'}, {style.method_label(method)}"
-
-
-def series_kw(backend: str, variant: str, method: str, combos: list[str], mode: str, rtol: float,
-              dtype: str) -> dict:
-    """The one encoding of every figure: colour = backend, line style = mode or tolerance,
-    marker shape = variant and method (one meaning per figure, see :func:`key_legend`),
-    marker fill = dtype (hollow float64)."""
-    colour = style.backend_colour(backend)
-    return dict(color=colour, linestyle=style.mode_linestyle(mode, rtol),
-                marker=style.VARIANT_MARKERS[sorted(combos).index(combo_label(variant, method)) % len(style.VARIANT_MARKERS)],
-                markersize=4, linewidth=1.3, markerfacecolor=style.dtype_fill(dtype, colour))
-
-
-def figure_combos(frame: pd.DataFrame) -> list[str]:
-    """The (variant, method) combinations of a figure, whose markers :func:`series_kw` assigns."""
-    return sorted({combo_label(v, m) for v, m in zip(frame["variant"], frame["method"])})
-
-
 def key_legend(ax, frame: pd.DataFrame, published_labels: dict | None = None,
                backend_col: str = "backend", variant_col: str = "variant") -> None:
     """Two short legends instead of one entry per series: what colour, line, marker and fill
@@ -118,7 +98,7 @@ def key_legend(ax, frame: pd.DataFrame, published_labels: dict | None = None,
             handles += [Line2D([], [], color="#555555", linestyle=style.mode_linestyle(m, r),
                                label=style.mode_text(m, r)) for m, r in styles]
     if "method" in frame and variant_col == "variant":
-        combos = figure_combos(frame)
+        combos = style.figure_combos(frame)
         if len(combos) > 1:
             handles += [Line2D([], [], color="#555555", linestyle="none",
                                marker=style.VARIANT_MARKERS[i % len(style.VARIANT_MARKERS)], label=c)
@@ -187,8 +167,13 @@ def _time_vs_n(ctx: FigureContext, name: str, problem: str, modes: tuple[str, ..
         return _skip(info, f"every {what} cell failed or has failed trajectories (see omissions)")
     cells = sweep_cells(cells)
     ran = cells[cells["status"] == "ok"]
+    if ran["threads"].nunique() > 1:   # one thread count (the run's largest), or lines mix two
+        ran = ran[ran["threads"] == ran["threads"].max()]
+    # each library at its strongest (variant, method) per setting; the variant is written at the
+    # series' last point, so the legend needs one entry per library only
+    ran = strongest_only(ran, ["backend", "mode", "rtol", "atol", "dtype", "device"], "time_median_s")
     labels = _series_labels(ran)
-    combos = figure_combos(ran)
+    combos = ["one marker"]
     fig, (ax,) = new_figure(ctx.dpi)
     rows = []
     marked_failure = False
@@ -196,8 +181,13 @@ def _time_vs_n(ctx: FigureContext, name: str, problem: str, modes: tuple[str, ..
     for sid in sorted(set(ids)):
         s = ran[ids == sid].sort_values("n")
         b, v, method = s["backend"].iloc[0], s["variant"].iloc[0], s["method"].iloc[0]
-        kw = series_kw(b, v, method, combos, s["mode"].iloc[0], s["rtol"].iloc[0], s["dtype"].iloc[0])
+        kw = style.series_kw(b, v, method, combos + [style.combo_label(v, method)], s["mode"].iloc[0], s["rtol"].iloc[0],
+                       s["dtype"].iloc[0])
         good = s[s["success"]]
+        if b != REFERENCE_BACKEND and (v or method != "tsit5") and not good.empty:
+            last = good.iloc[-1]
+            ax.annotate(style.combo_label(v, method), (last["n"], last["time_median_s"]), xytext=(3, 0),
+                        textcoords="offset points", fontsize=5.5, color=kw["color"], va="center")
         if not good.empty:
             # error bars: the spread (min..max) of the timed repeats
             yerr = [good["time_median_s"] - good["time_min_s"], good["time_max_s"] - good["time_median_s"]]
@@ -218,13 +208,13 @@ def _time_vs_n(ctx: FigureContext, name: str, problem: str, modes: tuple[str, ..
     paper_rows = _draw_published(ax, published)
     rows += paper_rows
     log_axes(ax, "trajectories N", "time per solve [s]\n(ours: median, bars min–max; paper: min)",
-              info.title)
+              f"{info.title} (each library's strongest variant)")
     published_labels = {}
     for r in paper_rows:
         published_labels.setdefault(r["series"], dict(color=style.published_colour(r["implementation"]),
                                                       linestyle="--", marker=style.gpu_marker(r["gpu"]),
                                                       markersize=3.5))
-    key_legend(ax, ran, published_labels)
+    key_legend(ax, ran.assign(variant="").drop(columns="method"), published_labels)
     if marked_failure:
         notes_x = "× marks a cell with failed trajectories (not drawn as a success)"
     else:
@@ -320,6 +310,9 @@ def _fig3(ctx: FigureContext) -> FigureInfo:
     if not (lorenz["success"] & (lorenz["backend"] == REFERENCE_BACKEND)).any():
         return _skip(info, "no successful fused-kernel Lorenz cell in this run")
     table = speedup_table(sweep_cells(lorenz))
+    if not table.empty and table["threads"].nunique() > 1:
+        # one thread count per figure (the run's largest, the headline's), or lines mix two
+        table = table[table["threads"] == table["threads"].max()]
     if table.empty:
         return _skip(info, "no peer Lorenz cell shares its settings (mode, dtype, device, N, dt, "
                            "tolerances) with a successful fused-kernel cell")

@@ -24,7 +24,8 @@ from harness.results.headline import CONTROLS, PAPER_GPU, headline_rows, headlin
 from harness.report.figures import style
 from harness.results.cells import paper_speedups
 from harness.report.figures.canvas import FigureContext, FigureInfo, log_axes, new_figure, save
-from harness.report.figures.core import combo_label, figure_combos, key_legend
+from harness.report.figures.core import key_legend
+from harness.report.figures.style import combo_label, figure_combos
 from harness.report.figures.canvas import tag
 from harness.report.figures.figure1 import make_figure1
 from harness.report.figures.model import trajectory_steps

@@ -307,3 +307,23 @@ def dispatch_kind(counter: str) -> str:
         if needle.lower() in (counter or "").lower():
             return kind
     return "dispatches"
+
+
+def combo_label(variant: str, method: str) -> str:
+    return f"{variant or 'default'}, {method_label(method)}"
+
+
+def series_kw(backend: str, variant: str, method: str, combos: list[str], mode: str, rtol: float,
+              dtype: str) -> dict:
+    """The one encoding of every figure: colour = backend, line style = mode or tolerance,
+    marker shape = variant and method (one meaning per figure, see :func:`key_legend`),
+    marker fill = dtype (hollow float64)."""
+    colour = backend_colour(backend)
+    return dict(color=colour, linestyle=mode_linestyle(mode, rtol),
+                marker=VARIANT_MARKERS[sorted(combos).index(combo_label(variant, method)) % len(VARIANT_MARKERS)],
+                markersize=4, linewidth=1.3, markerfacecolor=dtype_fill(dtype, colour))
+
+
+def figure_combos(frame: pd.DataFrame) -> list[str]:
+    """The (variant, method) combinations of a figure, whose markers :func:`series_kw` assigns."""
+    return sorted({combo_label(v, m) for v, m in zip(frame["variant"], frame["method"])})

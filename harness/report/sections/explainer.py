@@ -50,14 +50,15 @@ def _steps(cells: pd.DataFrame) -> pd.Series:
 
 
 def _best_counted_variant(c: pd.DataFrame) -> pd.DataFrame:
-    """Per library, the rows of the one variant whose dispatches were counted at the most N (the
-    default variant on a tie, then the variant that ran at the most N): a model fitted to two
-    points says nothing, so a library whose default stops early is explained by a longer series."""
+    """Per library, the rows of the one variant whose dispatches were counted at the most N (on a
+    tie, the one that reaches the largest N, then the default variant): a model fitted to two
+    points says nothing, and the dispatch share is stated at the headline's large N, so a library
+    whose default stops early is explained by a longer series."""
     keep = []
     for _, g in c.groupby("backend", sort=False):
         def rank(item):
             variant, v = item
-            return (-v.loc[v["launches"].notna(), "n"].nunique(), variant != "", -v["n"].nunique())
+            return (-v.loc[v["launches"].notna(), "n"].nunique(), -v["n"].max(), variant != "")
         keep.append(min(g.groupby("variant", sort=False), key=rank)[1])
     return pd.concat(keep) if keep else c
 
