@@ -186,8 +186,9 @@ def _time_vs_n(ctx: FigureContext, name: str, problem: str, modes: tuple[str, ..
         good = s[s["success"]]
         if b != REFERENCE_BACKEND and (v or method != "tsit5") and not good.empty:
             last = good.iloc[-1]
-            ax.annotate(style.combo_label(v, method), (last["n"], last["time_median_s"]), xytext=(3, 0),
-                        textcoords="offset points", fontsize=5.5, color=kw["color"], va="center")
+            # left of the last point, above it: inside the axes, clear of the legend
+            ax.annotate(style.combo_label(v, method), (last["n"], last["time_median_s"]), xytext=(-3, 4),
+                        textcoords="offset points", fontsize=5.5, color=kw["color"], ha="right")
         if not good.empty:
             # error bars: the spread (min..max) of the timed repeats
             yerr = [good["time_median_s"] - good["time_min_s"], good["time_max_s"] - good["time_median_s"]]

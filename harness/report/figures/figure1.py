@@ -85,7 +85,7 @@ def series_table(cells: pd.DataFrame) -> pd.DataFrame:
                         chosen.append(("as the paper ran it", paper_variant, strongest_variant(as_ran)[1]))
                 for role, v, m in chosen:
                     g = lib_cells[(lib_cells["variant"] == v) & (lib_cells["method"] == m)].sort_values("n")
-                    rows += [dict(mode=mode, rtol=s.rtol, threads=s.threads, library=lib, role=role, variant=v,
+                    rows += [dict(problem=s.problem, mode=mode, rtol=s.rtol, threads=s.threads, library=lib, role=role, variant=v,
                                   method=m, n=int(r["n"]), time_s=r["time_median_s"], contended=bool(r.get("contended", False)),
                                   source="this run") for _, r in g.iterrows()]
     return pd.DataFrame(rows)
@@ -120,7 +120,9 @@ def make_figure1(ctx: FigureContext) -> FigureInfo:
         info.skipped = "no Lorenz float32 fused-kernel sweep in this run"
         return info
     modes = [m for m in ("fixed", "adaptive") if (table["mode"] == m).any()]
-    paper = published_series(ctx.published, modes)
+    problem = str(table["problem"].iloc[0])
+    # the paper published Lorenz: beside another problem its series would be a false comparison
+    paper = published_series(ctx.published if problem == HEADLINE_PROBLEM else None, modes)
     fig, axes = new_figure(ctx.dpi, ncols=len(modes), width=5.2, height=4.2)
     handles: dict[str, object] = {}
     for ax, mode in zip(axes, modes):
@@ -149,13 +151,14 @@ def make_figure1(ctx: FigureContext) -> FigureInfo:
         rtol = t["rtol"].iloc[0]
         what = "fixed step, dt = 1e-3" if mode == "fixed" else f"adaptive, tol = {rtol:g}"
         log_axes(ax, "trajectories N", "time per solve (s)",
-                 f"Lorenz float32, {what}")
+                 f"{problem.capitalize()} float32, {what}")
         ax.set_xlim(right=ax.get_xlim()[1] * 8)  # room for the published labels
     threads = table["threads"].iloc[0]
     fig.legend(list(handles.values()), list(handles.keys()), loc="upper center", ncol=2, fontsize=7,
                bbox_to_anchor=(0.5, 0.0), frameon=False)
     fig.suptitle("Time per solve vs N: this run (colours; each library's strongest variant solid, named at "
-                 f"its last point unless default) and the paper's {PAPER_GPU} (grey)", fontsize=8.5)
+                 "its last point unless default)" + (f" and the paper's {PAPER_GPU} (grey)" if not paper.empty else ""),
+                 fontsize=8.5)
     info.extra["finding"] = finding(table, threads)
     data = pd.concat([table, paper.assign(source="paper", library=paper["implementation"], role="published",
                                           variant="", contended=False)[
