@@ -44,6 +44,11 @@ EVERYDAY_DEFERRED = frozenset({
     'solvers/tests/test_numerics.py::test_float32_fixed_step_error_is_diffrax_tsit5s[fused-lorenz96-4-256]',
     'solvers/tests/test_numerics.py::test_rodas4_dense_output_is_the_methods_own[0.0001]',
     'solvers/tests/test_numerics.py::test_rosenbrock_dense_output_keeps_the_steps[rodas4-float64-1e-06]',
+    'solvers/fused/tests/test_accuracy.py::test_saveat[lorenz-float64-tsit5-adaptive-(np.float64(0.0), np-2000.0]',
+    "solvers/fused/tests/test_counters.py::test_counters_equal_an_independent_count[lanes-lorenz-tsit5-adaptive-{'rtol': 1e-06, 'atol': 1e-06}]",
+    'solvers/fused/tests/test_lane_layout.py::test_layouts_equal_serial[lorenz-tsit5-float32-final-32-two-pass]',
+    'solvers/fused/tests/test_pso.py::test_fused_and_array_take_the_same_trajectory_rosenbrock[pso]',
+    'solvers/tests/test_numerics.py::test_rosenbrock_dense_output_keeps_the_steps[rosenbrock23-float64-0.0001]',
 })
 
 
