@@ -17,83 +17,30 @@ Also per row: ``core-ns`` (process CPU time per step: on a machine shared with o
 processes it moves less than the wall time) and the lane blocks' efficiency (steps taken /
 (lanes x the block's largest step count), summed over blocks: 1 when every lane of a block
 takes as many steps as its slowest). The header gives the ISA the kernels were compiled for
-and this core's measured FMA peak (``solvers.fused.peak``), and the last lines the adaptive
-cost per step taken relative to the fixed step's.
+and this core's measured FMA peak (``solvers.fused.peak``). Per lanes row, from the kernel's
+compiled assembly (``solvers.fused.isa``): its lane-FMA operations per step, the fraction of
+the FMA-bound floor (those operations at the measured peak) the measured step reaches per
+core (wall time x the threads in use), and llvm-mca's cycles per lane-step for this CPU (port pressure / with dependencies; "-"
+without an llvm-mca that knows it). The last lines give the adaptive cost per step taken
+relative to the fixed step's, measured and as llvm-mca models it.
+
+The measurement lives in ``harness.measure.fused_costs`` (a cpu-suite run records the same
+numbers in its fingerprint).
 """
 from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
 
 import numba
-import numpy as np
 
-from harness.measure.clock import time_repeats
-from problems.reference import max_relative_error, reference
+from harness.measure.fused_costs import CASES, block_efficiency, block_steps, floor_fraction, measure
 from solvers.base import SolveSpec
 from solvers.fused.backend import FusedBackend
+from solvers.fused.isa import kernel_cost
 from solvers.fused.peak import cpu_isa, fma_peak
 
-CASES = {
-    "fixed": {"mode": "fixed"},
-    "adaptive-1e-6": {"mode": "adaptive", "rtol": 1e-6, "atol": 1e-6},
-    "adaptive-1e-8": {"mode": "adaptive", "rtol": 1e-8, "atol": 1e-8},
-}
-
-
-def block_steps(steps: np.ndarray, lanes: int) -> int:
-    """Lane-steps the lane blocks run: each block runs ``lanes`` x its largest per-trajectory
-    step count (the last block counts its real trajectories only)."""
-    steps = np.asarray(steps)
-    return sum(int(steps[b:b + lanes].max()) * len(steps[b:b + lanes]) for b in range(0, len(steps), lanes))
-
-
-def block_efficiency(steps: np.ndarray, lanes: int) -> float:
-    """Steps taken / steps the lane blocks run (see ``block_steps``)."""
-    run = block_steps(steps, lanes)
-    return float(np.asarray(steps).sum() / run) if run else float("nan")
-
-
-def measure(spec: SolveSpec, backend: FusedBackend, repeats: int, lanes: int = 1) -> dict:
-    """Time one spec; returns the row printed by ``main`` (``lanes``: for the block efficiency;
-    1 for the serial kernel)."""
-    prep = backend.prepare(spec)
-    t = time.perf_counter()
-    out = prep.run()
-    prep.sync(out)
-    first = time.perf_counter() - t
-    last, cpu = [out], []
-
-    def solve() -> None:
-        c = time.process_time()
-        last[0] = prep.run()
-        prep.sync(last[0])
-        cpu.append(time.process_time() - c)
-
-    samples = time_repeats(solve, repeats)
-    cpu = cpu[-len(samples):]  # the timed calls are the last ones (the clock warms up first)
-    res = prep.fetch(last[0])
-    prep.close()
-    per_traj = res.accepted + res.rejected
-    steps = int(per_traj.sum())
-    ref = reference(spec.prob, spec.n, spec.dtype)
-    return {
-        "first_s": first,
-        "median_s": statistics.median(samples),
-        "min_s": min(samples),
-        "steps": steps,
-        "ns_per_step": statistics.median(samples) / steps * 1e9,
-        "ns_per_step_min": min(samples) / steps * 1e9,
-        "core_ns_per_step": statistics.median(cpu) / steps * 1e9,
-        "ns_per_block_step": statistics.median(samples) / block_steps(per_traj, lanes) * 1e9,
-        "block_efficiency": block_efficiency(per_traj, lanes),
-        "steps_mean": steps / spec.n,
-        "steps_max": int((res.accepted + res.rejected).max()),
-        "max_rel_err": max_relative_error(res.u_final, ref),
-        "all_success": bool(np.all(res.status == 0)),
-    }
+__all__ = ["CASES", "block_efficiency", "block_steps", "main", "measure"]
 
 
 def main(argv=None) -> int:
@@ -120,7 +67,8 @@ def main(argv=None) -> int:
           f"{args.dtype} FMA peak {peak['lane_fma_per_ns']:.1f} lane-FMA/ns per core "
           f"(solvers.fused.peak)")
     print(f"{'case':<24}{'variant':<9}{'lanes':>6}{'fastmath':>10}{'ns/step':>10}{'(min)':>8}{'core-ns':>9}"
-          f"{'blk eff':>8}{'steps/traj':>12}{'max':>6}{'first s':>9}{'max rel err':>13}")
+          f"{'blk eff':>8}{'steps/traj':>12}{'max':>6}{'first s':>9}{'max rel err':>13}"
+          f"{'FMA ops':>9}{'of floor':>9}{'mca cycles':>13}")
     rows = []
     for case in args.cases:
         for variant in args.variants:
@@ -134,6 +82,11 @@ def main(argv=None) -> int:
                         spec = SolveSpec(problem=args.problem, method=args.method, dtype=args.dtype, n=args.n,
                                          variant="serial" if variant == "serial" else "", **CASES[case])
                         r = measure(spec, backend, args.repeats, lanes if variant == "lanes" else 1)
+                        if variant == "lanes":  # the block's assembly: what the lanes kernel executes
+                            cost = kernel_cost(backend.kernel_key(spec))
+                            r.update(mca=cost["mca"], fma_ops=cost["fma_lane_ops_per_step"],
+                                     **floor_fraction(cost["fma_lane_ops_per_step"], r["thread_ns_per_step"],
+                                                      peak["lane_fma_per_ns"]))
                         name = case if layout == "auto" else f"{case}/{layout}"
                         rows.append((name, variant, lanes, fm, r))
                         _print_row(name, variant, lanes, fm, r)
@@ -146,6 +99,8 @@ def _print_row(case: str, variant: str, lanes: int, fm: str, r: dict) -> None:
           f"{r['ns_per_step']:>10.3f}{r['ns_per_step_min']:>8.3f}{r['core_ns_per_step']:>9.3f}"
           f"{r['block_efficiency']:>8.3f}{r['steps_mean']:>12.1f}"
           f"{r['steps_max']:>6d}{r['first_s']:>9.2f}{r['max_rel_err']:>13.2e}"
+          + (f"{r['fma_ops']:>9.1f}{r['fma_floor_fraction']:>9.0%}" if "fma_ops" in r else f"{'-':>9}{'-':>9}")
+          + (f"{r['mca']['floor_cycles']:>6.2f} /{r['mca']['model_cycles']:>5.2f}" if r.get("mca") else f"{'-':>13}")
           + ("" if r["all_success"] else "  (some trajectories failed)"), flush=True)
 
 
@@ -158,7 +113,10 @@ def _print_ratios(rows: list) -> None:
                   f"{r['ns_per_step'] / f['ns_per_step']:.2f}x wall, "
                   f"{r['core_ns_per_step'] / f['core_ns_per_step']:.2f}x CPU time; "
                   f"per lane-step the blocks run (divergence removed): "
-                  f"{r['ns_per_block_step'] / f['ns_per_block_step']:.2f}x wall")
+                  f"{r['ns_per_block_step'] / f['ns_per_block_step']:.2f}x wall"
+                  + (f"; llvm-mca ({r['mca']['mcpu']}): {r['mca']['floor_cycles'] / f['mca']['floor_cycles']:.2f}x "
+                     f"ports, {r['mca']['model_cycles'] / f['mca']['model_cycles']:.2f}x with dependencies"
+                     if r.get("mca") and f.get("mca") else ""))
 
 
 if __name__ == "__main__":

@@ -175,12 +175,28 @@ def cpu_differs_sentence(env: dict) -> str:
     peak = vec.get("fma_peak_f32_per_ns")
     what = (f"This CPU ({vec.get('cpu_name', 'its model')}, {vec.get('isa', 'its vector ISA')}) measured "
             f"{peak:.3g} float32 FMA per ns on one core. " if peak else "")
-    return (what + "Other CPUs differ several-fold in vector width, core count and memory bandwidth, so the "
-            "times on your machine will differ; the ratios, which compare codes on the same machine, are what carries over.")
+    return (what + kernel_costs_sentence(env) + "Other CPUs differ several-fold in vector width, core count and "
+            "memory bandwidth, so the times on your machine will differ; the ratios, which compare codes on the "
+            "same machine, are what carries over.")
+
+
+def kernel_costs_sentence(env: dict) -> str:
+    """The fused CPU kernels' step against this core's floor, from the fingerprint's
+    ``fused_kernel_costs`` (``harness.measure.fused_costs``); empty when the run has none."""
+    kc = (env or {}).get("fused_kernel_costs") or {}
+    cases, ratios = kc.get("cases") or {}, kc.get("adaptive_over_fixed") or {}
+    fixed = cases.get("fixed")
+    if not fixed or "wall" not in ratios:
+        return ""
+    mca = (f" (llvm-mca's model of this CPU: {ratios['mca_dependencies']:.2f}x)"
+           if "mca_dependencies" in ratios else "")
+    return (f"The fused kernel's fixed Lorenz step reached {fixed['fma_floor_fraction']:.0%} of that FMA-bound floor "
+            f"({fixed['fma_lane_ops_per_step']:.0f} lane-FMAs per step), and an adaptive step taken (1e-6) cost "
+            f"{ratios['wall']:.2f}x a fixed one{mca}, at N = {kc['n']:,} (`{kc['command']}`). ")
 
 
 __all__ = ["CONTENDED_MARK", "CONTENDED_NOTE", "answer_lines", "compact_caption", "compact_table",
-           "cpu_differs_sentence", "kind_finding", "machine_sentence", "model_ratios", "top_threads"]
+           "cpu_differs_sentence", "kernel_costs_sentence", "kind_finding", "machine_sentence", "model_ratios", "top_threads"]
 
 
 def kind_finding(cells: pd.DataFrame, kind: str) -> str | None:

@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import sys
 from contextlib import nullcontext
 from datetime import datetime, timezone
@@ -294,6 +295,8 @@ def _plan_run(args: argparse.Namespace, command: list[str]) -> RunPlan:
 
     started = _utc_now()
     fp = fingerprint(sorted({c.spec.threads for c in cells if c.spec.threads is not None}))
+    if suite.kernel_costs and args.resume is None:
+        fp["fused_kernel_costs"] = _kernel_costs()
     if args.resume is not None:
         run_dir = args.resume
         run_id = saved.get("run_id") or run_dir.name
@@ -318,6 +321,22 @@ def _plan_run(args: argparse.Namespace, command: list[str]) -> RunPlan:
         raise UsageError(f"output folder {run_dir} is not writable")
     return RunPlan(run_dir=run_dir, run_id=run_id, saved=saved, request=request, suite=suite,
                    cells=cells, how=how, fingerprint=fp, started=started, command=command, created=created)
+
+
+def _kernel_costs() -> dict[str, Any]:
+    """``harness.measure.fused_costs.kernel_costs()`` for the fingerprint, in a process of its
+    own (Numba, its threads and the kernels stay out of this one) and before the sweep, so the
+    machine is as quiet as the run; a failure is recorded as its reason, never fails the run."""
+    print("measuring the fused CPU kernels' step costs (python -m solvers.fused.bench) ...", file=sys.stderr)
+    try:
+        out = subprocess.run([sys.executable, "-m", "harness.measure.fused_costs"], capture_output=True,
+                             text=True, timeout=600, cwd=Path(__file__).resolve().parents[2])
+        if out.returncode:
+            tail = (out.stderr.strip().splitlines() or ["no output"])[-1]
+            return {"error": f"python -m harness.measure.fused_costs exited {out.returncode}: {tail}"}
+        return json.loads(out.stdout)
+    except (OSError, subprocess.TimeoutExpired, json.JSONDecodeError) as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"}
 
 
 def _check_resumable(run_dir: Path, saved: dict[str, Any], suite) -> None:

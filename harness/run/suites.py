@@ -14,6 +14,8 @@ A suite file::
                               #   (harness.run.shards); 0 or absent: solved whole; a list sweeps
     companions = ["20261207T002159Z-cpu-vm"]   # runs (folders in results/) its report compares
                               #   with (harness.report.inputs.suite_companions); not read here
+    kernel_costs = true       # the fingerprint records the fused CPU kernels' step costs
+                              #   against this core's FMA floor (harness.measure.fused_costs)
 
     [[entries]]
     problem = "lorenz"                        # a name from problems.problem_names()
@@ -66,7 +68,7 @@ SUITES_DIR = Path(__file__).resolve().parents[1] / "suites"
 
 TIMING_KEYS = {"repeats", "warmups", "cell_timeout_s", "threads", "min_repeats", "repeat_budget_s",
                "shards"}
-TOP_KEYS = {"description", "device", "entries", "companions", "launch_counts"} | TIMING_KEYS
+TOP_KEYS = {"description", "device", "entries", "companions", "launch_counts", "kernel_costs"} | TIMING_KEYS
 ENTRY_KEYS = {"problem", "backends", "methods", "modes", "dtype", "n", "n_range", "n_max", "dt",
               "rtol", "atol", "variant", "max_steps", "saveat", "controller", "device", "inputs"} | TIMING_KEYS
 N_RANGE_KEYS = {"min", "max", "factor"}
@@ -87,6 +89,9 @@ class Suite:
     #: cells per series whose launches are counted (top-level ``launch_counts``: an int >= 1,
     #: default 1, or "all"); None means every cell
     launch_counts: int | None = 1
+    #: top-level ``kernel_costs = true``: the run's fingerprint records the fused CPU kernels'
+    #: step costs against this core's FMA floor (``harness.measure.fused_costs``, ~10 s)
+    kernel_costs: bool = False
 
 
 def suite_names() -> list[str]:
@@ -293,7 +298,14 @@ def _build(path: Path, data: dict, sha256: str) -> Suite:
                 raise w.fail(f"entries[{i}]", f"cell {cell.label} is also defined by entries[{seen[1]}] with different settings")
     return Suite(name=path.stem, path=path.resolve(), description=data["description"].strip(),
                  device=data["device"], sha256=sha256, cells=tuple(c for c, _ in cells.values()),
-                 launch_counts=_launch_counts(w, data.get("launch_counts", 1)))
+                 launch_counts=_launch_counts(w, data.get("launch_counts", 1)),
+                 kernel_costs=_flag(w, "kernel_costs", data.get("kernel_costs", False)))
+
+
+def _flag(w: _Where, key: str, v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise w.fail(key, f"must be true or false, got {v!r}")
+    return v
 
 
 def _launch_counts(w: _Where, v: Any) -> int | None:

@@ -100,6 +100,7 @@ def write(tmp_path, text: str):
     ('device = "cpu"\n' + GOOD_ENTRY + "n = [8]\n", "bad.toml: top level: missing required key 'description'"),
     ('description = "t"\ndevice = "tpu"\n' + GOOD_ENTRY + "n = [8]\n", "bad.toml: device: unknown value 'tpu'; valid choices: cpu, gpu"),
     (HEAD + "repeats = 0\n" + GOOD_ENTRY + "n = [8]\n", "bad.toml: repeats: must be an integer >= 1"),
+    (HEAD + "kernel_costs = 1\n" + GOOD_ENTRY + "n = [8]\n", "bad.toml: kernel_costs: must be true or false, got 1"),
     (HEAD + "entries = []\n", "bad.toml: entries: must be a non-empty array"),
     (HEAD + GOOD_ENTRY + "n = [8]\nnn = 3\n", "bad.toml: entries[0]: unknown key 'nn'; valid choices: atol, backends"),
     (HEAD + GOOD_ENTRY.replace('"lorenz"', '"lorentz"') + "n = [8]\n", "bad.toml: entries[0].problem: unknown value 'lorentz'; valid choices: lorenz, robertson, sir"),
@@ -127,6 +128,12 @@ def test_bad_suite_files_are_refused_with_one_line(tmp_path, text, expected):
     message = str(info.value)
     assert "\n" not in message
     assert message.startswith(expected), message
+
+
+def test_only_the_cpu_suite_records_kernel_costs():
+    """Issue 29: the committed cpu run's fingerprint carries the fused kernels' step costs."""
+    assert load_suite("cpu").kernel_costs
+    assert not load_suite("smoke").kernel_costs
 
 
 def test_unknown_suite_name_lists_the_suites():

@@ -265,6 +265,36 @@ def mca_per_lane_step(key: KernelKey, asm: str, mcpu: str, interleave: int | Non
     return {"mcpu": mcpu, "floor_cycles": round(floor, 2), "model_cycles": round(model, 2)}
 
 
+#: Instruction kinds that occupy an FMA unit on every x86 core we run on (multiplies share the
+#: FMA pipes; adds do on Intel but not on Zen, so they are left out: a lower bound on the work).
+FMA_KINDS = ("fma", "mul")
+
+
+def fma_lane_ops(profile: dict, dtype: str) -> float:
+    """Lane-FMA-equivalent operations one lane spends per step in a ``per_lane_step`` profile:
+    the FMA and multiply instructions per lane-step times the lanes each instruction serves,
+    the numerator of the FMA-bound floor (divide by ``peak.fma_peak``'s lanes per ns)."""
+    width = 32 if dtype == "float32" else 64
+    return round(sum(lp["kinds"].get(k, 0) * (lp["vector_bits"] // width) / lp["lanes_per_iteration"]
+                     for lp in profile["loops"] for k in FMA_KINDS), 2)
+
+
+def kernel_cost(key: KernelKey, cpu: str | None = None) -> dict:
+    """``key``'s lane block on LLVM CPU ``cpu`` (None: this machine): instructions per
+    lane-step, lane-FMA operations per lane-step (``fma_lane_ops``) and llvm-mca's cycles
+    (``mca``: None when no llvm-mca on PATH knows that CPU, with ``mca_missing`` saying so)."""
+    asm = block_asm(key, cpu)
+    prof = per_lane_step(key, asm)
+    mcpu = cpu or cpu_isa()["cpu_name"]
+    mca = mca_per_lane_step(key, asm, mcpu)
+    out = {"cpu": mcpu, "lane_layout": key.lane_layout if key.mode == "adaptive" else "",
+           "vector_bits": prof["vector_bits"], "instructions_per_lane_step": prof["instructions_per_lane_step"],
+           "fma_lane_ops_per_step": fma_lane_ops(prof, key.dtype), "mca": mca}
+    if mca is None:
+        out["mca_missing"] = f"no llvm-mca on PATH that knows {mcpu} (tried {', '.join(MCA_NAMES)})"
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--problem", default="lorenz")

@@ -1,0 +1,61 @@
+"""The fused kernels' step costs against the FMA floor (issue 29): the arithmetic, the counts
+read from the compiled kernel, the fingerprint record and the sentence the README prints."""
+from __future__ import annotations
+
+import pytest
+
+from harness.measure.fused_costs import block_efficiency, block_steps, floor_fraction
+from harness.report.summary import cpu_differs_sentence, kernel_costs_sentence
+from solvers.fused.isa import fma_lane_ops
+
+
+def test_floor_fraction_is_the_floor_over_the_measured_step():
+    # 105 lane-FMAs at 50 per ns: 2.1 ns; a measured 2.8 ns per step reaches 75% of it
+    r = floor_fraction(105.0, 2.8, 50.0)
+    assert r["fma_floor_ns"] == pytest.approx(2.1)
+    assert r["fma_floor_fraction"] == pytest.approx(0.75)
+
+
+def test_fma_lane_ops_counts_fma_and_multiply_lanes_per_lane_step():
+    # one 16-lane loop: 75 FMAs + 30 multiplies an iteration serve 16 lane-steps: 105 lane-ops each;
+    # a loop interleaving two 16-lane vectors serves 32 lane-steps with twice the instructions
+    one = {"loops": [{"kinds": {"fma": 75, "mul": 30, "add/sub": 12}, "vector_bits": 512, "lanes_per_iteration": 16}]}
+    two = {"loops": [{"kinds": {"fma": 150, "mul": 60}, "vector_bits": 512, "lanes_per_iteration": 32}]}
+    assert fma_lane_ops(one, "float32") == 105.0
+    assert fma_lane_ops(two, "float32") == 105.0
+    f64 = {"loops": [{"kinds": {"fma": 75, "mul": 30}, "vector_bits": 512, "lanes_per_iteration": 8}]}
+    assert fma_lane_ops(f64, "float64") == 105.0
+
+
+def test_block_steps_count_each_blocks_slowest_lane():
+    steps = [10, 12, 7, 7, 5]
+    assert block_steps(steps, 2) == 2 * 12 + 2 * 7 + 1 * 5
+    assert block_efficiency(steps, 2) == pytest.approx(41 / 43)
+
+
+ENV = {"cpu_vector": {"cpu_name": "znver4", "isa": "avx512", "fma_peak_f32_per_ns": 57.8},
+       "fused_kernel_costs": {"n": 65536, "command": "python -m solvers.fused.bench --cases fixed adaptive-1e-6 "
+                                                     "--variants lanes --n 65536 --repeats 5 --lanes 32",
+                              "cases": {"fixed": {"fma_floor_fraction": 0.893, "fma_lane_ops_per_step": 105.0}},
+                              "adaptive_over_fixed": {"wall": 2.41, "cpu_time": 2.4, "mca_dependencies": 2.05}}}
+
+
+def test_the_readme_sentence_comes_from_the_fingerprint():
+    text = cpu_differs_sentence(ENV)
+    assert "reached 89% of that FMA-bound floor (105 lane-FMAs per step)" in text
+    assert "cost 2.41x a fixed one (llvm-mca's model of this CPU: 2.05x), at N = 65,536" in text
+    assert kernel_costs_sentence({}) == "" and kernel_costs_sentence({"fused_kernel_costs": {"error": "x"}}) == ""
+
+
+@pytest.mark.slow
+def test_kernel_costs_measures_both_cases_on_this_machine():
+    """Compiles the two Lorenz lane kernels and their block assembly (tens of seconds cold)."""
+    from harness.measure.fused_costs import kernel_costs
+
+    kc = kernel_costs(n=8192, repeats=3)
+    f, a = kc["cases"]["fixed"], kc["cases"]["adaptive-1e-6"]
+    assert f["steps_per_trajectory"] == 1000 and 10 < a["steps_per_trajectory"] < 200
+    assert f["fma_lane_ops_per_step"] > 50 and a["fma_lane_ops_per_step"] > f["fma_lane_ops_per_step"]
+    assert 0 < f["fma_floor_fraction"] <= 1.5 and 0 < a["fma_floor_fraction"] <= 1.5
+    assert kc["adaptive_over_fixed"]["wall"] > 1
+    assert (f["mca"] is None) == ("mca_missing" in f)
