@@ -59,3 +59,16 @@ def test_kernel_costs_measures_both_cases_on_this_machine():
     assert 0 < f["fma_floor_fraction"] <= 1.5 and 0 < a["fma_floor_fraction"] <= 1.5
     assert kc["adaptive_over_fixed"]["wall"] > 1
     assert (f["mca"] is None) == ("mca_missing" in f)
+
+
+def test_a_failed_measurement_is_recorded_not_raised(monkeypatch):
+    """The run's fingerprint keeps the reason; the run goes on (harness.run.session)."""
+    import subprocess
+
+    from harness.run import session
+
+    def failing(*args, **kwargs):
+        return subprocess.CompletedProcess(args[0], 1, stdout="", stderr="Traceback ...\nRuntimeError: boom\n")
+
+    monkeypatch.setattr(session.subprocess, "run", failing)
+    assert session._kernel_costs() == {"error": "python -m harness.measure.fused_costs exited 1: RuntimeError: boom"}
