@@ -18,6 +18,15 @@ def check_dtype(dtype: str) -> str:
     return dtype
 
 
+def row_number(v: Any) -> float:
+    """A results-row value as a float, NaN when it is missing or not a number (the kinds'
+    ``violation`` checks read rows written as text)."""
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
 def check_n(n: Any) -> int:
     """Validate an ensemble size: a positive integer (bools and floats are refused)."""
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)):

@@ -30,7 +30,7 @@ from typing import Any, Callable, ClassVar
 
 import numpy as np
 
-from problems.base import ProblemBase, check_dtype, check_n
+from problems.base import ProblemBase, check_dtype, check_n, row_number
 from problems.core import Sweep
 from problems.reference import _default_cache_dir, subsample_indices
 
@@ -50,21 +50,14 @@ AMBIGUOUS_WINDOW = {"float32": 1e-4, "float64": 1e-8}
 
 def violation(row: dict[str, Any]) -> str | None:
     """Why an ok event row fails its bounds, else None (problems.kinds asks it)."""
-    miss = _number(row.get("event_count_errors"))
+    miss = row_number(row.get("event_count_errors"))
     if not math.isnan(miss) and miss > 0:
         return f"{int(miss)} trajectories with a wrong number of events"
-    rel = _number(row.get("max_rel_err"))
+    rel = row_number(row.get("max_rel_err"))
     bound = EVENT_BOUNDS.get(str(row.get("dtype")), EVENT_BOUNDS["float32"])
     if not math.isnan(rel) and rel > bound:
         return f"max_rel_err {rel:.3g} > bound {bound:g} (event times and states vs the reference)"
     return None
-
-
-def _number(v: Any) -> float:
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return math.nan
 
 
 @dataclass

@@ -26,7 +26,7 @@ from typing import Any, Callable, ClassVar
 
 import numpy as np
 
-from problems.base import ProblemBase, check_dtype, check_n
+from problems.base import ProblemBase, check_dtype, check_n, row_number
 from problems.brownian import GENERATOR, increments
 
 #: Trajectories of the float64 same-increments reference path (a subsample: it is NumPy).
@@ -43,19 +43,12 @@ SDE_PATH_BOUND = 1e-3
 def violation(row: dict[str, Any]) -> str | None:
     """Why an ok SDE results row fails its accuracy bound, else None (harness.measure.accuracy
     asks the kind: problems.kinds)."""
-    rel, scaled = _number(row.get("max_rel_err")), _number(row.get("max_scaled_err"))
+    rel, scaled = row_number(row.get("max_rel_err")), row_number(row.get("max_scaled_err"))
     if not math.isnan(scaled):
         return None if scaled <= SDE_SCALED_BOUND else f"weak check: {scaled:.3g} allowed deviations"
     if not math.isnan(rel) and rel > SDE_PATH_BOUND:
         return f"max_rel_err {rel:.3g} > bound {SDE_PATH_BOUND:g} (same-increments float64 path)"
     return None
-
-
-def _number(v: Any) -> float:
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return math.nan
 
 
 @dataclass(frozen=True)

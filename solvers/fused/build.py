@@ -38,15 +38,30 @@ def _writable_dir() -> Path:
     return writable_cache("fused")
 
 
+def write_source(path: Path, source) -> Path:
+    """``path``, written from ``source()`` if missing; an existing file is never rewritten
+    (Numba's cache beside it stays valid) and a new one appears atomically (concurrent
+    processes never see half a file)."""
+    if not path.exists():
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(source())
+        os.replace(tmp, path)
+    return path
+
+
+def import_file(path: Path) -> ModuleType:
+    """Import the generated module file ``path`` under its stem (once per process, by the
+    callers' caches): a real file, so Numba's ``cache=True`` kernels find their objects."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[path.stem] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def module_path(key: KernelKey) -> Path:
     """The generated module file for ``key`` (written if missing)."""
-    path = _writable_dir() / f"{key.module_name()}.py"
-    if not path.exists():
-        src = generate_source(key)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(src)
-        os.replace(tmp, path)  # atomic: concurrent processes never see half a file
-    return path
+    return write_source(_writable_dir() / f"{key.module_name()}.py", lambda: generate_source(key))
 
 
 def load_module(key: KernelKey) -> ModuleType:
@@ -54,13 +69,7 @@ def load_module(key: KernelKey) -> ModuleType:
     with _lock:
         mod = _modules.get(key)
         if mod is None:
-            path = module_path(key)
-            name = path.stem
-            spec = importlib.util.spec_from_file_location(name, path)
-            mod = importlib.util.module_from_spec(spec)
-            sys.modules[name] = mod
-            spec.loader.exec_module(mod)
-            _modules[key] = mod
+            mod = _modules[key] = import_file(module_path(key))
     return mod
 
 

@@ -37,10 +37,6 @@ CPU variants agree bit for bit.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
-import math
-import os
-import sys
 import threading
 import types
 from dataclasses import dataclass
@@ -54,6 +50,7 @@ from solvers.base import SolveResult
 from solvers.cache import writable_cache
 from solvers.event_policy import ROOT_MAX_ITER, ROOT_TOL_ULPS
 from solvers.fused.assemble import controller_for, controller_source, cuda_helper_snippets, log_exp_source
+from solvers.fused.build import import_file, write_source
 from solvers.fused.emit import Constants
 from solvers.fused.methods import norm_lines
 from solvers.tableaus import SNAP_ULPS, TSIT5, TSIT5_DENSE, Src, SquaredPI, rk_update, srcs
@@ -351,16 +348,7 @@ def load_module(key: EventKernelKey) -> types.ModuleType:
             src = generate_source(key)
             digest = hashlib.sha256((src + get_problem(key.problem).fingerprint()).encode()).hexdigest()[:12]
             name = f"_fused_events_{key.problem}_{key.dtype}_{key.target}_{key.lanes}_{digest}"
-            path = writable_cache("fused_events") / f"{name}.py"
-            if not path.exists():
-                tmp = path.with_suffix(f".{os.getpid()}.tmp")
-                tmp.write_text(src)
-                os.replace(tmp, path)
-            spec = importlib.util.spec_from_file_location(name, path)
-            mod = importlib.util.module_from_spec(spec)
-            sys.modules[name] = mod
-            spec.loader.exec_module(mod)
-            _modules[key] = mod
+            mod = _modules[key] = import_file(write_source(writable_cache("fused_events") / f"{name}.py", lambda: src))
     return mod
 
 

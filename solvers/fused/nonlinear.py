@@ -23,9 +23,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import importlib.util
-import os
-import sys
 import threading
 import types
 from dataclasses import dataclass
@@ -40,6 +37,7 @@ from problems import derive
 from problems.registry import get_problem
 from solvers.base import SolveResult, Status
 from solvers.cache import writable_cache
+from solvers.fused.build import import_file, write_source
 from solvers.nonlinear_methods import NONLINEAR_METHODS, TRUST_REGION, method_settings
 
 
@@ -382,24 +380,15 @@ def generate_source(key: NonlinearKernelKey) -> str:
 
 def module_path(key: NonlinearKernelKey) -> Path:
     """The generated module file of ``key`` in the fused cache directory (written if missing)."""
-    path = writable_cache("fused") / f"{key.module_name()}.py"  # beside the ODE kernels (build.py)
-    if not path.exists():
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(generate_source(key))
-        os.replace(tmp, path)  # atomic: concurrent processes never see half a file
-    return path
+    # beside the ODE kernels (build.py)
+    return write_source(writable_cache("fused") / f"{key.module_name()}.py", lambda: generate_source(key))
 
 
 def load_module(key: NonlinearKernelKey) -> types.ModuleType:
     with _lock:
         mod = _modules.get(key)
         if mod is None:
-            path = module_path(key)
-            spec = importlib.util.spec_from_file_location(path.stem, path)
-            mod = importlib.util.module_from_spec(spec)
-            sys.modules[path.stem] = mod
-            spec.loader.exec_module(mod)
-            _modules[key] = mod
+            mod = _modules[key] = import_file(module_path(key))
     return mod
 
 
