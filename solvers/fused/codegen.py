@@ -80,13 +80,14 @@ class KernelKey:
         lets NVVM contract a*b+c into fma, as {"contract"} does on the CPU).
     controller: step-controller preset of ``solvers.tableaus`` (order-scaled betas).
     lane_layout: the CPU adaptive lane loop. "two-pass": an attempt loop writing a record and
-        a decide pass (a controller loop, then a commit loop) updating the state from it,
-        lanes interleaved in pairs (no masked
-        stores: AVX2's VMASKMOVPS is slow, and a load after it cannot take the stored value
-        from the store buffer); "one-pass": one loop with masked updates of the state (cheap
-        with AVX-512 mask registers, and the fewest instructions there); "auto" (default):
-        "one-pass" where this machine has AVX-512F, else "two-pass" (resolved on creation,
-        so the module name records it). Ignored by CUDA and fixed-step kernels.
+        a decide pass (a controller loop, then a commit loop) updating the state from it (no
+        masked stores: AVX2's VMASKMOVPS is slow, and a load after it cannot take the stored
+        value from the store buffer); "one-pass": one loop with masked updates of the state
+        (cheap with AVX-512 mask registers, and the fewest instructions there); "auto"
+        (default): "one-pass" where this machine has AVX-512F, else "two-pass" (resolved on
+        creation, so the module name records it). In both, with an even lane count, the lanes
+        are interleaved in pairs (``emit.interleave_lane_loops``: two independent chains in
+        the core's window). Ignored by CUDA and fixed-step kernels.
     """
 
     problem: str
@@ -258,7 +259,7 @@ def _block_fixed(P: Parts, save: str, lanes: int) -> list[str]:
     y, p = names("y", n), names("p", npar)
     S = lambda r: f"S[{r}, l]"  # noqa: E731   rows: states 0..n-1, params n..n+npar-1
     sy, sp = [S(r) for r in range(n)], [S(n + r) for r in range(npar)]
-    body = ["N = u0.shape[1]", "base = b * _L", f"S = np.empty(({n + npar}, _L), _T)",
+    body = ["N = aligned_frame(u0.shape[1])", "base = b * _L", f"S = np.empty(({n + npar}, _L), _T)",
             "for l in range(_L):", "    i = min(base + l, N - 1)"]
     body += [f"    {sy[s]} = u0[{s}, i]" for s in range(n)] + [f"    {sp[s]} = p[{s}, i]" for s in range(npar)]
     save_block = ["    for l in range(_L):", "        if base + l < N:"]
@@ -359,7 +360,7 @@ def _lane_setup(B: _LaneRows) -> list[str]:
     P, S, save, n, npar, nx, x = B.P, B.S, B.save, B.n, B.npar, len(B.x), B.x
     sy, sx, sp, inf, zero = B.sy, B.sx, B.sp, B.inf, B.zero
     n_alloc = B.n_rows + (len(B.rec_names) + len(B.ctl_names) if P.lane_layout == "two-pass" else 0)
-    body = ["N = u0.shape[1]", "base = b * _L", f"S = np.empty(({n_alloc}, _L), _T)",
+    body = ["N = aligned_frame(u0.shape[1])", "base = b * _L", f"S = np.empty(({n_alloc}, _L), _T)",
             "J = np.zeros(_L, np.int64)  # next save index per lane",
             "ns = save_t.shape[0]", "msteps = _T(max_steps)"]
     if save == "dense":
@@ -438,7 +439,7 @@ def _one_pass_loop(B: _LaneRows, prelude: list[str]) -> list[str]:
     if B.save == "dense":
         for r, v in enumerate(y + B.dv + xn + ["t", "h"]):
             lane.append(f"D[{r}, l] = {v}")
-    return ["while True:", "    anyrun = False", "    for l in range(_L):"] + ["        " + v for v in lane]
+    return ["while True:", "    anyrun = False", "    for l in range(_L_PASS):"] + ["        " + v for v in lane]
 
 
 def _two_pass_loops(B: _LaneRows, prelude: list[str]) -> list[str]:
@@ -605,7 +606,7 @@ def generate_source(key: KernelKey) -> str:
     if key.target == "cpu":
         funcs += ["", "@_jit", inliner.expand(join_lines([f"def _solve_one(i, {ARGS}):"] + indent_lines(one))), ""]
         blk = inliner.expand(join_lines(block(P, key.save, key.lanes)))
-        if key.mode == "adaptive" and key.lane_layout == "two-pass" and key.lanes % 2 == 0:
+        if key.mode == "adaptive" and key.lanes % 2 == 0:  # both layouts: see interleave_lane_loops
             blk = interleave_lane_loops(blk, "_L_PASS", "_L_HALF", keep=("anyrun",))
         funcs += ["", blk, ""]
         funcs += [

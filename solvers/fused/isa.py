@@ -22,6 +22,7 @@ ports' lanes) for nanoseconds.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import json
 import os
@@ -192,7 +193,7 @@ def per_lane_step(key: KernelKey, asm: str, interleave: int | None = None) -> di
     """
     itemsize = 4 if key.dtype == "float32" else 8
     if interleave is None:
-        interleave = 2 if (key.mode == "adaptive" and key.lane_layout == "two-pass" and key.lanes % 2 == 0) else 1
+        interleave = 2 if (key.mode == "adaptive" and key.lanes % 2 == 0) else 1
     lanes_loops = [lp for lp in loop_profile(asm)
                    if lp["inner"] and lp["depth"] >= 1 and sum(v for k, v in lp["kinds"].items()
                                                              if k not in ("scalar/other",)) >= 30]
@@ -285,9 +286,14 @@ def kernel_cost(key: KernelKey, cpu: str | None = None) -> dict:
     (``mca``: None when no llvm-mca on PATH knows that CPU, with ``mca_missing`` saying so)."""
     asm = block_asm(key, cpu)
     prof = per_lane_step(key, asm)
+    if not prof["lane_loops"]:  # one iteration per attempt (e.g. 32 lanes interleaved in pairs of
+        # 16-lane vectors): LLVM unrolled the loop away; the same body at twice the lanes loops
+        key = dataclasses.replace(key, lanes=2 * key.lanes)
+        asm = block_asm(key, cpu)
+        prof = per_lane_step(key, asm)
     mcpu = cpu or cpu_isa()["cpu_name"]
     mca = mca_per_lane_step(key, asm, mcpu)
-    out = {"cpu": mcpu, "lane_layout": key.lane_layout if key.mode == "adaptive" else "",
+    out = {"cpu": mcpu, "lanes_analysed": key.lanes, "lane_layout": key.lane_layout if key.mode == "adaptive" else "",
            "vector_bits": prof["vector_bits"], "instructions_per_lane_step": prof["instructions_per_lane_step"],
            "fma_lane_ops_per_step": fma_lane_ops(prof, key.dtype), "mca": mca}
     if mca is None:
