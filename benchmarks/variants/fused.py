@@ -7,7 +7,10 @@
 For each case the Prepared lifecycle is used as the harness uses it: ``prepare`` (untimed),
 the first ``run``+``sync`` timed on its own (compilation, or loading Numba's disk cache), then
 the harness's clock (``harness.measure.clock.time_repeats``: warm-up, then ``repeats`` timed
-``run``+``sync`` calls with the GC paused); the median (and min) time is divided by the number of steps
+``run``+``sync`` calls with the GC paused), in ``--rounds`` rounds interleaved across the cases
+(every case once per round: a machine whose speed drifts, such as a VM whose host is shared,
+moves every case of a round alike, and the ratio lines give each round's ratio beside the
+ratio of the medians); the median (and min) time is divided by the number of steps
 taken, summed over trajectories (every attempt: accepted + rejected; exactly N * n_steps in
 fixed mode). The closing ratios also divide by the lane-steps the blocks run (each block's
 lanes x its largest step count), which removes the lane blocks' divergence from the ratio. Each row also reports the steps per trajectory and the accuracy against the float64
@@ -34,13 +37,15 @@ import os
 
 import numba
 
-from harness.measure.fused_costs import CASES, block_efficiency, block_steps, floor_fraction, measure
+from harness.measure.fused_costs import (
+    CASES, block_efficiency, block_steps, floor_fraction, measure, measure_interleaved, round_ratios,
+)
 from solvers.base import SolveSpec
 from solvers.fused.backend import FusedBackend
 from solvers.fused.isa import kernel_cost
 from solvers.fused.peak import cpu_isa, fma_peak
 
-__all__ = ["CASES", "block_efficiency", "block_steps", "main", "measure"]
+__all__ = ["CASES", "block_efficiency", "block_steps", "main", "measure"]  # tests and tools import these here
 
 
 def main(argv=None) -> int:
@@ -49,7 +54,9 @@ def main(argv=None) -> int:
     ap.add_argument("--method", default="tsit5")
     ap.add_argument("--dtype", default="float32", choices=("float32", "float64"))
     ap.add_argument("--n", type=int, default=65536)
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=5, help="timed repeats per case and round")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds: every case once per round, "
+                    "so a ratio is taken round by round under the same machine conditions")
     ap.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     ap.add_argument("--variants", nargs="+", default=["lanes", "serial"], choices=("lanes", "serial"))
     ap.add_argument("--lanes", nargs="+", type=int, default=[32], help="lane block sizes to try")
@@ -62,14 +69,14 @@ def main(argv=None) -> int:
     peak = fma_peak(args.dtype)
     print(f"# fused CPU kernels: {args.problem} {args.method} {args.dtype} N={args.n}, "
           f"{numba.get_num_threads()} threads, cpu_count={os.cpu_count()}, "
-          f"median of {args.repeats} after the clock's warm-up")
+          f"{args.rounds} interleaved rounds of {args.repeats} repeats after the clock's warm-up, medians")
     print(f"# ISA: {isa['isa']} ({isa['cpu_name']}, {isa['vector_bits']}-bit vectors); measured "
           f"{args.dtype} FMA peak {peak['lane_fma_per_ns']:.1f} lane-FMA/ns per core "
           f"(solvers.fused.peak)")
     print(f"{'case':<24}{'variant':<9}{'lanes':>6}{'fastmath':>10}{'ns/step':>10}{'(min)':>8}{'core-ns':>9}"
           f"{'blk eff':>8}{'steps/traj':>12}{'max':>6}{'first s':>9}{'max rel err':>13}"
           f"{'FMA ops':>9}{'of floor':>9}{'mca cycles':>13}")
-    rows = []
+    plan = []  # (name, variant, lanes, fastmath, spec, backend)
     for case in args.cases:
         for variant in args.variants:
             for fm in args.fastmath:
@@ -81,15 +88,17 @@ def main(argv=None) -> int:
                                                lane_layout=layout)
                         spec = SolveSpec(problem=args.problem, method=args.method, dtype=args.dtype, n=args.n,
                                          variant="serial" if variant == "serial" else "", **CASES[case])
-                        r = measure(spec, backend, args.repeats, lanes if variant == "lanes" else 1)
-                        if variant == "lanes":  # the block's assembly: what the lanes kernel executes
-                            cost = kernel_cost(backend.kernel_key(spec))
-                            r.update(mca=cost["mca"], fma_ops=cost["fma_lane_ops_per_step"],
-                                     **floor_fraction(cost["fma_lane_ops_per_step"], r["thread_ns_per_step"],
-                                                      peak["lane_fma_per_ns"]))
-                        name = case if layout == "auto" else f"{case}/{layout}"
-                        rows.append((name, variant, lanes, fm, r))
-                        _print_row(name, variant, lanes, fm, r)
+                        plan.append((case if layout == "auto" else f"{case}/{layout}", variant, lanes, fm, spec, backend))
+    results = measure_interleaved([(spec, backend, lanes if variant == "lanes" else 1)
+                                   for _, variant, lanes, _, spec, backend in plan], args.repeats, args.rounds)
+    rows = []
+    for (name, variant, lanes, fm, spec, backend), r in zip(plan, results):
+        if variant == "lanes":  # the block's assembly: what the lanes kernel executes
+            cost = kernel_cost(backend.kernel_key(spec))
+            r.update(mca=cost["mca"], fma_ops=cost["fma_lane_ops_per_step"],
+                     **floor_fraction(cost["fma_lane_ops_per_step"], r["thread_ns_per_step"], peak["lane_fma_per_ns"]))
+        rows.append((name, variant, lanes, fm, r))
+        _print_row(name, variant, lanes, fm, r)
     _print_ratios(rows)
     return 0
 
@@ -109,8 +118,10 @@ def _print_ratios(rows: list) -> None:
     for c, v, L, fm, r in rows:
         f = fixed.get((v, L, fm))
         if c != "fixed" and f:
+            rr = round_ratios(r, f)
             print(f"# {c} / fixed per step taken ({v}, {L if v == 'lanes' else '-'} lanes, {fm}): "
-                  f"{r['ns_per_step'] / f['ns_per_step']:.2f}x wall, "
+                  f"{r['ns_per_step'] / f['ns_per_step']:.2f}x wall (round by round: median {rr['median']:.2f}x, "
+                  f"{rr['min']:.2f}-{rr['max']:.2f}x over {rr['rounds']}), "
                   f"{r['core_ns_per_step'] / f['core_ns_per_step']:.2f}x CPU time; "
                   f"per lane-step the blocks run (divergence removed): "
                   f"{r['ns_per_block_step'] / f['ns_per_block_step']:.2f}x wall"

@@ -58,49 +58,92 @@ def busy_threads(n: int, lanes: int) -> int:
     return max(1, min(numba.get_num_threads(), -(-n // max(lanes, 1))))
 
 
+class Timed:
+    """One spec prepared (``prepare`` untimed, the first ``run``+``sync`` timed on its own:
+    compilation or Numba's disk cache) and timed in rounds: ``round(repeats)`` runs the
+    harness clock (``clock.time_repeats``) once more, so the rounds of several specs can be
+    interleaved and their ratios taken round by round, under the same machine conditions.
+    ``lanes``: the lane block size, for the block efficiency (1 for the serial kernel)."""
+
+    def __init__(self, spec: SolveSpec, backend: FusedBackend, lanes: int = 1) -> None:
+        self.spec, self.lanes = spec, lanes
+        self.prep = backend.prepare(spec)
+        t = time.perf_counter()
+        self.last = self.prep.run()
+        self.prep.sync(self.last)
+        self.first_s = time.perf_counter() - t
+        self.rounds: list[list[float]] = []
+        self.cpu: list[float] = []
+
+    def round(self, repeats: int) -> None:
+        cpu: list[float] = []
+
+        def solve() -> None:
+            c = time.process_time()
+            self.last = self.prep.run()
+            self.prep.sync(self.last)
+            cpu.append(time.process_time() - c)
+
+        samples = time_repeats(solve, repeats)
+        self.rounds.append(samples)
+        self.cpu += cpu[-len(samples):]  # the timed calls are the last ones (the clock warms up first)
+
+    def result(self) -> dict:
+        """Per step taken: ``ns_per_step`` (median wall over every round's samples),
+        ``ns_per_step_min``, ``core_ns_per_step`` (process CPU time: every thread's, so per
+        core), ``thread_ns_per_step`` (wall x busy threads: per core, what the FMA floor is
+        compared with), ``ns_per_block_step`` (per lane-step the blocks run),
+        ``round_ns_per_step`` (each round's median), plus steps, accuracy and status."""
+        res = self.prep.fetch(self.last)
+        self.prep.close()
+        spec, lanes = self.spec, self.lanes
+        samples = [x for r in self.rounds for x in r]
+        per_traj = res.accepted + res.rejected
+        steps = int(per_traj.sum())
+        med = statistics.median(samples)
+        ref = reference(spec.prob, spec.n, spec.dtype)
+        return {
+            "first_s": self.first_s,
+            "median_s": med,
+            "min_s": min(samples),
+            "steps": steps,
+            "ns_per_step": med / steps * 1e9,
+            "ns_per_step_min": min(samples) / steps * 1e9,
+            "round_ns_per_step": [statistics.median(r) / steps * 1e9 for r in self.rounds],
+            "core_ns_per_step": statistics.median(self.cpu) / steps * 1e9,
+            # wall x the threads the blocks keep busy: per-core time without the process clock's
+            # scheduler-tick granularity (other threads' CPU time is only added at ticks, ~4 ms)
+            "thread_ns_per_step": med * busy_threads(spec.n, lanes) / steps * 1e9,
+            "ns_per_block_step": med / block_steps(per_traj, lanes) * 1e9,
+            "block_efficiency": block_efficiency(per_traj, lanes),
+            "steps_mean": steps / spec.n,
+            "steps_max": int(per_traj.max()),
+            "max_rel_err": max_relative_error(res.u_final, ref),
+            "all_success": bool(np.all(res.status == 0)),
+        }
+
+
 def measure(spec: SolveSpec, backend: FusedBackend, repeats: int, lanes: int = 1) -> dict:
-    """Time one spec; per step taken: ``ns_per_step`` (median wall), ``ns_per_step_min``,
-    ``core_ns_per_step`` (process CPU time: every thread's, so per core), ``thread_ns_per_step``
-    (wall x busy threads: per core, what the FMA floor is compared with), ``ns_per_block_step``
-    (per lane-step the blocks run, ``lanes`` > 1), plus steps, accuracy and status."""
-    prep = backend.prepare(spec)
-    t = time.perf_counter()
-    out = prep.run()
-    prep.sync(out)
-    first = time.perf_counter() - t
-    last, cpu = [out], []
+    """One spec timed in one round (``Timed``)."""
+    timed = Timed(spec, backend, lanes)
+    timed.round(repeats)
+    return timed.result()
 
-    def solve() -> None:
-        c = time.process_time()
-        last[0] = prep.run()
-        prep.sync(last[0])
-        cpu.append(time.process_time() - c)
 
-    samples = time_repeats(solve, repeats)
-    cpu = cpu[-len(samples):]  # the timed calls are the last ones (the clock warms up first)
-    res = prep.fetch(last[0])
-    prep.close()
-    per_traj = res.accepted + res.rejected
-    steps = int(per_traj.sum())
-    ref = reference(spec.prob, spec.n, spec.dtype)
-    return {
-        "first_s": first,
-        "median_s": statistics.median(samples),
-        "min_s": min(samples),
-        "steps": steps,
-        "ns_per_step": statistics.median(samples) / steps * 1e9,
-        "ns_per_step_min": min(samples) / steps * 1e9,
-        "core_ns_per_step": statistics.median(cpu) / steps * 1e9,
-        # wall x the threads the blocks keep busy: per-core time without the process clock's
-        # scheduler-tick granularity (other threads' CPU time is only added at ticks, ~4 ms)
-        "thread_ns_per_step": statistics.median(samples) * busy_threads(spec.n, lanes) / steps * 1e9,
-        "ns_per_block_step": statistics.median(samples) / block_steps(per_traj, lanes) * 1e9,
-        "block_efficiency": block_efficiency(per_traj, lanes),
-        "steps_mean": steps / spec.n,
-        "steps_max": int(per_traj.max()),
-        "max_rel_err": max_relative_error(res.u_final, ref),
-        "all_success": bool(np.all(res.status == 0)),
-    }
+def measure_interleaved(cases: list[tuple[SolveSpec, FusedBackend, int]], repeats: int, rounds: int) -> list[dict]:
+    """Several (spec, backend, lanes) timed in ``rounds`` interleaved rounds (every case once per
+    round, in order): ratios between them can be taken round by round (``round_ratios``)."""
+    timed = [Timed(*c) for c in cases]
+    for _ in range(rounds):
+        for t in timed:
+            t.round(repeats)
+    return [t.result() for t in timed]
+
+
+def round_ratios(a: dict, b: dict) -> dict:
+    """a / b per step taken, per round of ``measure_interleaved``: median, min and max."""
+    r = [x / y for x, y in zip(a["round_ns_per_step"], b["round_ns_per_step"])]
+    return {"median": statistics.median(r), "min": min(r), "max": max(r), "rounds": len(r)}
 
 
 def floor_fraction(fma_ops: float, per_core_ns_per_step: float, peak_per_ns: float) -> dict:
@@ -110,19 +153,22 @@ def floor_fraction(fma_ops: float, per_core_ns_per_step: float, peak_per_ns: flo
     return {"fma_floor_ns": round(floor, 4), "fma_floor_fraction": round(floor / per_core_ns_per_step, 3)}
 
 
-def kernel_costs(n: int = 65536, repeats: int = 5, lanes: int = 32) -> dict:
+def kernel_costs(n: int = 65536, repeats: int = 5, lanes: int = 32, rounds: int = 3) -> dict:
     """``COSTS_COMMAND``'s numbers for a run's fingerprint: fixed and adaptive-1e-6 Lorenz Tsit5
-    float32 lane kernels at N = ``n``, each with ns per step (wall and per core), lane-FMA
-    operations per step, the FMA-bound floor and its fraction, llvm-mca's cycles (or why not),
-    and the adaptive/fixed ratios. Takes about 10 s with warm kernel caches."""
+    float32 lane kernels at N = ``n``, timed in ``rounds`` interleaved rounds of ``repeats``,
+    each with ns per step (wall and per core), lane-FMA operations per step, the FMA-bound
+    floor and its fraction, llvm-mca's cycles (or why not), and the adaptive/fixed ratios
+    (of the medians, and round by round). Takes about 10 s with warm kernel caches."""
     peak = fma_peak("float32")["lane_fma_per_ns"]
     backend = FusedBackend(lanes=lanes)
+    names = ("fixed", "adaptive-1e-6")
+    specs = [SolveSpec(problem="lorenz", method="tsit5", dtype="float32", n=n, **CASES[c]) for c in names]
+    results = measure_interleaved([(s, backend, lanes) for s in specs], repeats, rounds)
     cases = {}
-    for case in ("fixed", "adaptive-1e-6"):
-        spec = SolveSpec(problem="lorenz", method="tsit5", dtype="float32", n=n, **CASES[case])
-        r = measure(spec, backend, repeats, lanes)
+    for case, spec, r in zip(names, specs, results):
         cost = kernel_cost(backend.kernel_key(spec))
         cases[case] = {"ns_per_step": round(r["ns_per_step"], 4), "core_ns_per_step": round(r["core_ns_per_step"], 4),
+                       "round_ns_per_step": [round(x, 4) for x in r["round_ns_per_step"]],
                        "steps_per_trajectory": round(r["steps_mean"], 2),
                        "block_efficiency": round(r["block_efficiency"], 4),
                        "instructions_per_lane_step": cost["instructions_per_lane_step"],
@@ -131,12 +177,14 @@ def kernel_costs(n: int = 65536, repeats: int = 5, lanes: int = 32) -> dict:
                        **floor_fraction(cost["fma_lane_ops_per_step"], r["thread_ns_per_step"], peak),
                        "mca": cost["mca"], **({"mca_missing": cost["mca_missing"]} if "mca_missing" in cost else {})}
     f, a = cases["fixed"], cases["adaptive-1e-6"]
+    by_round = round_ratios(results[1], results[0])
     ratios = {"wall": round(a["ns_per_step"] / f["ns_per_step"], 3),
+              "wall_by_round": {k: (round(v, 3) if isinstance(v, float) else v) for k, v in by_round.items()},
               "cpu_time": round(a["core_ns_per_step"] / f["core_ns_per_step"], 3)}
     if f["mca"] and a["mca"]:
         ratios["mca_ports"] = round(a["mca"]["floor_cycles"] / f["mca"]["floor_cycles"], 3)
         ratios["mca_dependencies"] = round(a["mca"]["model_cycles"] / f["mca"]["model_cycles"], 3)
-    return {"command": f"{COSTS_COMMAND} --n {n} --repeats {repeats} --lanes {lanes}",
+    return {"command": f"{COSTS_COMMAND} --n {n} --repeats {repeats} --lanes {lanes} --rounds {rounds}",
             "problem": "lorenz", "method": "tsit5", "dtype": "float32", "n": n, "lanes": lanes,
             "threads": numba.get_num_threads(), "isa": cpu_isa()["isa"], "cpu_name": cpu_isa()["cpu_name"],
             "fma_peak_f32_per_ns": round(peak, 3), "load_1min": round(os.getloadavg()[0], 2),
