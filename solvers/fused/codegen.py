@@ -58,6 +58,17 @@ def default_lane_layout() -> str:
     return "one-pass" if cpu_isa()["isa"] == "avx512" else "two-pass"
 
 
+def interleaved(key: "KernelKey") -> bool:
+    """Whether ``key``'s CPU adaptive lane loops run lane pairs interleaved
+    (``emit.interleave_lane_loops``): two independent chains in the core's reorder window.
+    Two-pass: always (an even lane count). One-pass: for explicit methods only, where it was
+    measured (Tsit5, Zen 4: 4% faster on average, issue 29); a Rosenbrock attempt (Jacobian,
+    LU) is long already, and doubling it doubled its compile time for no measured gain."""
+    if key.mode != "adaptive" or key.target != "cpu" or key.lanes % 2:
+        return False
+    return key.lane_layout == "two-pass" or not method_code(key.method).uses_jacobian
+
+
 #: Files (relative to the repository root) whose content is part of every kernel's cache
 #: key: the generator, the tableaus, the status codes and the Jacobian derivation. A change
 #: to any of them gives every kernel a new module and a fresh compile.
@@ -85,9 +96,9 @@ class KernelKey:
         value from the store buffer); "one-pass": one loop with masked updates of the state
         (cheap with AVX-512 mask registers, and the fewest instructions there); "auto"
         (default): "one-pass" where this machine has AVX-512F, else "two-pass" (resolved on
-        creation, so the module name records it). In both, with an even lane count, the lanes
-        are interleaved in pairs (``emit.interleave_lane_loops``: two independent chains in
-        the core's window). Ignored by CUDA and fixed-step kernels.
+        creation, so the module name records it). With an even lane count the lanes are
+        interleaved in pairs (``interleaved``: two-pass always, one-pass for explicit
+        methods). Ignored by CUDA and fixed-step kernels.
     """
 
     problem: str
@@ -606,7 +617,7 @@ def generate_source(key: KernelKey) -> str:
     if key.target == "cpu":
         funcs += ["", "@_jit", inliner.expand(join_lines([f"def _solve_one(i, {ARGS}):"] + indent_lines(one))), ""]
         blk = inliner.expand(join_lines(block(P, key.save, key.lanes)))
-        if key.mode == "adaptive" and key.lanes % 2 == 0:  # both layouts: see interleave_lane_loops
+        if interleaved(key):
             blk = interleave_lane_loops(blk, "_L_PASS", "_L_HALF", keep=("anyrun",))
         funcs += ["", blk, ""]
         funcs += [

@@ -37,7 +37,7 @@ from pathlib import Path
 import numba
 
 from solvers.fused.build import load_module
-from solvers.fused.codegen import KernelKey
+from solvers.fused.codegen import KernelKey, interleaved
 from solvers.fused.peak import cpu_isa
 from solvers.fused.purity import sample_args
 
@@ -187,13 +187,13 @@ def per_lane_step(key: KernelKey, asm: str, interleave: int | None = None) -> di
 
     The lane loops are the innermost loops with at least 30 vector instructions nested in
     another loop (the time loop); one iteration serves vector_lanes * interleave lanes
-    (``interleave``: 2 for adaptive kernels with an even lane count, see
-    ``emit.interleave_lane_loops``; None: that rule). A lane loop that LLVM unrolled away
+    (``interleave``: 2 where ``codegen.interleaved(key)``, see ``emit.interleave_lane_loops``;
+    None: that rule). A lane loop that LLVM unrolled away
     (one iteration) is not found: choose ``key.lanes`` so each loop runs at least twice.
     """
     itemsize = 4 if key.dtype == "float32" else 8
     if interleave is None:
-        interleave = 2 if (key.mode == "adaptive" and key.lanes % 2 == 0) else 1
+        interleave = 2 if interleaved(key) else 1
     lanes_loops = [lp for lp in loop_profile(asm)
                    if lp["inner"] and lp["depth"] >= 1 and sum(v for k, v in lp["kinds"].items()
                                                              if k not in ("scalar/other",)) >= 30]
