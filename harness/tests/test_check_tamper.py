@@ -18,7 +18,7 @@ from harness.results.store import table_sha256
 from harness.tests.fakes import fake_backends  # noqa: F401 - fixture
 
 ROOT = Path(__file__).resolve().parents[2]
-RUN = ROOT / "results" / "20261207T032657Z-scaling-vm"  # 9 cells of 3 repeats (Lorenz, fixed step)
+RUN = ROOT / "results" / "20261207T041138Z-scaling-vm"  # 9 cells of 3 repeats (Lorenz, fixed step)
 
 
 def _rows(path: Path) -> tuple[list[str], list[list[str]]]:
