@@ -37,16 +37,11 @@ import os
 
 import numba
 
-from harness.measure.fused_costs import (
-    CASES, block_efficiency, block_steps, floor_fraction, measure, measure_interleaved, round_ratios,
-)
+from harness.measure.fused_costs import CASES, floor_fraction, measure_interleaved, round_ratios
 from solvers.base import SolveSpec
 from solvers.fused.backend import FusedBackend
 from solvers.fused.isa import kernel_cost
 from solvers.fused.peak import cpu_isa, fma_peak
-
-__all__ = ["CASES", "block_efficiency", "block_steps", "main", "measure"]  # tests and tools import these here
-
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])

@@ -123,13 +123,6 @@ class Timed:
         }
 
 
-def measure(spec: SolveSpec, backend: FusedBackend, repeats: int, lanes: int = 1) -> dict:
-    """One spec timed in one round (``Timed``)."""
-    timed = Timed(spec, backend, lanes)
-    timed.round(repeats)
-    return timed.result()
-
-
 def measure_interleaved(cases: list[tuple[SolveSpec, FusedBackend, int]], repeats: int, rounds: int) -> list[dict]:
     """Several (spec, backend, lanes) timed in ``rounds`` interleaved rounds (every case once per
     round, in order): ratios between them can be taken round by round (``round_ratios``)."""
