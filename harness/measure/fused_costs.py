@@ -1,6 +1,6 @@
 """What a fused CPU kernel's step costs against what this core can do (issue 29).
 
-``measure`` times one spec through the Prepared lifecycle the harness uses (``prepare``
+``Timed`` times one spec through the Prepared lifecycle the harness uses (``prepare``
 untimed; the first ``run``+``sync`` on its own: compilation or Numba's disk cache; then the
 harness clock, ``clock.time_repeats``) and divides by the steps taken (accepted + rejected,
 summed over trajectories; N x n_steps in fixed mode). ``kernel_costs`` puts beside each case
