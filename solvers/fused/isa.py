@@ -6,7 +6,9 @@ compiled there, never run, so AVX-512 code can be read on an AVX2 machine) and i
 is split into loops. The vectorised lane loops are the innermost loops inside the block's
 time loop; for each, the instructions of one iteration are counted by kind and divided by
 the lanes one iteration serves, so the sum over the loops is the instructions one lane
-spends on one step (fixed) or one step attempt (adaptive), comparable across ISAs.
+spends on one step (fixed) or one step attempt (adaptive), comparable across ISAs. Where LLVM
+unrolled a block's lane loops away (e.g. 32 lanes interleaved in pairs of 16-lane AVX-512
+vectors: one iteration each), the time loop is the body, one iteration serving all lanes.
 
     python -m solvers.fused.isa                          # host, Lorenz Tsit5 float32 adaptive
     python -m solvers.fused.isa --cpu znver4 --mode fixed --lanes 64
@@ -15,14 +17,15 @@ spends on one step (fixed) or one step attempt (adaptive), comparable across ISA
 
 ``--mca`` feeds each lane loop to ``llvm-mca`` (LLVM's machine-code analyser, for the same
 CPU model) for the cycles per lane-step the execution ports allow (a floor, no dependencies)
-and its steady-state estimate with dependencies: the floor of a kernel on that ISA, in
+and its estimate with dependencies (lane loops: the steady state of independent iterations;
+a time loop: one attempt alone, since the next waits on it through memory, which llvm-mca
+does not model): the floor of a kernel on that ISA, in
 cycles; divide by the clock (``solvers.fused.peak``: the measured FMA peak over the FMA
 ports' lanes) for nanoseconds.
 """
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import functools
 import json
 import os
@@ -188,19 +191,27 @@ def per_lane_step(key: KernelKey, asm: str, interleave: int | None = None) -> di
     The lane loops are the innermost loops with at least 30 vector instructions nested in
     another loop (the time loop); one iteration serves vector_lanes * interleave lanes
     (``interleave``: 2 where ``codegen.interleaved(key)``, see ``emit.interleave_lane_loops``;
-    None: that rule). A lane loop that LLVM unrolled away
-    (one iteration) is not found: choose ``key.lanes`` so each loop runs at least twice.
+    None: that rule). Where LLVM unrolled the lane loops away (one iteration each: e.g. 32
+    lanes interleaved in pairs of 16-lane vectors), the time loop is itself the innermost
+    loop and its one iteration serves all ``key.lanes`` lanes: that body is analysed.
     """
     itemsize = 4 if key.dtype == "float32" else 8
     if interleave is None:
         interleave = 2 if interleaved(key) else 1
-    lanes_loops = [lp for lp in loop_profile(asm)
-                   if lp["inner"] and lp["depth"] >= 1 and sum(v for k, v in lp["kinds"].items()
-                                                             if k not in ("scalar/other",)) >= 30]
+    profile = loop_profile(asm)
+    vector_loops = [lp for lp in profile if lp["inner"] and sum(v for k, v in lp["kinds"].items()
+                                                                if k not in ("scalar/other",)) >= 30]
+    lanes_loops = [lp for lp in vector_loops if lp["depth"] >= 1]
+    unrolled = not lanes_loops
+    if unrolled:  # the time loop, its lane loops unrolled into straight-line code: of the loops
+        # not nested in another, the one with the widest vectors (the set-up and output loops that
+        # gather and scatter one trajectory per lane are narrower), the longest of those
+        lanes_loops = sorted(vector_loops, key=lambda lp: (-lp["vector_bits"], -lp["instructions"]))[:1]
     total, kinds = 0.0, Counter()
     extra = Counter()
     for lp in lanes_loops:
-        lp["lanes_per_iteration"] = lp["vector_bits"] // (8 * itemsize) * interleave
+        lp["time_loop"] = unrolled
+        lp["lanes_per_iteration"] = key.lanes if unrolled else lp["vector_bits"] // (8 * itemsize) * interleave
         w = 1.0 / lp["lanes_per_iteration"]
         total += lp["instructions"] * w
         for k, v in lp["kinds"].items():
@@ -232,24 +243,25 @@ def mca_exe(mcpu: str) -> str | None:
     return None
 
 
-def mca_cycles(asm: str, lp: dict, mcpu: str) -> dict | None:
+def mca_cycles(asm: str, lp: dict, mcpu: str, iterations: int = 100) -> dict | None:
     """llvm-mca's model of one iteration of loop ``lp`` (from ``loop_profile(asm)``) on LLVM
     CPU ``mcpu``: ``block_rthroughput`` (cycles if only the execution ports limited it: the
-    port-pressure floor) and ``cycles`` (its steady-state estimate with dependencies, 100
-    iterations back to back). None when ``llvm-mca`` is not on PATH or does not know ``mcpu``.
+    port-pressure floor) and ``cycles`` (its estimate with dependencies: the steady state of
+    ``iterations`` iterations back to back, per iteration; 1: one iteration alone, its latency).
+    None when ``llvm-mca`` is not on PATH or does not know ``mcpu``.
     Branches are dropped (their targets are not in the snippet)."""
     exe = mca_exe(mcpu)
     if exe is None:
         return None
     ins, _ = _instructions(asm)
     body = "\n".join(s for s in ins[lp["start"]:lp["end"]] if not re.match(r"^j\w+\s", s)) + "\n"
-    out = subprocess.run([exe, f"-mcpu={mcpu}", "-iterations=100"], input=body, capture_output=True,
+    out = subprocess.run([exe, f"-mcpu={mcpu}", f"-iterations={iterations}"], input=body, capture_output=True,
                          text=True, timeout=120)
     rt = re.search(r"Block RThroughput:\s+([\d.]+)", out.stdout)
     cyc = re.search(r"Total Cycles:\s+(\d+)", out.stdout)
     if out.returncode or rt is None or cyc is None or "not a recognized processor" in out.stderr:
         return None
-    return {"block_rthroughput": float(rt.group(1)), "cycles": int(cyc.group(1)) / 100}
+    return {"block_rthroughput": float(rt.group(1)), "cycles": int(cyc.group(1)) / iterations}
 
 
 def mca_per_lane_step(key: KernelKey, asm: str, mcpu: str, interleave: int | None = None) -> dict | None:
@@ -258,7 +270,10 @@ def mca_per_lane_step(key: KernelKey, asm: str, mcpu: str, interleave: int | Non
     r = per_lane_step(key, asm, interleave)
     floor = model = 0.0
     for lp in r["loops"]:
-        m = mca_cycles(asm, lp, mcpu)
+        # A lane loop's iterations are independent lanes: llvm-mca's back-to-back steady state.
+        # A time loop's (lane loops unrolled) are consecutive attempts, each waiting on the last
+        # through the lane state in memory, which llvm-mca does not model: one iteration alone.
+        m = mca_cycles(asm, lp, mcpu, iterations=1 if lp["time_loop"] else 100)
         if m is None:
             return None
         floor += m["block_rthroughput"] / lp["lanes_per_iteration"]
@@ -285,12 +300,7 @@ def kernel_cost(key: KernelKey, cpu: str | None = None) -> dict:
     lane-step, lane-FMA operations per lane-step (``fma_lane_ops``) and llvm-mca's cycles
     (``mca``: None when no llvm-mca on PATH knows that CPU, with ``mca_missing`` saying so)."""
     asm = block_asm(key, cpu)
-    prof = per_lane_step(key, asm)
-    if not prof["lane_loops"]:  # one iteration per attempt (e.g. 32 lanes interleaved in pairs of
-        # 16-lane vectors): LLVM unrolled the loop away; the same body at twice the lanes loops
-        key = dataclasses.replace(key, lanes=2 * key.lanes)
-        asm = block_asm(key, cpu)
-        prof = per_lane_step(key, asm)
+    prof = per_lane_step(key, asm)  # the kernel as timed, lane loops unrolled or not
     mcpu = cpu or cpu_isa()["cpu_name"]
     mca = mca_per_lane_step(key, asm, mcpu)
     out = {"cpu": mcpu, "lanes_analysed": key.lanes, "lane_layout": key.lane_layout if key.mode == "adaptive" else "",

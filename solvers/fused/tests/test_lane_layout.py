@@ -7,7 +7,7 @@ from problems.registry import get_problem
 from solvers.fused.build import collect, cpu_kernel, kernel_args, make_inputs, make_outputs
 from solvers.fused.codegen import LANE_LAYOUTS, KernelKey, default_lane_layout
 from solvers.fused.emit import interleave_lane_loops
-from solvers.fused.isa import loop_profile, per_lane_step
+from solvers.fused.isa import fma_lane_ops, loop_profile, per_lane_step
 from solvers.fused.peak import cpu_isa, fma_peak
 
 
@@ -130,3 +130,17 @@ def test_mca_floor_when_llvm_mca_is_installed():
     else:  # 40 FMAs on one accumulator: the chain (latency >= 3 cycles each) sets the pace
         assert 0 < m["block_rthroughput"] <= m["cycles"]
         assert m["cycles"] >= 40 * 3
+
+
+def test_unrolled_lane_loops_are_analysed_as_the_time_loop():
+    """A block whose lane loops LLVM unrolled away (e.g. 16 lanes as two 8-lane halves) has no
+    inner lane loop: its time loop is the body, one iteration serving all lanes (not 0 ops)."""
+    asm = "\n".join(["_ZN5block:", "\tmovq\t$0, %rax", ".LBB0_0:"] + ["\tvmovups\t%xmm0, (%rdi)"] * 40
+                    + ["\tjne\t.LBB0_0", ".LBB0_1:"]
+                    + ["\tvfmadd213ps\t%ymm2, %ymm1, %ymm0"] * 24 + ["\tvmulps\t%ymm0, %ymm0, %ymm0"] * 8
+                    + ["\ttestb\t%al, %al", "\tjne\t.LBB0_1", "\tretq", "_ZN5other:", "\tretq"])
+    key = KernelKey("lorenz", "tsit5", "adaptive", "float32", lanes=16)
+    r = per_lane_step(key, asm)
+    assert r["lane_loops"] == 1 and r["lanes_per_iteration"] == [16] and r["vector_bits"] == 256
+    assert r["instructions_per_lane_step"] == pytest.approx(34 / 16, abs=0.01)  # + the back edge
+    assert fma_lane_ops(r, "float32") == pytest.approx((24 + 8) * 8 / 16)
