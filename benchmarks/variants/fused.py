@@ -23,8 +23,10 @@ takes as many steps as its slowest). The header gives the ISA the kernels were c
 and this core's measured FMA peak (``solvers.fused.peak``). Per lanes row, from the kernel's
 compiled assembly (``solvers.fused.isa``): its lane-FMA operations per step, the fraction of
 the FMA-bound floor (those operations at the measured peak) the measured step reaches per
-core (wall time x the threads in use), and llvm-mca's cycles per lane-step for this CPU (port pressure / with dependencies; "-"
-without an llvm-mca that knows it). The last lines give the adaptive cost per step taken
+core (wall time x the threads in use), and llvm-mca's cycles per lane-step for this CPU (port pressure / with dependencies:
+the steady state of a lane loop's independent iterations, or one attempt alone where LLVM unrolled the lane loops into the
+time loop, ``solvers.fused.isa``; "-" without an llvm-mca that knows it). ``NUMBA_NUM_THREADS=1`` times one core alone:
+on a machine shared with other tenants the all-thread time waits for the slowest thread. The last lines give the adaptive cost per step taken
 relative to the fixed step's, measured and as llvm-mca models it.
 
 The measurement lives in ``harness.measure.fused_costs`` (a cpu-suite run records the same
