@@ -97,6 +97,10 @@ def main(argv=None) -> int:
         rows.append((name, variant, lanes, fm, r))
         _print_row(name, variant, lanes, fm, r)
     _print_ratios(rows)
+    steal = [(name, r["host_steal"]) for name, _, _, _, r in rows]
+    print("# host steal (CPU time the hypervisor gave other guests, harness.measure.load) during each case's rounds: "
+          + ", ".join(f"{name} {'-' if s != s else f'{s:.1%}'}" for name, s in steal)
+          + " (0 on a quiet host; a ratio taken under steal is not the kernels' alone)")
     return 0
 
 

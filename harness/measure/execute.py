@@ -136,7 +136,7 @@ def base_row(cell: Cell, context: dict[str, Any], started_at: str) -> dict[str, 
                 "rhs_evals_mean": math.nan, "rhs_evals_max": math.nan, "max_rel_err": math.nan,
                 "max_scaled_err": math.nan, "failed_trajectories": math.nan,
                 "load_before": math.nan, "load_after": math.nan, "others_runnable": math.nan,
-                "contended": None})
+                "steal": math.nan, "contended": None})
     row["settings"] = settings_json(cell, None)
     return row
 

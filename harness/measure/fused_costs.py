@@ -23,6 +23,7 @@ import numba
 import numpy as np
 
 from harness.measure.clock import time_repeats
+from harness.measure.load import CpuTicks, cpu_ticks, steal_fraction
 from problems.reference import max_relative_error, reference
 from solvers.base import SolveSpec
 from solvers.fused.backend import FusedBackend
@@ -74,9 +75,11 @@ class Timed:
         self.first_s = time.perf_counter() - t
         self.rounds: list[list[float]] = []
         self.cpu: list[float] = []
+        self.ticks: list[tuple[CpuTicks | None, CpuTicks | None]] = []  # the CPU counters around each round
 
     def round(self, repeats: int) -> None:
         cpu: list[float] = []
+        before = cpu_ticks()
 
         def solve() -> None:
             c = time.process_time()
@@ -85,6 +88,7 @@ class Timed:
             cpu.append(time.process_time() - c)
 
         samples = time_repeats(solve, repeats)
+        self.ticks.append((before, cpu_ticks()))
         self.rounds.append(samples)
         self.cpu += cpu[-len(samples):]  # the timed calls are the last ones (the clock warms up first)
 
@@ -93,7 +97,9 @@ class Timed:
         ``ns_per_step_min``, ``core_ns_per_step`` (process CPU time: every thread's, so per
         core), ``thread_ns_per_step`` (wall x busy threads: per core, what the FMA floor is
         compared with), ``ns_per_block_step`` (per lane-step the blocks run),
-        ``round_ns_per_step`` (each round's median), plus steps, accuracy and status."""
+        ``round_ns_per_step`` (each round's median), ``host_steal`` (the fraction of the CPU
+        time the hypervisor gave other guests during the rounds, ``harness.measure.load``: NaN
+        off a VM's Linux), plus steps, accuracy and status."""
         res = self.prep.fetch(self.last)
         self.prep.close()
         spec, lanes = self.spec, self.lanes
@@ -115,12 +121,21 @@ class Timed:
             # scheduler-tick granularity (other threads' CPU time is only added at ticks, ~4 ms)
             "thread_ns_per_step": med * busy_threads(spec.n, lanes) / steps * 1e9,
             "ns_per_block_step": med / block_steps(per_traj, lanes) * 1e9,
+            "host_steal": rounds_steal(self.ticks),
             "block_efficiency": block_efficiency(per_traj, lanes),
             "steps_mean": steps / spec.n,
             "steps_max": int(per_traj.max()),
             "max_rel_err": max_relative_error(res.u_final, ref),
             "all_success": bool(np.all(res.status == 0)),
         }
+
+
+def rounds_steal(ticks: list[tuple[CpuTicks | None, CpuTicks | None]]) -> float:
+    """The host's steal over several (before, after) readings, as one fraction of their CPU time."""
+    if not ticks or any(a is None or b is None for a, b in ticks):
+        return float("nan")
+    return steal_fraction(CpuTicks(0.0, 0.0), CpuTicks(sum(b.total - a.total for a, b in ticks),
+                                                         sum(max(0.0, b.steal - a.steal) for a, b in ticks)))
 
 
 def measure_interleaved(cases: list[tuple[SolveSpec, FusedBackend, int]], repeats: int, rounds: int) -> list[dict]:
@@ -151,7 +166,9 @@ def kernel_costs(n: int = 65536, repeats: int = 5, lanes: int = 32, rounds: int 
     float32 lane kernels at N = ``n``, timed in ``rounds`` interleaved rounds of ``repeats``,
     each with ns per step (wall and per core), lane-FMA operations per step, the FMA-bound
     floor and its fraction, llvm-mca's cycles (or why not), and the adaptive/fixed ratios
-    (of the medians, and round by round). Takes about 10 s with warm kernel caches."""
+    (of the medians, and round by round), and the host's steal during each case's rounds (other
+    guests on this machine's cores: a ratio measured under steal is not the kernels' alone).
+    Takes about 10 s with warm kernel caches."""
     peak = fma_peak("float32")["lane_fma_per_ns"]
     backend = FusedBackend(lanes=lanes)
     names = ("fixed", "adaptive-1e-6")
@@ -167,6 +184,7 @@ def kernel_costs(n: int = 65536, repeats: int = 5, lanes: int = 32, rounds: int 
                        "instructions_per_lane_step": cost["instructions_per_lane_step"],
                        "fma_lane_ops_per_step": cost["fma_lane_ops_per_step"],
                        "thread_ns_per_step": round(r["thread_ns_per_step"], 4),
+                       "host_steal": round(r["host_steal"], 4),
                        **floor_fraction(cost["fma_lane_ops_per_step"], r["thread_ns_per_step"], peak),
                        "mca": cost["mca"], **({"mca_missing": cost["mca_missing"]} if "mca_missing" in cost else {})}
     f, a = cases["fixed"], cases["adaptive-1e-6"]

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from harness.gpu_profile import section as gpu_section
+from harness.measure.load import STEAL_LIMIT
 from harness.report.figures import style
 from harness.results.headline import AS_PAPER_RAN, PAPER_GPU, PAPER_TOLERANCE
 
@@ -190,9 +191,12 @@ def kernel_costs_sentence(env: dict) -> str:
         return ""
     mca = (f" (llvm-mca's model of this CPU: {ratios['mca_dependencies']:.2f}x)"
            if "mca_dependencies" in ratios else "")
+    steal = max((c.get("host_steal", 0.0) for c in cases.values()), default=0.0)
+    stolen = (f" The host gave other guests {steal:.0%} of this machine's CPU time while it was measured "
+              "(steal): that ratio is not the kernels' alone. " if steal >= STEAL_LIMIT else " ")
     return (f"The fused kernel's fixed Lorenz step reached {fixed['fma_floor_fraction']:.0%} of that FMA-bound floor "
             f"({fixed['fma_lane_ops_per_step']:.0f} lane-FMAs per step), and an adaptive step taken (1e-6) cost "
-            f"{ratios['wall']:.2f}x a fixed one{mca}, at N = {kc['n']:,} (`{kc['command']}`). ")
+            f"{ratios['wall']:.2f}x a fixed one{mca}, at N = {kc['n']:,} (`{kc['command']}`).{stolen}")
 
 
 __all__ = ["CONTENDED_MARK", "CONTENDED_NOTE", "answer_lines", "compact_caption", "compact_table",

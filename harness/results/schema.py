@@ -43,11 +43,14 @@ COLUMNS: dict[str, str] = {
     "device_time_s": "float64",   # CUDA-event time on a GPU, else NaN
     "cpu_util": "float64",        # process CPU time (all threads) / wall time over the repeats
     # The load the timed repeats ran under (harness.measure.load): the 1-minute load average just
-    # before and after them, other processes' runnable threads (the larger of the two counts), and
-    # whether those wanted more cores than the cell left free. Empty in runs made before.
+    # before and after them, other processes' runnable threads (the larger of the two counts), the
+    # fraction of the CPU time the hypervisor gave other guests meanwhile (steal; NaN off a VM's
+    # Linux and in runs made before it), and whether either wanted more than the cell could spare.
+    # Empty in runs made before.
     "load_before": "float64",
     "load_after": "float64",
     "others_runnable": "float64",
+    "steal": "float64",
     "contended": "boolean",
     "compile_s": "float64",       # first call (compile + run) minus the median repeat; see harness.measure.clock
     "first_call_s": "float64",    # the first call's wall time, as measured

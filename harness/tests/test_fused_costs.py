@@ -2,6 +2,8 @@
 read from the compiled kernel, the fingerprint record and the sentence the README prints."""
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from harness.measure.fused_costs import block_efficiency, block_steps, floor_fraction
@@ -45,6 +47,11 @@ def test_the_readme_sentence_comes_from_the_fingerprint():
     assert "reached 89% of that FMA-bound floor (105 lane-FMAs per step)" in text
     assert "cost 2.41x a fixed one (llvm-mca's model of this CPU: 2.05x), at N = 65,536" in text
     assert kernel_costs_sentence({}) == "" and kernel_costs_sentence({"fused_kernel_costs": {"error": "x"}}) == ""
+    assert "steal" not in text  # measured before steal was recorded: nothing claimed either way
+    stolen = {**ENV["fused_kernel_costs"], "cases": {"fixed": {**ENV["fused_kernel_costs"]["cases"]["fixed"],
+                                                               "host_steal": 0.01},
+                                                     "adaptive-1e-6": {"host_steal": 0.07}}}
+    assert "other guests 7% of this machine's CPU time" in kernel_costs_sentence({"fused_kernel_costs": stolen})
 
 
 @pytest.mark.slow
@@ -59,6 +66,16 @@ def test_kernel_costs_measures_both_cases_on_this_machine():
     assert 0 < f["fma_floor_fraction"] <= 1.5 and 0 < a["fma_floor_fraction"] <= 1.5
     assert kc["adaptive_over_fixed"]["wall"] > 1
     assert (f["mca"] is None) == ("mca_missing" in f)
+    assert all(math.isnan(c["host_steal"]) or 0 <= c["host_steal"] <= 1 for c in (f, a))
+
+
+def test_host_steal_over_rounds_is_one_fraction_of_their_cpu_time():
+    from harness.measure.fused_costs import rounds_steal
+    from harness.measure.load import CpuTicks
+
+    rounds = [(CpuTicks(0, 0), CpuTicks(100, 0)), (CpuTicks(500, 7), CpuTicks(800, 22))]
+    assert rounds_steal(rounds) == pytest.approx(15 / 400)
+    assert math.isnan(rounds_steal([])) and math.isnan(rounds_steal([(None, CpuTicks(1, 0))]))
 
 
 def test_a_failed_measurement_is_recorded_not_raised(monkeypatch):
