@@ -273,8 +273,9 @@ def contended_banner(rows: pd.DataFrame) -> list[str]:
     if "contended" not in rows.columns or not rows["contended"].fillna(False).astype(bool).any():
         return []
     k = int(rows["contended"].fillna(False).astype(bool).sum())
-    return [f"> **Contended:** {k} of the {len(rows)} rows below include a cell measured while other processes "
-            f"competed for the cores ({CONTENDED_MARK}); their times may be inflated and their ratios are not "
+    return [f"> **Contended:** {k} of the {len(rows)} rows below include a cell measured while other processes, "
+            f"or other guests of the host (steal), competed for the cores ({CONTENDED_MARK}); their times may be "
+            "inflated and their ratios are not "
             "quotable without that mark."]
 
 

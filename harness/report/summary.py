@@ -18,8 +18,9 @@ from harness.results.headline import AS_PAPER_RAN, PAPER_GPU, PAPER_TOLERANCE
 
 #: Mark of a number measured while the machine was busy (harness.measure.load), and its footnote.
 CONTENDED_MARK = "⚑"
-CONTENDED_NOTE = (f"{CONTENDED_MARK} measured while other processes competed for the cores "
-                  "(`contended` in results.csv): that time may be inflated; rerun on a quiet machine before quoting it.")
+CONTENDED_NOTE = (f"{CONTENDED_MARK} measured while other processes, or other guests of the host (steal), competed "
+                  "for the cores (`contended` in results.csv): that time may be inflated; rerun on a quiet machine "
+                  "before quoting it.")
 
 #: The compact table's ensemble sizes: the smallest, and the largest most libraries reached.
 COMPACT_NS = (8, 32768)
