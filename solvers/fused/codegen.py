@@ -59,14 +59,27 @@ def default_lane_layout() -> str:
 
 
 def interleaved(key: "KernelKey") -> bool:
-    """Whether ``key``'s CPU adaptive lane loops run lane pairs interleaved
-    (``emit.interleave_lane_loops``): two independent chains in the core's reorder window.
-    Two-pass: always (an even lane count). One-pass: for explicit methods only, where it was
-    measured (Tsit5, Zen 4: 4% faster on average, issue 29); a Rosenbrock attempt (Jacobian,
-    LU) is long already, and doubling it doubled its compile time for no measured gain."""
+    """Whether ``key``'s CPU adaptive block runs lane pairs interleaved in some of its pass
+    loops (``emit.interleave_lane_loops``): two independent chains in the core's reorder
+    window. Two-pass: its control loop, always (an even lane count; ``pass_interleave``).
+    One-pass: for explicit methods only, where it was measured (Tsit5, Zen 4: 4% faster on
+    average, issue 29); a Rosenbrock attempt (Jacobian, LU) is long already, and doubling it
+    doubled its compile time for no measured gain."""
     if key.mode != "adaptive" or key.target != "cpu" or key.lanes % 2:
         return False
     return key.lane_layout == "two-pass" or not method_code(key.method).uses_jacobian
+
+
+def pass_interleave(key: "KernelKey") -> tuple[int, ...]:
+    """Lanes interleaved in each iteration of ``key``'s per-step lane loops, in program order
+    (1: a plain loop): fixed step (1,); one-pass (2,) or (1,) (``interleaved``); two-pass
+    (attempt, control, commit) = (2, 2, 1): the commit is bound by its loads and stores, and
+    a second chain there only adds spills (llvm-mca, znver3, Lorenz Tsit5 float32, 32 lanes:
+    2.19 cycles per lane-step plain, 3.22 interleaved; ``python -m solvers.fused.isa``)."""
+    two = interleaved(key)
+    if key.mode == "adaptive" and key.target == "cpu" and key.lane_layout == "two-pass":
+        return (2 if two else 1, 2 if two else 1, 1)
+    return (2 if two else 1,)
 
 
 #: Files (relative to the repository root) whose content is part of every kernel's cache
@@ -97,8 +110,9 @@ class KernelKey:
         (cheap with AVX-512 mask registers, and the fewest instructions there); "auto"
         (default): "one-pass" where this machine has AVX-512F, else "two-pass" (resolved on
         creation, so the module name records it). With an even lane count the lanes are
-        interleaved in pairs (``interleaved``: two-pass always, one-pass for explicit
-        methods). Ignored by CUDA and fixed-step kernels.
+        interleaved in pairs (``interleaved``: two-pass in its attempt and control loops,
+        one-pass for explicit methods; ``pass_interleave``). Ignored by CUDA and fixed-step
+        kernels.
     """
 
     problem: str
@@ -323,14 +337,13 @@ class _LaneRows:
     R_REJ: int
     R_ST: int
     R_SV: int
-    R_NFE: int
     n_rows: int
+    init_evals: str
     attempt_evals: str
     sy: list[str]
     sx: list[str]
     sp: list[str]
     rec_names: list[str]
-    ctl_names: list[str]
     d_rows: int
 
     @staticmethod
@@ -351,16 +364,17 @@ def _lane_rows(P: Parts, save: str) -> _LaneRows:
     code = {st: C.add(f"ST_{st.name}", int(st)) for st in Status}
     running = C.add("ST_RUNNING", RUNNING)
     R_X, R_P = n, n + nx
-    R_T, R_DT, R_LM, R_NX, R_ACC, R_REJ, R_ST, R_SV, R_NFE = range(n + nx + npar, n + nx + npar + 9)
+    R_T, R_DT, R_LM, R_NX, R_ACC, R_REJ, R_ST, R_SV = range(n + nx + npar, n + nx + npar + 8)
+    init_evals = C.add("INIT_EVALS", mc.init_evals)
     attempt_evals = C.add("ATTEMPT_EVALS", mc.attempt_evals)
     S = _LaneRows.S
     return _LaneRows(
         P, save, n, npar, x, dv, y, names("yn", n), names("xn", nx), one, zero, inf, dtmin, code, running,
-        R_T, R_DT, R_LM, R_NX, R_ACC, R_REJ, R_ST, R_SV, R_NFE, R_NFE + 1, attempt_evals,
+        R_T, R_DT, R_LM, R_NX, R_ACC, R_REJ, R_ST, R_SV, R_SV + 1, init_evals, attempt_evals,
         [S(r) for r in range(n)], [S(R_X + r) for r in range(nx)], [S(R_P + r) for r in range(npar)],
         # Two-pass layout: rows from n_rows on hold the attempt's record (see _two_pass_loops).
-        y + x + names("yn", n) + names("xn", nx) + ["ssq", "h", "tn", "t", "dtc", "lm", "nacc", "nrej", "nfe", "st"],
-        ["dta", "dtr", "lmn"],  # written by the two-pass layout's control loop
+        # No evaluation counter: every attempt costs attempt_evals (stats[2] from nacc + nrej).
+        y + x + names("yn", n) + names("xn", nx) + ["ssq", "h", "tn", "t", "dtc", "lm", "nacc", "nrej", "st"],
         # Dense output needs the step's start, stages and size once the lane loop has moved on.
         n + len(dv) + nx + 2,
     )
@@ -370,7 +384,7 @@ def _lane_setup(B: _LaneRows) -> list[str]:
     """Scratch rows, every lane's state, counters and status loaded, the saves at t0."""
     P, S, save, n, npar, nx, x = B.P, B.S, B.save, B.n, B.npar, len(B.x), B.x
     sy, sx, sp, inf, zero = B.sy, B.sx, B.sp, B.inf, B.zero
-    n_alloc = B.n_rows + (len(B.rec_names) + len(B.ctl_names) if P.lane_layout == "two-pass" else 0)
+    n_alloc = B.n_rows + (len(B.rec_names) if P.lane_layout == "two-pass" else 0)
     body = ["N = aligned_frame(u0.shape[1])", "base = b * _L", f"S = np.empty(({n_alloc}, _L), _T)",
             "J = np.zeros(_L, np.int64)  # next save index per lane",
             "ns = save_t.shape[0]", "msteps = _T(max_steps)"]
@@ -380,7 +394,6 @@ def _lane_setup(B: _LaneRows) -> list[str]:
     body += [f"    {sy[s]} = u0[{s}, i]" for s in range(n)] + [f"    {sp[s]} = p[{s}, i]" for s in range(npar)]
     body += [f"    {S(B.R_T)} = t0", f"    {S(B.R_DT)} = dt", f"    {S(B.R_LM)} = _LM_INIT",
              f"    {S(B.R_ACC)} = {zero}", f"    {S(B.R_REJ)} = {zero}", f"    {S(B.R_SV)} = {zero}",
-             f"    {S(B.R_NFE)} = {P.C.add('INIT_EVALS', P.mc.init_evals)}",
              f"    {S(B.R_NX)} = {inf}",
              f"    {S(B.R_ST)} = {B.running} if t0 < tf else {B.code[Status.SUCCESS]}"]
     if nx:
@@ -397,7 +410,7 @@ def _lane_setup(B: _LaneRows) -> list[str]:
 def _lane_prelude(B: _LaneRows) -> list[str]:
     """Both layouts start a lane's attempt alike: read its row of S, choose h, pre-checks."""
     S, y, x = B.S, B.y, B.x
-    prelude = [f"st = {S(B.R_ST)}", f"nacc = {S(B.R_ACC)}", f"nrej = {S(B.R_REJ)}", f"nfe = {S(B.R_NFE)}",
+    prelude = [f"st = {S(B.R_ST)}", f"nacc = {S(B.R_ACC)}", f"nrej = {S(B.R_REJ)}",
                f"t = {S(B.R_T)}", f"dtc = {S(B.R_DT)}", f"lm = {S(B.R_LM)}"]
     prelude += [f"{y[s]} = {B.sy[s]}" for s in range(B.n)] + [f"{x[s]} = {B.sx[s]}" for s in range(len(x))]
     prelude += [f"p{s} = {B.sp[s]}" for s in range(B.npar)]
@@ -411,6 +424,21 @@ def _lane_prelude(B: _LaneRows) -> list[str]:
         f"under = (not last) & ((h < {B.dtmin}) | (t + h == t))",
     ]
     return prelude
+
+
+def _next_dt_lm(B: _LaneRows, go: str) -> list[str]:
+    """The lane's next step size and controller memory after an attempt (running: ``go``).
+
+    Accepted (``ssq <= n``): DiffEqGPU's ``dta``, after a shortened landing step (h < dtc)
+    not below the step size proposed before it; rejected: ``dtr``; lanes not running keep
+    theirs (a frozen lane's step size never drifts into subnormals). A running lane whose
+    attempt was not finite stops (NONFINITE), so what it gets here is never read: the test is
+    the accept rule alone, without the finiteness mask the state update needs; and ``lm``
+    (bounded by the controller's clamps) is read by running lanes only."""
+    S = B.S
+    return ["ok = ssq <= _NSTATES",
+            f"{S(B.R_DT)} = _sel({go}, _sel(ok, _sel(h < dtc, max(dta, dtc), dta), dtr), dtc)",
+            f"{S(B.R_LM)} = _sel(ok, lmn, lm)"]
 
 
 def _one_pass_loop(B: _LaneRows, prelude: list[str]) -> list[str]:
@@ -433,11 +461,9 @@ def _one_pass_loop(B: _LaneRows, prelude: list[str]) -> list[str]:
     lane += [f"{B.sx[s]} = _sel(acc, {xn[s]}, {x[s]})" for s in range(len(x))]
     lane += [
         f"{S(B.R_T)} = _sel(acc, tn, t)",
-        f"{S(B.R_DT)} = _sel(acc, _sel(h < dtc, max(dta, dtc), dta), _sel(rej, dtr, dtc))",
-        f"{S(B.R_LM)} = _sel(acc, lmn, lm)",
+        *_next_dt_lm(B, "go"),
         f"{S(B.R_ACC)} = _sel(acc, nacc + {one}, nacc)",
         f"{S(B.R_REJ)} = _sel(rej | bad, nrej + {one}, nrej)",
-        f"{S(B.R_NFE)} = _sel(go, nfe + {B.attempt_evals}, nfe)",
         f"st = _sel(run & maxed, {code[Status.MAX_STEPS]}, st)",
         f"st = _sel(run & (not maxed) & under, {code[Status.DT_UNDERFLOW]}, st)",
         f"st = _sel(bad, {code[Status.NONFINITE]}, st)",
@@ -457,17 +483,18 @@ def _two_pass_loops(B: _LaneRows, prelude: list[str]) -> list[str]:
     """Pass 1, attempt: every lane makes one step attempt from its state and writes a record
     of it (rows of S from n_rows on): the state it started from, the candidate, EEst, h, the
     end time and the status after the pre-attempt checks. Pass 2, decide: the controller and
-    the masked update, from the record alone. Two loops, not one: each body is short enough
+    the masked update, from the record alone. Two passes, not one: each body is short enough
     for the core to overlap consecutive vector iterations (one loop's body was longer than
     the reorder window, so its long attempt -> norm -> log/exp chain ran unhidden), and pass 2
     never reads a row it writes, so its selects stay plain stores (a select between a new
     value and the value loaded from the same address becomes a masked store, slow on AVX2).
-    Pass 2 is itself two loops: the controller alone (EEst -> log -> exp -> new step sizes,
-    the longest dependency chain of the step, in a body short enough that the core overlaps
-    several vectors of lanes), then the commit (selects and counters) from the record."""
+    Pass 2 is itself two loops: the controller alone (EEst -> log -> exp -> the next step
+    size and controller memory, written to the state rows: ``_next_dt_lm``; the longest
+    dependency chain of the step, in a body short enough that the core overlaps several
+    vectors of lanes), then the commit (state, time, counters and status) from the record."""
     S, y, x, yn, xn, one, zero, code = B.S, B.y, B.x, B.yn, B.xn, B.one, B.zero, B.code
-    rec_names, ctl_names = B.rec_names, B.ctl_names
-    R = {v: B.n_rows + k for k, v in enumerate(rec_names + ctl_names)}
+    rec_names = B.rec_names
+    R = {v: B.n_rows + k for k, v in enumerate(rec_names)}
     attempt = list(prelude)
     attempt += [
         # Lanes stopped here are not running in pass 2 (go == (st == RUNNING) there).
@@ -481,9 +508,9 @@ def _two_pass_loops(B: _LaneRows, prelude: list[str]) -> list[str]:
         for r, v in enumerate(y + B.dv + xn + ["t", "h"]):
             attempt.append(f"D[{r}, l] = {v}")
 
-    control = [f"{v} = {S(R[v])}" for v in ("ssq", "lm", "h")]
-    control += ["dta, dtr, lmn = _control(ssq, lm, h)"] + [f"{S(R[v])} = {v}" for v in ctl_names]
-    decide = [f"{v} = {S(R[v])}" for v in rec_names + ctl_names]
+    control = [f"{v} = {S(R[v])}" for v in ("ssq", "lm", "h", "dtc", "st")]
+    control += ["dta, dtr, lmn = _control(ssq, lm, h)", f"go = st == {B.running}"] + _next_dt_lm(B, "go")
+    decide = [f"{v} = {S(R[v])}" for v in rec_names if v not in ("h", "dtc", "lm")]
     decide += [
         f"fin = (ssq == ssq) & {_finite_expr(B.P, yn)}",
         f"go = st == {B.running}",
@@ -495,11 +522,8 @@ def _two_pass_loops(B: _LaneRows, prelude: list[str]) -> list[str]:
     decide += [f"{B.sx[s]} = _sel(acc, {xn[s]}, {x[s]})" for s in range(len(x))]
     decide += [
         f"{S(B.R_T)} = _sel(acc, tn, t)",
-        f"{S(B.R_DT)} = _sel(acc, _sel(h < dtc, max(dta, dtc), dta), _sel(rej, dtr, dtc))",
-        f"{S(B.R_LM)} = _sel(acc, lmn, lm)",
         f"{S(B.R_ACC)} = _sel(acc, nacc + {one}, nacc)",
         f"{S(B.R_REJ)} = _sel(rej | bad, nrej + {one}, nrej)",
-        f"{S(B.R_NFE)} = _sel(go, nfe + {B.attempt_evals}, nfe)",
         f"st = _sel(bad, {code[Status.NONFINITE]}, st)",
         f"st = _sel(acc & (tn >= tf), {code[Status.SUCCESS]}, st)",
         f"{S(B.R_ST)} = st",
@@ -507,11 +531,13 @@ def _two_pass_loops(B: _LaneRows, prelude: list[str]) -> list[str]:
     ]
     if B.save != "final":
         decide.append(f"{S(B.R_SV)} = _sel(acc & ({S(B.R_NX)} <= tn), {one}, {zero})")
-    # All three loops are straight-line lane loops over range(_L_PASS): interleaved in pairs
-    # of lanes by ``emit.interleave_lane_loops`` when _L is even (see generate_source).
+    # All three loops are straight-line lane loops. Those over range(_L_PASS), the attempt and
+    # the control, whose bodies are long dependency chains, are interleaved in pairs of lanes
+    # by ``emit.interleave_lane_loops`` when _L is even (see generate_source, pass_interleave);
+    # the commit is short and bound by its loads and stores, which a second chain only adds to.
     body = ["while True:", "    for l in range(_L_PASS):"] + ["        " + v for v in attempt]
     body += ["    for l in range(_L_PASS):"] + ["        " + v for v in control]
-    body += ["    anyrun = False", "    for l in range(_L_PASS):"] + ["        " + v for v in decide]
+    body += ["    anyrun = False", "    for l in range(_L):"] + ["        " + v for v in decide]
     return body
 
 
@@ -565,7 +591,9 @@ def _block_adaptive(P: Parts, save: str, lanes: int) -> list[str]:
     body += ["for l in range(_L):", "    i = base + l", "    if i < N:"]
     body += [f"        out_u[{s}, i] = {B.sy[s]}" for s in range(B.n)]
     body += [f"        stats[0, i] = int({S(B.R_ACC)})", f"        stats[1, i] = int({S(B.R_REJ)})",
-             f"        stats[2, i] = int({S(B.R_NFE)})",
+             # Every attempt costs the same evaluations: no counter of its own (one row less).
+             f"        stats[2, i] = int({B.init_evals}) + int({B.attempt_evals}) * "
+             f"(int({S(B.R_ACC)}) + int({S(B.R_REJ)}))",
              f"        status[i] = int({S(B.R_ST)})"]
     return ["@_jit", f"def _block(b, {ARGS}):"] + ["    " + v for v in body] + [""]
 

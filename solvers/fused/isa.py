@@ -40,7 +40,7 @@ from pathlib import Path
 import numba
 
 from solvers.fused.build import load_module
-from solvers.fused.codegen import KernelKey, interleaved
+from solvers.fused.codegen import KernelKey, pass_interleave
 from solvers.fused.peak import cpu_isa
 from solvers.fused.purity import sample_args
 
@@ -190,14 +190,14 @@ def per_lane_step(key: KernelKey, asm: str, interleave: int | None = None) -> di
 
     The lane loops are the innermost loops with at least 30 vector instructions nested in
     another loop (the time loop); one iteration serves vector_lanes * interleave lanes
-    (``interleave``: 2 where ``codegen.interleaved(key)``, see ``emit.interleave_lane_loops``;
-    None: that rule). Where LLVM unrolled the lane loops away (one iteration each: e.g. 32
-    lanes interleaved in pairs of 16-lane vectors), the time loop is itself the innermost
-    loop and its one iteration serves all ``key.lanes`` lanes: that body is analysed.
+    (``interleave``: lanes interleaved per iteration, for every loop; None: the generator's
+    rule, ``codegen.pass_interleave``, loop by loop in program order). Where LLVM unrolled
+    the lane loops away (one iteration each: e.g. 32 lanes interleaved in pairs of 16-lane
+    vectors), the time loop is itself the innermost loop and its one iteration serves all
+    ``key.lanes`` lanes: that body is analysed. Where it unrolled some of them only, the
+    lanes per iteration of the rest are not known: ValueError.
     """
     itemsize = 4 if key.dtype == "float32" else 8
-    if interleave is None:
-        interleave = 2 if interleaved(key) else 1
     profile = loop_profile(asm)
     vector_loops = [lp for lp in profile if lp["inner"] and sum(v for k, v in lp["kinds"].items()
                                                                 if k not in ("scalar/other",)) >= 30]
@@ -207,11 +207,15 @@ def per_lane_step(key: KernelKey, asm: str, interleave: int | None = None) -> di
         # not nested in another, the one with the widest vectors (the set-up and output loops that
         # gather and scatter one trajectory per lane are narrower), the longest of those
         lanes_loops = sorted(vector_loops, key=lambda lp: (-lp["vector_bits"], -lp["instructions"]))[:1]
+    factors = [interleave] * len(lanes_loops) if interleave is not None else list(pass_interleave(key))
+    if not unrolled and len(factors) != len(lanes_loops):
+        raise ValueError(f"{len(lanes_loops)} lane loops found in the assembly of {key.module_name()}, "
+                         f"{len(factors)} generated: some were unrolled (choose more lanes, or --interleave)")
     total, kinds = 0.0, Counter()
     extra = Counter()
-    for lp in lanes_loops:
+    for lp, factor in zip(lanes_loops, factors if not unrolled else [1] * len(lanes_loops)):
         lp["time_loop"] = unrolled
-        lp["lanes_per_iteration"] = key.lanes if unrolled else lp["vector_bits"] // (8 * itemsize) * interleave
+        lp["lanes_per_iteration"] = key.lanes if unrolled else lp["vector_bits"] // (8 * itemsize) * factor
         w = 1.0 / lp["lanes_per_iteration"]
         total += lp["instructions"] * w
         for k, v in lp["kinds"].items():

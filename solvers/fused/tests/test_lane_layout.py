@@ -144,3 +144,31 @@ def test_unrolled_lane_loops_are_analysed_as_the_time_loop():
     assert r["lane_loops"] == 1 and r["lanes_per_iteration"] == [16] and r["vector_bits"] == 256
     assert r["instructions_per_lane_step"] == pytest.approx(34 / 16, abs=0.01)  # + the back edge
     assert fma_lane_ops(r, "float32") == pytest.approx((24 + 8) * 8 / 16)
+
+
+def test_two_pass_loops_are_analysed_with_their_own_interleaving():
+    """The two-pass block interleaves lane pairs in its attempt and control loops and not in
+    its commit loop (``pass_interleave``): per_lane_step divides each loop by its own lanes,
+    and a block whose loop count differs from the generated one is refused, not guessed."""
+    from solvers.fused.codegen import pass_interleave
+
+    key = KernelKey("lorenz", "tsit5", "adaptive", "float32", lanes=32, lane_layout="two-pass")
+    assert pass_interleave(key) == (2, 2, 1)
+    assert pass_interleave(KernelKey("lorenz", "tsit5", "adaptive", "float32", lanes=7, lane_layout="two-pass")) == (1, 1, 1)
+    assert pass_interleave(KernelKey("lorenz", "tsit5", "adaptive", "float32", lane_layout="one-pass")) == (2,)
+    assert pass_interleave(KernelKey("lorenz", "tsit5", "fixed", "float32")) == (1,)
+
+    def lane_loop(label):
+        return ([f".{label}:"] + ["\tvfmadd213ps\t%ymm2, %ymm1, %ymm0"] * 32
+                + ["\taddq\t$32, %rax", f"\tjne\t.{label}"])
+    body = lane_loop("LBB0_2") + lane_loop("LBB0_3") + lane_loop("LBB0_4")
+    asm = "\n".join(["_ZN5block:", "\tmovq\t$0, %rax", ".LBB0_1:", "\txorl\t%ecx, %ecx"] + body
+                    + ["\ttestb\t%al, %al", "\tjne\t.LBB0_1", "\tretq", "_ZN5other:", "\tretq"])
+    r = per_lane_step(key, asm)
+    assert r["lanes_per_iteration"] == [16, 16, 8]
+    assert r["instructions_per_lane_step"] == pytest.approx(34 / 16 + 34 / 16 + 34 / 8, abs=0.01)
+    assert per_lane_step(key, asm, interleave=1)["lanes_per_iteration"] == [8, 8, 8]
+    two_loops = "\n".join(["_ZN5block:", "\tmovq\t$0, %rax", ".LBB0_1:", "\txorl\t%ecx, %ecx"] + lane_loop("LBB0_2") + lane_loop("LBB0_3")
+                          + ["\ttestb\t%al, %al", "\tjne\t.LBB0_1", "\tretq", "_ZN5other:", "\tretq"])
+    with pytest.raises(ValueError, match="2 lane loops found"):
+        per_lane_step(key, two_loops)
