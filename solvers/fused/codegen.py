@@ -59,27 +59,41 @@ def default_lane_layout() -> str:
 
 
 def interleaved(key: "KernelKey") -> bool:
-    """Whether ``key``'s CPU adaptive block runs lane pairs interleaved in some of its pass
+    """Whether ``key``'s CPU lane block runs lane pairs interleaved in some of its per-step
     loops (``emit.interleave_lane_loops``): two independent chains in the core's reorder
-    window. Two-pass: its control loop, always (an even lane count; ``pass_interleave``).
-    One-pass: for explicit methods only, where it was measured (Tsit5, Zen 4: 4% faster on
-    average, issue 29); a Rosenbrock attempt (Jacobian, LU) is long already, and doubling it
-    doubled its compile time for no measured gain."""
-    if key.mode != "adaptive" or key.target != "cpu" or key.lanes % 2:
+    window. An even lane count, and:
+
+    - adaptive two-pass: its attempt and control loops, always (``pass_interleave``);
+    - adaptive one-pass: its loop, for explicit methods only, where it was measured (Tsit5,
+      Zen 4: 4% faster on average, issue 29); a Rosenbrock attempt (Jacobian, LU) is long
+      already, and doubling it doubled its compile time for no measured gain;
+    - fixed step, where the lane layout is "two-pass" (the choice of a core without AVX-512:
+      16 vector registers). There a Tsit5 step's chain spills, one vector of lanes fills the
+      core's scheduler, and consecutive iterations barely overlap: pairs ran the Lorenz
+      float32 step 0.78-0.84x the time of the plain loop at 16, 32 and 64 lanes (Zen 3, one
+      thread, results bitwise equal). With 32 registers (AVX-512) the plain loop is kept: it
+      reached 92% of the FMA-bound floor on Zen 4, with no chain to hide. Explicit methods
+      only, as above.
+    """
+    if key.target != "cpu" or key.lanes % 2:
         return False
-    return key.lane_layout == "two-pass" or not method_code(key.method).uses_jacobian
+    explicit = not method_code(key.method).uses_jacobian
+    if key.mode == "adaptive":
+        return key.lane_layout == "two-pass" or explicit
+    return key.lane_layout == "two-pass" and explicit
 
 
 def pass_interleave(key: "KernelKey") -> tuple[int, ...]:
     """Lanes interleaved in each iteration of ``key``'s per-step lane loops, in program order
-    (1: a plain loop): fixed step (1,); one-pass (2,) or (1,) (``interleaved``); two-pass
-    (attempt, control, commit) = (2, 2, 1): the commit is bound by its loads and stores, and
-    a second chain there only adds spills (llvm-mca, znver3, Lorenz Tsit5 float32, 32 lanes:
-    2.19 cycles per lane-step plain, 3.22 interleaved; ``python -m solvers.fused.isa``)."""
-    two = interleaved(key)
+    (1: a plain loop): fixed step (2,) or (1,) and one-pass (2,) or (1,) (``interleaved``);
+    two-pass (attempt, control, commit) = (2, 2, 1): the commit is bound by its loads and
+    stores, and a second chain there only adds spills (llvm-mca, znver3, Lorenz Tsit5
+    float32, 32 lanes: 2.19 cycles per lane-step plain, 3.22 interleaved;
+    ``python -m solvers.fused.isa``)."""
+    two = 2 if interleaved(key) else 1
     if key.mode == "adaptive" and key.target == "cpu" and key.lane_layout == "two-pass":
-        return (2 if two else 1, 2 if two else 1, 1)
-    return (2 if two else 1,)
+        return (two, two, 1)
+    return (two,)
 
 
 #: Files (relative to the repository root) whose content is part of every kernel's cache
@@ -111,8 +125,9 @@ class KernelKey:
         (default): "one-pass" where this machine has AVX-512F, else "two-pass" (resolved on
         creation, so the module name records it). With an even lane count the lanes are
         interleaved in pairs (``interleaved``: two-pass in its attempt and control loops,
-        one-pass for explicit methods; ``pass_interleave``). Ignored by CUDA and fixed-step
-        kernels.
+        one-pass for explicit methods; ``pass_interleave``). Fixed-step kernels have one lane
+        loop, which "two-pass" (the layout of a core without AVX-512) also interleaves in
+        pairs. Ignored by CUDA kernels.
     """
 
     problem: str
@@ -296,7 +311,8 @@ def _block_fixed(P: Parts, save: str, lanes: int) -> list[str]:
              "for s in range(n_steps):",
              "    t = t0 + _T(s) * dt",
              "    nacc += 1", f"    nfe += {P.mc.step_evals}",
-             "    for l in range(_L):",
+             # the step's lane loop: over _L_PASS, interleaved in pairs where ``interleaved``
+             "    for l in range(_L_PASS):",
              f"        {targets(y)} = _step({', '.join(sy + sp)}, t, dt)"]
     body += [f"        {sy[s]} = y{s}" for s in range(n)]
     if save == "grid":

@@ -1,5 +1,6 @@
-"""The adaptive lane layouts (one-pass, two-pass with interleaved lane pairs) compute exactly
-what the serial kernel computes; the interleaving rewrite; the ISA and peak tools."""
+"""The adaptive lane layouts (one-pass, two-pass with interleaved lane pairs) and the fixed
+step's lane loop (plain or in pairs) compute exactly what the serial kernel computes; the
+interleaving rewrite; the ISA and peak tools."""
 import numpy as np
 import pytest
 
@@ -37,6 +38,27 @@ def test_layouts_equal_serial(layout, problem, method, dtype, save, lanes):
     inputs = make_inputs(u0, p, prob.tspan, dtype, mode="adaptive", dt=prob.dt, rtol=1e-6, atol=1e-6,
                          saveat=saveat)
     key = KernelKey(problem, method, "adaptive", dtype, save=save, lanes=lanes, lane_layout=layout)
+    a = _run(key, inputs, "lanes")
+    b = _run(key, inputs, "serial")
+    np.testing.assert_array_equal(a.u_final, b.u_final)
+    if saveat is not None:
+        np.testing.assert_array_equal(a.saved, b.saved)
+    for name in ("accepted", "rejected", "rhs_evals", "status"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+
+
+@pytest.mark.parametrize("layout", LANE_LAYOUTS)
+@pytest.mark.parametrize("lanes,save", [(32, "final"), pytest.param(6, "grid", marks=pytest.mark.slow)])
+def test_fixed_step_lanes_equal_serial(layout, lanes, save):
+    """The fixed step's lane loop, plain ("one-pass") or in interleaved lane pairs ("two-pass",
+    the layout of a core without AVX-512), computes what the serial kernel computes."""
+    prob = get_problem("lorenz")
+    u0, p = prob.ensemble(19, "float32")  # a partial last block
+    n_steps = 200
+    saveat = None if save == "final" else np.linspace(0.0, n_steps * prob.dt, 5)
+    inputs = make_inputs(u0, p, (0.0, n_steps * prob.dt), "float32", mode="fixed", dt=prob.dt,
+                         n_steps=n_steps, saveat=saveat)
+    key = KernelKey("lorenz", "tsit5", "fixed", "float32", save=save, lanes=lanes, lane_layout=layout)
     a = _run(key, inputs, "lanes")
     b = _run(key, inputs, "serial")
     np.testing.assert_array_equal(a.u_final, b.u_final)
@@ -90,10 +112,13 @@ def test_loop_profile_counts_one_lane_loop():
     inner = [lp for lp in loops if lp["inner"]][0]
     assert inner["kinds"]["masked store"] == 2 and inner["kinds"]["fma"] == 1
     assert inner["stores"] == 3 and inner["stack_stores"] == 1 and inner["stack_loads"] == 1
-    key = KernelKey("lorenz", "tsit5", "fixed", "float32")
+    key = KernelKey("lorenz", "tsit5", "fixed", "float32", lane_layout="one-pass")  # a plain lane loop
     r = per_lane_step(key, asm)
     assert r["lane_loops"] == 1 and r["vector_bits"] == 512
     assert r["instructions_per_lane_step"] == pytest.approx(inner["instructions"] / 16, abs=0.01)  # rounded
+    # "two-pass" (a core without AVX-512) interleaves the fixed step's lane loop in pairs
+    paired = per_lane_step(KernelKey("lorenz", "tsit5", "fixed", "float32", lane_layout="two-pass"), asm)
+    assert paired["lanes_per_iteration"] == [32]
 
 
 def test_peak_and_isa_are_reported():
@@ -156,7 +181,10 @@ def test_two_pass_loops_are_analysed_with_their_own_interleaving():
     assert pass_interleave(key) == (2, 2, 1)
     assert pass_interleave(KernelKey("lorenz", "tsit5", "adaptive", "float32", lanes=7, lane_layout="two-pass")) == (1, 1, 1)
     assert pass_interleave(KernelKey("lorenz", "tsit5", "adaptive", "float32", lane_layout="one-pass")) == (2,)
-    assert pass_interleave(KernelKey("lorenz", "tsit5", "fixed", "float32")) == (1,)
+    assert pass_interleave(KernelKey("lorenz", "tsit5", "fixed", "float32", lane_layout="one-pass")) == (1,)
+    assert pass_interleave(KernelKey("lorenz", "tsit5", "fixed", "float32", lane_layout="two-pass")) == (2,)
+    assert pass_interleave(KernelKey("lorenz", "tsit5", "fixed", "float32", lanes=7, lane_layout="two-pass")) == (1,)
+    assert pass_interleave(KernelKey("robertson", "rosenbrock23", "fixed", "float64", lane_layout="two-pass")) == (1,)
 
     def lane_loop(label):
         return ([f".{label}:"] + ["\tvfmadd213ps\t%ymm2, %ymm1, %ymm0"] * 32
