@@ -21,6 +21,17 @@ def _run(key, inputs, variant):
     return collect(outputs, inputs.save_t.shape[0] > 0)
 
 
+def _assert_lanes_equal_serial(key, inputs):
+    """The lanes kernel of ``key`` gives what its serial kernel gives, bit for bit."""
+    a = _run(key, inputs, "lanes")
+    b = _run(key, inputs, "serial")
+    np.testing.assert_array_equal(a.u_final, b.u_final)
+    if inputs.save_t.shape[0]:
+        np.testing.assert_array_equal(a.saved, b.saved)
+    for name in ("accepted", "rejected", "rhs_evals", "status"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+
+
 @pytest.mark.parametrize("layout", LANE_LAYOUTS)
 @pytest.mark.parametrize("problem,method,dtype,save,lanes", [
     ("lorenz", "tsit5", "float32", "final", 32),
@@ -38,13 +49,7 @@ def test_layouts_equal_serial(layout, problem, method, dtype, save, lanes):
     inputs = make_inputs(u0, p, prob.tspan, dtype, mode="adaptive", dt=prob.dt, rtol=1e-6, atol=1e-6,
                          saveat=saveat)
     key = KernelKey(problem, method, "adaptive", dtype, save=save, lanes=lanes, lane_layout=layout)
-    a = _run(key, inputs, "lanes")
-    b = _run(key, inputs, "serial")
-    np.testing.assert_array_equal(a.u_final, b.u_final)
-    if saveat is not None:
-        np.testing.assert_array_equal(a.saved, b.saved)
-    for name in ("accepted", "rejected", "rhs_evals", "status"):
-        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+    _assert_lanes_equal_serial(key, inputs)
 
 
 @pytest.mark.parametrize("layout", LANE_LAYOUTS)
@@ -59,13 +64,7 @@ def test_fixed_step_lanes_equal_serial(layout, lanes, save):
     inputs = make_inputs(u0, p, (0.0, n_steps * prob.dt), "float32", mode="fixed", dt=prob.dt,
                          n_steps=n_steps, saveat=saveat)
     key = KernelKey("lorenz", "tsit5", "fixed", "float32", save=save, lanes=lanes, lane_layout=layout)
-    a = _run(key, inputs, "lanes")
-    b = _run(key, inputs, "serial")
-    np.testing.assert_array_equal(a.u_final, b.u_final)
-    if saveat is not None:
-        np.testing.assert_array_equal(a.saved, b.saved)
-    for name in ("accepted", "rejected", "rhs_evals", "status"):
-        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+    _assert_lanes_equal_serial(key, inputs)
 
 
 def test_auto_layout_follows_the_isa():
