@@ -55,11 +55,21 @@ def top_figure_name(device: str, name: str) -> str:
     return f"{device}-{name.split('_', 1)[1]}.png"
 
 
+def cpu_words(run_dir: Path) -> str:
+    """The CPU a run was measured on, as its fingerprint names it: "znver3, avx2"."""
+    env, _ = load_environment(run_dir)
+    vec = env.get("cpu_vector") if isinstance(env.get("cpu_vector"), dict) else {}
+    return f"{vec.get('cpu_name') or 'CPU not recorded'}, {vec.get('isa') or 'ISA not recorded'}"
+
+
 def feature_paragraphs(runs: list[Run]) -> list[str]:
     """One paragraph per section of :data:`SECTIONS` that has one, from the first of ``runs`` the
     section applies to (its companions: the other runs, in order); a section that fails says so
-    in one line instead (the block is still written)."""
+    in one line instead (the block is still written). A paragraph from a run measured on another
+    CPU than the reference run (``runs[0]``) says so: its "this CPU" is not the one above, and
+    a ratio it sets beside the reference run's comes from two machines."""
     out = []
+    ref_cpu = cpu_words(runs[0].path) if runs else None
     for section in SECTIONS:
         if section.readme is None:
             continue
@@ -71,6 +81,9 @@ def feature_paragraphs(runs: list[Run]) -> list[str]:
             text = section.readme(ctx)
         except Exception as exc:  # noqa: BLE001 - one broken feature must not lose the block
             text = f"_{section.name}: not generated ({type(exc).__name__})._"
+        if text and run is not runs[0] and cpu_words(run.path) != ref_cpu:
+            text += (f" *(Measured on another CPU, {cpu_words(run.path)}, than the reference run above, "
+                     f"{ref_cpu}.)*")
         if text:
             out += [text, ""]
     return out

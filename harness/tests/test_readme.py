@@ -88,3 +88,18 @@ def test_reference_report_headline_is_generated(named_run):
     text = report_md.read_text(encoding="utf-8")
     expected = headline_markdown(headline_table(load_results(ROOT / run), load_paper_data()))
     assert expected.strip() in text, f"{run}/report.md's headline differs: run `python -m harness report {run}`"
+
+
+def test_paragraphs_from_another_cpu_say_so(named_run, tmp_path):
+    """A companion run measured on another CPU than the reference run names both CPUs in its
+    README paragraph (its "this CPU" is not the reference run's)."""
+    run, companions, block = named_run
+    ref = readme.cpu_words(ROOT / run)
+    assert re.fullmatch(r"[\w-]+, (avx512|avx2|avx|sse)", ref), ref
+    assert f"Measured on another CPU, {ref}," not in block  # never for a run on the same CPU
+    other = {readme.cpu_words(ROOT / c) for c in companions} - {ref}
+    if other:  # at least one of them has a paragraph, and it names both CPUs
+        assert any(f"Measured on another CPU, {cpu}, than the reference run above, {ref}." in block
+                   for cpu in other), other
+    (tmp_path / "environment.json").write_text("{}")
+    assert readme.cpu_words(tmp_path) == "CPU not recorded, ISA not recorded"
