@@ -19,7 +19,7 @@ from solvers.fused.build import (
     KernelInputs, collect, cpu_kernel, grid_indices, kernel_args, load_module, make_inputs,
     make_outputs, module_path,
 )
-from solvers.fused.codegen import LANE_LAYOUTS, KernelKey
+from solvers.fused.codegen import LANE_LAYOUTS, KernelKey, pass_interleave
 from solvers.fused.looped import unsupported_reason, uses_looped
 from solvers.fused.methods import method_code
 from solvers.tableaus import get_tableau
@@ -255,6 +255,10 @@ class FusedBackend(Backend):
             out["lanes"] = self.lanes
             if spec.mode == "adaptive" and spec.variant != "serial":
                 out["lane_layout"] = self.kernel_key(spec).lane_layout  # chosen per ISA (codegen)
+            if spec.variant != "serial" and not _looped(spec):
+                # lanes per iteration of each per-step lane loop over the vector width: 2 where
+                # lane pairs run interleaved (per ISA and layout: codegen.interleaved)
+                out["lane_interleave"] = list(pass_interleave(self.kernel_key(spec)))
             out["threads"] = numba.get_num_threads()
             out["fastmath"] = ",".join(self.fastmath) or "none"
         if spec.mode == "fixed":

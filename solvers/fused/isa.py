@@ -326,7 +326,8 @@ def main(argv=None) -> int:
     ap.add_argument("--asm-dir", help="also write each assembly listing here")
     ap.add_argument("--asm-in", help="read listings written by --asm-dir instead of compiling")
     ap.add_argument("--layout", choices=("one-pass", "two-pass"),
-                    help="adaptive lane layout (default: what 'auto' picks on that CPU)")
+                    help="lane layout (default: what 'auto' picks on that CPU); for a fixed-step "
+                    "kernel, two-pass interleaves its lane loop in pairs (codegen.interleaved)")
     ap.add_argument("--interleave", type=int, help="lanes loops interleaved in this many groups "
                     "(default: the generator's rule; 1 for kernels generated before interleaving)")
     ap.add_argument("--mca", action="store_true", help="also llvm-mca's cycles per lane-step (port-"
@@ -354,7 +355,7 @@ def main(argv=None) -> int:
                 if cpu == "host":
                     mcpu = cpu_isa()["cpu_name"]
                 r["mca"] = mca_per_lane_step(key, asm, mcpu, args.interleave)
-            rows.append({"cpu": cpu, "mode": mode, "lane_layout": key.lane_layout if mode == "adaptive" else "", **r})
+            rows.append({"cpu": cpu, "mode": mode, "lane_layout": key.lane_layout, **r})
             print(f"{cpu:>15} {mode:<9}{'' if mode == 'fixed' else ' ' + key.lane_layout:<9} {r['vector_bits']:>4}-bit lanes/iter {r['lanes_per_iteration']}: "
                   f"{r['instructions_per_lane_step']:7.2f} instructions per lane-step "
                   f"(loads {r.get('loads', 0):.1f}, stores {r.get('stores', 0):.1f}, "

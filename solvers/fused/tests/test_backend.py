@@ -78,6 +78,14 @@ def test_settings_record_everything():
                                 n=8))["beta1"] == 7 / 20  # order 2
     cpu = b.settings(SolveSpec(problem="lorenz", method="tsit5", mode="adaptive", dtype="float32", n=8))
     assert cpu["lane_layout"] in ("one-pass", "two-pass")
+    # how the lane loops were laid out is recorded beside every lanes cell, fixed step included
+    assert cpu["lane_interleave"] == ([2, 2, 1] if cpu["lane_layout"] == "two-pass" else [2])
+    for layout, loops in (("one-pass", [1]), ("two-pass", [2])):
+        tsit5 = FusedBackend(lane_layout=layout).settings(
+            SolveSpec(problem="lorenz", method="tsit5", mode="fixed", dtype="float32", n=8))
+        assert tsit5["lane_interleave"] == loops, layout
+    assert "lane_interleave" not in b.settings(SolveSpec(problem="lorenz", method="tsit5", mode="fixed",
+                                                         dtype="float32", n=8, variant="serial"))
 
 
 def test_prepared_dispatches_a_kernel():
