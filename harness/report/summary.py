@@ -192,12 +192,18 @@ def kernel_costs_sentence(env: dict) -> str:
         return ""
     mca = (f" (llvm-mca's model of this CPU: {ratios['mca_dependencies']:.2f}x)"
            if "mca_dependencies" in ratios else "")
+    # Each round times both cases back to back: the ratio taken round by round moves less with
+    # a host whose speed drifts than the ratio of the medians, and its spread says how much.
+    by_round = ratios.get("wall_by_round") or {}
+    rounds = (f"; {by_round['median']:.2f}x taken round by round, {by_round['min']:.2f}-{by_round['max']:.2f}x "
+              f"over {by_round['rounds']} rounds" if by_round.get("rounds", 0) >= 2 else "")
     steal = max((c.get("host_steal", 0.0) for c in cases.values()), default=0.0)
     stolen = (f" The host gave other guests {steal:.0%} of this machine's CPU time while it was measured "
               "(steal): that ratio is not the kernels' alone. " if steal >= STEAL_LIMIT else " ")
     return (f"The fused kernel's fixed Lorenz step reached {fixed['fma_floor_fraction']:.0%} of that FMA-bound floor "
             f"({fixed['fma_lane_ops_per_step']:.0f} lane-FMAs per step), and an adaptive step taken (1e-6) cost "
-            f"{ratios['wall']:.2f}x a fixed one{mca}, at N = {kc['n']:,} (`{kc['command']}`).{stolen}")
+            f"{ratios['wall']:.2f}x a fixed one by median times{rounds}{mca}, at N = {kc['n']:,} "
+            f"(`{kc['command']}`).{stolen}")
 
 
 __all__ = ["CONTENDED_MARK", "CONTENDED_NOTE", "answer_lines", "compact_caption", "compact_table",
