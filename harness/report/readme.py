@@ -81,9 +81,9 @@ def feature_paragraphs(runs: list[Run]) -> list[str]:
             text = section.readme(ctx)
         except Exception as exc:  # noqa: BLE001 - one broken feature must not lose the block
             text = f"_{section.name}: not generated ({type(exc).__name__})._"
-        if text and run is not runs[0] and cpu_words(run.path) != ref_cpu:
-            text += (f" *(Measured on another CPU, {cpu_words(run.path)}, than the reference run above, "
-                     f"{ref_cpu}.)*")
+        cpu = cpu_words(run.path)
+        if text and cpu != ref_cpu:
+            text += f" *(Measured on another CPU, {cpu}, than the reference run above, {ref_cpu}.)*"
         if text:
             out += [text, ""]
     return out

@@ -253,12 +253,14 @@ class FusedBackend(Backend):
             out["fastmath"] = "numba-cuda default (NVVM contracts a*b+c into fma)"
         else:
             out["lanes"] = self.lanes
-            if spec.mode == "adaptive" and spec.variant != "serial":
-                out["lane_layout"] = self.kernel_key(spec).lane_layout  # chosen per ISA (codegen)
-            if spec.variant != "serial" and not _looped(spec):
-                # lanes per iteration of each per-step lane loop over the vector width: 2 where
-                # lane pairs run interleaved (per ISA and layout: codegen.interleaved)
-                out["lane_interleave"] = list(pass_interleave(self.kernel_key(spec)))
+            if spec.variant != "serial":
+                key = self.kernel_key(spec)
+                if spec.mode == "adaptive":
+                    out["lane_layout"] = key.lane_layout  # chosen per ISA (codegen)
+                if not _looped(spec):
+                    # lanes per iteration of each per-step lane loop over the vector width: 2 where
+                    # lane pairs run interleaved (per ISA and layout: codegen.interleaved)
+                    out["lane_interleave"] = list(pass_interleave(key))
             out["threads"] = numba.get_num_threads()
             out["fastmath"] = ",".join(self.fastmath) or "none"
         if spec.mode == "fixed":
