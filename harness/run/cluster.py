@@ -268,6 +268,12 @@ class Cluster:
         except Exception:  # noqa: BLE001 - best effort; a joined cluster may refuse
             pass
 
+    def stranded(self, keys: Sequence[str]) -> dict[int, int]:
+        """Of the tasks ``keys``, those waiting with no worker to run them while some worker
+        runs (harness.run.shards.STRANDED_POLL_S): their index -> the deaths Dask counted
+        against them."""
+        return self.client.run_on_scheduler(_stranded_tasks, list(keys))
+
     def run_on_workers(self, func: Callable, *args) -> None:
         try:
             self.client.run(func, *args)
@@ -287,6 +293,14 @@ class Cluster:
                 tmp.write_text(json.dumps(known, indent=2, default=str) + "\n")
                 os.replace(tmp, path)
         return brief(info)
+
+
+def _stranded_tasks(keys: list[str], dask_scheduler=None) -> dict[int, int]:
+    """Runs on the scheduler (Client.run_on_scheduler): Cluster.stranded."""
+    if not dask_scheduler.running:
+        return {}  # no worker yet: the restarted ones have not joined, nothing to move to
+    tasks = [dask_scheduler.tasks.get(key) for key in keys]
+    return {i: ts.suspicious for i, ts in enumerate(tasks) if ts is not None and ts.state == "no-worker"}
 
 
 def stamp_rows(rows: list[dict], worker: dict[str, Any]) -> list[dict]:

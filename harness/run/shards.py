@@ -30,8 +30,10 @@ What a sharded cell's row measures (``shards`` = K):
 A shard whose worker dies is run again on another worker by Dask (up to the cluster's
 ``allowed-failures``, harness.run.cluster.MAX_WORKER_DEATHS); the repeat in which that happened is
 listed in ``settings.harness.shards_reprepared`` (its time includes the new worker's prepare and
-first call). Past the limit the cell is one "error" row naming the shard; a cell that exceeds its
-time limit is a "timeout" row and the shard workers are restarted.
+first call). When every worker died at once, Dask leaves the shard without a worker and the
+client moves it itself (``STRANDED_POLL_S``), counting the same deaths. Past the limit the cell
+is one "oom" row naming the shard (KilledWorker: most often the OOM killer's doing); a cell that
+exceeds its time limit is a "timeout" row and the shard workers are restarted.
 """
 from __future__ import annotations
 
@@ -57,6 +59,14 @@ from solvers.base import SolveResult
 #: Worker-side state: token -> (prepared solve, shard info). One Dask worker process holds the
 #: prepared shards of the cell being run (released when the cell ends).
 _PREPARED: dict[str, tuple[Any, dict]] = {}
+
+#: How often (seconds) the client asks the scheduler for stranded shard tasks while it waits.
+#: A shard task is pinned to its worker with ``allow_other_workers``; when its worker dies, Dask
+#: moves it to another worker, but when every worker died at once (an OOM killer taking all
+#: shards of a cell) the task waits in "no-worker", and Dask (distributed 2026.8) does not
+#: reconsider loose restrictions when the restarted workers join: it would wait there until the
+#: cell's time limit. The client then resubmits it to a worker alive now.
+STRANDED_POLL_S = 2.0
 
 
 def split(n: int, k: int) -> list[tuple[int, int]]:
@@ -171,6 +181,7 @@ class ShardedRun:
         self.token = uuid.uuid4().hex
         self.submit = cluster.submit_options()
         self.rounds = 0
+        self.deaths = [0] * len(self.bounds)  # per shard: deaths counted when its task was moved
         self.phase = "setup"
 
     def run(self, func: Callable, what: str) -> list[dict]:
@@ -180,17 +191,36 @@ class ShardedRun:
 
         client, label = self.cluster.client, f"{func.__name__}-{self.rounds}"
         self.rounds += 1
-        futures = [client.submit(func, self.token, self.cell, a, b, self.backends, key=f"{label}-{k}-{self.token}",
-                                 pure=False, workers=[self.workers[k]], allow_other_workers=True, **self.submit)
-                   for k, (a, b) in enumerate(self.bounds)]
-        left = self.deadline - time.monotonic()
-        done, _ = wait(futures, timeout=max(left, 0.0), return_when="ALL_COMPLETED") if left > 0 else (set(), None)
-        if len(done) < len(futures):
-            client.cancel(futures)
-            self.cluster.restart_workers(self.workers)  # a shard may be stuck in native code
-            raise ShardFailure("timeout", f"exceeded the cell time limit of {self.cell.timeout_s:g} s during {what}")
+
+        def submit(k: int, key: str):
+            a, b = self.bounds[k]
+            return client.submit(func, self.token, self.cell, a, b, self.backends, key=key, pure=False,
+                                 workers=[self.workers[k]], allow_other_workers=True, **self.submit)
+
+        keys = [f"{label}-{k}-{self.token}" for k in range(len(self.bounds))]
+        futures = [submit(k, key) for k, key in enumerate(keys)]
+        while True:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                client.cancel(futures)
+                self.cluster.restart_workers(self.workers)  # a shard may be stuck in native code
+                raise ShardFailure("timeout", f"exceeded the cell time limit of {self.cell.timeout_s:g} s during {what}")
+            try:
+                wait(futures, timeout=min(left, STRANDED_POLL_S), return_when="ALL_COMPLETED")
+                break
+            except TimeoutError:  # distributed.wait raises it when the timeout passes first
+                pass
+            for k, deaths in self.cluster.stranded([f.key for f in futures]).items():
+                client.cancel(futures[k])
+                if not self._move(k, deaths):
+                    client.cancel(futures)
+                    a, b = self.bounds[k]
+                    raise ShardFailure("oom", f"shard {k} ({a}:{b}): its worker died {self.deaths[k]} times "
+                                              "(every worker of the cluster at once)")
+                keys[k] = f"{keys[k]}-moved"
+                futures[k] = submit(k, keys[k])
         try:
-            return client.gather(futures)  # one round trip for all shards
+            results = client.gather(futures)  # one round trip for all shards
         except Exception as exc:  # noqa: BLE001 - KilledWorker and the like become the row
             status, reason = classify_exception(exc)
             k = next((i for i, f in enumerate(futures) if f.status == "error"), None)
@@ -198,6 +228,19 @@ class ShardedRun:
             if type(exc).__name__ == "KilledWorker":
                 reason = f"its worker died {self.cluster.max_worker_deaths + 1} times; {reason}"  # allowed + 1
             raise ShardFailure(status, where + reason) from None
+        # The next round goes where each shard is prepared now (Dask may have moved it).
+        self.workers = [r["worker"].get("address") or w for r, w in zip(results, self.workers)]
+        return results
+
+    def _move(self, k: int, deaths: int) -> bool:
+        """Shard ``k``'s task lost its workers ``deaths`` times and Dask left it with none (see
+        STRANDED_POLL_S): count the deaths and pin the shard to a worker alive now; False past
+        the cluster's allowed deaths (where Dask's KilledWorker would give it up)."""
+        self.deaths[k] += deaths
+        if self.deaths[k] > self.cluster.max_worker_deaths:
+            return False
+        self.workers[k] = self.cluster.workers_for(len(self.bounds))[k]
+        return True
 
     def setup(self) -> list[dict]:
         """Every shard prepared on its worker; their infos."""

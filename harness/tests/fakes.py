@@ -40,6 +40,8 @@ FAKES = {
     "fake-killworker": "harness.tests.fakes:WorkerKillingBackend",
     "fake-killworker-always": "harness.tests.fakes:AlwaysWorkerKillingBackend",
     "fake-killself": "harness.tests.fakes:SelfKillingBackend",
+    "fake-killself-each": "harness.tests.fakes:ShardSelfKillingBackend",
+    "fake-killself-always": "harness.tests.fakes:AlwaysSelfKillingBackend",
     "fake-oomkill": "harness.tests.fakes:OomKilledBackend",
     "fake-threads": "harness.tests.probe:ThreadProbeBackend",
 }
@@ -97,12 +99,14 @@ def log_kill(name: str) -> None:
         f.write(name + "\n")
 
 
-def _first_time() -> bool:
-    """True (and the marker is created) if the marker file named in the environment is absent."""
-    marker = Path(os.environ["HARNESS_FAKE_MARKER"])
-    if marker.exists():
+def _first_time(suffix: str = "") -> bool:
+    """True (and the marker is created) if the marker file named in the environment (plus
+    ``suffix``) is absent. Created atomically: of two processes asking at once (two shards on
+    two workers), exactly one is first."""
+    try:
+        os.close(os.open(os.environ["HARNESS_FAKE_MARKER"] + suffix, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
         return False
-    marker.write_text("done")
     return True
 
 
@@ -267,9 +271,32 @@ class SelfKillingBackend(FakeBackend):
     name = "fake-killself"
 
     def on_run(self, spec, call) -> None:
-        if _first_time():
+        if self.kills(spec):
             log_kill(self.name)
             os.kill(os.getpid(), signal.SIGKILL)
+
+    def kills(self, spec) -> bool:
+        return _first_time()
+
+
+class ShardSelfKillingBackend(SelfKillingBackend):
+    """Kills its own process on the first solve of each shard (one marker per shard): the shards
+    of a cell on as many workers kill them all at once, leaving Dask no worker to move the shards
+    to until the nannies have restarted them."""
+
+    name = "fake-killself-each"
+
+    def kills(self, spec) -> bool:
+        return _first_time(f".shard{spec.shard_of[0] if spec.shard_of else ''}")
+
+
+class AlwaysSelfKillingBackend(SelfKillingBackend):
+    """Kills its own process in every solve (a sharded cell must end as one "oom" row)."""
+
+    name = "fake-killself-always"
+
+    def kills(self, spec) -> bool:
+        return True
 
 
 class OomKilledBackend(FakeBackend):

@@ -5,8 +5,10 @@ sharded fused cell equal to the unsharded one, and the one-line errors of --clus
 These start LocalClusters (a few seconds each): few, small (N = 8), time-limited."""
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
+import re
 import sys
 from collections import Counter
 from pathlib import Path
@@ -162,6 +164,44 @@ def test_a_shard_whose_worker_is_killed_runs_again_on_another_worker(fake_backen
     assert [(r["status"], r["shards"], r["repeat"]) for r in rows] == [("ok", "2", "0"), ("ok", "2", "1")]
     shards = json.loads(rows[0]["settings"])["harness"]["shards"]
     assert [(s["start"], s["stop"]) for s in shards] == [(0, 4), (4, 8)]
+
+
+@needs_dask
+def test_shards_whose_workers_all_die_at_once_run_again_on_the_restarted_workers(fake_backends, tmp_path):
+    # Each shard kills its worker once: with as many workers as shards, the cluster has no
+    # worker left, and Dask leaves the shards waiting for one (harness.run.shards.STRANDED_POLL_S)
+    with local() as cluster:
+        run_sweep([cell("fake-killself-each", 8, shards=2)], tmp_path, run_id="r", suite="t",
+                  how=DaskExecutor(cluster, tmp_path), progress=False)
+    rows = read_rows(tmp_path / "results.csv")
+    assert [(r["status"], r["repeat"]) for r in rows] == [("ok", "0"), ("ok", "1")], rows[0]["reason"]
+    assert kills() == {"fake-killself-each": 2}
+    harness = json.loads(rows[0]["settings"])["harness"]
+    assert harness["shards_reprepared"] == [] and harness["repeats_done"] == 2  # died in the first call
+    assert float(rows[0]["first_call_s"]) < 60  # moved, not waited out until the time limit
+
+
+@needs_dask
+def test_shards_whose_workers_always_die_end_as_one_oom_row(fake_backends, tmp_path):
+    with local() as cluster:
+        run_sweep([cell("fake-killself-always", 8, shards=2)], tmp_path, run_id="r", suite="t",
+                  how=DaskExecutor(cluster, tmp_path), progress=False)
+    rows = read_rows(tmp_path / "results.csv")
+    assert [(r["status"], r["repeat"]) for r in rows] == [("oom", "-1")]
+    # Deaths come in batches when every worker dies at once: past the allowed ones, however many
+    died = re.search(r"^shard \d \(\d:\d\): its worker died (\d+) times", rows[0]["reason"])
+    assert died and int(died.group(1)) > MAX_WORKER_DEATHS, rows[0]["reason"]
+
+
+@needs_dask
+def test_a_sharded_cell_past_its_time_limit_is_a_timeout_row(fake_backends, tmp_path):
+    hang = dataclasses.replace(cell("fake-hang", 8, shards=2), timeout_s=3)
+    with local() as cluster:
+        run_sweep([hang, cell("fake-ok", 8, shards=2)], tmp_path, run_id="r", suite="t",
+                  how=DaskExecutor(cluster, tmp_path), progress=False)
+    rows = read_rows(tmp_path / "results.csv")
+    assert [(r["backend"], r["status"]) for r in rows] == [("fake-hang", "timeout"), ("fake-ok", "ok"), ("fake-ok", "ok")]
+    assert rows[0]["reason"] == "exceeded the cell time limit of 3 s during first call (round 1)"
 
 
 @needs_dask
