@@ -74,7 +74,6 @@ test-all: setup
 # left as it was) and prints that folder, then its report. The top-level figures/ and README.md's
 # results block are drawn from the committed reference run by `make figures` / `make readme` only.
 reproduce: setup
-	$(PY) -m harness env --check
 	@suite=$${SUITE:-$$($(PY) -m harness default-suite)}; \
 	out=$$($(PY) -m harness run --suite $$suite --report $(RUN_ARGS)) || exit $$?; \
 	echo "run folder: $$(echo "$$out" | head -n 1)"; \
