@@ -100,3 +100,10 @@ def load_environment(run_dir: Path) -> tuple[dict, str]:
     if not isinstance(env, dict):
         return {}, f"{ENVIRONMENT_FILE} does not hold a JSON object"
     return env, ""
+
+
+def cpu_words(run_dir: Path) -> str:
+    """The CPU a run was measured on, as its fingerprint names it: "znver3, avx2"."""
+    env, _ = load_environment(run_dir)
+    vec = env.get("cpu_vector") if isinstance(env.get("cpu_vector"), dict) else {}
+    return f"{vec.get('cpu_name') or 'CPU not recorded'}, {vec.get('isa') or 'ISA not recorded'}"

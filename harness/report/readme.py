@@ -22,7 +22,7 @@ from harness.report import summary
 from harness.report.figures import style
 from harness.report.figures.canvas import FigureContext
 from harness.report.figures.story import make_story_figures
-from harness.report.inputs import Run, load_environment, read_run
+from harness.report.inputs import Run, cpu_words, load_environment, read_run
 from harness.report.sections import SECTIONS, SectionContext
 from harness.results.headline import headline_table
 from harness.results.paper import load_paper_data
@@ -53,13 +53,6 @@ def _rel(path: Path) -> str:
 
 def top_figure_name(device: str, name: str) -> str:
     return f"{device}-{name.split('_', 1)[1]}.png"
-
-
-def cpu_words(run_dir: Path) -> str:
-    """The CPU a run was measured on, as its fingerprint names it: "znver3, avx2"."""
-    env, _ = load_environment(run_dir)
-    vec = env.get("cpu_vector") if isinstance(env.get("cpu_vector"), dict) else {}
-    return f"{vec.get('cpu_name') or 'CPU not recorded'}, {vec.get('isa') or 'ISA not recorded'}"
 
 
 def feature_paragraphs(runs: list[Run]) -> list[str]:

@@ -61,3 +61,24 @@ def test_section_figure_files_are_byte_reproducible(tmp_path):
     for suffix in ("png", "svg", "csv"):
         name = f"figures/pso_time_vs_particles.{suffix}"
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+
+
+def test_the_section_says_when_the_ode_ratios_come_from_another_cpu(tmp_path):
+    from harness.report.inputs import Run
+    from harness.report.sections import SECTIONS, SectionContext
+
+    swarm = cell_table(rows())
+    cpu = pd.DataFrame([{"problem": "lorenz", "backend": b, "variant": "", "method": "tsit5", "mode": "fixed",
+                         "dtype": "float32", "n": 128, "dt": 1e-3, "threads": 2, "status": "ok", "time_s": t}
+                        for b, t in (("fused", 0.001), ("array", 0.2))])
+    section = next(s for s in SECTIONS if s.name == "pso")
+    for name, cpu_name in (("swarm", "znver4"), ("ode-same", "znver4"), ("ode-other", "znver3")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "environment.json").write_text(json.dumps({"cpu_vector": {"cpu_name": cpu_name, "isa": "x"}}))
+    run = Run(tmp_path / "swarm", rows(), swarm)
+    same = section.markdown(SectionContext(run, (Run(tmp_path / "ode-same", cpu, cell_table(cpu)),)))
+    other = section.markdown(SectionContext(run, (Run(tmp_path / "ode-other", cpu, cell_table(cpu)),)))
+    assert "ODE at N=128" in same and "another CPU" not in same
+    assert other.startswith(same.rstrip())
+    assert other.endswith("*The ODE ratios come from the cpu reference run `ode-other`, measured on another "
+                          "CPU (znver3, x) than this run (znver4, x).*\n")

@@ -16,7 +16,7 @@ import pandas as pd
 
 from harness.gpu_profile import section as gpu_section
 from harness.report.figures.canvas import write_files
-from harness.report.inputs import Run
+from harness.report.inputs import Run, cpu_words
 from harness.report.summary import kind_finding
 from harness.report.sections import cpp, events, explainer, noise, nonlinear, pso, scaling, sde, sizes
 from harness.results.headline import HEADLINE_PROBLEM
@@ -71,6 +71,23 @@ def _cells_of(run: Run | None) -> pd.DataFrame | None:
     return None if run is None else run.cells
 
 
+def _compared_with_ode(render: Callable[[Path, pd.DataFrame, pd.DataFrame | None], str | None]):
+    """A report section that sets its fused-vs-array ratio beside the cpu ODE run's
+    (``render(run_dir, cells, ode_cells)``); when that companion was measured on another CPU
+    than the run, the section says so: the two ratios then come from two machines."""
+    def markdown(ctx: SectionContext) -> str | None:
+        ode = ctx.companion("ode")
+        text = render(ctx.run_dir, ctx.cells, _cells_of(ode))
+        if text is None or ode is None:
+            return text
+        here, there = cpu_words(ctx.run_dir), cpu_words(ode.path)
+        if here == there:
+            return text
+        return (f"{text.rstrip()}\n\n*The ODE ratios come from the cpu reference run `{ode.path.name}`, "
+                f"measured on another CPU ({there}) than this run ({here}).*\n")
+    return markdown
+
+
 def _always(cells: pd.DataFrame) -> bool:
     return True
 
@@ -102,13 +119,13 @@ SECTIONS: tuple[Section, ...] = (
             lambda ctx: sizes.report_section(ctx.run_dir, ctx.cells),
             lambda ctx: sizes.readme_paragraph(ctx.run_dir, ctx.cells)),
     Section("pso", lambda cells: has_kind(cells, "pso"),
-            lambda ctx: pso.report_section(ctx.run_dir, ctx.cells, _cells_of(ctx.companion("ode"))),
+            _compared_with_ode(pso.report_section),
             lambda ctx: pso.readme_paragraph(ctx.run_dir, ctx.cells, _cells_of(ctx.companion("ode")))),
     Section("scaling", scaling.applies,
             lambda ctx: scaling.report_section(ctx.run_dir, ctx.cells),
             lambda ctx: scaling.readme_paragraph(ctx.run_dir, ctx.cells)),
     Section("nonlinear", lambda cells: has_kind(cells, "nonlinear"),
-            lambda ctx: nonlinear.report_section(ctx.run_dir, ctx.cells, _cells_of(ctx.companion("ode"))),
+            _compared_with_ode(nonlinear.report_section),
             lambda ctx: nonlinear.readme_paragraph(ctx.run_dir, ctx.cells, _cells_of(ctx.companion("ode")))),
     Section("events", lambda cells: has_kind(cells, "event"),
             lambda ctx: events.report_section(ctx.run_dir, ctx.cells),
