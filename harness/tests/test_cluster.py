@@ -48,6 +48,13 @@ def local(workers: int = 2):
     return Cluster(f"local:{workers}")
 
 
+def sweep_on_cluster(cells: list[Cell], run_dir: Path, workers: int = 2) -> list[dict]:
+    """``cells`` swept on a fresh local cluster into ``run_dir``; the rows written."""
+    with local(workers) as cluster:
+        run_sweep(cells, run_dir, run_id="r", suite="t", how=DaskExecutor(cluster, run_dir), progress=False)
+    return read_rows(run_dir / "results.csv")
+
+
 @needs_dask
 def test_clustered_sweep_gives_the_cells_and_statuses_of_a_local_one(fake_backends, tmp_path):
     cells = [cell("fake-ok"), cell("fake-ok", 16), cell("fake-raise"), cell("fake-unsupported"),
@@ -157,10 +164,7 @@ def test_killed_workers_with_cells_in_flight_end_every_cell_whole(fake_backends,
 
 @needs_dask
 def test_a_shard_whose_worker_is_killed_runs_again_on_another_worker(fake_backends, tmp_path):
-    with local() as cluster:
-        run_sweep([cell("fake-killself", 8, shards=2)], tmp_path, run_id="r", suite="t", how=DaskExecutor(cluster, tmp_path),
-                  progress=False)
-    rows = read_rows(tmp_path / "results.csv")
+    rows = sweep_on_cluster([cell("fake-killself", 8, shards=2)], tmp_path)
     assert [(r["status"], r["shards"], r["repeat"]) for r in rows] == [("ok", "2", "0"), ("ok", "2", "1")]
     shards = json.loads(rows[0]["settings"])["harness"]["shards"]
     assert [(s["start"], s["stop"]) for s in shards] == [(0, 4), (4, 8)]
@@ -170,10 +174,7 @@ def test_a_shard_whose_worker_is_killed_runs_again_on_another_worker(fake_backen
 def test_shards_whose_workers_all_die_at_once_run_again_on_the_restarted_workers(fake_backends, tmp_path):
     # Each shard kills its worker once: with as many workers as shards, the cluster has no
     # worker left, and Dask leaves the shards waiting for one (harness.run.shards.STRANDED_POLL_S)
-    with local() as cluster:
-        run_sweep([cell("fake-killself-each", 8, shards=2)], tmp_path, run_id="r", suite="t",
-                  how=DaskExecutor(cluster, tmp_path), progress=False)
-    rows = read_rows(tmp_path / "results.csv")
+    rows = sweep_on_cluster([cell("fake-killself-each", 8, shards=2)], tmp_path)
     assert [(r["status"], r["repeat"]) for r in rows] == [("ok", "0"), ("ok", "1")], rows[0]["reason"]
     assert kills() == {"fake-killself-each": 2}
     harness = json.loads(rows[0]["settings"])["harness"]
@@ -183,10 +184,7 @@ def test_shards_whose_workers_all_die_at_once_run_again_on_the_restarted_workers
 
 @needs_dask
 def test_shards_whose_workers_always_die_end_as_one_oom_row(fake_backends, tmp_path):
-    with local() as cluster:
-        run_sweep([cell("fake-killself-always", 8, shards=2)], tmp_path, run_id="r", suite="t",
-                  how=DaskExecutor(cluster, tmp_path), progress=False)
-    rows = read_rows(tmp_path / "results.csv")
+    rows = sweep_on_cluster([cell("fake-killself-always", 8, shards=2)], tmp_path)
     assert [(r["status"], r["repeat"]) for r in rows] == [("oom", "-1")]
     # Deaths come in batches when every worker dies at once: past the allowed ones, however many
     died = re.search(r"^shard \d \(\d:\d\): its worker died (\d+) times", rows[0]["reason"])
@@ -196,10 +194,7 @@ def test_shards_whose_workers_always_die_end_as_one_oom_row(fake_backends, tmp_p
 @needs_dask
 def test_a_sharded_cell_past_its_time_limit_is_a_timeout_row(fake_backends, tmp_path):
     hang = dataclasses.replace(cell("fake-hang", 8, shards=2), timeout_s=3)
-    with local() as cluster:
-        run_sweep([hang, cell("fake-ok", 8, shards=2)], tmp_path, run_id="r", suite="t",
-                  how=DaskExecutor(cluster, tmp_path), progress=False)
-    rows = read_rows(tmp_path / "results.csv")
+    rows = sweep_on_cluster([hang, cell("fake-ok", 8, shards=2)], tmp_path)
     assert [(r["backend"], r["status"]) for r in rows] == [("fake-hang", "timeout"), ("fake-ok", "ok"), ("fake-ok", "ok")]
     assert rows[0]["reason"] == "exceeded the cell time limit of 3 s during first call (round 1)"
 
