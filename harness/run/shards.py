@@ -56,9 +56,11 @@ from problems.kinds import kind_of
 from solvers import registry
 from solvers.base import SolveResult
 
-#: Worker-side state: token -> (prepared solve, shard info). One Dask worker process holds the
-#: prepared shards of the cell being run (released when the cell ends).
-_PREPARED: dict[str, tuple[Any, dict]] = {}
+#: Worker-side state: (token, shard start) -> (prepared solve, shard info). One Dask worker
+#: process holds the prepared shards of the cell being run, more than one where shards share a
+#: worker (fewer workers than shards, or a shard moved after its worker died): released when
+#: the cell ends.
+_PREPARED: dict[tuple[str, int], tuple[Any, dict]] = {}
 
 #: How often (seconds) the client asks the scheduler for stranded shard tasks while it waits.
 #: A shard task is pinned to its worker with ``allow_other_workers``; when its worker dies, Dask
@@ -122,8 +124,8 @@ def setup_shard(token: str, cell: Cell, start: int, stop: int, backends: dict[st
         status, reason = classify_exception(exc)
         return dict(info, status=status, reason=reason)
     info.update(status="ok", reason="", settings=ready.settings, step_control=ready.step_control)
-    release_shard(token)
-    _PREPARED[token] = (ready.prepared, info)
+    _release((token, start))
+    _PREPARED[(token, start)] = (ready.prepared, info)
     return info
 
 
@@ -131,12 +133,12 @@ def solve_shard(token: str, cell: Cell, start: int, stop: int, backends: dict[st
     """One solve of the shard prepared under ``token`` (prepared here first if this worker does
     not hold it: the task was moved after a worker died), its run + sync timed by the clock,
     fetched to host memory."""
-    reprepared = token not in _PREPARED
+    reprepared = (token, start) not in _PREPARED
     if reprepared:
         info = setup_shard(token, cell, start, stop, backends)
         if info["status"] != "ok":
             return dict(info, reprepared=True)
-    prepared, info = _PREPARED[token]
+    prepared, info = _PREPARED[(token, start)]
     solve_s, out = time_call(prepared.run, prepared.sync)
     result = prepared.fetch(out)
     return {"start": start, "stop": stop, "status": "ok", "solve_s": solve_s, "reprepared": reprepared,
@@ -146,15 +148,21 @@ def solve_shard(token: str, cell: Cell, start: int, stop: int, backends: dict[st
 
 
 def release_shard(token: str) -> bool:
-    """Close and forget the shard prepared under ``token`` (False: this worker held none)."""
-    held = _PREPARED.pop(token, None)
+    """Close and forget the shards prepared under ``token`` (False: this worker held none)."""
+    held = [key for key in _PREPARED if key[0] == token]
+    for key in held:
+        _release(key)
+    return bool(held)
+
+
+def _release(key: tuple[str, int]) -> None:
+    held = _PREPARED.pop(key, None)
     if held is None:
-        return False
+        return
     try:
         held[0].close()
     except Exception:  # noqa: BLE001 - a failing close must not fail the sweep
         pass
-    return True
 
 
 # ---- client side ---------------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 Register them with the ``fake_backends`` fixture below (import it by name), which adds
 ``FAKES`` to ``solvers.registry.BACKENDS``; worker processes receive the registry, so the fakes
 also resolve there. Every fake "solves" by returning the float64 reference's final states
-(exact, so ``max_rel_err`` is 0) and reports its process id in ``notes`` (tests of isolation).
+(exact to the dtype's rounding: ``max_rel_err`` ~ 0; a shard returns its slice of them) and reports its process id
+in ``notes`` (tests of isolation).
 
 Behaviour that must change between a first run and a resumed run is switched by a marker
 file named in the environment variable ``HARNESS_FAKE_MARKER``: the fake acts (interrupts,
@@ -130,10 +131,12 @@ class FakePrepared(Prepared):
     def fetch(self, out) -> SolveResult:
         from problems.reference import reference
 
-        ref = reference(self.spec.prob, self.spec.n, self.spec.dtype)
-        u = np.zeros((self.spec.n, self.spec.prob.n_states))
-        u[ref.indices] = ref.u_final
         n = self.spec.n
+        start, total = self.spec.shard_of or (0, n)  # a shard: its slice of the whole ensemble's
+        ref = reference(self.spec.prob, total, self.spec.dtype)
+        u = np.zeros((total, self.spec.prob.n_states))
+        u[ref.indices] = ref.u_final
+        u = u[start:start + n]
         return SolveResult(u_final=u.astype(self.spec.dtype), status=self.owner.statuses(n),
                            accepted=np.full(n, 100), rejected=np.zeros(n, dtype=np.int64),
                            rhs_evals=np.full(n, 601),

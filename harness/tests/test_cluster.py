@@ -166,6 +166,9 @@ def test_killed_workers_with_cells_in_flight_end_every_cell_whole(fake_backends,
 def test_a_shard_whose_worker_is_killed_runs_again_on_another_worker(fake_backends, tmp_path):
     rows = sweep_on_cluster([cell("fake-killself", 8, shards=2)], tmp_path)
     assert [(r["status"], r["shards"], r["repeat"]) for r in rows] == [("ok", "2", "0"), ("ok", "2", "1")]
+    # The moved shard shares the other's worker: each still solves its own slice (the fakes
+    # return the reference's final states, so the gathered ensemble is exact to float32 rounding)
+    assert all(float(r["max_rel_err"]) < 1e-6 for r in rows)
     shards = json.loads(rows[0]["settings"])["harness"]["shards"]
     assert [(s["start"], s["stop"]) for s in shards] == [(0, 4), (4, 8)]
 
@@ -176,6 +179,7 @@ def test_shards_whose_workers_all_die_at_once_run_again_on_the_restarted_workers
     # worker left, and Dask leaves the shards waiting for one (harness.run.shards.STRANDED_POLL_S)
     rows = sweep_on_cluster([cell("fake-killself-each", 8, shards=2)], tmp_path)
     assert [(r["status"], r["repeat"]) for r in rows] == [("ok", "0"), ("ok", "1")], rows[0]["reason"]
+    assert all(float(r["max_rel_err"]) < 1e-6 for r in rows)
     assert kills() == {"fake-killself-each": 2}
     harness = json.loads(rows[0]["settings"])["harness"]
     assert harness["shards_reprepared"] == [] and harness["repeats_done"] == 2  # died in the first call
@@ -193,10 +197,12 @@ def test_shards_whose_workers_always_die_end_as_one_oom_row(fake_backends, tmp_p
 
 @needs_dask
 def test_a_sharded_cell_past_its_time_limit_is_a_timeout_row(fake_backends, tmp_path):
-    hang = dataclasses.replace(cell("fake-hang", 8, shards=2), timeout_s=3)
+    hang = dataclasses.replace(cell("fake-hang", 8, shards=2), timeout_s=10)  # the fake sleeps 60 s
     rows = sweep_on_cluster([hang, cell("fake-ok", 8, shards=2)], tmp_path)
     assert [(r["backend"], r["status"]) for r in rows] == [("fake-hang", "timeout"), ("fake-ok", "ok"), ("fake-ok", "ok")]
-    assert rows[0]["reason"] == "exceeded the cell time limit of 3 s during first call (round 1)"
+    # where the limit struck: the first call, unless a busy machine made the shards' prepare that slow
+    assert rows[0]["reason"] in ("exceeded the cell time limit of 10 s during first call (round 1)",
+                                 "exceeded the cell time limit of 10 s during the shards' prepare")
 
 
 @needs_dask
