@@ -205,8 +205,7 @@ class ShardedRun:
             return client.submit(func, self.token, self.cell, a, b, self.backends, key=key, pure=False,
                                  workers=[self.workers[k]], allow_other_workers=True, **self.submit)
 
-        keys = [f"{label}-{k}-{self.token}" for k in range(len(self.bounds))]
-        futures = [submit(k, key) for k, key in enumerate(keys)]
+        futures = [submit(k, f"{label}-{k}-{self.token}") for k in range(len(self.bounds))]
         while True:
             left = self.deadline - time.monotonic()
             if left <= 0:
@@ -225,8 +224,7 @@ class ShardedRun:
                     a, b = self.bounds[k]
                     raise ShardFailure("oom", f"shard {k} ({a}:{b}): its worker died {self.deaths[k]} times "
                                               "(every worker of the cluster at once)")
-                keys[k] = f"{keys[k]}-moved"
-                futures[k] = submit(k, keys[k])
+                futures[k] = submit(k, f"{futures[k].key}-moved")
         try:
             results = client.gather(futures)  # one round trip for all shards
         except Exception as exc:  # noqa: BLE001 - KilledWorker and the like become the row
