@@ -36,6 +36,7 @@ class Parts:
     C: Constants
     ctrl: PIController | None
     lane_layout: str = "two-pass"  # of the CPU adaptive lane loop (KernelKey.lane_layout)
+    lane_ways: int = 1  # lanes interleaved in the per-step lane loops (codegen.lane_ways)
 
 
 def controller_for(method: str, controller: str) -> PIController:
@@ -176,7 +177,7 @@ def module_header(key, P: Parts) -> list[str]:
             f"_mant, _expo, _pow2, _floor = cpu_helpers({key.dtype!r})",
             f"_L = {key.lanes}  # trajectories per lane block",
             "_L_PASS = _L  # lanes of a per-step lane loop (when not interleaved)",
-            "_L_HALF = _L // 2  # interleaved per-step lane loops: lanes l and l + _L_HALF",
+            f"_L_PART = _L // {P.lane_ways}  # interleaved per-step lane loops: lanes l, l + _L_PART, ...",
             "_STRANDS = 256  # interleaved block sequences the threads share (balance; see solve_lanes)",
             "_sqrt = math.sqrt",
             "",

@@ -258,8 +258,8 @@ class FusedBackend(Backend):
                 if spec.mode == "adaptive":
                     out["lane_layout"] = key.lane_layout  # chosen per ISA (codegen)
                 if not _looped(spec):
-                    # lanes per iteration of each per-step lane loop over the vector width: 2 where
-                    # lane pairs run interleaved (per ISA and layout: codegen.interleaved)
+                    # lanes per iteration of each per-step lane loop over the vector width: 2 or 4 where
+                    # lanes run interleaved (per ISA and layout: codegen.lane_ways)
                     out["lane_interleave"] = list(pass_interleave(key))
             out["threads"] = numba.get_num_threads()
             out["fastmath"] = ",".join(self.fastmath) or "none"

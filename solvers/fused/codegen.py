@@ -58,42 +58,49 @@ def default_lane_layout() -> str:
     return "one-pass" if cpu_isa()["isa"] == "avx512" else "two-pass"
 
 
-def interleaved(key: "KernelKey") -> bool:
-    """Whether ``key``'s CPU lane block runs lane pairs interleaved in some of its per-step
-    loops (``emit.interleave_lane_loops``): two independent chains in the core's reorder
-    window. An even lane count, and:
+def lane_ways(key: "KernelKey") -> int:
+    """How many lanes ``key``'s CPU lane block runs interleaved in its per-step lane loops
+    (``emit.interleave_lane_loops``: independent chains in the core's reorder window, each
+    loaded constant serving all of them; 1: plain loops). It needs a lane count divisible by
+    the ways, and:
 
-    - adaptive two-pass: its attempt and control loops, always (``pass_interleave``);
-    - adaptive one-pass: its loop, for explicit methods only, where it was measured (Tsit5,
+    - adaptive two-pass: pairs, in its attempt and control loops, always (``pass_interleave``);
+    - adaptive one-pass: pairs, for explicit methods only, where it was measured (Tsit5,
       Zen 4: 4% faster on average, issue 29); a Rosenbrock attempt (Jacobian, LU) is long
       already, and doubling it doubled its compile time for no measured gain;
     - fixed step, where the lane layout is "two-pass" (the choice of a core without AVX-512:
-      16 vector registers). There a Tsit5 step's chain spills, one vector of lanes fills the
+      16 vector registers), explicit methods only, as above. There a Tsit5 step's chain
+      spills and reloads its tableau constants from the stack, one vector of lanes fills the
       core's scheduler, and consecutive iterations barely overlap: pairs ran the Lorenz
-      float32 step 0.78-0.84x the time of the plain loop at 16, 32 and 64 lanes (Zen 3, one
-      thread, results bitwise equal). With 32 registers (AVX-512) the plain loop is kept: it
-      reached 92% of the FMA-bound floor on Zen 4, with no chain to hide. Explicit methods
-      only, as above.
+      float32 step 0.78-0.84x the time of the plain loop at 16, 32 and 64 lanes, and four
+      ways where each way still fills a 256-bit vector (lanes / 4 >= 8 float32 or 4 float64
+      lanes; otherwise pairs) 0.82-0.85x the time of pairs (Zen 3, one thread, 32 lanes;
+      Lorenz float64 0.90x, Lorenz-96 of 8 states 0.98x, of 4 states 1.01x; results bitwise
+      equal; four ways in the adaptive attempt loop gained 2-4% only, and are not used). With
+      32 registers (AVX-512) the fixed step's plain loop is kept: it reached 92% of the
+      FMA-bound floor on Zen 4, with no chain to hide.
     """
     if key.target != "cpu" or key.lanes % 2:
-        return False
+        return 1
     explicit = not method_code(key.method).uses_jacobian
     if key.mode == "adaptive":
-        return key.lane_layout == "two-pass" or explicit
-    return key.lane_layout == "two-pass" and explicit
+        return 2 if (key.lane_layout == "two-pass" or explicit) else 1
+    if key.lane_layout != "two-pass" or not explicit:
+        return 1
+    vector_lanes = 256 // (32 if key.dtype == "float32" else 64)  # AVX2: the two-pass layout's ISA
+    return 4 if key.lanes % 4 == 0 and key.lanes // 4 >= vector_lanes else 2
 
 
 def pass_interleave(key: "KernelKey") -> tuple[int, ...]:
     """Lanes interleaved in each iteration of ``key``'s per-step lane loops, in program order
-    (1: a plain loop): fixed step (2,) or (1,) and one-pass (2,) or (1,) (``interleaved``);
-    two-pass (attempt, control, commit) = (2, 2, 1): the commit is bound by its loads and
-    stores, and a second chain there only adds spills (llvm-mca, znver3, Lorenz Tsit5
-    float32, 32 lanes: 2.19 cycles per lane-step plain, 3.22 interleaved;
-    ``python -m solvers.fused.isa``)."""
-    two = 2 if interleaved(key) else 1
+    (1: a plain loop): fixed step and one-pass ``(lane_ways(key),)``; two-pass (attempt,
+    control, commit) = (2, 2, 1): the commit is bound by its loads and stores, and a second
+    chain there only adds spills (llvm-mca, znver3, Lorenz Tsit5 float32, 32 lanes: 2.19
+    cycles per lane-step plain, 3.22 interleaved; ``python -m solvers.fused.isa``)."""
+    ways = lane_ways(key)
     if key.mode == "adaptive" and key.target == "cpu" and key.lane_layout == "two-pass":
-        return (two, two, 1)
-    return (two,)
+        return (ways, ways, 1)
+    return (ways,)
 
 
 #: Files (relative to the repository root) whose content is part of every kernel's cache
@@ -124,10 +131,10 @@ class KernelKey:
         (cheap with AVX-512 mask registers, and the fewest instructions there); "auto"
         (default): "one-pass" where this machine has AVX-512F, else "two-pass" (resolved on
         creation, so the module name records it). With an even lane count the lanes are
-        interleaved in pairs (``interleaved``: two-pass in its attempt and control loops,
+        interleaved in pairs (``lane_ways``: two-pass in its attempt and control loops,
         one-pass for explicit methods; ``pass_interleave``). Fixed-step kernels have one lane
-        loop, which "two-pass" (the layout of a core without AVX-512) also interleaves in
-        pairs. Ignored by CUDA kernels.
+        loop, which "two-pass" (the layout of a core without AVX-512) also interleaves, four
+        ways where the lanes allow. Ignored by CUDA kernels.
     """
 
     problem: str
@@ -311,7 +318,7 @@ def _block_fixed(P: Parts, save: str, lanes: int) -> list[str]:
              "for s in range(n_steps):",
              "    t = t0 + _T(s) * dt",
              "    nacc += 1", f"    nfe += {P.mc.step_evals}",
-             # the step's lane loop: over _L_PASS, interleaved in pairs where ``interleaved``
+             # the step's lane loop: over _L_PASS, interleaved where ``lane_ways`` says so
              "    for l in range(_L_PASS):",
              f"        {targets(y)} = _step({', '.join(sy + sp)}, t, dt)"]
     body += [f"        {sy[s]} = y{s}" for s in range(n)]
@@ -549,7 +556,7 @@ def _two_pass_loops(B: _LaneRows, prelude: list[str]) -> list[str]:
         decide.append(f"{S(B.R_SV)} = _sel(acc & ({S(B.R_NX)} <= tn), {one}, {zero})")
     # All three loops are straight-line lane loops. Those over range(_L_PASS), the attempt and
     # the control, whose bodies are long dependency chains, are interleaved in pairs of lanes
-    # by ``emit.interleave_lane_loops`` when _L is even (see generate_source, pass_interleave);
+    # by ``emit.interleave_lane_loops`` when _L is even (see generate_source, lane_ways);
     # the commit is short and bound by its loads and stores, which a second chain only adds to.
     body = ["while True:", "    for l in range(_L_PASS):"] + ["        " + v for v in attempt]
     body += ["    for l in range(_L_PASS):"] + ["        " + v for v in control]
@@ -630,7 +637,7 @@ def generate_source(key: KernelKey) -> str:
     sh = Shape(prob.n_states, prob.n_params, tgrad_zero)
     C = Constants(key.dtype)
     ctrl = controller_for(key.method, key.controller) if key.mode == "adaptive" else None
-    P = Parts(mc, sh, C, ctrl, key.lane_layout)
+    P = Parts(mc, sh, C, ctrl, key.lane_layout, lane_ways(key))
 
     # Snippets: straight-line functions spliced into the trajectory loops (emit.Inliner).
     inliner = Inliner()
@@ -661,8 +668,7 @@ def generate_source(key: KernelKey) -> str:
     if key.target == "cpu":
         funcs += ["", "@_jit", inliner.expand(join_lines([f"def _solve_one(i, {ARGS}):"] + indent_lines(one))), ""]
         blk = inliner.expand(join_lines(block(P, key.save, key.lanes)))
-        if interleaved(key):
-            blk = interleave_lane_loops(blk, "_L_PASS", "_L_HALF", keep=("anyrun",))
+        blk = interleave_lane_loops(blk, "_L_PASS", "_L_PART", keep=("anyrun",), ways=lane_ways(key))
         funcs += ["", blk, ""]
         funcs += [
             "",

@@ -300,19 +300,26 @@ class _LaneCopy(ast.NodeTransformer):
         return node
 
 
-def interleave_lane_loops(source: str, marker: str, half: str, keep: tuple[str, ...] = ()) -> str:
+def interleave_lane_loops(source: str, marker: str, part: str, keep: tuple[str, ...] = (), ways: int = 2) -> str:
     """Rewrite every ``for l in range(<marker>):`` loop of ``source`` (one function) so that
-    each iteration runs the body for lane ``l`` and for lane ``l + <half>``, statement by
-    statement interleaved, over ``range(<half>)``.
+    each iteration runs the body for the ``ways`` lanes ``l``, ``l + <part>``, ``l + 2*<part>``,
+    ..., statement by statement interleaved, over ``range(<part>)`` (``<part>`` names the
+    lane count divided by ``ways``). Copy m of the body (m = 2..ways) has lane ``l_m`` and its
+    locals suffixed ``__m``.
 
     Why: a lane loop of an adaptive step is one long dependency chain per vector of lanes
     (stages, error norm, controller), and its body is longer than the core's reorder window,
     so consecutive vector iterations barely overlap and the chain's latency is not hidden.
-    Two independent chains, interleaved in program order, give the core twice the
-    independent work within the same window. The body must be straight-line assignments;
-    names in ``keep`` (loop-carried reductions such as ``anyrun``) are shared by both copies.
-    The result computes exactly what the plain loop computes, lane by lane.
+    Independent chains, interleaved in program order, give the core more independent work
+    within the same window; and each constant a statement loads serves every copy of it in
+    turn (with AVX2's 16 registers a fixed Tsit5 step reloads its tableau constants from the
+    stack: four copies load each once for four vectors of lanes). The body must be
+    straight-line assignments; names in ``keep`` (loop-carried reductions such as ``anyrun``)
+    are shared by all copies. The result computes exactly what the plain loop computes, lane
+    by lane.
     """
+    if ways < 2:
+        return source
     fn = Inliner._parse(source)
 
     class Rewrite(ast.NodeTransformer):
@@ -325,20 +332,21 @@ def interleave_lane_loops(source: str, marker: str, half: str, keep: tuple[str, 
             if not all(isinstance(s, (ast.Assign, ast.AugAssign)) for s in node.body):
                 raise ValueError("interleaved lane loops must hold straight-line assignments only")
             index = node.target.id
-            lane2 = f"{index}_2"
             local = set()
             for st in node.body:
                 for t in (st.targets if isinstance(st, ast.Assign) else [st.target]):
                     elts = t.elts if isinstance(t, ast.Tuple) else [t]
                     local |= {e.id for e in elts if isinstance(e, ast.Name)}  # not S in S[r, l] = ...
             local -= set(keep)
-            copy2 = _LaneCopy(local, index, lane2, "__2")
-            body = [ast.parse(f"{lane2} = {index} + {half}").body[0]]
+            copies = [_LaneCopy(local, index, f"{index}_{m}", f"__{m}") for m in range(2, ways + 1)]
+            body = [ast.parse(f"{index}_{m} = {index} + {part}" if m == 2 else
+                              f"{index}_{m} = {index} + {m - 1} * {part}").body[0] for m in range(2, ways + 1)]
             for st in node.body:
-                body += [st, copy2.visit(copy.deepcopy(st))]
+                body.append(st)
+                body += [c.visit(copy.deepcopy(st)) for c in copies]
             node.body = body
             node.iter = ast.Call(func=ast.Name(id="range", ctx=ast.Load()),
-                                 args=[ast.Name(id=half, ctx=ast.Load())], keywords=[])
+                                 args=[ast.Name(id=part, ctx=ast.Load())], keywords=[])
             return ast.fix_missing_locations(node)
 
     fn = Rewrite().visit(fn)

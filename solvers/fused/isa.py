@@ -327,7 +327,7 @@ def main(argv=None) -> int:
     ap.add_argument("--asm-in", help="read listings written by --asm-dir instead of compiling")
     ap.add_argument("--layout", choices=("one-pass", "two-pass"),
                     help="lane layout (default: what 'auto' picks on that CPU); for a fixed-step "
-                    "kernel, two-pass interleaves its lane loop in pairs (codegen.interleaved)")
+                    "kernel, two-pass interleaves its lane loop (four ways or pairs: codegen.lane_ways)")
     ap.add_argument("--interleave", type=int, help="lanes loops interleaved in this many groups "
                     "(default: the generator's rule; 1 for kernels generated before interleaving)")
     ap.add_argument("--mca", action="store_true", help="also llvm-mca's cycles per lane-step (port-"

@@ -80,7 +80,7 @@ def test_settings_record_everything():
     assert cpu["lane_layout"] in ("one-pass", "two-pass")
     # how the lane loops were laid out is recorded beside every lanes cell, fixed step included
     assert cpu["lane_interleave"] == ([2, 2, 1] if cpu["lane_layout"] == "two-pass" else [2])
-    for layout, loops in (("one-pass", [1]), ("two-pass", [2])):
+    for layout, loops in (("one-pass", [1]), ("two-pass", [4])):  # 32 lanes: four ways of 8
         tsit5 = FusedBackend(lane_layout=layout).settings(
             SolveSpec(problem="lorenz", method="tsit5", mode="fixed", dtype="float32", n=8))
         assert tsit5["lane_interleave"] == loops, layout

@@ -53,17 +53,22 @@ def test_layouts_equal_serial(layout, problem, method, dtype, save, lanes):
 
 
 @pytest.mark.parametrize("layout", LANE_LAYOUTS)
-@pytest.mark.parametrize("lanes,save", [(32, "final"), pytest.param(6, "grid", marks=pytest.mark.slow)])
-def test_fixed_step_lanes_equal_serial(layout, lanes, save):
-    """The fixed step's lane loop, plain ("one-pass") or in interleaved lane pairs ("two-pass",
-    the layout of a core without AVX-512), computes what the serial kernel computes."""
+@pytest.mark.parametrize("lanes,save,dtype", [
+    (32, "final", "float32"),  # two-pass: four ways of 8 lanes
+    pytest.param(6, "grid", "float32", marks=pytest.mark.slow),  # two-pass: pairs of 3 lanes
+    pytest.param(16, "grid", "float64", marks=pytest.mark.slow),  # two-pass: four ways of 4 lanes
+])
+def test_fixed_step_lanes_equal_serial(layout, lanes, save, dtype):
+    """The fixed step's lane loop, plain ("one-pass") or interleaved ("two-pass", the layout
+    of a core without AVX-512: four ways or pairs, ``codegen.lane_ways``), computes what the
+    serial kernel computes."""
     prob = get_problem("lorenz")
-    u0, p = prob.ensemble(19, "float32")  # a partial last block
+    u0, p = prob.ensemble(19, dtype)  # a partial last block
     n_steps = 200
     saveat = None if save == "final" else np.linspace(0.0, n_steps * prob.dt, 5)
-    inputs = make_inputs(u0, p, (0.0, n_steps * prob.dt), "float32", mode="fixed", dt=prob.dt,
+    inputs = make_inputs(u0, p, (0.0, n_steps * prob.dt), dtype, mode="fixed", dt=prob.dt,
                          n_steps=n_steps, saveat=saveat)
-    key = KernelKey("lorenz", "tsit5", "fixed", "float32", save=save, lanes=lanes, lane_layout=layout)
+    key = KernelKey("lorenz", "tsit5", "fixed", dtype, save=save, lanes=lanes, lane_layout=layout)
     _assert_lanes_equal_serial(key, inputs)
 
 
@@ -95,6 +100,20 @@ def test_interleave_runs_both_lanes_in_order():
     with pytest.raises(ValueError, match="straight-line"):
         interleave_lane_loops(src.replace("        b = a + 1.0\n", "        if a:\n            b = 1.0\n"),
                               "_LP", "_LH")
+    # four ways: lanes l, l + _LQ, l + 2 _LQ, l + 3 _LQ, statement by statement
+    four = interleave_lane_loops(src, "_LP", "_LQ", keep=("acc",), ways=4)
+    assert "l_4 = l + 3 * _LQ" in four and "a__4 = S[l_4] * 2.0" in four
+    body = [line.strip() for line in four.splitlines()]
+    first = body.index("a = S[l] * 2.0")
+    assert body[first:first + 4] == ["a = S[l] * 2.0", "a__2 = S[l_2] * 2.0", "a__3 = S[l_3] * 2.0", "a__4 = S[l_4] * 2.0"]
+    ns_four, o4 = {"_LQ": 2}, np.zeros(8)
+    exec(four, ns_four)
+    S8, o8 = np.arange(8.0), np.zeros(8)
+    ns_plain8 = {"_LP": 8}
+    exec(src, ns_plain8)
+    assert ns_plain8["f"](S8, o8) == ns_four["f"](S8, o4)
+    np.testing.assert_array_equal(o8, o4)
+    assert interleave_lane_loops(src, "_LP", "_LQ", ways=1) == src
 
 
 def test_loop_profile_counts_one_lane_loop():
@@ -115,9 +134,9 @@ def test_loop_profile_counts_one_lane_loop():
     r = per_lane_step(key, asm)
     assert r["lane_loops"] == 1 and r["vector_bits"] == 512
     assert r["instructions_per_lane_step"] == pytest.approx(inner["instructions"] / 16, abs=0.01)  # rounded
-    # "two-pass" (a core without AVX-512) interleaves the fixed step's lane loop in pairs
+    # "two-pass" (a core without AVX-512) interleaves the fixed step's lane loop: 32 lanes four ways
     paired = per_lane_step(KernelKey("lorenz", "tsit5", "fixed", "float32", lane_layout="two-pass"), asm)
-    assert paired["lanes_per_iteration"] == [32]
+    assert paired["lanes_per_iteration"] == [64]
 
 
 def test_peak_and_isa_are_reported():
@@ -181,7 +200,11 @@ def test_two_pass_loops_are_analysed_with_their_own_interleaving():
     assert pass_interleave(KernelKey("lorenz", "tsit5", "adaptive", "float32", lanes=7, lane_layout="two-pass")) == (1, 1, 1)
     assert pass_interleave(KernelKey("lorenz", "tsit5", "adaptive", "float32", lane_layout="one-pass")) == (2,)
     assert pass_interleave(KernelKey("lorenz", "tsit5", "fixed", "float32", lane_layout="one-pass")) == (1,)
-    assert pass_interleave(KernelKey("lorenz", "tsit5", "fixed", "float32", lane_layout="two-pass")) == (2,)
+    # fixed step without AVX-512: four ways where each fills a 256-bit vector, else pairs
+    assert pass_interleave(KernelKey("lorenz", "tsit5", "fixed", "float32", lane_layout="two-pass")) == (4,)
+    assert pass_interleave(KernelKey("lorenz", "tsit5", "fixed", "float32", lanes=16, lane_layout="two-pass")) == (2,)
+    assert pass_interleave(KernelKey("lorenz", "tsit5", "fixed", "float64", lanes=16, lane_layout="two-pass")) == (4,)
+    assert pass_interleave(KernelKey("lorenz", "tsit5", "fixed", "float32", lanes=34, lane_layout="two-pass")) == (2,)
     assert pass_interleave(KernelKey("lorenz", "tsit5", "fixed", "float32", lanes=7, lane_layout="two-pass")) == (1,)
     assert pass_interleave(KernelKey("robertson", "rosenbrock23", "fixed", "float64", lane_layout="two-pass")) == (1,)
 
