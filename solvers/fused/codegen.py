@@ -668,7 +668,7 @@ def generate_source(key: KernelKey) -> str:
     if key.target == "cpu":
         funcs += ["", "@_jit", inliner.expand(join_lines([f"def _solve_one(i, {ARGS}):"] + indent_lines(one))), ""]
         blk = inliner.expand(join_lines(block(P, key.save, key.lanes)))
-        blk = interleave_lane_loops(blk, "_L_PASS", "_L_PART", keep=("anyrun",), ways=lane_ways(key))
+        blk = interleave_lane_loops(blk, "_L_PASS", "_L_PART", keep=("anyrun",), ways=P.lane_ways)
         funcs += ["", blk, ""]
         funcs += [
             "",
