@@ -52,7 +52,7 @@ def main(argv=None) -> int:
     ap.add_argument("--dtype", default="float32", choices=("float32", "float64"))
     ap.add_argument("--n", type=int, default=65536)
     ap.add_argument("--repeats", type=int, default=5, help="timed repeats per case and round")
-    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds: every case once per round, "
+    ap.add_argument("--rounds", type=int, default=7, help="interleaved rounds: every case once per round, "
                     "so a ratio is taken round by round under the same machine conditions")
     ap.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     ap.add_argument("--variants", nargs="+", default=["lanes", "serial"], choices=("lanes", "serial"))

@@ -97,7 +97,10 @@ class Timed:
         ``ns_per_step_min``, ``core_ns_per_step`` (process CPU time: every thread's, so per
         core), ``thread_ns_per_step`` (wall x busy threads: per core, what the FMA floor is
         compared with), ``ns_per_block_step`` (per lane-step the blocks run),
-        ``round_ns_per_step`` (each round's median), ``host_steal`` (the fraction of the CPU
+        ``round_ns_per_step`` (each round's median), ``best_round_ns_per_step`` and
+        ``best_round_thread_ns_per_step`` (the fastest round's median: a host whose other tenants
+        come and go within minutes slows some rounds, and the fastest says what the kernel costs
+        when this core is its own), ``host_steal`` (the fraction of the CPU
         time the hypervisor gave other guests during the rounds, ``harness.measure.load``: NaN
         off a VM's Linux), plus steps, accuracy and status."""
         res = self.prep.fetch(self.last)
@@ -107,6 +110,7 @@ class Timed:
         per_traj = res.accepted + res.rejected
         steps = int(per_traj.sum())
         med = statistics.median(samples)
+        best = min(statistics.median(r) for r in self.rounds)
         ref = reference(spec.prob, spec.n, spec.dtype)
         return {
             "first_s": self.first_s,
@@ -116,6 +120,8 @@ class Timed:
             "ns_per_step": med / steps * 1e9,
             "ns_per_step_min": min(samples) / steps * 1e9,
             "round_ns_per_step": [statistics.median(r) / steps * 1e9 for r in self.rounds],
+            "best_round_ns_per_step": best / steps * 1e9,
+            "best_round_thread_ns_per_step": best * busy_threads(spec.n, lanes) / steps * 1e9,
             "core_ns_per_step": statistics.median(self.cpu) / steps * 1e9,
             # wall x the threads the blocks keep busy: per-core time without the process clock's
             # scheduler-tick granularity (other threads' CPU time is only added at ticks, ~4 ms)
@@ -161,14 +167,15 @@ def floor_fraction(fma_ops: float, per_core_ns_per_step: float, peak_per_ns: flo
     return {"fma_floor_ns": round(floor, 4), "fma_floor_fraction": round(floor / per_core_ns_per_step, 3)}
 
 
-def kernel_costs(n: int = 65536, repeats: int = 5, lanes: int = 32, rounds: int = 3) -> dict:
+def kernel_costs(n: int = 65536, repeats: int = 5, lanes: int = 32, rounds: int = 7) -> dict:
     """``COSTS_COMMAND``'s numbers for a run's fingerprint: fixed and adaptive-1e-6 Lorenz Tsit5
     float32 lane kernels at N = ``n``, timed in ``rounds`` interleaved rounds of ``repeats``,
     each with ns per step (wall and per core), lane-FMA operations per step, the FMA-bound
-    floor and its fraction, llvm-mca's cycles (or why not), and the adaptive/fixed ratios
+    floor and its fraction (of the median step, and of the fastest round's: ``best_round``),
+    llvm-mca's cycles (or why not), and the adaptive/fixed ratios
     (of the medians, and round by round), and the host's steal during each case's rounds (other
     guests on this machine's cores: a ratio measured under steal is not the kernels' alone).
-    Takes about 10 s with warm kernel caches."""
+    Takes about 20 s with warm kernel caches."""
     peak = fma_peak("float32")["lane_fma_per_ns"]
     backend = FusedBackend(lanes=lanes)
     names = ("fixed", "adaptive-1e-6")
@@ -186,6 +193,9 @@ def kernel_costs(n: int = 65536, repeats: int = 5, lanes: int = 32, rounds: int 
                        "thread_ns_per_step": round(r["thread_ns_per_step"], 4),
                        "host_steal": round(r["host_steal"], 4),
                        **floor_fraction(cost["fma_lane_ops_per_step"], r["thread_ns_per_step"], peak),
+                       "best_round": {"ns_per_step": round(r["best_round_ns_per_step"], 4),
+                                      **floor_fraction(cost["fma_lane_ops_per_step"],
+                                                       r["best_round_thread_ns_per_step"], peak)},
                        "mca": cost["mca"], **({"mca_missing": cost["mca_missing"]} if "mca_missing" in cost else {})}
     f, a = cases["fixed"], cases["adaptive-1e-6"]
     by_round = round_ratios(results[1], results[0])

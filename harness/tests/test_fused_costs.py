@@ -51,6 +51,9 @@ def test_the_readme_sentence_comes_from_the_fingerprint():
                                                                               "rounds": 3}}}
     assert ("cost 2.41x a fixed one by median times; 2.30x taken round by round, 2.11-3.26x over 3 rounds "
             "(llvm-mca's model" in kernel_costs_sentence({"fused_kernel_costs": by_round}))
+    best = {**by_round, "cases": {"fixed": {**by_round["cases"]["fixed"], "best_round": {"fma_floor_fraction": 0.912}}}}
+    assert ("reached 89% of that FMA-bound floor by its median time, 91% in the fastest of its 3 rounds (105 "
+            in kernel_costs_sentence({"fused_kernel_costs": best}))
     assert kernel_costs_sentence({}) == "" and kernel_costs_sentence({"fused_kernel_costs": {"error": "x"}}) == ""
     assert "steal" not in text  # measured before steal was recorded: nothing claimed either way
     stolen = {**ENV["fused_kernel_costs"], "cases": {"fixed": {**ENV["fused_kernel_costs"]["cases"]["fixed"],
@@ -69,6 +72,9 @@ def test_kernel_costs_measures_both_cases_on_this_machine():
     assert f["steps_per_trajectory"] == 1000 and 10 < a["steps_per_trajectory"] < 200
     assert f["fma_lane_ops_per_step"] > 50 and a["fma_lane_ops_per_step"] > f["fma_lane_ops_per_step"]
     assert 0 < f["fma_floor_fraction"] <= 1.5 and 0 < a["fma_floor_fraction"] <= 1.5
+    # the fastest round's median is no slower than the median over every round's samples
+    assert all(c["best_round"]["ns_per_step"] <= c["ns_per_step"] * (1 + 1e-9) for c in (f, a))
+    assert all(c["best_round"]["fma_floor_fraction"] >= c["fma_floor_fraction"] - 1e-3 for c in (f, a))
     assert kc["adaptive_over_fixed"]["wall"] > 1
     assert (f["mca"] is None) == ("mca_missing" in f)
     assert all(math.isnan(c["host_steal"]) or 0 <= c["host_steal"] <= 1 for c in (f, a))
