@@ -19,7 +19,8 @@ For one prepared solve (``Prepared`` from a backend):
    With a ``repeat_budget_s`` the repeats stop early once they have taken that long in total
    and at least ``min_repeats`` were made (a time box for large N); the count is recorded.
    The process's CPU time (all threads) over the repeats, divided by their wall time, is
-   ``cpu_util``: 1.0 means one core busy, 2.0 two;
+   ``cpu_util``: 1.0 means one core busy, 2.0 two (NaN when the repeats took less than
+   ``MIN_CPU_UTIL_WALL_S`` together: too short for the process clock);
 4. ``compile_s = max(0, first_call_s - median(repeats))``: the first call's extra cost over a
    warm call. It is an estimate (the first call also runs the solve once); floored at 0 because
    noise can make a warm-ish first call faster than the median.
@@ -52,7 +53,8 @@ class Timing:
     compile_s: first_call_s minus the median sample, floored at 0.
     output: the handle returned by the last timed run (for an untimed fetch).
     device_timer: how device_samples were taken ("cupy events", "torch events", "none: ...").
-    cpu_util: process CPU time (all threads) / wall time over the timed repeats.
+    cpu_util: process CPU time (all threads) / wall time over the timed repeats (NaN when they
+        took less than MIN_CPU_UTIL_WALL_S together).
     warmup_calls: untimed calls made after the first; warmup_stable: whether the last two agreed
         within STABLE_TOL (False: the warm-up time bound ended it first).
     """
@@ -126,6 +128,11 @@ STABLE_TOL = 0.10
 MAX_WARMUP_S = 1.0
 #: Calls this close agree whatever their ratio: below ~0.1 ms the clock's own jitter dominates.
 STABLE_ABS_S = 1e-4
+#: ``cpu_util`` needs the repeats to last this long together, else it is NaN: Linux adds a
+#: thread running on another core to the process's CPU time at scheduler ticks (4 ms at
+#: 250 Hz), so over a shorter wall the ratio is noise (measured: 10.0 on 2 threads for a fused
+#: N = 8 cell whose 7 repeats took 0.4 ms; every cell with 50 ms or more stayed <= 2.03).
+MIN_CPU_UTIL_WALL_S = 0.02
 
 
 def _agree(a: float, b: float, tol: float = STABLE_TOL) -> bool:
@@ -207,7 +214,7 @@ def time_solve(prepared: Any, repeats: int, warmups: int, device_timer: EventTim
     return Timing(first_call_s=first, samples=samples, device_samples=device_samples,
                   compile_s=compile_s, output=out,
                   device_timer=device_timer.name if device_timer is not None else "none",
-                  cpu_util=cpu / wall if wall > 0 else math.nan,
+                  cpu_util=cpu / wall if wall >= MIN_CPU_UTIL_WALL_S else math.nan,
                   warmup_calls=calls, warmup_stable=stable)
 
 

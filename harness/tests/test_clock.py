@@ -126,3 +126,23 @@ def test_time_repeats_times_a_callable_under_the_clocks_rules():
     assert len(calls) >= 1 + 1 + 3  # the first call and at least one warm-up are untimed
     assert gc_on[-3:] == [False] * 3 and gc_on[0]  # GC paused during the timed calls only
     assert gc.isenabled()
+
+
+def test_cpu_util_needs_repeats_long_enough_for_the_process_clock():
+    """Over less than MIN_CPU_UTIL_WALL_S the process clock's tick granularity makes CPU time /
+    wall time noise (10 on 2 threads was recorded): NaN then; a real ratio above it."""
+    import math
+
+    from harness.measure.clock import MIN_CPU_UTIL_WALL_S, _Call
+
+    def spin(seconds):
+        def fn():
+            end = time.perf_counter() + seconds
+            while time.perf_counter() < end:
+                pass
+        return _Call(fn)
+
+    short = time_solve(spin(1e-5), repeats=3, warmups=0, min_warmup_s=0.0)
+    assert math.isnan(short.cpu_util)
+    long = time_solve(spin(MIN_CPU_UTIL_WALL_S), repeats=3, warmups=0, min_warmup_s=0.0)
+    assert 0.5 < long.cpu_util < 1.5  # one thread spinning: one core busy
