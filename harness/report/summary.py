@@ -174,7 +174,11 @@ def machine_sentence(env: dict, devices: list[str], n_cells: int, ns: list[int])
 def cpu_differs_sentence(env: dict) -> str:
     """How much CPUs differ and that ratios, not times, carry over (numbers from the fingerprint)."""
     vec = (env or {}).get("cpu_vector") or {}
-    peak = vec.get("fma_peak_f32_per_ns")
+    # The kernel-cost sentence's floor was computed from its own peak measurement: quote that
+    # one when there is one, so "that FMA-bound floor" is the floor of the number printed (the
+    # fingerprint's two measurements differ when the host was busy during one of them).
+    kc = (env or {}).get("fused_kernel_costs") or {}
+    peak = (kc.get("fma_peak_f32_per_ns") if _has_kernel_costs(kc) else None) or vec.get("fma_peak_f32_per_ns")
     what = (f"This CPU ({vec.get('cpu_name', 'its model')}, {vec.get('isa', 'its vector ISA')}) measured "
             f"{peak:.3g} float32 FMA per ns on one core. " if peak else "")
     return (what + kernel_costs_sentence(env) + "Other CPUs differ several-fold in vector width, core count and "
@@ -182,14 +186,19 @@ def cpu_differs_sentence(env: dict) -> str:
             "same machine, are what carries over.")
 
 
+def _has_kernel_costs(kc: dict) -> bool:
+    """Whether ``kernel_costs_sentence`` says something for these ``fused_kernel_costs``."""
+    return bool((kc.get("cases") or {}).get("fixed")) and "wall" in (kc.get("adaptive_over_fixed") or {})
+
+
 def kernel_costs_sentence(env: dict) -> str:
     """The fused CPU kernels' step against this core's floor, from the fingerprint's
     ``fused_kernel_costs`` (``harness.measure.fused_costs``); empty when the run has none."""
     kc = (env or {}).get("fused_kernel_costs") or {}
-    cases, ratios = kc.get("cases") or {}, kc.get("adaptive_over_fixed") or {}
-    fixed = cases.get("fixed")
-    if not fixed or "wall" not in ratios:
+    if not _has_kernel_costs(kc):
         return ""
+    cases, ratios = kc["cases"], kc["adaptive_over_fixed"]
+    fixed = cases["fixed"]
     mca = (f" (llvm-mca's model of this CPU: {ratios['mca_dependencies']:.2f}x)"
            if "mca_dependencies" in ratios else "")
     # Each round times both cases back to back: the ratio taken round by round moves less with

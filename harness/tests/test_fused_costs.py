@@ -54,6 +54,10 @@ def test_the_readme_sentence_comes_from_the_fingerprint():
     best = {**by_round, "cases": {"fixed": {**by_round["cases"]["fixed"], "best_round": {"fma_floor_fraction": 0.912}}}}
     assert ("reached 89% of that FMA-bound floor by its median time, 91% in the fastest of its 3 rounds (105 "
             in kernel_costs_sentence({"fused_kernel_costs": best}))
+    # the peak quoted is the one the floor was computed from (the cpu_vector one was 57.8)
+    own_peak = {**ENV, "fused_kernel_costs": {**ENV["fused_kernel_costs"], "fma_peak_f32_per_ns": 60.1}}
+    assert "measured 60.1 float32 FMA per ns on one core. The fused kernel's" in cpu_differs_sentence(own_peak)
+    assert "measured 57.8 float32 FMA per ns" in cpu_differs_sentence({"cpu_vector": ENV["cpu_vector"]})
     assert kernel_costs_sentence({}) == "" and kernel_costs_sentence({"fused_kernel_costs": {"error": "x"}}) == ""
     assert "steal" not in text  # measured before steal was recorded: nothing claimed either way
     stolen = {**ENV["fused_kernel_costs"], "cases": {"fixed": {**ENV["fused_kernel_costs"]["cases"]["fixed"],
