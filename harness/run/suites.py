@@ -12,7 +12,7 @@ A suite file::
     repeat_budget_s = 10      #   that many seconds, but never before min_repeats
     shards = 4                # split each cell's ensemble into 4 shards on Dask workers
                               #   (harness.run.shards); 0 or absent: solved whole; a list sweeps
-    companions = ["20261207T194404Z-cpu-vm"]   # runs (folders in results/) its report compares
+    companions = ["20261207T232121Z-cpu-vm"]   # runs (folders in results/) its report compares
                               #   with (harness.report.inputs.suite_companions); not read here
     kernel_costs = true       # the fingerprint records the fused CPU kernels' step costs
                               #   against this core's FMA floor (harness.measure.fused_costs)

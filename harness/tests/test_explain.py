@@ -15,7 +15,7 @@ from harness.results.cells import cell_table
 from harness.results.headline import headline_table
 
 ROOT = Path(__file__).resolve().parents[2]
-CPU_RUN = ROOT / "results" / "20261207T194404Z-cpu-vm"
+CPU_RUN = ROOT / "results" / "20261207T232121Z-cpu-vm"
 
 
 def test_readme_first_screen_holds_the_answer_figure_1_and_the_table():

@@ -185,7 +185,7 @@ def test_companions_come_from_the_runs_suite_file_when_not_named(tmp_path):
     from harness.report.inputs import RESULTS_DIR, suite_companions
 
     (tmp_path / "environment.json").write_text('{"suite": {"name": "pso"}}')
-    assert suite_companions(tmp_path) == (RESULTS_DIR / "20261207T194404Z-cpu-vm",)
+    assert suite_companions(tmp_path) == (RESULTS_DIR / "20261207T232121Z-cpu-vm",)
     (tmp_path / "environment.json").write_text('{"suite": {"name": "cpu"}}')
     assert suite_companions(tmp_path) == ()
     (tmp_path / "environment.json").write_text("{}")
