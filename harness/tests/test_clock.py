@@ -145,4 +145,6 @@ def test_cpu_util_needs_repeats_long_enough_for_the_process_clock():
     short = time_solve(spin(1e-5), repeats=3, warmups=0, min_warmup_s=0.0)
     assert math.isnan(short.cpu_util)
     long = time_solve(spin(MIN_CPU_UTIL_WALL_S), repeats=3, warmups=0, min_warmup_s=0.0)
-    assert 0.5 < long.cpu_util < 1.5  # one thread spinning: one core busy
+    # one thread spinning: at most one core busy (less when a busy machine deschedules it,
+    # since the spin runs on the wall clock)
+    assert 0 < long.cpu_util < 1.5
