@@ -1,4 +1,5 @@
-"""Shared fixture for the benchmark suite: a prepared solve, timed by pytest-benchmark.
+"""Shared fixtures for the benchmark suite: a prepared solve, timed by pytest-benchmark; and
+``refused``, the timing scripts' check for bad arguments.
 
 Under ``make test`` (``--benchmark-disable``) every benchmark runs once, untimed, so the suite
 stays exercised; ``make bench`` times it and ``make bench-compare`` checks it for regressions.
@@ -46,3 +47,15 @@ def solve_benchmark(benchmark):
     yield _bench
     for prep in prepared_solves:
         prep.close()
+
+
+@pytest.fixture
+def refused(capsys):
+    """``refused(main, argv)``: run a timing script's ``main(argv)``, check that it refuses the
+    arguments as argparse does (exit code 2, no traceback), and return what it wrote to stderr."""
+    def _run(main, argv) -> str:
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 2
+        return capsys.readouterr().err
+    return _run
