@@ -38,7 +38,7 @@ from harness.measure.clock import time_repeats
 from solvers.base import SolveSpec
 from solvers.fused import codegen
 from solvers.fused.backend import FusedBackend
-from solvers.fused.build import import_file, kernel_args, make_inputs, make_outputs
+from solvers.fused.build import import_file, kernel_args, make_outputs, spec_inputs
 
 _CONTROL = re.compile(r"^(\s+)dta(__\d+)?, dtr(__\d+)?, lmn(__\d+)? = \(.*$")
 _CONTROL_H = re.compile(r"\b(_control\d+)_h(__\d+)?\b")
@@ -100,11 +100,7 @@ class _Kernel:
         path = folder / f"fused_parts_{name.replace('-', '_')}.py"
         path.write_text(source)
         self.mod = import_file(path)
-        u0, p = spec.ensemble()
-        rtol, atol = spec.tol
-        inputs = make_inputs(u0, p, spec.prob.tspan, spec.dtype, mode=spec.mode, dt=spec.step,
-                             n_steps=spec.n_steps if spec.mode == "fixed" else 0, rtol=rtol, atol=atol,
-                             max_steps=spec.max_steps)
+        inputs = spec_inputs(spec)
         self.args = kernel_args(inputs, make_outputs(inputs))
         self.run()  # compiles
         stats = self.args[13]

@@ -16,8 +16,8 @@ import numpy as np
 from solvers.base import Backend, KindSupport, Prepared, SolveResult, SolveSpec
 from solvers.fused.assemble import controller_domain, controller_for
 from solvers.fused.build import (
-    KernelInputs, collect, cpu_kernel, grid_indices, kernel_args, load_module, make_inputs,
-    make_outputs, module_path,
+    KernelInputs, collect, cpu_kernel, grid_indices, kernel_args, load_module, make_outputs, module_path,
+    spec_inputs,
 )
 from solvers.fused.codegen import LANE_LAYOUTS, KernelKey, pass_interleave
 from solvers.fused.looped import unsupported_reason, uses_looped
@@ -282,13 +282,7 @@ class FusedBackend(Backend):
     def prepare_own(self, spec: SolveSpec) -> FusedPrepared:
         key = self.kernel_key(spec)
         module_path(key)  # generate (untimed) the module source before the first run
-        u0, p = spec.ensemble()
-        rtol, atol = spec.tol
-        inputs = make_inputs(
-            u0, p, spec.prob.tspan, spec.dtype, mode=spec.mode, dt=spec.step,
-            n_steps=spec.n_steps if spec.mode == "fixed" else 0, rtol=rtol, atol=atol,
-            max_steps=spec.max_steps, saveat=spec.saveat,
-        )
+        inputs = spec_inputs(spec)
         variant = "gpu" if spec.device == "gpu" else ("serial" if spec.variant == "serial" else "lanes")
         return FusedPrepared(spec, key, inputs, variant, self.threads_per_block)
 

@@ -139,6 +139,16 @@ def make_inputs(u0: np.ndarray, p: np.ndarray, tspan: tuple[float, float], dtype
     )
 
 
+def spec_inputs(spec) -> KernelInputs:
+    """The kernel inputs of a ``SolveSpec``: its ensemble, time span, step (fixed: with its
+    step count) or first step and tolerances (adaptive), step cap and save times."""
+    u0, p = spec.ensemble()
+    rtol, atol = spec.tol
+    return make_inputs(u0, p, spec.prob.tspan, spec.dtype, mode=spec.mode, dt=spec.step,
+                       n_steps=spec.n_steps if spec.mode == "fixed" else 0, rtol=rtol, atol=atol,
+                       max_steps=spec.max_steps, saveat=spec.saveat)
+
+
 def make_outputs(inputs: KernelInputs, xp=np) -> dict[str, object]:
     """Output buffers: out_u (n_states, N), saved (n_save, n_states, N), stats (3, N) int32
     (accepted, rejected, f evaluations), status (N,) int32. ``xp``: numpy, or an object with
